@@ -1,0 +1,105 @@
+"""Text normalisation and word error rate.
+
+One normaliser for everything that compares words: tests, benchmarks, the pace
+agent's filler counts. Whisper writes "1455", "Mr." and "ill-disposed" where
+reference transcripts write "fourteen fifty-five", "mister" and "ill disposed",
+so both sides go through `normalize_text` before they are compared.
+"""
+
+from __future__ import annotations
+
+import re
+
+_ONES = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen "
+    "fourteen fifteen sixteen seventeen eighteen nineteen"
+).split()
+_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+
+_ABBREVIATIONS = {
+    "mr": "mister",
+    "mrs": "missus",
+    "dr": "doctor",
+    "st": "saint",
+    "vs": "versus",
+    "ie": "ie",
+    "eg": "eg",
+}
+_PHRASES = {
+    "et cetera": "etc",
+    "okay": "ok",
+    "o k": "ok",
+}
+
+
+def _below_hundred(n: int) -> str:
+    if n < 20:
+        return _ONES[n]
+    tens, ones = divmod(n, 10)
+    return _TENS[tens] + ("" if ones == 0 else " " + _ONES[ones])
+
+
+def number_to_words(n: int) -> str:
+    """Cardinal English words for 0 <= n < 10**12."""
+    if n < 100:
+        return _below_hundred(n)
+    if n < 1000:
+        hundreds, rest = divmod(n, 100)
+        return _ONES[hundreds] + " hundred" + ("" if rest == 0 else " " + _below_hundred(rest))
+    for size, name in ((10**9, "billion"), (10**6, "million"), (1000, "thousand")):
+        if n >= size:
+            high, rest = divmod(n, size)
+            return number_to_words(high) + " " + name + ("" if rest == 0 else " " + number_to_words(rest))
+    raise ValueError(n)
+
+
+def _spoken_number(digits: str) -> str:
+    n = int(digits)
+    # Years are read in pairs: 1455 -> "fourteen fifty five", as the references write them.
+    if len(digits) == 4 and (1100 <= n <= 1999 or 2010 <= n <= 2099) and n % 100 != 0:
+        high, low = divmod(n, 100)
+        low_words = _below_hundred(low) if low >= 10 else "oh " + _ONES[low]
+        return _below_hundred(high) + " " + low_words
+    if n >= 10**12:
+        return " ".join(_ONES[int(d)] for d in digits)
+    return number_to_words(n)
+
+
+def normalize_text(text: str) -> str:
+    """Lower case, words only, numbers spelled out, common abbreviations expanded."""
+    text = text.lower()
+    text = text.replace("’", "'").replace("‘", "'")
+    text = re.sub(r"(\d),(\d{3})", r"\1\2", text)  # 1,000 -> 1000
+    text = re.sub(r"(\d+)%", r"\1 percent", text)
+    text = re.sub(r"\b(\d+)(st|nd|rd|th)\b", r"\1", text)
+    text = re.sub(r"\d+", lambda m: " " + _spoken_number(m.group()) + " ", text)
+    text = re.sub(r"\b([a-z])\.(?=[a-z]\.)", r"\1", text)  # i.e. -> ie.
+    text = re.sub(r"[^a-z' ]+", " ", text)  # punctuation and hyphens become spaces
+    text = re.sub(r"(?<![a-z])'|'(?![a-z])", " ", text)  # quotes, not apostrophes inside words
+    words = [_ABBREVIATIONS.get(word, word) for word in text.split()]
+    joined = " ".join(words)
+    for phrase, replacement in _PHRASES.items():
+        joined = re.sub(rf"\b{phrase}\b", replacement, joined)
+    return joined
+
+
+def word_errors(reference: str, hypothesis: str) -> tuple[int, int]:
+    """(edit distance in words, reference length) after normalisation."""
+    ref = normalize_text(reference).split()
+    hyp = normalize_text(hypothesis).split()
+    previous = list(range(len(hyp) + 1))
+    for i, ref_word in enumerate(ref, start=1):
+        current = [i] + [0] * len(hyp)
+        for j, hyp_word in enumerate(hyp, start=1):
+            current[j] = min(
+                previous[j] + 1,  # deletion
+                current[j - 1] + 1,  # insertion
+                previous[j - 1] + (ref_word != hyp_word),  # substitution or match
+            )
+        previous = current
+    return previous[-1], len(ref)
+
+
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    errors, length = word_errors(reference, hypothesis)
+    return errors / max(length, 1)

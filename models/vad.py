@@ -1,0 +1,227 @@
+"""Voice activity detection: cut a stream of 16 kHz PCM into utterances.
+
+webrtcvad labels each 10/20/30 ms frame voiced or not. A small state machine
+on top of it decides where utterances begin and end:
+
+* An utterance opens when at least `speech_start_ms` of the last 150 ms were
+  voiced. The `pre_roll_ms` before that are kept, so a clipped first syllable
+  still reaches Whisper.
+* Once `pause_hint_ms` of silence follow the last voiced frame, a `SpeechPaused`
+  event tells the transcriber it may start decoding the final early; a voiced
+  frame after that sends `SpeechResumed`.
+* After `end_of_speech_ms` of silence the utterance ends (`SpeechEnded`).
+* An utterance longer than `max_utterance_s` ends at the next short pause, or
+  at once when it reaches the hard limit, since Whisper sees 30 s at most.
+
+Times are seconds of audio since the stream began (plus `clock_offset_s`, so a
+resumed session continues its clock).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Union
+
+import webrtcvad
+
+SAMPLE_RATE = 16000
+BYTES_PER_SAMPLE = 2
+START_WINDOW_MS = 150
+TAIL_KEPT_MS = 150  # silence kept after the last voiced frame; Whisper ends words better with it
+HARD_LIMIT_EXTRA_S = 1.5  # past max_utterance_s, how long to wait for a gap before cutting anyway
+
+
+@dataclass(frozen=True)
+class VadConfig:
+    aggressiveness: int = 2
+    frame_ms: int = 30
+    speech_start_ms: int = 90
+    pre_roll_ms: int = 300
+    end_of_speech_ms: int = 500
+    max_utterance_s: float = 25.0
+
+    @property
+    def pause_hint_ms(self) -> int:
+        # Early enough to hide most of the final decode inside the end-of-speech wait,
+        # late enough that the gaps between words rarely trigger it.
+        return min(180, self.end_of_speech_ms // 2)
+
+
+@dataclass(frozen=True)
+class SpeechStarted:
+    start_s: float  # first voiced frame
+    audio_start_s: float  # start of the kept audio, pre-roll included
+
+
+@dataclass(frozen=True)
+class SpeechPaused:
+    end_s: float  # end of the last voiced frame
+
+
+@dataclass(frozen=True)
+class SpeechResumed:
+    at_s: float
+
+
+@dataclass(frozen=True)
+class SpeechEnded:
+    start_s: float
+    end_s: float  # end of the last voiced frame
+    audio_start_s: float
+    audio: bytes  # pre-roll + speech + a short tail, 16 kHz int16
+    voiced_ms: int
+    forced: bool  # cut by max_utterance_s, not by silence
+
+
+VadEvent = Union[SpeechStarted, SpeechPaused, SpeechResumed, SpeechEnded]
+
+
+class VadSegmenter:
+    """Feed PCM of any length with `push`; get the utterance boundaries it crossed."""
+
+    def __init__(self, config: VadConfig, clock_offset_s: float = 0.0) -> None:
+        if config.frame_ms not in (10, 20, 30):
+            raise ValueError("frame_ms must be 10, 20 or 30")
+        self.config = config
+        self._vad = webrtcvad.Vad(config.aggressiveness)
+        self._frame_bytes = SAMPLE_RATE * config.frame_ms // 1000 * BYTES_PER_SAMPLE
+        self._frame_s = config.frame_ms / 1000
+        self._clock_offset_s = clock_offset_s
+        self._frames_seen = 0
+        self._leftover = b""
+
+        window_frames = START_WINDOW_MS // config.frame_ms
+        self._start_window: deque[bool] = deque(maxlen=window_frames)
+        self._start_needed = max(1, -(-config.speech_start_ms // config.frame_ms))
+        pre_roll_frames = config.pre_roll_ms // config.frame_ms
+        self._recent: deque[bytes] = deque(maxlen=pre_roll_frames + window_frames)
+
+        self._in_speech = False
+        self._utterance = bytearray()
+        self._audio_start_s = 0.0
+        self._start_s = 0.0
+        self._last_voiced_end_s = 0.0
+        self._voiced_frames = 0
+        self._trailing_silent_frames = 0
+        self._paused = False
+
+    # --- public -------------------------------------------------------------
+    @property
+    def now_s(self) -> float:
+        """Audio clock: end of the last frame examined."""
+        return self._clock_offset_s + self._frames_seen * self._frame_s
+
+    @property
+    def in_speech(self) -> bool:
+        return self._in_speech
+
+    @property
+    def utterance_start_s(self) -> float:
+        return self._start_s
+
+    def utterance_audio(self) -> bytes:
+        """The open utterance so far, up to a short tail after its last voiced frame."""
+        return bytes(self._utterance[: self._bytes_through_tail()])
+
+    def push(self, pcm: bytes) -> list[VadEvent]:
+        data = self._leftover + pcm
+        usable = len(data) - len(data) % self._frame_bytes
+        self._leftover = data[usable:]
+        events: list[VadEvent] = []
+        for offset in range(0, usable, self._frame_bytes):
+            events.extend(self._on_frame(data[offset : offset + self._frame_bytes]))
+        return events
+
+    def flush(self) -> list[VadEvent]:
+        """End of stream: close an open utterance where its voice ended."""
+        if not self._in_speech:
+            return []
+        return [self._end_utterance(forced=False)]
+
+    # --- internals ------------------------------------------------------------
+    def _on_frame(self, frame: bytes) -> list[VadEvent]:
+        voiced = self._vad.is_speech(frame, SAMPLE_RATE)
+        frame_start_s = self.now_s
+        self._frames_seen += 1
+        self._recent.append(frame)
+        if not self._in_speech:
+            return self._while_silent(voiced, frame_start_s)
+        return self._while_speaking(frame, voiced)
+
+    def _while_silent(self, voiced: bool, frame_start_s: float) -> list[VadEvent]:
+        self._start_window.append(voiced)
+        if sum(self._start_window) < self._start_needed:
+            return []
+        # Open an utterance: the kept frames become its beginning.
+        window = list(self._start_window)
+        first_voiced_index = window.index(True)
+        window_start_s = frame_start_s - (len(window) - 1) * self._frame_s
+        self._in_speech = True
+        self._utterance = bytearray(b"".join(self._recent))
+        self._audio_start_s = self.now_s - len(self._recent) * self._frame_s
+        self._start_s = window_start_s + first_voiced_index * self._frame_s
+        self._voiced_frames = sum(window)
+        self._last_voiced_end_s = self.now_s
+        self._trailing_silent_frames = 0
+        self._paused = False
+        self._start_window.clear()
+        return [SpeechStarted(start_s=round(self._start_s, 3), audio_start_s=round(self._audio_start_s, 3))]
+
+    def _while_speaking(self, frame: bytes, voiced: bool) -> list[VadEvent]:
+        self._utterance += frame
+        events: list[VadEvent] = []
+        if voiced:
+            self._voiced_frames += 1
+            self._last_voiced_end_s = self.now_s
+            self._trailing_silent_frames = 0
+            if self._paused:
+                self._paused = False
+                events.append(SpeechResumed(at_s=round(self.now_s - self._frame_s, 3)))
+        else:
+            self._trailing_silent_frames += 1
+
+        silence_ms = self._trailing_silent_frames * self.config.frame_ms
+        length_s = self.now_s - self._audio_start_s
+        if silence_ms >= self.config.end_of_speech_ms:
+            events.append(self._end_utterance(forced=False))
+        elif length_s >= self.config.max_utterance_s + HARD_LIMIT_EXTRA_S or (
+            length_s >= self.config.max_utterance_s and silence_ms >= 2 * self.config.frame_ms
+        ):
+            # Cut a long utterance at the first short gap, or hard, and go on with a new one
+            # at once: the speaker has not stopped, so no trigger and no pre-roll are needed.
+            events.append(self._end_utterance(forced=True))
+            events.append(self._continue_after_cut())
+        elif silence_ms >= self.config.pause_hint_ms and not self._paused:
+            self._paused = True
+            events.append(SpeechPaused(end_s=round(self._last_voiced_end_s, 3)))
+        return events
+
+    def _bytes_through_tail(self) -> int:
+        end_s = min(self._last_voiced_end_s + TAIL_KEPT_MS / 1000, self.now_s)
+        samples = round((end_s - self._audio_start_s) * SAMPLE_RATE)
+        return max(0, samples) * BYTES_PER_SAMPLE
+
+    def _continue_after_cut(self) -> SpeechStarted:
+        self._in_speech = True
+        self._audio_start_s = self._start_s = self._last_voiced_end_s = self.now_s
+        self._voiced_frames = 0
+        return SpeechStarted(start_s=round(self._start_s, 3), audio_start_s=round(self._audio_start_s, 3))
+
+    def _end_utterance(self, forced: bool) -> SpeechEnded:
+        ended = SpeechEnded(
+            start_s=round(self._start_s, 3),
+            end_s=round(self._last_voiced_end_s, 3),
+            audio_start_s=round(self._audio_start_s, 3),
+            audio=self.utterance_audio(),
+            voiced_ms=self._voiced_frames * self.config.frame_ms,
+            forced=forced,
+        )
+        self._in_speech = False
+        self._utterance = bytearray()
+        self._paused = False
+        self._trailing_silent_frames = 0
+        self._start_window.clear()
+        # Frames already in this utterance must not become the next one's pre-roll.
+        self._recent.clear()
+        return ended

@@ -1,0 +1,59 @@
+"""The `earshot` command: `serve` runs the server, `transcribe` runs the pipeline on a file."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from models.audio import AudioFormatError
+from models.model_files import ModelMissingError
+from server.settings import SettingsError, add_settings_arguments, settings_from_args
+
+
+class StartupError(RuntimeError):
+    """Something the server needs at start is not there; the message says what to do."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="earshot", description="Real-time streaming voice agent")
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the HTTP + WebRTC server")
+    add_settings_arguments(serve)
+
+    transcribe = commands.add_parser("transcribe", help="run the streaming pipeline over a WAV file")
+    transcribe.add_argument("file", type=Path, help="16-bit PCM WAV, any rate; stereo is mixed unless --channel")
+    transcribe.add_argument("--realtime", action="store_true", help="feed audio at real-time pace")
+    transcribe.add_argument("--jsonl", action="store_true", help="print every event as one JSON line")
+    transcribe.add_argument("--channel", type=int, default=None, help="take one channel of a multi-channel file")
+    add_settings_arguments(transcribe)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("faster_whisper").setLevel(logging.WARNING)  # it logs every decode at INFO
+    try:
+        settings = settings_from_args(args)
+        if args.command == "serve":
+            from server.app import run_server
+
+            return run_server(settings)
+        from server.transcribe import run_transcribe
+
+        if not args.file.is_file():
+            raise AudioFormatError(f"{args.file}: no such file")
+        return run_transcribe(settings, args.file, args.realtime, args.jsonl, args.channel)
+    except (SettingsError, ModelMissingError, AudioFormatError, StartupError) as exc:
+        print(f"earshot: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

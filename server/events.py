@@ -1,0 +1,117 @@
+"""The events the server sends to a client: one JSON object per data-channel message.
+
+Every event has `type` and `session_id`. Times ending in `_s` are seconds on
+the session's audio clock (audio received since the session began; a session
+resumed after a reconnect continues its clock). `emitted_audio_s` is that clock
+when the event left the pipeline, so `emitted_audio_s - speech_end_audio_s` of
+a final is its latency measured in audio, end-of-speech silence included.
+The README lists every field.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True)
+class Event:
+    type: ClassVar[str] = "event"
+    session_id: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, **asdict(self)}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class Ready(Event):
+    """Sent when the data channel opens: the session's settings the client should show."""
+
+    type: ClassVar[str] = "ready"
+    mode: str
+    role: str
+    difficulty: str
+    pace_min_wps: float
+    pace_max_wps: float
+    resumed_finals: int  # finals already stored from before a reconnect
+
+
+@dataclass(frozen=True)
+class SpeechStart(Event):
+    type: ClassVar[str] = "speech_start"
+    utterance_id: int
+    start_s: float
+    emitted_audio_s: float
+
+
+@dataclass(frozen=True)
+class Partial(Event):
+    type: ClassVar[str] = "partial"
+    utterance_id: int
+    committed: str  # settled words: never change within the utterance
+    tentative: str  # newest guess at the rest: may change
+    audio_end_s: float  # end of the audio this hypothesis heard
+    emitted_audio_s: float
+
+
+@dataclass(frozen=True)
+class SpeechEnd(Event):
+    type: ClassVar[str] = "speech_end"
+    utterance_id: int
+    start_s: float
+    end_s: float
+    dropped: bool  # too short to be speech: no final follows
+    emitted_audio_s: float
+
+
+@dataclass(frozen=True)
+class FinalWord:
+    word: str
+    start: float
+    end: float
+    probability: float
+
+
+@dataclass(frozen=True)
+class Final(Event):
+    type: ClassVar[str] = "final"
+    seq: int  # 1, 2, 3... over the whole session, reconnects included
+    utterance_id: int
+    text: str
+    start: float
+    end: float
+    words: list[FinalWord]
+    speech_end_audio_s: float  # where the VAD heard the voice end
+    emitted_audio_s: float
+    asr_queued_s: float
+    asr_inference_s: float
+
+
+@dataclass(frozen=True)
+class Pace(Event):
+    type: ClassVar[str] = "pace"
+    wps: float  # the current utterance
+    window_wps: float  # the rolling window; the verdict judges this one
+    window_s: float
+    verdict: str  # good | too_slow | too_fast | listening
+    fillers: int
+    filler_counts: dict[str, int]
+    long_pauses: int
+    total_words: int
+    voiced_s: float
+    final: bool  # computed from a final (exact) rather than a partial (live)
+    min_wps: float
+    max_wps: float
+    emitted_audio_s: float
+
+
+@dataclass(frozen=True)
+class Error(Event):
+    type: ClassVar[str] = "error"
+    code: str
+    message: str
+    detail: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,168 @@
+"""A session's audio pipeline: PCM in, client events out.
+
+    transport -> StreamingTranscriber (VAD + Whisper) -> PaceTracker -> events -> sink
+
+The WebRTC transport and `earshot transcribe` both use this class, so what a
+benchmark measures on a file is what a caller gets live.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Awaitable, Callable
+
+from agents.pace import PaceConfig, PaceReport, PaceTracker
+from models.asr import AsrConfig, AsrEngine
+from models.streaming import (
+    AsrOutput,
+    FinalResult,
+    PartialResult,
+    StreamingConfig,
+    StreamingTranscriber,
+    UtteranceEnded,
+    UtteranceStarted,
+)
+from models.vad import VadConfig
+from server import events
+from server.settings import Settings
+
+EventSink = Callable[[events.Event], Awaitable[None]]
+
+
+def asr_config(settings: Settings) -> AsrConfig:
+    return AsrConfig(
+        model=settings.asr_model,
+        device=settings.asr_device,
+        compute_type=settings.asr_compute_type,
+        threads=settings.asr_threads,
+        language=settings.asr_language,
+        beam_size=settings.asr_beam_size,
+        no_speech_threshold=settings.asr_no_speech_threshold,
+        log_prob_threshold=settings.asr_log_prob_threshold,
+        compression_ratio_threshold=settings.asr_compression_ratio_threshold,
+        trim_window=settings.asr_trim_window,
+        cache_dir=settings.data_dir,
+    )
+
+
+def streaming_config(settings: Settings) -> StreamingConfig:
+    return StreamingConfig(
+        vad=VadConfig(
+            aggressiveness=settings.vad_aggressiveness,
+            frame_ms=settings.vad_frame_ms,
+            speech_start_ms=settings.speech_start_ms,
+            pre_roll_ms=settings.pre_roll_ms,
+            end_of_speech_ms=settings.end_of_speech_ms,
+            max_utterance_s=settings.max_utterance_s,
+        ),
+        partial_interval_s=settings.partial_interval_ms / 1000,
+        min_speech_ms=settings.min_speech_ms,
+    )
+
+
+def pace_config(settings: Settings) -> PaceConfig:
+    return PaceConfig(
+        min_wps=settings.pace_min_wps,
+        max_wps=settings.pace_max_wps,
+        window_s=settings.pace_window_s,
+        long_pause_s=settings.long_pause_s,
+    )
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    """Where a session continues after a reconnect (all zero/one for a new one)."""
+
+    audio_s: float = 0.0
+    next_utterance_id: int = 1
+    next_final_seq: int = 1
+
+
+class SessionPipeline:
+    def __init__(
+        self,
+        session_id: str,
+        engine: AsrEngine,
+        settings: Settings,
+        sink: EventSink,
+        resume: ResumePoint = ResumePoint(),
+    ) -> None:
+        self.session_id = session_id
+        self._sink = sink
+        self._settings = settings
+        self._pace = PaceTracker(pace_config(settings))
+        self._next_seq = resume.next_final_seq
+        self._transcriber = StreamingTranscriber(
+            engine,
+            streaming_config(settings),
+            stream_id=session_id,
+            emit=self._on_asr,
+            clock_offset_s=resume.audio_s,
+            first_utterance_id=resume.next_utterance_id,
+        )
+
+    @property
+    def audio_s(self) -> float:
+        return self._transcriber.now_s
+
+    @property
+    def next_utterance_id(self) -> int:
+        return self._transcriber.next_utterance_id
+
+    async def push(self, pcm16: bytes) -> None:
+        await self._transcriber.push(pcm16)
+
+    async def close(self) -> None:
+        """End of audio: the open utterance gets its final before this returns."""
+        await self._transcriber.close()
+
+    async def abort(self) -> None:
+        await self._transcriber.abort()
+
+    async def _on_asr(self, output: AsrOutput) -> None:
+        now = round(self._transcriber.now_s, 3)
+        sid = self.session_id
+        if isinstance(output, UtteranceStarted):
+            self._pace.on_utterance_start(output.start_s)
+            await self._sink(events.SpeechStart(sid, output.utterance_id, output.start_s, now))
+        elif isinstance(output, PartialResult):
+            committed, tentative = " ".join(output.committed), " ".join(output.tentative)
+            await self._sink(events.Partial(sid, output.utterance_id, committed, tentative, output.audio_end_s, now))
+            text = (committed + " " + tentative).strip()
+            await self._send_pace(self._pace.on_partial(text, output.start_s, output.audio_end_s), now)
+        elif isinstance(output, UtteranceEnded):
+            await self._sink(events.SpeechEnd(sid, output.utterance_id, output.start_s, output.end_s, output.dropped, now))
+        elif isinstance(output, FinalResult):
+            seq, self._next_seq = self._next_seq, self._next_seq + 1
+            words = [events.FinalWord(w.text, w.start, w.end, w.probability) for w in output.words]
+            await self._sink(
+                events.Final(
+                    sid, seq, output.utterance_id, output.text, output.start_s, output.end_s, words,
+                    speech_end_audio_s=output.end_s,
+                    emitted_audio_s=now,
+                    asr_queued_s=output.queued_s,
+                    asr_inference_s=output.inference_s,
+                )
+            )
+            report = self._pace.on_final(output.text, output.words, output.start_s, output.end_s)
+            await self._send_pace(report, now)
+
+    async def _send_pace(self, report: PaceReport, now: float) -> None:
+        await self._sink(
+            events.Pace(
+                self.session_id,
+                wps=report.wps,
+                window_wps=report.window_wps,
+                window_s=report.window_s,
+                verdict=report.verdict,
+                fillers=report.fillers,
+                filler_counts=report.filler_counts,
+                long_pauses=report.long_pauses,
+                total_words=report.total_words,
+                voiced_s=report.voiced_s,
+                final=report.final,
+                min_wps=self._settings.pace_min_wps,
+                max_wps=self._settings.pace_max_wps,
+                emitted_audio_s=now,
+            )
+        )

@@ -1,0 +1,198 @@
+"""One settings object for the whole server.
+
+Every knob is a field of `Settings`. Each field can be set, in rising order of
+precedence, by its default, by an environment variable `EARSHOT_<FIELD>` (upper
+case), and by a command-line flag `--<field-with-dashes>`. `REDIS_URL` is also
+read without the prefix, since that is the name hosting platforms use.
+
+The flags are generated from the dataclass, so a new field is a new flag and a
+new env var without touching the CLI code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+
+class SettingsError(ValueError):
+    """A setting has a value the server cannot run with."""
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+@dataclass(frozen=True)
+class Settings:
+    # --- HTTP ---
+    host: str = field(default="127.0.0.1", metadata=_help("address the HTTP server binds"))
+    port: int = field(default=8000, metadata=_help("HTTP port"))
+    max_body_bytes: int = field(default=65536, metadata=_help("largest accepted request body"))
+
+    # --- Redis ---
+    redis_url: str = field(
+        default="",
+        metadata=_help("Redis URL; empty starts a private redis-server under data_dir"),
+    )
+    data_dir: Path = field(
+        default=Path(".earshot"),
+        metadata=_help("where the private Redis and joined model files live"),
+    )
+    session_ttl_s: int = field(default=86400, metadata=_help("how long a session is kept in Redis"))
+
+    # --- ASR ---
+    asr_model: str = field(
+        default="tiny.en",
+        metadata=_help("bundled model name (tiny.en, base) or a CTranslate2 Whisper directory"),
+    )
+    asr_device: str = field(default="cpu", metadata=_help("cpu, cuda or auto"))
+    asr_compute_type: str = field(default="int8", metadata=_help("CTranslate2 compute type"))
+    asr_threads: int = field(default=0, metadata=_help("CPU threads for inference; 0 = all cores"))
+    asr_language: str = field(default="en", metadata=_help("spoken language code"))
+    asr_beam_size: int = field(default=1, metadata=_help("beam size of final decodes"))
+    asr_trim_window: bool = field(
+        default=True, metadata=_help("decode each utterance in a window cut to its length, not 30 s")
+    )
+    asr_no_speech_threshold: float = field(
+        default=0.6, metadata=_help("drop a segment above this no-speech probability...")
+    )
+    asr_log_prob_threshold: float = field(
+        default=-1.0, metadata=_help("...when its average log-probability is below this")
+    )
+    asr_compression_ratio_threshold: float = field(
+        default=2.4, metadata=_help("drop repetitive text above this gzip compression ratio")
+    )
+
+    # --- VAD and streaming ---
+    vad_aggressiveness: int = field(default=2, metadata=_help("webrtcvad mode, 0 (lenient) to 3 (strict)"))
+    vad_frame_ms: int = field(default=30, metadata=_help("VAD frame length: 10, 20 or 30 ms"))
+    speech_start_ms: int = field(
+        default=90, metadata=_help("voiced audio needed within 150 ms to open an utterance")
+    )
+    pre_roll_ms: int = field(default=300, metadata=_help("audio kept before speech start"))
+    end_of_speech_ms: int = field(default=500, metadata=_help("silence that ends an utterance"))
+    min_speech_ms: int = field(default=250, metadata=_help("utterances with less voiced audio are dropped"))
+    partial_interval_ms: int = field(default=400, metadata=_help("new audio between partial hypotheses"))
+    max_utterance_s: float = field(default=25.0, metadata=_help("force a final after this much speech"))
+
+    # --- Pace ---
+    pace_min_wps: float = field(default=1.0, metadata=_help("slowest good pace, words per second"))
+    pace_max_wps: float = field(default=3.0, metadata=_help("fastest good pace, words per second"))
+    pace_window_s: float = field(default=30.0, metadata=_help("rolling window for the pace verdict"))
+    long_pause_s: float = field(default=2.0, metadata=_help("a pause at least this long is counted"))
+
+    # --- WebRTC ---
+    ice_loopback_only: bool = field(
+        default=False,
+        metadata=_help("offer only 127.0.0.1 ICE candidates (tests, load tests, one-box demos)"),
+    )
+
+    def __post_init__(self) -> None:
+        problems: list[str] = []
+
+        def check(ok: bool, message: str) -> None:
+            if not ok:
+                problems.append(message)
+
+        check(0 < self.port < 65536, f"port must be 1-65535, got {self.port}")
+        check(self.max_body_bytes >= 1024, "max_body_bytes must be at least 1024")
+        check(self.session_ttl_s > 0, "session_ttl_s must be positive")
+        check(
+            not self.redis_url or self.redis_url.startswith(("redis://", "rediss://", "unix://")),
+            f"redis_url must start with redis://, rediss:// or unix://, got {self.redis_url!r}",
+        )
+        check(self.asr_device in ("cpu", "cuda", "auto"), f"asr_device must be cpu, cuda or auto, got {self.asr_device!r}")
+        check(self.asr_threads >= 0, "asr_threads must be >= 0")
+        check(self.asr_beam_size >= 1, "asr_beam_size must be >= 1")
+        check(0.0 < self.asr_no_speech_threshold <= 1.0, "asr_no_speech_threshold must be in (0, 1]")
+        check(self.vad_aggressiveness in (0, 1, 2, 3), "vad_aggressiveness must be 0, 1, 2 or 3")
+        check(self.vad_frame_ms in (10, 20, 30), "vad_frame_ms must be 10, 20 or 30")
+        check(0 < self.speech_start_ms <= 150, "speech_start_ms must be in 1..150")
+        check(0 <= self.pre_roll_ms <= 1000, "pre_roll_ms must be in 0..1000")
+        check(100 <= self.end_of_speech_ms <= 5000, "end_of_speech_ms must be in 100..5000")
+        check(self.min_speech_ms >= 0, "min_speech_ms must be >= 0")
+        check(100 <= self.partial_interval_ms <= 5000, "partial_interval_ms must be in 100..5000")
+        check(2.0 <= self.max_utterance_s <= 28.0, "max_utterance_s must be in 2..28 (Whisper sees 30 s at most)")
+        check(0 < self.pace_min_wps < self.pace_max_wps, "need 0 < pace_min_wps < pace_max_wps")
+        check(self.pace_window_s > 0, "pace_window_s must be positive")
+        check(self.long_pause_s > 0, "long_pause_s must be positive")
+        if problems:
+            raise SettingsError("invalid settings:\n  - " + "\n  - ".join(problems))
+
+    @property
+    def sample_rate(self) -> int:
+        """Everything after the transport works on 16 kHz mono, what Whisper and webrtcvad take."""
+        return 16000
+
+    def replace(self, **changes: Any) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+
+def _convert(name: str, kind: Any, raw: str) -> Any:
+    try:
+        if kind in (bool, "bool"):
+            lowered = raw.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(raw)
+        if kind in (int, "int"):
+            return int(raw)
+        if kind in (float, "float"):
+            return float(raw)
+        if kind in (Path, "Path"):
+            return Path(raw)
+        return raw
+    except ValueError:
+        raise SettingsError(f"{name}: cannot read {raw!r} as {getattr(kind, '__name__', kind)}") from None
+
+
+def env_name(field_name: str) -> str:
+    return "EARSHOT_" + field_name.upper()
+
+
+def settings_from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Defaults, then env vars, then explicit overrides (already typed)."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        raw = env.get(env_name(f.name))
+        if raw is None and f.name == "redis_url":
+            raw = env.get("REDIS_URL")
+        if raw is not None:
+            values[f.name] = _convert(env_name(f.name), f.type, raw)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return Settings(**values)
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per settings field. Unset flags stay None so env vars still apply."""
+    group = parser.add_argument_group("settings (each also EARSHOT_<NAME> in the environment)")
+    for f in fields(Settings):
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f"{f.metadata.get('help', '')} (default: {f.default})"
+        if f.type in (bool, "bool"):
+            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            group.add_argument(
+                flag,
+                dest=f.name,
+                default=None,
+                type=lambda raw, f=f: _convert(flag_name(f.name), f.type, raw),
+                help=help_text,
+            )
+
+
+def flag_name(field_name: str) -> str:
+    return "--" + field_name.replace("_", "-")
+
+
+def settings_from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Settings:
+    overrides = {f.name: getattr(args, f.name, None) for f in fields(Settings)}
+    return settings_from_env(env, **overrides)
