@@ -9,11 +9,8 @@ from pathlib import Path
 
 from models.audio import AudioFormatError
 from models.model_files import ModelMissingError
+from server.errors import StartupError
 from server.settings import SettingsError, add_settings_arguments, settings_from_args
-
-
-class StartupError(RuntimeError):
-    """Something the server needs at start is not there; the message says what to do."""
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -92,6 +92,11 @@ class Settings:
         metadata=_help("offer only 127.0.0.1 ICE candidates (tests, load tests, one-box demos)"),
     )
 
+    ice_servers: str = field(
+        default="",
+        metadata=_help("comma-separated STUN/TURN URLs for callers behind NAT; empty = host candidates only"),
+    )
+
     def __post_init__(self) -> None:
         problems: list[str] = []
 
@@ -128,6 +133,10 @@ class Settings:
     def sample_rate(self) -> int:
         """Everything after the transport works on 16 kHz mono, what Whisper and webrtcvad take."""
         return 16000
+
+    @property
+    def ice_server_urls(self) -> tuple[str, ...]:
+        return tuple(url.strip() for url in self.ice_servers.split(",") if url.strip())
 
     def replace(self, **changes: Any) -> "Settings":
         return dataclasses.replace(self, **changes)

@@ -1,0 +1,1 @@
+"""Benchmarks for Earshot; see bench/README.md."""

@@ -1,0 +1,82 @@
+// HTTP calls to the Earshot server. URLs are relative so the page works
+// wherever the server mounts it.
+
+/** An error the server reported as {"error": {"code", "message"}}, or a transport failure. */
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.name = "ApiError";
+    this.status = status; // 0 when the server could not be reached
+    this.code = code;
+  }
+
+  /** The session no longer exists (expired, deleted, or the token is wrong): resuming is pointless. */
+  get sessionGone() {
+    return [401, 403, 404, 410].includes(this.status);
+  }
+}
+
+async function request(method, path, { token, body, keepalive = false } = {}) {
+  const headers = {};
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (token) headers.Authorization = `Bearer ${token}`;
+
+  let response;
+  try {
+    response = await fetch(path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      keepalive, // lets the DELETE on Stop finish even if the page is closing
+    });
+  } catch {
+    // fetch only rejects on network failure, never on an HTTP status.
+    throw new ApiError(0, "network", "cannot reach the server");
+  }
+
+  const payload = await readJson(response);
+  if (!response.ok) {
+    const error = payload?.error ?? {};
+    throw new ApiError(
+      response.status,
+      error.code ?? "http_error",
+      error.message ?? `HTTP ${response.status} ${response.statusText}`.trim(),
+    );
+  }
+  return payload;
+}
+
+async function readJson(response) {
+  // Tolerate empty bodies (204 on DELETE) and non-JSON error pages from proxies.
+  const text = await response.text();
+  if (!text) return null;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return null;
+  }
+}
+
+const sessionPath = (sessionId) => `api/sessions/${encodeURIComponent(sessionId)}`;
+
+/** -> {session_id, token} */
+export function createSession({ role, difficulty }) {
+  return request("POST", "api/sessions", { body: { mode: "interview", role, difficulty } });
+}
+
+/** -> {sdp, type: "answer"} */
+export function sendOffer(session, description) {
+  return request("POST", `${sessionPath(session.session_id)}/offer`, {
+    token: session.token,
+    body: { sdp: description.sdp, type: description.type },
+  });
+}
+
+/** -> {session_id, state, mode, role, difficulty, finals: [...], pace: {...} | null} */
+export function getSession(session) {
+  return request("GET", sessionPath(session.session_id), { token: session.token });
+}
+
+export function deleteSession(session) {
+  return request("DELETE", sessionPath(session.session_id), { token: session.token, keepalive: true });
+}

@@ -1,0 +1,82 @@
+// WebRTC plumbing: microphone, peer connection, and the one-shot offer/answer.
+// No trickle ICE: the server answers a single offer that already holds every
+// candidate, so we wait for gathering to finish before sending it.
+
+const ICE_GATHERING_TIMEOUT_MS = 3000;
+
+export const MIC_CONSTRAINTS = {
+  audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
+};
+
+export function openMicrophone() {
+  if (!navigator.mediaDevices?.getUserMedia) {
+    // Browsers hide getUserMedia on insecure origins (plain http other than localhost).
+    const error = new Error("this page needs HTTPS (or localhost) to use the microphone");
+    error.name = "InsecureContextError";
+    return Promise.reject(error);
+  }
+  return navigator.mediaDevices.getUserMedia(MIC_CONSTRAINTS);
+}
+
+export function stopMicrophone(stream) {
+  stream?.getTracks().forEach((track) => track.stop());
+}
+
+/**
+ * Builds a peer connection that sends the mic and carries the "events" data channel.
+ * handlers: {onOpen, onMessage, onClose, onConnectionState, onTrack}
+ */
+export function createPeer(stream, handlers) {
+  const pc = new RTCPeerConnection({ iceServers: [] });
+  for (const track of stream.getAudioTracks()) pc.addTrack(track, stream);
+
+  // Created before the offer so the offer includes the SCTP (data) section.
+  const channel = pc.createDataChannel("events", { ordered: true });
+  channel.onopen = () => handlers.onOpen?.();
+  channel.onclose = () => handlers.onClose?.();
+  channel.onmessage = (message) => handlers.onMessage?.(message.data);
+
+  pc.onconnectionstatechange = () => handlers.onConnectionState?.(pc.connectionState);
+  pc.ontrack = (event) => handlers.onTrack?.(event);
+  return { pc, channel };
+}
+
+/** Offer, wait for ICE, let `exchange(offer)` deliver it to the server, apply the answer. */
+export async function negotiate(pc, exchange) {
+  const offer = await pc.createOffer();
+  await pc.setLocalDescription(offer);
+  await iceGatheringComplete(pc);
+  const answer = await exchange(pc.localDescription);
+  await pc.setRemoteDescription(answer);
+}
+
+function iceGatheringComplete(pc) {
+  if (pc.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      pc.removeEventListener("icegatheringstatechange", onChange);
+      resolve();
+    };
+    const onChange = () => {
+      if (pc.iceGatheringState === "complete") done();
+    };
+    // Some browsers stall gathering on unusable interfaces; the host candidates
+    // found in the first moments are all a LAN/localhost server needs.
+    const timer = setTimeout(done, ICE_GATHERING_TIMEOUT_MS);
+    pc.addEventListener("icegatheringstatechange", onChange);
+  });
+}
+
+export function closePeer(peer) {
+  if (!peer) return;
+  // Detach handlers first so our own close is not reported as a lost connection.
+  peer.channel.onopen = peer.channel.onclose = peer.channel.onmessage = null;
+  peer.pc.onconnectionstatechange = peer.pc.ontrack = null;
+  try {
+    peer.channel.close();
+  } catch {
+    /* already closed */
+  }
+  peer.pc.close();
+}

@@ -1,0 +1,284 @@
+"""The HTTP side: session API, WebRTC signalling, health, and the static client.
+
+    POST   /api/sessions                 {mode, role, difficulty} -> {session_id, token}
+    POST   /api/sessions/{id}/offer      Bearer token, {sdp, type: "offer"} -> {sdp, type: "answer"}
+    GET    /api/sessions/{id}            Bearer token -> session, finals, pace
+    DELETE /api/sessions/{id}            Bearer token -> ends the session
+    GET    /healthz                      Redis and engine state
+    GET    /                             the client (client/index.html and its files)
+
+Every error is JSON: {"error": {"code": "...", "message": "..."}} with a 4xx/5xx
+status, and no error ends the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, AsyncIterator, Optional
+
+from aiortc.sdp import SessionDescription
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from agents.roles import DIFFICULTIES, MODES, ROLES
+from models.asr import AsrEngine
+from server.errors import StartupError
+from server.pipeline import ResumePoint
+from server.settings import Settings
+from server.store import SessionRecord, SessionStore, StoreUnavailable, WriteBehind, connect
+from server.webrtc import EVENTS_CHANNEL, LiveSession
+
+log = logging.getLogger(__name__)
+
+CLIENT_DIR = Path(__file__).resolve().parent.parent / "client"
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def error_response(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+class Earshot:
+    """Everything one server process shares: settings, store, the ASR engine, live calls."""
+
+    def __init__(self, settings: Settings, store: SessionStore, engine: AsrEngine) -> None:
+        self.settings = settings
+        self.store = store
+        self.engine = engine
+        self.live: dict[str, LiveSession] = {}
+        self._draining: set[WriteBehind] = set()
+
+    # --- helpers -----------------------------------------------------------------------
+    async def read_json(self, request: Request) -> dict[str, Any]:
+        limit = self.settings.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise ApiError(413, "body_too_large", f"request body over {limit} bytes")
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise ApiError(413, "body_too_large", f"request body over {limit} bytes")
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise ApiError(400, "bad_json", "request body must be a JSON object") from None
+        if not isinstance(data, dict):
+            raise ApiError(400, "bad_json", "request body must be a JSON object")
+        return data
+
+    async def authorised_session(self, request: Request) -> SessionRecord:
+        session_id = request.path_params["session_id"]
+        record = await self.store.get(session_id)
+        if record is None:
+            raise ApiError(404, "unknown_session", f"no session {session_id}")
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise ApiError(401, "missing_token", "send the session token as 'Authorization: Bearer <token>'")
+        if not SessionStore.token_matches(record, token.strip()):
+            raise ApiError(401, "bad_token", "the token does not belong to this session")
+        return record
+
+    def session_closed(self, session: LiveSession) -> None:
+        if self.live.get(session.session_id) is session:
+            del self.live[session.session_id]
+        if session.writer.pending:
+            self._draining.add(session.writer)  # keep retrying after the call ended
+        self._draining = {w for w in self._draining if w.pending}
+
+    # --- endpoints ----------------------------------------------------------------------
+    async def create_session(self, request: Request) -> JSONResponse:
+        data = await self.read_json(request)
+        mode = data.get("mode", "interview")
+        role = data.get("role")
+        difficulty = data.get("difficulty", "medium")
+        if mode not in MODES:
+            raise ApiError(400, "bad_mode", f"mode must be one of: {', '.join(MODES)}")
+        if role not in ROLES:
+            raise ApiError(400, "bad_role", f"role must be one of: {', '.join(ROLES)}")
+        if difficulty not in DIFFICULTIES:
+            raise ApiError(400, "bad_difficulty", f"difficulty must be one of: {', '.join(DIFFICULTIES)}")
+        record, token = await self.store.create(mode, role, difficulty)
+        return JSONResponse({"session_id": record.session_id, "token": token}, status_code=201)
+
+    async def offer(self, request: Request) -> JSONResponse:
+        data = await self.read_json(request)
+        record = await self.authorised_session(request)
+        sdp = data.get("sdp")
+        if data.get("type") != "offer" or not isinstance(sdp, str):
+            raise ApiError(400, "bad_offer", 'body must be {"sdp": "<offer SDP>", "type": "offer"}')
+        check_offer_sdp(sdp)
+        existing = self.live.get(record.session_id)
+        if existing is not None and not existing.closed:
+            raise ApiError(409, "session_live", "this session already has a live connection; DELETE it or wait")
+        if record.state == "ended":
+            raise ApiError(409, "session_ended", "this session has ended; create a new one")
+
+        resumed_finals = await self.store.final_count(record.session_id)
+        resume = ResumePoint(
+            audio_s=record.audio_s,
+            next_utterance_id=record.next_utterance_id,
+            next_final_seq=resumed_finals + 1,
+        )
+        session = LiveSession(
+            record,
+            resume,
+            resumed_finals,
+            self.engine,
+            self.settings,
+            writer_factory=lambda on_outage: WriteBehind(self.store, record.session_id, on_outage),
+            on_closed=self.session_closed,
+        )
+        self.live[record.session_id] = session
+        try:
+            answer = await session.answer(sdp)
+        except Exception as exc:  # aiortc rejects what it cannot negotiate (codecs, DTLS, ...)
+            await session.close("offer rejected")
+            raise ApiError(400, "bad_offer", f"cannot negotiate this offer: {exc}") from None
+        return JSONResponse({"sdp": answer.sdp, "type": answer.type})
+
+    async def get_session(self, request: Request) -> JSONResponse:
+        record = await self.authorised_session(request)
+        finals = await self.store.finals(record.session_id)
+        live = self.live.get(record.session_id)
+        body = {**record.public(), "live": live is not None and not live.closed, "finals": finals, "pace": record.pace}
+        return JSONResponse(body)
+
+    async def delete_session(self, request: Request) -> JSONResponse:
+        record = await self.authorised_session(request)
+        live = self.live.get(record.session_id)
+        if live is not None:
+            await live.close("ended by the caller", state="ended")
+        else:
+            await self.store.update(record.session_id, state="ended")
+        count = await self.store.final_count(record.session_id)
+        return JSONResponse({"session_id": record.session_id, "state": "ended", "finals": count})
+
+    async def health(self, request: Request) -> JSONResponse:
+        try:
+            redis_ok = await self.store.ping()
+        except StoreUnavailable:
+            redis_ok = False
+        body = {
+            "status": "ok" if redis_ok else "degraded",
+            "redis": redis_ok,
+            "live_sessions": len(self.live),
+            "asr_model": self.settings.asr_model,
+            "asr_queue_depth": self.engine.queue_depth,
+        }
+        return JSONResponse(body, status_code=200 if redis_ok else 503)
+
+    async def close_all(self) -> None:
+        await asyncio.gather(*(s.close("server shutting down") for s in list(self.live.values())))
+        for writer in list(self._draining):
+            await writer.flush(2.0)
+            await writer.stop()
+
+
+def check_offer_sdp(sdp: str) -> None:
+    """400 for an offer we can tell is unusable before aiortc sees it."""
+    try:
+        parsed = SessionDescription.parse(sdp)
+    except Exception:
+        raise ApiError(400, "bad_sdp", "the offer is not valid SDP") from None
+    kinds = [media.kind for media in parsed.media]
+    if not kinds:
+        raise ApiError(400, "bad_sdp", "the offer has no media sections")
+    if "audio" not in kinds:
+        raise ApiError(400, "no_audio", "the offer has no audio track; add the microphone before creating it")
+    if "application" not in kinds:
+        raise ApiError(
+            400,
+            "no_data_channel",
+            f"the offer has no data channel; create one named '{EVENTS_CHANNEL}' before the offer",
+        )
+
+
+def create_app(earshot: Earshot) -> Starlette:
+    def endpoint(method):
+        async def handle(request: Request) -> JSONResponse:
+            try:
+                return await method(request)
+            except ApiError as exc:
+                return error_response(exc.status, exc.code, exc.message)
+            except StoreUnavailable as exc:
+                log.warning("%s %s: %s", request.method, request.url.path, exc)
+                return error_response(503, "store_unavailable", "session storage (Redis) is unreachable; try again")
+
+        return handle
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await earshot.close_all()
+        await earshot.store.close()
+
+    routes = [
+        Route("/api/sessions", endpoint(earshot.create_session), methods=["POST"]),
+        Route("/api/sessions/{session_id}/offer", endpoint(earshot.offer), methods=["POST"]),
+        Route("/api/sessions/{session_id}", endpoint(earshot.get_session), methods=["GET"]),
+        Route("/api/sessions/{session_id}", endpoint(earshot.delete_session), methods=["DELETE"]),
+        Route("/healthz", endpoint(earshot.health), methods=["GET"]),
+        Mount("/", StaticFiles(directory=CLIENT_DIR, html=True), name="client"),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.earshot = earshot
+    return app
+
+
+def run_server(settings: Settings) -> int:
+    """Start Redis (or connect), load the model, serve until interrupted."""
+    import uvicorn
+
+    from server.ice import restrict_ice_to_loopback
+    from server.pipeline import asr_config
+    from server.redis_server import PrivateRedis, RedisStartError
+
+    private: Optional[PrivateRedis] = None
+    url = settings.redis_url
+    if not url:
+        private = PrivateRedis(settings.data_dir)
+        try:
+            url = private.start()
+        except RedisStartError as exc:
+            raise StartupError(str(exc)) from None
+        log.info("private Redis at %s", url)
+    try:
+        asyncio.run(_check_store(url))
+        if settings.ice_loopback_only:
+            restrict_ice_to_loopback()
+        engine = AsrEngine.load(asr_config(settings))
+        log.info("ASR model %s loaded", settings.asr_model)
+        store = SessionStore(connect(url), settings.session_ttl_s)
+        app = create_app(Earshot(settings, store, engine))
+        config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", lifespan="on")
+        log.info("Earshot listening on http://%s:%d", settings.host, settings.port)
+        uvicorn.Server(config).run()
+        engine.close()
+    finally:
+        if private is not None:
+            private.stop()
+    return 0
+
+
+async def _check_store(url: str) -> None:
+    store = SessionStore(connect(url), ttl_s=1)
+    try:
+        await store.ping()
+    except StoreUnavailable as exc:
+        raise StartupError(f"cannot reach Redis at {url}: {exc.__cause__ or exc}") from None
+    finally:
+        await store.close()

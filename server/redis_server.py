@@ -1,0 +1,94 @@
+"""A private redis-server for when no REDIS_URL is given.
+
+It listens on a Unix socket under `data_dir` (no TCP port to collide with or
+expose) and keeps an append-only file there, so finals survive a restart of
+Earshot and of Redis itself. If a server from an earlier run still answers on
+the socket (Earshot was killed), it is reused rather than started twice.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Optional
+
+import redis
+
+SOCKET_NAME = "redis.sock"
+MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes
+
+
+class RedisStartError(RuntimeError):
+    pass
+
+
+def _answers(socket_path: Path) -> bool:
+    if not socket_path.exists():
+        return False
+    try:
+        return bool(redis.Redis(unix_socket_path=str(socket_path), socket_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+class PrivateRedis:
+    def __init__(self, data_dir: Path) -> None:
+        self.dir = (data_dir / "redis").resolve()
+        self.socket_path = self.dir / SOCKET_NAME
+        self._process: Optional[subprocess.Popen] = None
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket_path}"
+
+    def start(self, timeout_s: float = 10.0) -> str:
+        if len(str(self.socket_path)) > MAX_SOCKET_PATH:
+            raise RedisStartError(f"data_dir path too long for a Unix socket: {self.socket_path}")
+        if _answers(self.socket_path):
+            return self.url  # left running by an earlier run: its data is ours
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RedisStartError(
+                "redis-server is not installed: run `apt-get install redis-server` "
+                "(or `make setup`), or point REDIS_URL at a running Redis"
+            )
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.socket_path.unlink(missing_ok=True)
+        log = open(self.dir / "redis.log", "ab")
+        self._process = subprocess.Popen(
+            [
+                binary,
+                "--port", "0",
+                "--unixsocket", str(self.socket_path),
+                "--unixsocketperm", "700",
+                "--dir", str(self.dir),
+                "--appendonly", "yes",
+                "--appendfsync", "everysec",
+                "--save", "",
+                "--daemonize", "no",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C in the terminal reaches Earshot, which stops it in order
+        )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RedisStartError(f"redis-server exited at start; see {self.dir / 'redis.log'}")
+            if _answers(self.socket_path):
+                return self.url
+            time.sleep(0.05)
+        self.stop()
+        raise RedisStartError(f"redis-server did not answer within {timeout_s} s; see {self.dir / 'redis.log'}")
+
+    def stop(self) -> None:
+        if self._process is None:
+            return
+        self._process.terminate()
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+        self._process = None

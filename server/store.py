@@ -1,0 +1,266 @@
+"""Session state in Redis.
+
+Keys (all expire `session_ttl_s` after the last write):
+
+    earshot:session:{id}          hash: mode, role, difficulty, state, token_sha256,
+                                  created_at, audio_s, next_utterance_id, pace (JSON)
+    earshot:session:{id}:finals   stream: one entry per final, entry ID "{seq}-0",
+                                  field "event" = the final event's JSON
+
+Using the final's sequence number as its stream ID makes a retried write
+idempotent: Redis refuses an ID that is not above the last one, so a final
+written twice (the first reply lost in an outage) is stored once.
+
+`WriteBehind` sits between a live session and the store: the media path never
+waits on Redis, and while Redis is unreachable writes wait in memory, in
+order, and go out when it is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Optional
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError, ResponseError
+
+log = logging.getLogger(__name__)
+
+KEY_PREFIX = "earshot:session:"
+
+
+class StoreUnavailable(RuntimeError):
+    """Redis did not answer."""
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    session_id: str
+    mode: str
+    role: str
+    difficulty: str
+    state: str  # created | live | ended
+    created_at: float
+    audio_s: float
+    next_utterance_id: int
+    pace: Optional[dict[str, Any]]
+    token_sha256: str
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "session_id": self.session_id,
+            "mode": self.mode,
+            "role": self.role,
+            "difficulty": self.difficulty,
+            "state": self.state,
+            "created_at": self.created_at,
+            "audio_s": self.audio_s,
+        }
+
+
+def _hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def connect(url: str) -> aioredis.Redis:
+    # Short timeouts: a dead Redis must fail a write fast, not stall a session.
+    return aioredis.Redis.from_url(
+        url, socket_timeout=2.0, socket_connect_timeout=2.0, decode_responses=True
+    )
+
+
+class SessionStore:
+    def __init__(self, client: aioredis.Redis, ttl_s: int) -> None:
+        self._redis = client
+        self._ttl_s = ttl_s
+
+    async def _call(self, operation: Callable[[], Awaitable[Any]]) -> Any:
+        try:
+            return await operation()
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"Redis is unreachable: {exc}") from exc
+
+    async def ping(self) -> bool:
+        return bool(await self._call(self._redis.ping))
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+    async def create(self, mode: str, role: str, difficulty: str) -> tuple[SessionRecord, str]:
+        session_id = secrets.token_hex(8)
+        token = secrets.token_urlsafe(24)
+        fields = {
+            "mode": mode,
+            "role": role,
+            "difficulty": difficulty,
+            "state": "created",
+            "created_at": f"{time.time():.3f}",
+            "audio_s": "0",
+            "next_utterance_id": "1",
+            "token_sha256": _hash_token(token),
+        }
+        key = KEY_PREFIX + session_id
+
+        async def write() -> None:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.hset(key, mapping=fields)
+                pipe.expire(key, self._ttl_s)
+                await pipe.execute()
+
+        await self._call(write)
+        return _record(session_id, fields), token
+
+    async def get(self, session_id: str) -> Optional[SessionRecord]:
+        fields = await self._call(lambda: self._redis.hgetall(KEY_PREFIX + session_id))
+        return _record(session_id, fields) if fields else None
+
+    @staticmethod
+    def token_matches(record: SessionRecord, token: str) -> bool:
+        return hmac.compare_digest(record.token_sha256, _hash_token(token))
+
+    async def update(self, session_id: str, **fields: Any) -> None:
+        key = KEY_PREFIX + session_id
+        values = {k: json.dumps(v) if isinstance(v, (dict, list)) else str(v) for k, v in fields.items()}
+
+        async def write() -> None:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.hset(key, mapping=values)
+                pipe.expire(key, self._ttl_s)
+                pipe.expire(key + ":finals", self._ttl_s)
+                await pipe.execute()
+
+        await self._call(write)
+
+    async def append_final(self, session_id: str, seq: int, final: dict[str, Any]) -> None:
+        key = KEY_PREFIX + session_id + ":finals"
+
+        async def write() -> None:
+            try:
+                await self._redis.xadd(key, {"event": json.dumps(final)}, id=f"{seq}-0")
+            except ResponseError as exc:
+                if "equal or smaller" not in str(exc):
+                    raise
+                return  # already stored by an earlier try whose reply was lost
+            await self._redis.expire(key, self._ttl_s)
+
+        await self._call(write)
+
+    async def finals(self, session_id: str) -> list[dict[str, Any]]:
+        entries = await self._call(lambda: self._redis.xrange(KEY_PREFIX + session_id + ":finals"))
+        return [json.loads(entry["event"]) for _id, entry in entries]
+
+    async def final_count(self, session_id: str) -> int:
+        return int(await self._call(lambda: self._redis.xlen(KEY_PREFIX + session_id + ":finals")))
+
+
+def _record(session_id: str, fields: dict[str, str]) -> SessionRecord:
+    pace = fields.get("pace")
+    return SessionRecord(
+        session_id=session_id,
+        mode=fields.get("mode", ""),
+        role=fields.get("role", ""),
+        difficulty=fields.get("difficulty", ""),
+        state=fields.get("state", "created"),
+        created_at=float(fields.get("created_at", 0)),
+        audio_s=float(fields.get("audio_s", 0)),
+        next_utterance_id=int(fields.get("next_utterance_id", 1)),
+        pace=json.loads(pace) if pace else None,
+        token_sha256=fields.get("token_sha256", ""),
+    )
+
+
+class WriteBehind:
+    """Ordered, retried writes for one live session.
+
+    Finals are queued in order and never dropped. Session fields (progress,
+    pace, state) are coalesced: only the newest value of each is written.
+    `on_outage(True/False)` is called when Redis goes away and comes back, so
+    the session can tell its client.
+    """
+
+    RETRY_S = 0.5
+
+    def __init__(
+        self,
+        store: SessionStore,
+        session_id: str,
+        on_outage: Callable[[bool], Awaitable[None]],
+    ) -> None:
+        self._store = store
+        self._session_id = session_id
+        self._on_outage = on_outage
+        self._finals: deque[tuple[int, dict[str, Any]]] = deque()
+        self._fields: dict[str, Any] = {}
+        self._wake = asyncio.Event()
+        self._in_outage = False
+        self._task: Optional[asyncio.Task] = None
+
+    @property
+    def pending(self) -> int:
+        return len(self._finals) + (1 if self._fields else 0)
+
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(self._run())
+
+    def final(self, seq: int, event: dict[str, Any]) -> None:
+        self._finals.append((seq, event))
+        self._wake.set()
+
+    def fields(self, **values: Any) -> None:
+        self._fields.update(values)
+        self._wake.set()
+
+    async def flush(self, timeout_s: float) -> bool:
+        """Try to write everything pending; False if Redis stayed away for timeout_s."""
+        deadline = time.monotonic() + timeout_s
+        while self.pending and time.monotonic() < deadline:
+            self._wake.set()
+            await asyncio.sleep(0.05)
+        return not self.pending
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self._write_pending()
+            except StoreUnavailable as exc:
+                if not self._in_outage:
+                    self._in_outage = True
+                    log.warning("session %s: %s; holding %d writes", self._session_id, exc, self.pending)
+                    await self._on_outage(True)
+                await asyncio.sleep(self.RETRY_S)
+                self._wake.set()
+                continue
+            if self._in_outage:
+                self._in_outage = False
+                log.info("session %s: Redis is back; pending writes saved", self._session_id)
+                await self._on_outage(False)
+
+    async def _write_pending(self) -> None:
+        while self._finals:
+            seq, event = self._finals[0]
+            await self._store.append_final(self._session_id, seq, event)
+            self._finals.popleft()
+        if self._fields:
+            values = dict(self._fields)
+            await self._store.update(self._session_id, **values)
+            for key, value in values.items():
+                if self._fields.get(key) is value:
+                    del self._fields[key]

@@ -1,0 +1,194 @@
+"""One live WebRTC call: the caller's audio in, events out on the `events` data channel.
+
+    browser mic --Opus/RTP--> aiortc track --> FrameResampler (16 kHz mono)
+        --> SessionPipeline --> events --> data channel `events` (+ finals to Redis)
+
+Events produced before the data channel opens wait in a small buffer, so the
+client sees every event in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import Awaitable, Callable, Optional
+
+from aiortc import MediaStreamTrack, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError
+
+from models.asr import AsrEngine
+from models.audio import FrameResampler
+from server import events
+from server.ice import rtc_configuration
+from server.pipeline import ResumePoint, SessionPipeline
+from server.settings import Settings
+from server.store import SessionRecord, WriteBehind
+
+log = logging.getLogger(__name__)
+
+EVENTS_CHANNEL = "events"
+MAX_BUFFERED_EVENTS = 1000
+CONNECT_TIMEOUT_S = 30.0  # a caller that never completes ICE is let go after this
+FINAL_FLUSH_TIMEOUT_S = 3.0
+
+
+class LiveSession:
+    def __init__(
+        self,
+        record: SessionRecord,
+        resume: ResumePoint,
+        resumed_finals: int,
+        engine: AsrEngine,
+        settings: Settings,
+        writer_factory: Callable[[Callable[[bool], Awaitable[None]]], WriteBehind],
+        on_closed: Callable[["LiveSession"], None],
+    ) -> None:
+        self.record = record
+        self.session_id = record.session_id
+        self._settings = settings
+        self._resumed_finals = resumed_finals
+        self._on_closed = on_closed
+        self._writer = writer_factory(self._on_store_outage)
+        self._pipeline = SessionPipeline(self.session_id, engine, settings, self._emit, resume)
+        self._pc = RTCPeerConnection(rtc_configuration(settings.ice_server_urls))
+        self._channel: Optional[RTCDataChannel] = None
+        self._backlog: deque[str] = deque(maxlen=MAX_BUFFERED_EVENTS)
+        self._audio_task: Optional[asyncio.Task] = None
+        self._watchdog: Optional[asyncio.Task] = None
+        self._closing: Optional[asyncio.Task] = None
+        self._wire_peer_connection()
+
+    @property
+    def closed(self) -> bool:
+        return self._closing is not None
+
+    # --- signalling ---------------------------------------------------------------
+    async def answer(self, offer_sdp: str) -> RTCSessionDescription:
+        """Apply the caller's offer; returns the answer with every ICE candidate in it."""
+        self._writer.start()
+        await self._pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        await self._pc.setLocalDescription(await self._pc.createAnswer())
+        self._writer.fields(state="live")
+        self._watchdog = asyncio.ensure_future(self._close_if_never_connected())
+        return self._pc.localDescription
+
+    def _wire_peer_connection(self) -> None:
+        pc = self._pc
+
+        @pc.on("datachannel")
+        def on_datachannel(channel: RTCDataChannel) -> None:
+            if channel.label != EVENTS_CHANNEL:
+                return
+            self._channel = channel
+            self._send_now(self._ready_event().to_json())
+            while self._backlog:
+                self._send_now(self._backlog.popleft())
+
+        @pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            if track.kind == "audio" and self._audio_task is None:
+                self._audio_task = asyncio.ensure_future(self._consume_audio(track))
+
+        @pc.on("connectionstatechange")
+        async def on_state() -> None:
+            log.info("session %s: connection %s", self.session_id, pc.connectionState)
+            if pc.connectionState in ("failed", "closed"):
+                self.close("connection " + pc.connectionState)
+
+    def _ready_event(self) -> events.Ready:
+        return events.Ready(
+            self.session_id,
+            mode=self.record.mode,
+            role=self.record.role,
+            difficulty=self.record.difficulty,
+            pace_min_wps=self._settings.pace_min_wps,
+            pace_max_wps=self._settings.pace_max_wps,
+            resumed_finals=self._resumed_finals,
+        )
+
+    # --- media ---------------------------------------------------------------------------
+    async def _consume_audio(self, track: MediaStreamTrack) -> None:
+        resample = FrameResampler()
+        try:
+            while True:
+                frame = await track.recv()
+                await self._pipeline.push(resample(frame))
+        except MediaStreamError:
+            pass  # the caller hung up: the track ended
+        finally:
+            # Whatever the reason the audio stopped, the utterance in progress gets its final.
+            await self._pipeline.close()
+            self._save_progress()
+
+    # --- events out ----------------------------------------------------------------------
+    async def _emit(self, event: events.Event) -> None:
+        if isinstance(event, events.Final):
+            self._writer.final(event.seq, event.to_dict())
+            self._save_progress()
+        elif isinstance(event, events.Pace) and event.final:
+            self._writer.fields(pace=event.to_dict())
+        self._send(event.to_json())
+
+    def _save_progress(self) -> None:
+        self._writer.fields(
+            audio_s=round(self._pipeline.audio_s, 3),
+            next_utterance_id=self._pipeline.next_utterance_id,
+        )
+
+    def _send(self, message: str) -> None:
+        if self._channel is None or self._channel.readyState != "open":
+            self._backlog.append(message)
+            return
+        self._send_now(message)
+
+    def _send_now(self, message: str) -> None:
+        try:
+            self._channel.send(message)
+        except Exception as exc:  # channel closing under us: the event is in Redis if it mattered
+            log.debug("session %s: send failed: %s", self.session_id, exc)
+
+    async def _on_store_outage(self, down: bool) -> None:
+        if down:
+            self._send(
+                events.Error(
+                    self.session_id,
+                    code="store_unavailable",
+                    message="Session storage is unreachable; transcripts are kept and saved when it returns.",
+                ).to_json()
+            )
+
+    # --- teardown -------------------------------------------------------------------------
+    async def _close_if_never_connected(self) -> None:
+        await asyncio.sleep(CONNECT_TIMEOUT_S)
+        if self._pc.connectionState != "connected":
+            self.close("ICE did not connect")
+
+    def close(self, reason: str, state: str = "created") -> asyncio.Task:
+        """Idempotent; returns the task that finishes the teardown."""
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._teardown(reason, state))
+        return self._closing
+
+    async def _teardown(self, reason: str, state: str) -> None:
+        log.info("session %s: closing (%s)", self.session_id, reason)
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        await self._pc.close()  # ends the track, so _consume_audio finishes the last utterance
+        if self._audio_task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._audio_task), timeout=10)
+            except asyncio.TimeoutError:
+                await self._pipeline.abort()
+        # "created" again means a reconnect may resume; DELETE passes "ended".
+        self._writer.fields(state=state)
+        if await self._writer.flush(FINAL_FLUSH_TIMEOUT_S):
+            await self._writer.stop()
+        else:
+            # Redis is away: the writer keeps retrying after the call; the server holds on to it.
+            log.warning("session %s: %d writes wait for Redis", self.session_id, self._writer.pending)
+        self._on_closed(self)
+
+    @property
+    def writer(self) -> WriteBehind:
+        return self._writer
