@@ -10,9 +10,9 @@ export class ApiError extends Error {
     this.code = code;
   }
 
-  /** The session no longer exists (expired, deleted, or the token is wrong): resuming is pointless. */
+  /** The session no longer exists, has ended, or the token is wrong: resuming is pointless. */
   get sessionGone() {
-    return [401, 403, 404, 410].includes(this.status);
+    return [401, 403, 404, 410].includes(this.status) || this.code === "session_ended";
   }
 }
 

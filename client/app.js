@@ -9,6 +9,9 @@ const STORAGE_KEY = "earshot.session";
 // After the answer is applied the data channel normally opens within a second;
 // past this, something between browser and server blocks the media path.
 const CHANNEL_OPEN_TIMEOUT_MS = 15000;
+// How long a resume keeps retrying while the server still holds the old connection.
+const SESSION_LIVE_WAIT_MS = 40000;
+const SESSION_LIVE_RETRY_MS = 2000;
 
 // Exposed for tests and for poking at from the console.
 const earshot = { events: [], state: "idle" };
@@ -138,6 +141,10 @@ async function resume() {
     const snapshot = await api.getSession(session);
     ensureCurrent(attempt);
     restoreSnapshot(snapshot);
+    if (snapshot.state === "ended") {
+      fail("This session has ended: press Start for a new one", { forget: true });
+      return;
+    }
 
     view.setStatus("Asking for the microphone…");
     await acquireMicrophone(attempt);
@@ -173,10 +180,7 @@ async function connect(session, attempt) {
     onTrack: guard(attempt, (event) => view.playRemoteStream(event.streams[0] ?? new MediaStream([event.track]))),
   });
 
-  await negotiate(conn.peer.pc, async (offer) => {
-    ensureCurrent(attempt);
-    return api.sendOffer(session, offer);
-  });
+  await negotiate(conn.peer.pc, (offer) => sendOfferPatiently(session, offer, attempt));
   ensureCurrent(attempt);
 
   conn.openTimer = setTimeout(
@@ -185,6 +189,27 @@ async function connect(session, attempt) {
     }),
     CHANNEL_OPEN_TIMEOUT_MS,
   );
+}
+
+/**
+ * The server allows one connection per session and answers 409 session_live
+ * while it still holds one. After a dropped link it may not have noticed yet
+ * (ICE consent takes a while to fail), so a resume waits for it rather than
+ * giving up. The same offer can be sent again: it is still unanswered.
+ */
+async function sendOfferPatiently(session, offer, attempt) {
+  const deadline = Date.now() + SESSION_LIVE_WAIT_MS;
+  for (;;) {
+    ensureCurrent(attempt);
+    try {
+      return await api.sendOffer(session, offer);
+    } catch (error) {
+      const stillHeld = error instanceof api.ApiError && error.code === "session_live";
+      if (!stillHeld || Date.now() > deadline) throw error;
+      view.setStatus("Waiting for the server to release the previous connection…");
+      await new Promise((resolve) => setTimeout(resolve, SESSION_LIVE_RETRY_MS));
+    }
+  }
 }
 
 function goLive() {

@@ -176,6 +176,9 @@ export function showPace(pace) {
 }
 
 export function resetPace() {
+  // The next session's `ready` brings its own good range.
+  el.gaugeBand.style.width = "0";
+  el.gaugeBand.title = "";
   el.pace.dataset.verdict = "none";
   el.paceValue.textContent = "– w/s";
   el.paceVerdict.textContent = "Waiting for speech";

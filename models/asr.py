@@ -44,6 +44,8 @@ class AsrConfig:
     log_prob_threshold: float = -1.0
     compression_ratio_threshold: float = 2.4
     trim_window: bool = True  # see window_frames
+    # Silero must hear at least this much speech before Whisper runs (0 = no check); see SpeechCheck.
+    speech_check_ms: int = 250
     cache_dir: Path = Path(".earshot")
 
 
@@ -149,6 +151,7 @@ class AsrEngine:
         # No timestamp tokens: each request is one utterance and word times come from alignment.
         self._prompt = list(self._tokenizer.sot_sequence) + [self._tokenizer.no_timestamps]
         self._suppress_tokens = get_suppressed_tokens(self._tokenizer, [-1])
+        self._speech_check = SpeechCheck() if config.speech_check_ms > 0 else None
         self._queue = FairQueue()
         self._worker = threading.Thread(target=self._run, name="asr-worker", daemon=True)
         self._worker.start()
@@ -219,6 +222,9 @@ class AsrEngine:
         (see `window_frames`): the encoder and the decoder's cross-attention
         then cost a fraction as much, which is most of a final's latency.
         """
+        empty = Transcript("", (), len(audio) / 16000, 0.0, 0.0)
+        if self._speech_check is not None and self._speech_check.speech_ms(audio) < self.config.speech_check_ms:
+            return empty  # webrtcvad heard "voice" in hum or clicks; Silero disagrees, so Whisper never sees it
         features = self._model.feature_extractor(audio)
         num_frames = features.shape[-1]
         if self.config.trim_window:
@@ -241,7 +247,7 @@ class AsrEngine:
         # Same score Whisper's own thresholds use: length-normalised log-probability.
         avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
         if not self._believable(text, avg_logprob, result.no_speech_prob):
-            return Transcript("", (), len(audio) / 16000, 0.0, 0.0)
+            return empty
         words: tuple[Word, ...] = ()
         if final:
             aligned = self._model.find_alignment(self._tokenizer, [tokens], encoder_output, num_frames)[0]
@@ -261,6 +267,30 @@ class AsrEngine:
         if get_compression_ratio(text) > self.config.compression_ratio_threshold:
             return False  # "you you you you": a decoding loop, not speech
         return True
+
+
+class SpeechCheck:
+    """Second opinion on whether audio holds speech, from the Silero VAD model faster-whisper ships.
+
+    webrtcvad is fast and frame-exact, which is why it cuts utterances, but it
+    takes steady tones (mains hum, fans) for voice. Silero does not, and costs
+    about 2 ms per second of audio, so every decode is checked first.
+    """
+
+    WINDOW = 512  # samples per Silero step (32 ms)
+
+    def __init__(self, threshold: float = 0.5) -> None:
+        from faster_whisper.vad import get_vad_model
+
+        self._model = get_vad_model()
+        self._threshold = threshold
+
+    def speech_ms(self, audio: np.ndarray) -> int:
+        usable = len(audio) - len(audio) % self.WINDOW
+        if usable == 0:
+            return 0
+        probabilities = self._model(audio[:usable])
+        return int((probabilities > self._threshold).sum()) * self.WINDOW * 1000 // 16000
 
 
 def window_frames(num_frames: int) -> int:

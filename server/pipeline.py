@@ -41,6 +41,7 @@ def asr_config(settings: Settings) -> AsrConfig:
         log_prob_threshold=settings.asr_log_prob_threshold,
         compression_ratio_threshold=settings.asr_compression_ratio_threshold,
         trim_window=settings.asr_trim_window,
+        speech_check_ms=settings.min_speech_ms,
         cache_dir=settings.data_dir,
     )
 

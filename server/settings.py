@@ -76,7 +76,9 @@ class Settings:
     )
     pre_roll_ms: int = field(default=300, metadata=_help("audio kept before speech start"))
     end_of_speech_ms: int = field(default=500, metadata=_help("silence that ends an utterance"))
-    min_speech_ms: int = field(default=250, metadata=_help("utterances with less voiced audio are dropped"))
+    min_speech_ms: int = field(
+        default=250, metadata=_help("utterances with less voiced audio (webrtcvad, then Silero) are not decoded")
+    )
     partial_interval_ms: int = field(default=400, metadata=_help("new audio between partial hypotheses"))
     max_utterance_s: float = field(default=25.0, metadata=_help("force a final after this much speech"))
 

@@ -1,0 +1,82 @@
+"""`earshot transcribe`: the live pipeline over files, as benchmarks and external checks use it."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from models.text import word_error_rate
+from tests.conftest import REPO, corpus_file, reference_text
+
+# tiny.en on these clips measures 0-8% WER per clip; 15% leaves room for thread timing, not for a regression.
+CLIP_WER_BOUND = 0.15
+
+
+def transcribe(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "server", "transcribe", *args],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+
+
+def events_of(result: subprocess.CompletedProcess) -> list[dict]:
+    assert result.returncode == 0, result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def test_jsonl_finals_carry_audio_clock_times_and_match_the_reference():
+    relative = "utterances/LJ001-0009.wav"
+    events = events_of(transcribe(str(corpus_file(relative)), "--jsonl"))
+    finals = [e for e in events if e["type"] == "final"]
+    assert finals, events
+    for final in finals:
+        assert final["emitted_audio_s"] >= final["speech_end_audio_s"] > final["start"] >= 0
+        assert final["words"] and all(w["start"] <= w["end"] for w in final["words"])
+    text = " ".join(f["text"] for f in finals)
+    assert word_error_rate(reference_text(relative), text) <= CLIP_WER_BOUND, text
+    assert [e["type"] for e in events].index("speech_start") < [e["type"] for e in events].index("final")
+
+
+def test_realtime_partials_grow_and_arrive_before_the_final():
+    events = events_of(transcribe(str(corpus_file("utterances/LJ001-0001.wav")), "--jsonl", "--realtime"))
+    partials = [e for e in events if e["type"] == "partial"]
+    final_index = next(i for i, e in enumerate(events) if e["type"] == "final")
+    assert len(partials) >= 5
+    assert all(events.index(p) < final_index for p in partials)
+    # The committed text only ever grows.
+    committed = [p["committed"] for p in partials]
+    for earlier, later in zip(committed, committed[1:]):
+        assert later.startswith(earlier)
+    for partial in partials:
+        assert partial["emitted_audio_s"] >= partial["audio_end_s"]
+    paces = [e for e in events if e["type"] == "pace"]
+    assert any(not p["final"] for p in paces), "pace must update live, before the final"
+    assert paces[-1]["final"] and paces[-1]["verdict"] in ("good", "too_slow", "too_fast")
+
+
+@pytest.mark.parametrize("name", ["silence-8s.wav", "white-noise-8s.wav", "hum-and-clicks-8s.wav"])
+def test_nonspeech_yields_no_final_and_no_partial_text(name):
+    events = events_of(transcribe(str(corpus_file(f"nonspeech/{name}")), "--jsonl", "--realtime"))
+    assert [e for e in events if e["type"] == "final"] == []
+    assert [e for e in events if e["type"] == "partial" and (e["committed"] or e["tentative"])] == []
+
+
+def test_stereo_channel_can_be_picked():
+    events = events_of(transcribe(str(corpus_file("calls/call-1.wav")), "--jsonl", "--channel", "1"))
+    text = " ".join(e["text"] for e in events if e["type"] == "final").lower()
+    assert "horizon" in text and "wizard" not in text
+
+
+def test_missing_model_names_what_to_do():
+    result = transcribe(str(corpus_file("utterances/LJ001-0002.wav")), "--asr-model", "/nonexistent/whisper")
+    assert result.returncode == 2
+    assert "unknown ASR model" in result.stderr and "tiny.en" in result.stderr
+
+
+def test_not_a_wav_is_a_clear_error(tmp_path):
+    bogus = tmp_path / "notes.wav"
+    bogus.write_text("this is text, not audio")
+    result = transcribe(str(bogus))
+    assert result.returncode == 2
+    assert "not a PCM WAV" in result.stderr

@@ -1,0 +1,74 @@
+"""VAD segmentation on real speech, joined with known pauses, and on non-speech."""
+
+import pytest
+
+from models.audio import read_wav
+from models.vad import SpeechEnded, SpeechStarted, VadConfig, VadSegmenter
+from tests.conftest import corpus_file
+
+SAMPLE_RATE = 16000
+# answer-printing-1.wav: 8 utterances joined by these pauses (manifest note), all longer than 0.5 s.
+PRINTING_1_PAUSES = [0.6, 1.4, 0.9, 0.9, 0.6, 0.9, 0.9]
+PRINTING_1_PARTS = [9.65, 1.90, 9.67, 5.14, 8.11, 5.68, 8.39, 1.78]
+
+
+def segment(pcm: bytes, config: VadConfig = VadConfig(), chunk: int = 640) -> list:
+    segmenter = VadSegmenter(config)
+    events = []
+    for offset in range(0, len(pcm), chunk):  # 20 ms pushes, as WebRTC delivers
+        events += segmenter.push(pcm[offset : offset + chunk])
+    return events + segmenter.flush()
+
+
+def test_splits_a_long_answer_at_each_pause_longer_than_end_of_speech():
+    pcm = read_wav(corpus_file("long/answer-printing-1.wav"))
+    ended = [e for e in segment(pcm) if isinstance(e, SpeechEnded)]
+    assert len(ended) == len(PRINTING_1_PARTS)
+    # The file opens with a short silence; from there each clip follows the previous one after
+    # its pause, and each utterance must lie within its clip (clips have lead-in silence of their own).
+    lead_in = ended[0].start_s
+    assert lead_in < 1.0
+    expected_start = lead_in
+    for part, pause, utterance in zip(PRINTING_1_PARTS, PRINTING_1_PAUSES + [0], ended):
+        assert expected_start - 0.1 <= utterance.start_s <= expected_start + 1.0
+        assert utterance.end_s <= expected_start + part + 0.4
+        assert not utterance.forced
+        expected_start += part + pause
+
+
+def test_pauses_shorter_than_end_of_speech_do_not_split():
+    pcm = read_wav(corpus_file("long/answer-austen.wav"))  # pauses of 0.4 and 0.25 s
+    ended = [e for e in segment(pcm, VadConfig(end_of_speech_ms=800)) if isinstance(e, SpeechEnded)]
+    assert len(ended) == 1
+
+
+def test_clipped_start_keeps_the_first_syllable():
+    # The clip starts with speech at sample 0: the utterance must start at 0 with no audio lost.
+    pcm = read_wav(corpus_file("utterances/LJ001-0002.wav"))
+    events = segment(pcm + bytes(SAMPLE_RATE))
+    started = [e for e in events if isinstance(e, SpeechStarted)]
+    ended = [e for e in events if isinstance(e, SpeechEnded)]
+    assert len(started) == len(ended) == 1
+    assert ended[0].audio_start_s == 0.0
+    assert ended[0].audio[:3200] == pcm[:3200]
+
+
+def test_pre_roll_is_kept_before_a_late_start():
+    pcm = bytes(SAMPLE_RATE * 2 * 2) + read_wav(corpus_file("utterances/LJ001-0002.wav")) + bytes(SAMPLE_RATE)
+    ended = [e for e in segment(pcm, VadConfig(pre_roll_ms=300)) if isinstance(e, SpeechEnded)]
+    assert len(ended) == 1
+    assert 2.0 - 0.45 <= ended[0].audio_start_s <= ended[0].start_s - 0.25
+
+
+def test_long_speech_is_cut_before_whisper_window_ends():
+    pcm = read_wav(corpus_file("long/answer-printing-2.wav"))
+    ended = [e for e in segment(pcm, VadConfig(max_utterance_s=10.0)) if isinstance(e, SpeechEnded)]
+    assert any(e.forced for e in ended)
+    assert all(len(e.audio) / 2 / SAMPLE_RATE <= 10.0 + 1.5 + 0.05 for e in ended)
+
+
+@pytest.mark.parametrize("name", ["silence-8s.wav", "white-noise-8s.wav"])
+def test_no_speech_in_silence_or_white_noise(name):
+    pcm = read_wav(corpus_file(f"nonspeech/{name}"))
+    ended = [e for e in segment(pcm, VadConfig()) if isinstance(e, SpeechEnded)]
+    assert all(e.voiced_ms < 250 for e in ended)
