@@ -162,8 +162,7 @@ class Earshot:
         live = self.live.get(record.session_id)
         if live is not None:
             await live.close("ended by the caller", state="ended")
-        else:
-            await self.store.update(record.session_id, state="ended")
+        await self.store.update(record.session_id, state="ended")  # also when the call had already closed
         count = await self.store.final_count(record.session_id)
         return JSONResponse({"session_id": record.session_id, "state": "ended", "finals": count})
 

@@ -214,6 +214,20 @@ class WriteBehind:
         self._finals.append((seq, event))
         self._wake.set()
 
+    async def final_write_through(self, seq: int, event: dict[str, Any], timeout_s: float = 0.25) -> None:
+        """Store a final before the client sees it, so a crash right after cannot lose it.
+
+        If Redis is slow or away, or earlier finals still wait, the final joins
+        the queue instead (order is kept, the caller is not held up).
+        """
+        if self._finals or self._in_outage:
+            self.final(seq, event)
+            return
+        try:
+            await asyncio.wait_for(self._store.append_final(self._session_id, seq, event), timeout_s)
+        except (StoreUnavailable, asyncio.TimeoutError):
+            self.final(seq, event)  # a write cut off by the timeout may have landed: XADD by seq is idempotent
+
     def fields(self, **values: Any) -> None:
         self._fields.update(values)
         self._wake.set()

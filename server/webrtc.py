@@ -57,6 +57,7 @@ class LiveSession:
         self._audio_task: Optional[asyncio.Task] = None
         self._watchdog: Optional[asyncio.Task] = None
         self._closing: Optional[asyncio.Task] = None
+        self._end_state = "created"
         self._wire_peer_connection()
 
     @property
@@ -124,7 +125,7 @@ class LiveSession:
     # --- events out ----------------------------------------------------------------------
     async def _emit(self, event: events.Event) -> None:
         if isinstance(event, events.Final):
-            self._writer.final(event.seq, event.to_dict())
+            await self._writer.final_write_through(event.seq, event.to_dict())
             self._save_progress()
         elif isinstance(event, events.Pace) and event.final:
             self._writer.fields(pace=event.to_dict())
@@ -165,12 +166,19 @@ class LiveSession:
             self.close("ICE did not connect")
 
     def close(self, reason: str, state: str = "created") -> asyncio.Task:
-        """Idempotent; returns the task that finishes the teardown."""
+        """Idempotent; returns the task that finishes the teardown.
+
+        `state` is what the session becomes: "created" lets a reconnect resume
+        it, "ended" (DELETE) does not. "ended" wins even when the connection
+        was already closing, as when a caller hangs up and then DELETEs.
+        """
+        if state == "ended":
+            self._end_state = "ended"
         if self._closing is None:
-            self._closing = asyncio.ensure_future(self._teardown(reason, state))
+            self._closing = asyncio.ensure_future(self._teardown(reason))
         return self._closing
 
-    async def _teardown(self, reason: str, state: str) -> None:
+    async def _teardown(self, reason: str) -> None:
         log.info("session %s: closing (%s)", self.session_id, reason)
         if self._watchdog is not None:
             self._watchdog.cancel()
@@ -180,8 +188,7 @@ class LiveSession:
                 await asyncio.wait_for(asyncio.shield(self._audio_task), timeout=10)
             except asyncio.TimeoutError:
                 await self._pipeline.abort()
-        # "created" again means a reconnect may resume; DELETE passes "ended".
-        self._writer.fields(state=state)
+        self._writer.fields(state=self._end_state)
         if await self._writer.flush(FINAL_FLUSH_TIMEOUT_S):
             await self._writer.stop()
         else:

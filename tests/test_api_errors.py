@@ -1,0 +1,110 @@
+"""Bad input gets a clear JSON error, loses nothing, and the server keeps serving."""
+
+import httpx
+import pytest
+from aiortc import RTCPeerConnection
+
+from loadtest.caller import HeadlessCaller
+from server.ice import rtc_configuration
+from tests.calls import call_with
+from tests.conftest import corpus_file
+
+
+@pytest.fixture
+async def http(server):
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
+        yield client
+
+
+async def new_session(http) -> tuple[str, dict]:
+    response = await http.post("/api/sessions", json={"mode": "interview", "role": "data_scientist", "difficulty": "easy"})
+    assert response.status_code == 201
+    body = response.json()
+    return body["session_id"], {"Authorization": f"Bearer {body['token']}"}
+
+
+async def offer_sdp(audio: bool, data_channel: bool) -> str:
+    pc = RTCPeerConnection(rtc_configuration())
+    if audio:
+        pc.addTransceiver("audio", direction="sendonly")
+    if data_channel:
+        pc.createDataChannel("events")
+    await pc.setLocalDescription(await pc.createOffer())
+    sdp = pc.localDescription.sdp
+    await pc.close()
+    return sdp
+
+
+def assert_error(response: httpx.Response, status: int, code: str) -> None:
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["code"] == code and error["message"]
+
+
+async def test_session_creation_validates_its_body(http):
+    assert_error(await http.post("/api/sessions", content=b"{not json"), 400, "bad_json")
+    assert_error(await http.post("/api/sessions", json=["a", "list"]), 400, "bad_json")
+    assert_error(await http.post("/api/sessions", json={"role": "astronaut"}), 400, "bad_role")
+    assert_error(await http.post("/api/sessions", json={"role": "data_scientist", "difficulty": "brutal"}), 400, "bad_difficulty")
+    assert_error(await http.post("/api/sessions", json={"mode": "karaoke", "role": "data_scientist"}), 400, "bad_mode")
+
+
+async def test_oversized_bodies_are_refused(http):
+    session_id, auth = await new_session(http)
+    huge = {"sdp": "v=0\r\n" + "a=x\r\n" * 20000, "type": "offer"}
+    assert_error(await http.post(f"/api/sessions/{session_id}/offer", json=huge, headers=auth), 413, "body_too_large")
+
+    async def chunks():  # no Content-Length: the limit must hold while streaming too
+        for _ in range(100):
+            yield b"x" * 1024
+
+    assert_error(await http.post("/api/sessions", content=chunks()), 413, "body_too_large")
+
+
+async def test_unknown_session_and_bad_tokens(http):
+    assert_error(await http.get("/api/sessions/0000000000000000", headers={"Authorization": "Bearer x"}), 404, "unknown_session")
+    assert_error(await http.delete("/api/sessions/0000000000000000"), 404, "unknown_session")
+    session_id, _ = await new_session(http)
+    assert_error(await http.get(f"/api/sessions/{session_id}"), 401, "missing_token")
+    assert_error(await http.get(f"/api/sessions/{session_id}", headers={"Authorization": "Bearer wrong"}), 401, "bad_token")
+    other_id, other_auth = await new_session(http)
+    assert_error(await http.get(f"/api/sessions/{session_id}", headers=other_auth), 401, "bad_token")
+
+
+async def test_malformed_and_non_audio_offers_are_400(http):
+    session_id, auth = await new_session(http)
+    url = f"/api/sessions/{session_id}/offer"
+    assert_error(await http.post(url, json={"sdp": "hello", "type": "offer"}, headers=auth), 400, "bad_sdp")
+    assert_error(await http.post(url, json={"sdp": "v=0\r\nm=audio\r\n", "type": "offer"}, headers=auth), 400, "bad_sdp")
+    assert_error(await http.post(url, json={"sdp": 42, "type": "offer"}, headers=auth), 400, "bad_offer")
+    assert_error(await http.post(url, json={"sdp": await offer_sdp(True, True), "type": "answer"}, headers=auth), 400, "bad_offer")
+    assert_error(await http.post(url, json={"sdp": await offer_sdp(False, True), "type": "offer"}, headers=auth), 400, "no_audio")
+    assert_error(await http.post(url, json={"sdp": await offer_sdp(True, False), "type": "offer"}, headers=auth), 400, "no_data_channel")
+    # Nothing was lost: the session is still usable.
+    state = (await http.get(f"/api/sessions/{session_id}", headers=auth)).json()
+    assert state["state"] == "created" and state["finals"] == []
+
+
+async def test_second_offer_on_a_live_session_is_409_and_the_first_call_goes_on(server, http):
+    caller = await call_with(server.base_url, corpus_file("utterances/LJ001-0002.wav"))
+    try:
+        auth = {"Authorization": f"Bearer {caller.token}"}
+        second = await http.post(
+            f"/api/sessions/{caller.session_id}/offer", json={"sdp": await offer_sdp(True, True), "type": "offer"}, headers=auth
+        )
+        assert_error(second, 409, "session_live")
+        assert caller.of_type("final")
+    finally:
+        await caller.hangup()
+    # DELETE ended it: a new offer is refused, the transcript stays readable.
+    state = (await http.get(f"/api/sessions/{caller.session_id}", headers=auth)).json()
+    assert state["state"] == "ended" and state["finals"]
+    again = await http.post(
+        f"/api/sessions/{caller.session_id}/offer", json={"sdp": await offer_sdp(True, True), "type": "offer"}, headers=auth
+    )
+    assert_error(again, 409, "session_ended")
+
+
+async def test_server_still_healthy_after_bad_input(http):
+    response = await http.get("/healthz")
+    assert response.status_code == 200 and response.json()["redis"] is True
