@@ -1,0 +1,99 @@
+"""A real browser: Debian Chromium, driven by Playwright, with a corpus WAV as its microphone."""
+
+import wave
+from pathlib import Path
+
+import pytest
+
+from models.audio import read_wav
+from models.text import word_error_rate
+from tests.conftest import corpus_file, reference_text
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CHROMIUM = "/usr/bin/chromium"
+CLIP = "utterances/LJ001-0009.wav"
+WER_BOUND = 0.2  # measured 0-8% for this clip; the browser adds its own audio processing
+SCREENSHOT_DIR = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+def microphone_wav(tmp_path: Path) -> Path:
+    """Silence, the clip, silence.
+
+    Chromium starts playing the file at getUserMedia, before the call is
+    connected, so the clip waits 2 s; the silence after it ends the utterance
+    before the file loops.
+    """
+    path = tmp_path / "mic.wav"
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16000)
+        out.writeframes(bytes(16000 * 2 * 2) + read_wav(corpus_file(CLIP)) + bytes(16000 * 2 * 3))
+    return path
+
+
+@pytest.fixture
+def browser_page(tmp_path):
+    SCREENSHOT_DIR.mkdir(exist_ok=True)
+    playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (make test does)")
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian chromium is missing: apt-get install chromium (make test does)")
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--use-fake-device-for-media-stream",
+                "--use-fake-ui-for-media-stream",
+                f"--use-file-for-fake-audio-capture={microphone_wav(tmp_path)}",
+                "--allow-loopback-in-peer-connection",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        page = browser.new_page()
+        yield page
+        browser.close()
+
+
+def test_speaking_into_the_page_shows_partials_finals_and_pace(server, browser_page, tmp_path):
+    page = browser_page
+    page.goto(server.base_url + "/")
+    page.get_by_test_id("role").select_option("data_scientist")
+    page.get_by_test_id("difficulty").select_option("hard")
+    page.get_by_test_id("start").click()
+
+    page.wait_for_function("window.earshot && window.earshot.state === 'live'", timeout=20000)
+    page.wait_for_function(
+        "window.earshot.events.some(e => e.type === 'partial' && (e.committed || e.tentative))", timeout=20000
+    )
+    transcript = page.get_by_test_id("transcript")
+    transcript.locator(".final").first.wait_for(timeout=30000)
+    text = transcript.locator(".final").first.inner_text()
+    pace = page.get_by_test_id("pace").inner_text()
+    page.screenshot(path=str(SCREENSHOT_DIR / "browser-live.png"))
+
+    assert word_error_rate(reference_text(CLIP), strip_times(text)) <= WER_BOUND, text
+    assert "w/s" in pace
+    assert any(verdict in pace for verdict in ("Good pace", "Too slow", "Too fast")), pace
+
+    ready = page.evaluate("window.earshot.events.find(e => e.type === 'ready')")
+    assert ready["role"] == "data_scientist" and ready["difficulty"] == "hard"
+
+    page.get_by_test_id("stop").click()
+    page.wait_for_function("window.earshot.state === 'stopped'", timeout=10000)
+    assert "Stopped" in page.get_by_test_id("status").inner_text()
+    assert transcript.locator(".final").count() >= 1  # the transcript stays after Stop
+
+
+def strip_times(final_line: str) -> str:
+    """A final line reads "0:03 text 0.54 s": keep the words only."""
+    words = final_line.split()
+    if words and ":" in words[0]:
+        words = words[1:]
+    if len(words) >= 2 and words[-1] == "s":
+        words = words[:-2]
+    return " ".join(words)
