@@ -1,0 +1,45 @@
+# Earshot: `make run` sets up and serves on http://127.0.0.1:8000; `make test` sets up and runs every test.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+
+.PHONY: setup run test bench system-deps-run system-deps-test clean
+
+# Debian packages, installed only when missing (root, or sudo when there is one).
+define apt_install
+	@missing=""; for pkg in $(1); do dpkg -s $$pkg >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing Debian packages:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+endef
+
+system-deps-run:
+	$(call apt_install,redis-server)
+
+system-deps-test:
+	$(call apt_install,redis-server chromium)
+
+$(INSTALLED): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+setup: system-deps-run $(INSTALLED)
+
+run: setup
+	$(VENV)/bin/earshot serve
+
+test: system-deps-test $(INSTALLED)
+	$(PY) -m pytest -ra
+
+bench: setup
+	$(PY) -m bench.run_bench
+
+clean:
+	rm -rf $(VENV) .earshot test-artifacts bench/results .pytest_cache
