@@ -128,7 +128,7 @@ class SessionStore:
 
     async def update(self, session_id: str, **fields: Any) -> None:
         key = KEY_PREFIX + session_id
-        values = {k: json.dumps(v) if isinstance(v, (dict, list)) else str(v) for k, v in fields.items()}
+        values = _encode(fields)
 
         async def write() -> None:
             async with self._redis.pipeline(transaction=True) as pipe:
@@ -139,17 +139,26 @@ class SessionStore:
 
         await self._call(write)
 
-    async def append_final(self, session_id: str, seq: int, final: dict[str, Any]) -> None:
-        key = KEY_PREFIX + session_id + ":finals"
+    async def append_final(self, session_id: str, seq: int, final: dict[str, Any], fields: dict[str, Any]) -> None:
+        """Store a final and the session fields that go with it (its audio clock), atomically."""
+        key = KEY_PREFIX + session_id
+        values = _encode(fields)
 
         async def write() -> None:
-            try:
-                await self._redis.xadd(key, {"event": json.dumps(final)}, id=f"{seq}-0")
-            except ResponseError as exc:
-                if "equal or smaller" not in str(exc):
-                    raise
-                return  # already stored by an earlier try whose reply was lost
-            await self._redis.expire(key, self._ttl_s)
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.xadd(key + ":finals", {"event": json.dumps(final)}, id=f"{seq}-0")
+                if values:
+                    pipe.hset(key, mapping=values)
+                pipe.expire(key, self._ttl_s)
+                pipe.expire(key + ":finals", self._ttl_s)
+                results = await pipe.execute(raise_on_error=False)
+            added = results[0]
+            # An ID not above the last one means an earlier try whose reply was lost already stored it.
+            if isinstance(added, ResponseError) and "equal or smaller" not in str(added):
+                raise added
+            for result in results[1:]:
+                if isinstance(result, Exception):
+                    raise result
 
         await self._call(write)
 
@@ -159,6 +168,10 @@ class SessionStore:
 
     async def final_count(self, session_id: str) -> int:
         return int(await self._call(lambda: self._redis.xlen(KEY_PREFIX + session_id + ":finals")))
+
+
+def _encode(fields: dict[str, Any]) -> dict[str, str]:
+    return {k: json.dumps(v) if isinstance(v, (dict, list)) else str(v) for k, v in fields.items()}
 
 
 def _record(session_id: str, fields: dict[str, str]) -> SessionRecord:
@@ -197,7 +210,7 @@ class WriteBehind:
         self._store = store
         self._session_id = session_id
         self._on_outage = on_outage
-        self._finals: deque[tuple[int, dict[str, Any]]] = deque()
+        self._finals: deque[tuple[int, dict[str, Any], dict[str, Any]]] = deque()
         self._fields: dict[str, Any] = {}
         self._wake = asyncio.Event()
         self._in_outage = False
@@ -210,23 +223,26 @@ class WriteBehind:
     def start(self) -> None:
         self._task = asyncio.ensure_future(self._run())
 
-    def final(self, seq: int, event: dict[str, Any]) -> None:
-        self._finals.append((seq, event))
+    def final(self, seq: int, event: dict[str, Any], fields: dict[str, Any]) -> None:
+        self._finals.append((seq, event, fields))
         self._wake.set()
 
-    async def final_write_through(self, seq: int, event: dict[str, Any], timeout_s: float = 0.25) -> None:
-        """Store a final before the client sees it, so a crash right after cannot lose it.
+    async def final_write_through(
+        self, seq: int, event: dict[str, Any], fields: dict[str, Any], timeout_s: float = 0.25
+    ) -> None:
+        """Store a final (with `fields`, e.g. the audio clock) before the client sees it.
 
-        If Redis is slow or away, or earlier finals still wait, the final joins
-        the queue instead (order is kept, the caller is not held up).
+        So a crash right after cannot lose it. If Redis is slow or away, or
+        earlier finals still wait, the final joins the queue instead: order is
+        kept and the caller is not held up.
         """
         if self._finals or self._in_outage:
-            self.final(seq, event)
+            self.final(seq, event, fields)
             return
         try:
-            await asyncio.wait_for(self._store.append_final(self._session_id, seq, event), timeout_s)
+            await asyncio.wait_for(self._store.append_final(self._session_id, seq, event, fields), timeout_s)
         except (StoreUnavailable, asyncio.TimeoutError):
-            self.final(seq, event)  # a write cut off by the timeout may have landed: XADD by seq is idempotent
+            self.final(seq, event, fields)  # a write cut off by the timeout may have landed: XADD by seq is idempotent
 
     def fields(self, **values: Any) -> None:
         self._fields.update(values)
@@ -269,8 +285,8 @@ class WriteBehind:
 
     async def _write_pending(self) -> None:
         while self._finals:
-            seq, event = self._finals[0]
-            await self._store.append_final(self._session_id, seq, event)
+            seq, event, fields = self._finals[0]
+            await self._store.append_final(self._session_id, seq, event, fields)
             self._finals.popleft()
         if self._fields:
             values = dict(self._fields)

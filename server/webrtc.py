@@ -31,6 +31,7 @@ EVENTS_CHANNEL = "events"
 MAX_BUFFERED_EVENTS = 1000
 CONNECT_TIMEOUT_S = 30.0  # a caller that never completes ICE is let go after this
 FINAL_FLUSH_TIMEOUT_S = 3.0
+PROGRESS_EVERY_FRAMES = 50  # 20 ms frames: save the audio clock about once a second
 
 
 class LiveSession:
@@ -111,10 +112,14 @@ class LiveSession:
     # --- media ---------------------------------------------------------------------------
     async def _consume_audio(self, track: MediaStreamTrack) -> None:
         resample = FrameResampler()
+        frames = 0
         try:
             while True:
                 frame = await track.recv()
                 await self._pipeline.push(resample(frame))
+                frames += 1
+                if frames % PROGRESS_EVERY_FRAMES == 0:
+                    self._save_progress()  # coalesced: at most one small write a second
         except MediaStreamError:
             pass  # the caller hung up: the track ended
         finally:
@@ -125,17 +130,17 @@ class LiveSession:
     # --- events out ----------------------------------------------------------------------
     async def _emit(self, event: events.Event) -> None:
         if isinstance(event, events.Final):
-            await self._writer.final_write_through(event.seq, event.to_dict())
-            self._save_progress()
+            await self._writer.final_write_through(event.seq, event.to_dict(), self._progress())
         elif isinstance(event, events.Pace) and event.final:
             self._writer.fields(pace=event.to_dict())
         self._send(event.to_json())
 
+    def _progress(self) -> dict[str, float | int]:
+        """Where a reconnect resumes: the audio clock and the next utterance number."""
+        return {"audio_s": round(self._pipeline.audio_s, 3), "next_utterance_id": self._pipeline.next_utterance_id}
+
     def _save_progress(self) -> None:
-        self._writer.fields(
-            audio_s=round(self._pipeline.audio_s, 3),
-            next_utterance_id=self._pipeline.next_utterance_id,
-        )
+        self._writer.fields(**self._progress())
 
     def _send(self, message: str) -> None:
         if self._channel is None or self._channel.readyState != "open":

@@ -35,6 +35,20 @@ async def offer_sdp(audio: bool, data_channel: bool) -> str:
     return sdp
 
 
+def only_codec(sdp: str, payload_type: int, rtpmap: str) -> str:
+    """Rewrite an offer so its audio offers one codec only."""
+    lines = []
+    for line in sdp.split("\r\n"):
+        if line.startswith("m=audio"):
+            line = " ".join(line.split(" ")[:3] + [str(payload_type)])
+        elif line.startswith(("a=rtpmap:", "a=fmtp:", "a=rtcp-fb:")):
+            continue
+        lines.append(line)
+        if line.startswith("m=audio"):
+            lines.append(f"a=rtpmap:{payload_type} {rtpmap}")
+    return "\r\n".join(lines)
+
+
 def assert_error(response: httpx.Response, status: int, code: str) -> None:
     assert response.status_code == status, response.text
     error = response.json()["error"]
@@ -80,6 +94,11 @@ async def test_malformed_and_non_audio_offers_are_400(http):
     assert_error(await http.post(url, json={"sdp": await offer_sdp(True, True), "type": "answer"}, headers=auth), 400, "bad_offer")
     assert_error(await http.post(url, json={"sdp": await offer_sdp(False, True), "type": "offer"}, headers=auth), 400, "no_audio")
     assert_error(await http.post(url, json={"sdp": await offer_sdp(True, False), "type": "offer"}, headers=auth), 400, "no_data_channel")
+    # Audio in a codec the server cannot decode: refused with the reason, not accepted in silence.
+    isac = only_codec(await offer_sdp(True, True), 103, "ISAC/16000")
+    response = await http.post(url, json={"sdp": isac, "type": "offer"}, headers=auth)
+    assert_error(response, 400, "bad_offer")
+    assert "cannot negotiate" in response.json()["error"]["message"]
     # Nothing was lost: the session is still usable.
     state = (await http.get(f"/api/sessions/{session_id}", headers=auth)).json()
     assert state["state"] == "created" and state["finals"] == []
