@@ -16,6 +16,7 @@ hides the decode time. Finals are emitted in utterance order.
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 from typing import Awaitable, Callable, Optional, Union
 
@@ -31,6 +32,8 @@ from models.vad import (
     VadConfig,
     VadSegmenter,
 )
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,13 @@ class FinalResult:
     inference_s: float
 
 
-AsrOutput = Union[UtteranceStarted, PartialResult, UtteranceEnded, FinalResult]
+@dataclass(frozen=True)
+class AsrFailed:
+    utterance_id: int
+    message: str
+
+
+AsrOutput = Union[UtteranceStarted, PartialResult, UtteranceEnded, FinalResult, AsrFailed]
 Emit = Callable[[AsrOutput], Awaitable[None]]
 
 
@@ -179,7 +188,12 @@ class StreamingTranscriber:
         decode: asyncio.Task,
         previous_final: Optional[asyncio.Task],
     ) -> None:
-        transcript: Optional[Transcript] = await decode
+        try:
+            transcript: Optional[Transcript] = await decode
+        except Exception as exc:  # the engine failed on this audio: say so, keep the stream going
+            log.exception("stream %s: final decode failed", self._stream_id)
+            await self._emit(AsrFailed(utterance.id, f"transcription failed: {exc}"))
+            return
         if previous_final is not None:
             await asyncio.shield(previous_final)  # finals leave in utterance order
         if transcript is None or not transcript.text:
@@ -219,7 +233,11 @@ class StreamingTranscriber:
         utterance.partial_task = self._spawn(self._partial(utterance, audio))
 
     async def _partial(self, utterance: _Utterance, audio: bytes) -> None:
-        transcript = await self._engine.transcribe(self._stream_id, audio, final=False)
+        try:
+            transcript = await self._engine.transcribe(self._stream_id, audio, final=False)
+        except Exception:
+            log.exception("stream %s: partial decode failed", self._stream_id)
+            return  # the final will try again, and report if it fails too
         if transcript is None or self._utterance is not utterance:
             return  # superseded, or the utterance ended meanwhile and its final is coming
         committed, tentative = utterance.stabilizer.update(transcript.text.split())

@@ -14,6 +14,7 @@ from typing import Awaitable, Callable
 from agents.pace import PaceConfig, PaceReport, PaceTracker
 from models.asr import AsrConfig, AsrEngine
 from models.streaming import (
+    AsrFailed,
     AsrOutput,
     FinalResult,
     PartialResult,
@@ -147,6 +148,8 @@ class SessionPipeline:
             )
             report = self._pace.on_final(output.text, output.words, output.start_s, output.end_s)
             await self._send_pace(report, now)
+        elif isinstance(output, AsrFailed):
+            await self._sink(events.Error(sid, code="asr_failed", message=output.message, detail={"utterance_id": output.utterance_id}))
 
     async def _send_pace(self, report: PaceReport, now: float) -> None:
         await self._sink(

@@ -58,3 +58,13 @@ async def test_session_count_returns_to_zero_after_hangup(server):
     async with httpx.AsyncClient(base_url=server.base_url) as http:
         health = (await http.get("/healthz")).json()
     assert health["live_sessions"] == 0
+
+
+async def test_hum_streamed_as_opus_yields_no_text(server):
+    # webrtcvad takes mains hum for voice; the Silero check must still keep Whisper from inventing text.
+    caller = await call_with(server.base_url, corpus_file("nonspeech/hum-and-clicks-8s.wav"))
+    try:
+        assert caller.of_type("final") == []
+        assert [p for p in caller.of_type("partial") if p["committed"] or p["tentative"]] == []
+    finally:
+        await caller.hangup()
