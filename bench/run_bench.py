@@ -76,6 +76,7 @@ class StreamRun:
     file: CorpusFile
     wall_s: float
     events: list[events.Event] = field(default_factory=list)
+    rss_mib_after: float = 0.0
 
     def of_type(self, kind: type) -> list:
         return [e for e in self.events if isinstance(e, kind)]
@@ -113,9 +114,10 @@ class FileRow:
     partials: int
     dropped_utterances: int  # VAD utterances too short to decode
     realtime_wall_s: float
-    realtime_overrun_s: float  # wall time beyond the streamed audio: >0 means the pipeline fell behind
+    realtime_overrun_s: float  # wall time beyond audio + silence tail: the last final came after the tail ended
     fast_wall_s: float
     offline_wall_s: float
+    rss_mib_after: float  # resident memory after the realtime pass of this file
     stream_text: str
     offline_text: str
 
@@ -149,6 +151,20 @@ def percentiles(values: Iterable[float]) -> dict[str, Optional[float]]:
         "max": round(float(data.max()), 4),
         "mean": round(float(data.mean()), 4),
     }
+
+
+def wer_by_kind(rows: list["FileRow"]) -> dict[str, dict[str, Any]]:
+    """Utterances vs long answers: streaming cuts long answers into utterances, offline reads them whole."""
+    result = {}
+    for kind in sorted({r.kind for r in rows}):
+        chosen = [r for r in rows if r.kind == kind]
+        words = sum(r.ref_words for r in chosen)
+        result[kind] = {
+            "ref_words": words,
+            "streaming": round(sum(r.stream_errors for r in chosen) / max(words, 1), 4),
+            "offline": round(sum(r.offline_errors for r in chosen) / max(words, 1), 4),
+        }
+    return result
 
 
 def corpus_wer(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
@@ -195,7 +211,66 @@ def pick(files: list[CorpusFile], kind: str, quick_count: Optional[int]) -> list
     return chosen[::step][:quick_count]
 
 
+# --- contention ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CpuSnapshot:
+    wall: float
+    busy_s: float  # non-idle CPU time of the whole machine, all cores
+    own_s: float  # CPU time of this process, all threads
+
+
+def cpu_snapshot() -> CpuSnapshot:
+    busy = 0.0
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, stat.readline().split()[1:9])
+        busy = (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError):
+        pass  # not Linux: foreign CPU reads as 0
+    times = os.times()
+    return CpuSnapshot(time.monotonic(), busy, times.user + times.system)
+
+
+def contention(before: CpuSnapshot, after: CpuSnapshot) -> dict[str, float]:
+    """CPU other processes used meanwhile: on a 2-core box they slow every decode, so timings need it beside them."""
+    wall = after.wall - before.wall
+    own = after.own_s - before.own_s
+    foreign = max(0.0, (after.busy_s - before.busy_s) - own)
+    return {
+        "wall_s": round(wall, 2),
+        "own_cpu_s": round(own, 2),
+        "foreign_cpu_s": round(foreign, 2),
+        "foreign_share": round(foreign / max(wall * (os.cpu_count() or 1), 1e-9), 3),  # of all cores' capacity
+        "loadavg_1m_end": round(os.getloadavg()[0], 2),
+    }
+
+
+def rss_now_mib() -> float:
+    """Resident memory now (not the peak): rising across files would mean a leak."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as statm:
+            return round(int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
+    except (OSError, ValueError):
+        return float("nan")
+
+
 # --- passes ------------------------------------------------------------------------------
+DRAIN_AUDIO = bytes(1600 * 2)  # 0.1 s of silence
+
+
+async def drain(engine: AsrEngine) -> None:
+    """Wait until the engine's worker has finished whatever it was running.
+
+    Closing a stream cancels its queued decodes but not one already running on
+    the worker; that one still reports to the loop when it ends. A final goes
+    first in the queue and the worker is single-threaded, so once this decode
+    comes back the worker is idle: the next file starts on an idle engine, and
+    no decode outlives the event loop (see the report on the worker thread).
+    """
+    await engine.transcribe("bench-drain", DRAIN_AUDIO, final=True)
+    engine.forget_stream("bench-drain")
+
+
 async def stream_files(engine: AsrEngine, settings: Settings, files: list[CorpusFile], realtime: bool, label: str) -> list[StreamRun]:
     """One stream at a time, as one caller after another would use the server."""
     runs = []
@@ -207,9 +282,31 @@ async def stream_files(engine: AsrEngine, settings: Settings, files: list[Corpus
         )
         run = StreamRun(corpus_file, time.monotonic() - started, collected)
         runs.append(run)
+        await drain(engine)  # untimed: at most one cancelled partial decode is still running
+        run.rss_mib_after = rss_now_mib()
         progress(f"{label:9s} {index + 1:2d}/{len(files)} {corpus_file.rel:32s} {corpus_file.seconds:6.2f} s audio, "
                  f"{run.wall_s:6.2f} s wall, {len(run.finals)} finals, {len(run.partials)} partials")
     return runs
+
+
+@dataclass
+class StreamPasses:
+    realtime: list[StreamRun]
+    fast: list[StreamRun]
+    nonspeech: list[StreamRun]
+    contention: dict[str, dict[str, float]]
+
+
+async def stream_passes(engine: AsrEngine, settings: Settings, speech: list[CorpusFile], nonspeech: list[CorpusFile]) -> StreamPasses:
+    """All live-pipeline passes on one event loop, one after another so none slows another."""
+    before = cpu_snapshot()
+    realtime = await stream_files(engine, settings, speech, realtime=True, label="realtime")
+    between = cpu_snapshot()
+    fast = await stream_files(engine, settings, speech, realtime=False, label="fast")
+    after = cpu_snapshot()
+    realtime_cpu, fast_cpu = contention(before, between), contention(between, after)
+    silent = await stream_files(engine, settings, nonspeech, realtime=False, label="nonspeech")
+    return StreamPasses(realtime, fast, silent, {"realtime": realtime_cpu, "fast": fast_cpu})
 
 
 def offline_pass(model_dir: Path, files: list[CorpusFile]) -> tuple[dict[str, OfflineResult], float]:
@@ -294,6 +391,7 @@ def file_rows(realtime: list[StreamRun], fast: list[StreamRun], offline: dict[st
                 realtime_overrun_s=round(run.wall_s - (f.seconds + tail_s), 3),
                 fast_wall_s=round(fast_by_path[f.rel].wall_s, 3),
                 offline_wall_s=round(offline[f.rel].wall_s, 3),
+                rss_mib_after=run.rss_mib_after,
                 stream_text=run.text,
                 offline_text=offline[f.rel].text,
             )
@@ -409,7 +507,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
     if latencies.size:
         ax.hist(latencies, bins=30, color="tab:blue", alpha=0.6, label="finals")
         cdf = ax.twinx()
-        cdf.plot(latencies, np.arange(1, latencies.size + 1) / latencies.size, color="tab:blue")
+        cdf.step(latencies, np.arange(1, latencies.size + 1) / latencies.size, where="post", color="tab:blue")
         cdf.set_ylim(0, 1.02)
         cdf.set_ylabel("CDF")
     for limit, style in ((FINAL_LATENCY_P50_LIMIT_S, "--"), (FINAL_LATENCY_P95_LIMIT_S, ":")):
@@ -423,7 +521,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
     if lags.size:
         ax.hist(lags, bins=30, color="tab:green", alpha=0.6, label="partials")
         cdf = ax.twinx()
-        cdf.plot(lags, np.arange(1, lags.size + 1) / lags.size, color="tab:green")
+        cdf.step(lags, np.arange(1, lags.size + 1) / lags.size, where="post", color="tab:green")
         cdf.set_ylim(0, 1.02)
         cdf.set_ylabel("CDF")
     ax.axvline(PARTIAL_LAG_P95_LIMIT_S, color="tab:red", linestyle=":", label=f"p95 target {PARTIAL_LAG_P95_LIMIT_S} s")
@@ -471,8 +569,10 @@ def print_table(report: dict[str, Any]) -> None:
     for name in ("streaming", "streaming_fast", "offline"):
         w = wer[name]
         lines.append(f"  {name:26s} {w['errors']:7d} {w['ref_words']:7d} {100 * w['wer']:7.2f}%")
-    lines.append(f"  {'relative (stream-offline)/offline':34s} {100 * wer['relative_difference']:+7.1f}%"
+    lines.append(f"  {'relative (stream-offline)/offline':42s} {100 * wer['relative_difference']:+7.1f}%"
                  if wer["relative_difference"] is not None else "  relative difference: - (offline WER is 0)")
+    for kind, w in wer["by_kind"].items():
+        lines.append(f"  {kind + ' only':26s} {w['ref_words']:15d}   stream {100 * w['streaming']:.2f}%  offline {100 * w['offline']:.2f}%")
     lines += ["", f"{'distribution (s)':28s} {'n':>5s} {'p50':>7s} {'p90':>7s} {'p95':>7s} {'p99':>7s} {'max':>7s} {'mean':>7s}"]
     for key in ("final_latency_s", "asr_inference_s", "asr_queued_s", "partial_lag_s", "time_to_first_partial_s"):
         d = report[key]
@@ -485,6 +585,9 @@ def print_table(report: dict[str, Any]) -> None:
         f"peak RSS: {report['memory']['peak_rss_mib_streaming']:.0f} MiB streaming, "
         f"{report['memory']['peak_rss_mib']:.0f} MiB with the offline model",
         f"nonspeech: {report['nonspeech']['finals']} finals, {report['nonspeech']['nonempty_partials']} non-empty partials",
+        "other processes' CPU share: " + ", ".join(
+            f"{name} pass {100 * c['foreign_share']:.0f}% ({c['foreign_cpu_s']:.0f} CPU-s)" for name, c in report["contention"].items()
+        ) + ("  <- timings disturbed" if any(c["foreign_share"] > 0.05 for c in report["contention"].values()) else ""),
         "",
         "targets:",
     ]
@@ -515,12 +618,10 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     engine = AsrEngine.load(asr_config(settings))
     try:
-        # Each pass is its own asyncio.run: the engine's worker thread answers whichever loop submitted.
-        realtime = asyncio.run(stream_files(engine, settings, speech, realtime=True, label="realtime"))
-        fast = asyncio.run(stream_files(engine, settings, speech, realtime=False, label="fast"))
-        nonspeech_runs = asyncio.run(stream_files(engine, settings, nonspeech, realtime=False, label="nonspeech"))
+        passes = asyncio.run(stream_passes(engine, settings, speech, nonspeech))
     finally:
         engine.close()
+    realtime, fast = passes.realtime, passes.fast
     rss_streaming = peak_rss_mib()  # before the offline model adds its own copy of the weights
 
     offline, offline_load_s = offline_pass(whisper_model_dir(settings.asr_model, settings.data_dir), speech)
@@ -550,6 +651,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             "offline": offline_wer,
             "relative_difference": round((stream_wer["wer"] - offline_wer["wer"]) / offline_wer["wer"], 4)
             if offline_wer["wer"] else None,
+            "by_kind": wer_by_kind(rows),
         },
         "final_latency_s": percentiles(f.latency_s for f in finals),
         "asr_inference_s": percentiles(f.asr_inference_s for f in finals),
@@ -564,7 +666,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             "rtf": round(sum(r.wall_s for r in offline.values()) / sum(f.seconds for f in speech), 4),
         },
         "memory": {"peak_rss_mib_streaming": rss_streaming, "peak_rss_mib": peak_rss_mib()},
-        "nonspeech": nonspeech_summary(nonspeech_runs),
+        "contention": passes.contention,
+        "nonspeech": nonspeech_summary(passes.nonspeech),
     }
     report["targets"] = check_targets(report)
     report["all_pass"] = all(t["pass"] for t in report["targets"].values())
