@@ -35,6 +35,8 @@ from models.vad import (
 
 log = logging.getLogger(__name__)
 
+PAUSE_SUSPECTED_MS = 60
+
 
 @dataclass(frozen=True)
 class UtteranceStarted:
@@ -225,6 +227,10 @@ class StreamingTranscriber:
         if utterance is None or utterance.speculative_task is not None:
             return  # no speech, or paused: the final decode is the better use of the engine
         if utterance.partial_task is not None and not utterance.partial_task.done():
+            return
+        if self._segmenter.trailing_silence_ms >= PAUSE_SUSPECTED_MS:
+            # The speaker may be stopping: a partial started now would hold the engine
+            # just when the final is about to need it.
             return
         audio = self._segmenter.utterance_audio()
         if len(audio) - utterance.partial_audio_bytes < self._interval_bytes:

@@ -120,6 +120,11 @@ class VadSegmenter:
     def utterance_start_s(self) -> float:
         return self._start_s
 
+    @property
+    def trailing_silence_ms(self) -> int:
+        """Silence since the last voiced frame of the open utterance."""
+        return self._trailing_silent_frames * self.config.frame_ms if self._in_speech else 0
+
     def utterance_audio(self) -> bytes:
         """The open utterance so far, up to a short tail after its last voiced frame."""
         return bytes(self._utterance[: self._bytes_through_tail()])
