@@ -66,7 +66,7 @@ class Transcript:
     inference_s: float  # ran on the model
 
 
-@dataclass
+@dataclass(eq=False)  # jobs are compared by identity: comparing their audio arrays is wrong and costly
 class _Job:
     stream_id: str
     audio: np.ndarray
@@ -289,7 +289,8 @@ class SpeechCheck:
         usable = len(audio) - len(audio) % self.WINDOW
         if usable == 0:
             return 0
-        probabilities = self._model(audio[:usable])
+        # A copy: faster-whisper's Silero wrapper writes into the array it is given.
+        probabilities = self._model(audio[:usable].copy())
         return int((probabilities > self._threshold).sum()) * self.WINDOW * 1000 // 16000
 
 

@@ -79,3 +79,4 @@ async def test_nothing_is_decoded_for_silence():
     engine = RecordingEngine()
     outputs = await run(engine, SILENCE_1S * 5)
     assert engine.requests == [] and outputs == []
+

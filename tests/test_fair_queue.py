@@ -1,0 +1,47 @@
+"""The ASR engine's queue: finals first, partials latest-only and round-robin."""
+
+import asyncio
+
+import numpy as np
+
+from models.asr import FairQueue, _Job
+
+
+def job(stream: str, final: bool, seconds: float = 1.0) -> _Job:
+    loop = asyncio.new_event_loop()
+    return _Job(stream, np.zeros(int(seconds * 16000), np.float32), final, loop.create_future(), loop)
+
+
+def test_finals_go_before_partials():
+    queue = FairQueue()
+    partial, final = job("a", False), job("b", True)
+    queue.put(partial)
+    queue.put(final)
+    assert queue.get() is final and queue.get() is partial
+
+
+def test_a_newer_partial_replaces_the_queued_one():
+    queue = FairQueue()
+    old, new = job("a", False, 1.0), job("a", False, 1.4)
+    assert queue.put(old) is None
+    assert queue.put(new) is old  # the caller of `old` gets None
+    assert queue.depth == 1 and queue.get() is new
+
+
+def test_partials_take_turns_across_streams():
+    queue = FairQueue()
+    for stream in ("a", "b"):
+        queue.put(job(stream, False))
+    first = queue.get()
+    queue.put(job(first.stream_id, False))  # the stream just served asks again at once
+    assert queue.get().stream_id != first.stream_id  # the other stream still goes next
+
+
+def test_a_queued_final_can_be_withdrawn_among_others():
+    queue = FairQueue()
+    first, second = job("a", True, 2.0), job("a", True, 3.5)  # one stream, two utterances
+    queue.put(first)
+    queue.put(second)
+    assert queue.remove(second) is True
+    assert queue.remove(second) is False
+    assert queue.get() is first and queue.depth == 0
