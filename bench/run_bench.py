@@ -21,6 +21,7 @@ import asyncio
 import csv
 import dataclasses
 import datetime as dt
+import gc
 import importlib.metadata
 import json
 import os
@@ -265,7 +266,8 @@ async def drain(engine: AsrEngine) -> None:
     the worker; that one still reports to the loop when it ends. A final goes
     first in the queue and the worker is single-threaded, so once this decode
     comes back the worker is idle: the next file starts on an idle engine, and
-    no decode outlives the event loop (see the report on the worker thread).
+    no decode outlives the event loop (AsrEngine's worker thread dies if it
+    reports to a closed loop, and every later decode would hang).
     """
     await engine.transcribe("bench-drain", DRAIN_AUDIO, final=True)
     engine.forget_stream("bench-drain")
@@ -295,10 +297,26 @@ class StreamPasses:
     fast: list[StreamRun]
     nonspeech: list[StreamRun]
     contention: dict[str, dict[str, float]]
+    loop_errors: list[str]  # exceptions nobody awaited (asyncio reports them only to the loop's handler)
+
+
+def record_loop_errors(loop: asyncio.AbstractEventLoop) -> list[str]:
+    """Count what the pipeline's tasks raised unseen, one line each, instead of a traceback in the middle of the run."""
+    seen: list[str] = []
+
+    def handler(_loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exception = context.get("exception")
+        line = f"{context.get('message')}: {exception!r}" if exception else str(context.get("message"))
+        seen.append(line)
+        progress(f"  pipeline error: {line}")
+
+    loop.set_exception_handler(handler)
+    return seen
 
 
 async def stream_passes(engine: AsrEngine, settings: Settings, speech: list[CorpusFile], nonspeech: list[CorpusFile]) -> StreamPasses:
     """All live-pipeline passes on one event loop, one after another so none slows another."""
+    loop_errors = record_loop_errors(asyncio.get_running_loop())
     before = cpu_snapshot()
     realtime = await stream_files(engine, settings, speech, realtime=True, label="realtime")
     between = cpu_snapshot()
@@ -306,7 +324,8 @@ async def stream_passes(engine: AsrEngine, settings: Settings, speech: list[Corp
     after = cpu_snapshot()
     realtime_cpu, fast_cpu = contention(before, between), contention(between, after)
     silent = await stream_files(engine, settings, nonspeech, realtime=False, label="nonspeech")
-    return StreamPasses(realtime, fast, silent, {"realtime": realtime_cpu, "fast": fast_cpu})
+    gc.collect()  # a failed task is reported when collected: collect while the handler still listens
+    return StreamPasses(realtime, fast, silent, {"realtime": realtime_cpu, "fast": fast_cpu}, loop_errors)
 
 
 def offline_pass(model_dir: Path, files: list[CorpusFile]) -> tuple[dict[str, OfflineResult], float]:
@@ -515,7 +534,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
     ax.set_title("Final latency (emitted - speech end, incl. end-of-speech silence)")
     ax.set_xlabel("seconds")
     ax.set_ylabel("finals")
-    ax.legend(loc="upper left")
+    ax.legend(loc="center right")
 
     ax = axes[0, 1]
     if lags.size:
@@ -528,7 +547,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
     ax.set_title("Partial lag (emitted - end of audio heard)")
     ax.set_xlabel("seconds")
     ax.set_ylabel("partials")
-    ax.legend(loc="upper left")
+    ax.legend(loc="center right")
 
     ax = axes[1, 0]
     x = np.arange(len(files))
@@ -585,6 +604,8 @@ def print_table(report: dict[str, Any]) -> None:
         f"peak RSS: {report['memory']['peak_rss_mib_streaming']:.0f} MiB streaming, "
         f"{report['memory']['peak_rss_mib']:.0f} MiB with the offline model",
         f"nonspeech: {report['nonspeech']['finals']} finals, {report['nonspeech']['nonempty_partials']} non-empty partials",
+        f"pipeline errors: {sum(report['pipeline_errors']['error_events'].values())} error events, "
+        f"{report['pipeline_errors']['unretrieved_task_exceptions']} unretrieved task exceptions",
         "other processes' CPU share: " + ", ".join(
             f"{name} pass {100 * c['foreign_share']:.0f}% ({c['foreign_cpu_s']:.0f} CPU-s)" for name, c in report["contention"].items()
         ) + ("  <- timings disturbed" if any(c["foreign_share"] > 0.05 for c in report["contention"].values()) else ""),
@@ -667,6 +688,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         },
         "memory": {"peak_rss_mib_streaming": rss_streaming, "peak_rss_mib": peak_rss_mib()},
         "contention": passes.contention,
+        "pipeline_errors": {
+            "error_events": {name: sum(len(run.of_type(events.Error)) for run in runs)
+                             for name, runs in (("realtime", realtime), ("fast", fast), ("nonspeech", passes.nonspeech))},
+            "unretrieved_task_exceptions": len(passes.loop_errors),
+            "samples": sorted(set(passes.loop_errors))[:10],
+        },
         "nonspeech": nonspeech_summary(passes.nonspeech),
     }
     report["targets"] = check_targets(report)

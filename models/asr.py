@@ -39,7 +39,8 @@ class AsrConfig:
     compute_type: str = "int8"
     threads: int = 0
     language: str = "en"
-    beam_size: int = 1
+    beam_size: int = 5
+    beam_max_s: float = 10.0  # longer utterances decode greedily: beam search time grows with length
     no_speech_threshold: float = 0.6
     log_prob_threshold: float = -1.0
     compression_ratio_threshold: float = 2.4
@@ -185,7 +186,7 @@ class AsrEngine:
         job = _Job(stream_id=stream_id, audio=audio, final=final, future=loop.create_future(), loop=loop)
         displaced = self._queue.put(job)
         if displaced is not None:
-            displaced.loop.call_soon_threadsafe(_resolve, displaced.future, None, None)
+            _hand_back(displaced, None, None)
         try:
             return await job.future
         except asyncio.CancelledError:
@@ -212,7 +213,7 @@ class AsrEngine:
                 result, error = None, exc
             if result is not None:
                 result = _with_timing(result, started - job.submitted, time.monotonic() - started)
-            job.loop.call_soon_threadsafe(_resolve, job.future, result, error)
+            _hand_back(job, result, error)
 
     def _decode(self, audio: np.ndarray, final: bool) -> Transcript:
         """Decode one utterance (< 30 s) as a single Whisper window.
@@ -235,7 +236,7 @@ class AsrEngine:
         result = self._model.model.generate(
             encoder_output,
             [self._prompt],
-            beam_size=self.config.beam_size if final else 1,
+            beam_size=self._beam_size(final, len(audio) / 16000),
             return_scores=True,
             return_no_speech_prob=True,
             max_length=self._model.max_length,
@@ -257,6 +258,19 @@ class AsrEngine:
                 if w["word"].strip()
             )
         return Transcript(text=text, words=words, audio_s=len(audio) / 16000, queued_s=0.0, inference_s=0.0)
+
+    def _beam_size(self, final: bool, audio_s: float) -> int:
+        """Beam search where the latency budget allows it.
+
+        Partials are greedy: they are replaced within a fraction of a second
+        anyway. Finals use the beam up to `beam_max_s` of audio. On tiny.en
+        with 2 cores, beam 5 cut the corpus WER from 4.4% to 3.5%, while its
+        decode time grew with length past what the end-of-speech wait can
+        hide (2 s finals for a 26 s utterance).
+        """
+        if not final or audio_s > self.config.beam_max_s:
+            return 1
+        return self.config.beam_size
 
     def _believable(self, text: str, avg_logprob: float, no_speech_prob: float) -> bool:
         """Whisper's hallucination guards, applied to the one window we decoded."""
@@ -307,6 +321,14 @@ def window_frames(num_frames: int) -> int:
 
 def _with_timing(result: Transcript, queued_s: float, inference_s: float) -> Transcript:
     return Transcript(result.text, result.words, result.audio_s, round(queued_s, 4), round(inference_s, 4))
+
+
+def _hand_back(job: _Job, result: Optional[Transcript], error: Optional[BaseException]) -> None:
+    """Deliver a result to the job's event loop, from any thread."""
+    try:
+        job.loop.call_soon_threadsafe(_resolve, job.future, result, error)
+    except RuntimeError:
+        pass  # that loop has closed (its caller is gone): the engine serves other loops on
 
 
 def _resolve(future: asyncio.Future, result: Optional[Transcript], error: Optional[BaseException]) -> None:

@@ -38,6 +38,7 @@ def asr_config(settings: Settings) -> AsrConfig:
         threads=settings.asr_threads,
         language=settings.asr_language,
         beam_size=settings.asr_beam_size,
+        beam_max_s=settings.asr_beam_max_s,
         no_speech_threshold=settings.asr_no_speech_threshold,
         log_prob_threshold=settings.asr_log_prob_threshold,
         compression_ratio_threshold=settings.asr_compression_ratio_threshold,

@@ -54,7 +54,10 @@ class Settings:
     asr_compute_type: str = field(default="int8", metadata=_help("CTranslate2 compute type"))
     asr_threads: int = field(default=0, metadata=_help("CPU threads for inference; 0 = all cores"))
     asr_language: str = field(default="en", metadata=_help("spoken language code"))
-    asr_beam_size: int = field(default=1, metadata=_help("beam size of final decodes"))
+    asr_beam_size: int = field(default=5, metadata=_help("beam size of final decodes"))
+    asr_beam_max_s: float = field(
+        default=10.0, metadata=_help("finals of longer utterances decode greedily, to bound their latency")
+    )
     asr_trim_window: bool = field(
         default=True, metadata=_help("decode each utterance in a window cut to its length, not 30 s")
     )
@@ -116,6 +119,7 @@ class Settings:
         check(self.asr_device in ("cpu", "cuda", "auto"), f"asr_device must be cpu, cuda or auto, got {self.asr_device!r}")
         check(self.asr_threads >= 0, "asr_threads must be >= 0")
         check(self.asr_beam_size >= 1, "asr_beam_size must be >= 1")
+        check(self.asr_beam_max_s >= 0, "asr_beam_max_s must be >= 0")
         check(0.0 < self.asr_no_speech_threshold <= 1.0, "asr_no_speech_threshold must be in (0, 1]")
         check(self.vad_aggressiveness in (0, 1, 2, 3), "vad_aggressiveness must be 0, 1, 2 or 3")
         check(self.vad_frame_ms in (10, 20, 30), "vad_frame_ms must be 10, 20 or 30")

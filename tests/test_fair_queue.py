@@ -5,6 +5,8 @@ import asyncio
 import numpy as np
 
 from models.asr import FairQueue, _Job
+from models.audio import read_wav
+from tests.conftest import corpus_file
 
 
 def job(stream: str, final: bool, seconds: float = 1.0) -> _Job:
@@ -45,3 +47,23 @@ def test_a_queued_final_can_be_withdrawn_among_others():
     assert queue.remove(second) is True
     assert queue.remove(second) is False
     assert queue.get() is first and queue.depth == 0
+
+
+def test_the_engine_outlives_an_event_loop_that_closed_mid_decode():
+    """A CLI run or a test ends its loop while a decode runs; the shared engine must go on."""
+    from models.asr import AsrConfig, AsrEngine
+
+    engine = AsrEngine.load(AsrConfig())
+    audio = read_wav(corpus_file("long/answer-austen.wav"))  # 17 s of speech: still decoding when its loop is gone
+
+    async def start_and_leave() -> None:
+        task = asyncio.ensure_future(engine.transcribe("a", audio, final=True))
+        await asyncio.sleep(0.05)
+        task.cancel()
+
+    try:
+        asyncio.run(start_and_leave())
+        result = asyncio.run(asyncio.wait_for(engine.transcribe("b", bytes(16000 * 2), final=True), timeout=30))
+        assert result is not None and result.text == ""
+    finally:
+        engine.close()
