@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import signal
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, AsyncIterator, Optional
@@ -265,12 +266,19 @@ def run_server(settings: Settings) -> int:
         app = create_app(Earshot(settings, store, engine))
         config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", lifespan="on")
         log.info("Earshot listening on http://%s:%d", settings.host, settings.port)
+        # uvicorn shuts down gracefully on SIGTERM, then re-raises it; with this handler that
+        # becomes SystemExit, so the finally below still stops the private Redis.
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
         uvicorn.Server(config).run()
         engine.close()
     finally:
         if private is not None:
             private.stop()
     return 0
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 async def _check_store(url: str) -> None:

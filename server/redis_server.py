@@ -38,6 +38,7 @@ class PrivateRedis:
         self.dir = (data_dir / "redis").resolve()
         self.socket_path = self.dir / SOCKET_NAME
         self._process: Optional[subprocess.Popen] = None
+        self._adopted = False  # left running by an earlier, killed run: ours to stop too
 
     @property
     def url(self) -> str:
@@ -47,7 +48,8 @@ class PrivateRedis:
         if len(str(self.socket_path)) > MAX_SOCKET_PATH:
             raise RedisStartError(f"data_dir path too long for a Unix socket: {self.socket_path}")
         if _answers(self.socket_path):
-            return self.url  # left running by an earlier run: its data is ours
+            self._adopted = True  # left running by an earlier run: its data is ours
+            return self.url
         binary = shutil.which("redis-server")
         if binary is None:
             raise RedisStartError(
@@ -84,6 +86,12 @@ class PrivateRedis:
         raise RedisStartError(f"redis-server did not answer within {timeout_s} s; see {self.dir / 'redis.log'}")
 
     def stop(self) -> None:
+        if self._adopted:
+            self._adopted = False
+            try:
+                redis.Redis(unix_socket_path=str(self.socket_path), socket_timeout=5).shutdown()
+            except redis.RedisError:
+                pass  # it closes the connection as it exits
         if self._process is None:
             return
         self._process.terminate()

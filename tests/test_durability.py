@@ -1,7 +1,9 @@
 """Nothing said is lost: not to a server crash, not to a Redis outage."""
 
+import signal
 import subprocess
 import sys
+import time
 
 import httpx
 import pytest
@@ -98,3 +100,38 @@ def test_bad_settings_are_a_clear_error(tmp_path):
     )
     assert result.returncode == 2
     assert "vad_aggressiveness must be 0, 1, 2 or 3" in result.stderr
+
+
+def test_private_redis_keeps_sessions_across_a_crash_and_stops_with_the_server(tmp_path):
+    """With no REDIS_URL the server runs its own redis-server, which must outlive a crash of the server."""
+    from server.redis_server import PrivateRedis, _answers
+
+    data_dir = tmp_path / "data"
+    port = free_port()
+
+    def serve() -> subprocess.Popen:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "server", "serve", "--port", str(port), "--data-dir", str(data_dir)],
+            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        for _ in range(150):
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    return process
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        process.kill()
+        raise AssertionError("server did not start")
+
+    first = serve()
+    created = httpx.post(f"http://127.0.0.1:{port}/api/sessions", json={"role": "consultancy"}).json()
+    first.kill()  # SIGKILL: its Redis is left running, with the session in it
+    first.wait()
+    second = serve()
+    try:
+        auth = {"Authorization": f"Bearer {created['token']}"}
+        assert httpx.get(f"http://127.0.0.1:{port}/api/sessions/{created['session_id']}", headers=auth).status_code == 200
+    finally:
+        second.send_signal(signal.SIGTERM)  # a clean stop also stops the private Redis
+        assert second.wait(timeout=30) == 0
+    assert not _answers(PrivateRedis(data_dir).socket_path)
