@@ -46,8 +46,9 @@ from server.pipeline import asr_config
 from server.settings import Settings, settings_from_env
 from server.transcribe import transcribe_file
 
-DEFAULT_CORPUS = Path("/work/shared/corpus")
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# The corpus sits beside the checkout, as it does for the tests; EARSHOT_CORPUS overrides.
+DEFAULT_CORPUS = Path(os.environ.get("EARSHOT_CORPUS", REPO_ROOT.parent / "shared" / "corpus"))
 SPEECH_FOLDERS = ("utterances", "long")
 QUICK_UTTERANCES = 6
 QUICK_LONG = 1
