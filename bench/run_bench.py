@@ -509,6 +509,17 @@ def progress(line: str) -> None:
 
 
 # --- output -------------------------------------------------------------------------------------
+def hist_with_cdf(ax, values: np.ndarray, color: str, label: str) -> None:
+    """Histogram on the left axis, its empirical CDF on a right axis: the tail shows in both."""
+    if not values.size:
+        return
+    ax.hist(values, bins=30, color=color, alpha=0.6, label=label)
+    cdf = ax.twinx()
+    cdf.step(values, np.arange(1, values.size + 1) / values.size, where="post", color=color)
+    cdf.set_ylim(0, 1.02)
+    cdf.set_ylabel("CDF")
+
+
 def plot(report: dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -524,12 +535,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
                  f"{report['settings']['asr_device']}), {report['timestamp']}")
 
     ax = axes[0, 0]
-    if latencies.size:
-        ax.hist(latencies, bins=30, color="tab:blue", alpha=0.6, label="finals")
-        cdf = ax.twinx()
-        cdf.step(latencies, np.arange(1, latencies.size + 1) / latencies.size, where="post", color="tab:blue")
-        cdf.set_ylim(0, 1.02)
-        cdf.set_ylabel("CDF")
+    hist_with_cdf(ax, latencies, "tab:blue", "finals")
     for limit, style in ((FINAL_LATENCY_P50_LIMIT_S, "--"), (FINAL_LATENCY_P95_LIMIT_S, ":")):
         ax.axvline(limit, color="tab:red", linestyle=style, label=f"target {limit:.1f} s")
     ax.set_title("Final latency (emitted - speech end, incl. end-of-speech silence)")
@@ -538,12 +544,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
     ax.legend(loc="center right")
 
     ax = axes[0, 1]
-    if lags.size:
-        ax.hist(lags, bins=30, color="tab:green", alpha=0.6, label="partials")
-        cdf = ax.twinx()
-        cdf.step(lags, np.arange(1, lags.size + 1) / lags.size, where="post", color="tab:green")
-        cdf.set_ylim(0, 1.02)
-        cdf.set_ylabel("CDF")
+    hist_with_cdf(ax, lags, "tab:green", "partials")
     ax.axvline(PARTIAL_LAG_P95_LIMIT_S, color="tab:red", linestyle=":", label=f"p95 target {PARTIAL_LAG_P95_LIMIT_S} s")
     ax.set_title("Partial lag (emitted - end of audio heard)")
     ax.set_xlabel("seconds")
