@@ -77,9 +77,6 @@ class _Job:
     submitted: float = field(default_factory=time.monotonic)
 
 
-PARTIAL_SPEECH_MS = 96  # three Silero windows
-
-
 class FairQueue:
     """Finals FIFO first, then one partial per stream, least recently served first."""
 
@@ -227,7 +224,7 @@ class AsrEngine:
         then cost a fraction as much, which is most of a final's latency.
         """
         empty = Transcript("", (), len(audio) / 16000, 0.0, 0.0)
-        if self._speech_check is not None and self._speech_check.speech_ms(audio) < self._speech_needed_ms(final):
+        if self._speech_check is not None and self._speech_check.speech_ms(audio) < self.config.speech_check_ms:
             return empty  # webrtcvad heard "voice" in hum or clicks; Silero disagrees, so Whisper never sees it
         features = self._model.feature_extractor(audio)
         num_frames = features.shape[-1]
@@ -261,13 +258,6 @@ class AsrEngine:
                 if w["word"].strip()
             )
         return Transcript(text=text, words=words, audio_s=len(audio) / 16000, queued_s=0.0, inference_s=0.0)
-
-    def _speech_needed_ms(self, final: bool) -> int:
-        """Silero speech a decode needs. The first partial hears 0.4 s, mostly pre-roll:
-        asking it for the full amount left it empty and the first words late (p50 0.93 s
-        on the quick set). Hum and noise score no Silero speech at all, so a lower bar
-        for partials lets no invented text through; the final keeps the full one."""
-        return self.config.speech_check_ms if final else min(self.config.speech_check_ms, PARTIAL_SPEECH_MS)
 
     def _beam_size(self, final: bool, audio_s: float) -> int:
         """Beam search where the latency budget allows it.
