@@ -11,7 +11,6 @@ recording, so the last utterance ends the way every other one does.
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 import time
 from pathlib import Path

@@ -4,7 +4,6 @@ import httpx
 import pytest
 from aiortc import RTCPeerConnection
 
-from loadtest.caller import HeadlessCaller
 from server.ice import rtc_configuration
 from tests.calls import call_with
 from tests.conftest import corpus_file
