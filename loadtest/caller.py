@@ -41,7 +41,6 @@ class PcmTrack(MediaStreamTrack):
         self._silence_after = silence_after
         self._sent_samples = 0
         self._started: Optional[float] = None
-        self.finished_at: Optional[float] = None  # wall time the WAV's last sample went out
 
     @property
     def audio_clock_s(self) -> float:
@@ -65,8 +64,6 @@ class PcmTrack(MediaStreamTrack):
         offset = self._sent_samples * 2
         chunk = self._pcm[offset : offset + FRAME_SAMPLES * 2]
         if len(chunk) < FRAME_SAMPLES * 2:
-            if self.finished_at is None:
-                self.finished_at = time.monotonic()
             if not chunk and not self._silence_after:
                 self.stop()
             chunk = chunk + bytes(FRAME_SAMPLES * 2 - len(chunk))

@@ -113,14 +113,6 @@ class VadSegmenter:
         return self._clock_offset_s + self._frames_seen * self._frame_s
 
     @property
-    def in_speech(self) -> bool:
-        return self._in_speech
-
-    @property
-    def utterance_start_s(self) -> float:
-        return self._start_s
-
-    @property
     def trailing_silence_ms(self) -> int:
         """Silence since the last voiced frame of the open utterance."""
         return self._trailing_silent_frames * self.config.frame_ms if self._in_speech else 0

@@ -12,7 +12,6 @@ new env var without touching the CLI code.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -143,9 +142,6 @@ class Settings:
     @property
     def ice_server_urls(self) -> tuple[str, ...]:
         return tuple(url.strip() for url in self.ice_servers.split(",") if url.strip())
-
-    def replace(self, **changes: Any) -> "Settings":
-        return dataclasses.replace(self, **changes)
 
 
 def _convert(name: str, kind: Any, raw: str) -> Any:
