@@ -59,9 +59,9 @@ async function readJson(response) {
 
 const sessionPath = (sessionId) => `api/sessions/${encodeURIComponent(sessionId)}`;
 
-/** -> {session_id, token} */
-export function createSession({ role, difficulty }) {
-  return request("POST", "api/sessions", { body: { mode: "interview", role, difficulty } });
+/** mode: "interview" (the interviewer talks) or "transcribe" (transcript and pace only). -> {session_id, token} */
+export function createSession({ mode = "interview", role, difficulty }) {
+  return request("POST", "api/sessions", { body: { mode, role, difficulty } });
 }
 
 /** -> {sdp, type: "answer"} */

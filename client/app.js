@@ -12,9 +12,21 @@ const CHANNEL_OPEN_TIMEOUT_MS = 15000;
 // How long a resume keeps retrying while the server still holds the old connection.
 const SESSION_LIVE_WAIT_MS = 40000;
 const SESSION_LIVE_RETRY_MS = 2000;
+// The report page reads the token from its URL fragment; this key is its fallback.
+const REPORT_TOKEN_PREFIX = "earshot.token.";
 
-// Exposed for tests and for poking at from the console.
-const earshot = { events: [], state: "idle" };
+// Errors the call survives (it goes on, perhaps in text only): shown as notices, not in the status.
+const NOTICE_TEXT = {
+  llm_timeout: "The interviewer took too long to think, so it used a prepared follow-up.",
+  llm_unavailable: "The interviewer's language model is unavailable, so it uses prepared follow-ups.",
+  tts_failed: "The interviewer's voice failed: going on in text only.",
+  report_failed: "The report could not be built yet: it is built again when you open it.",
+  interviewer_failed: "The interviewer stopped because of an internal error: transcription goes on.",
+};
+
+// Exposed for tests and for poking at from the console. `mode` is the running (or last)
+// session's; `reportUrl` is the report link, with its token, once the interview has finished.
+const earshot = { events: [], state: "idle", mode: "interview", reportUrl: null };
 window.earshot = earshot;
 
 // The one connection this page may hold. `attempt` grows every time a
@@ -28,6 +40,8 @@ const conn = {
   openTimer: null,
   lastFinalUtterance: -1, // partials of an utterance that already has its final are late: drop them
   partialUtterance: null, // whose words the partial line shows now
+  agentVoice: null, // the interviewer utterance whose audio plays now
+  shownSession: null, // whose conversation is on screen, so a resume of it keeps the interviewer's lines
 };
 
 class Superseded extends Error {}
@@ -90,6 +104,8 @@ function teardownLocal() {
   view.setSpeaking(false);
   view.clearPartial();
   view.stopRemoteStream();
+  view.closeAgentLines();
+  setAgentVoice(null);
 }
 
 function beginAttempt() {
@@ -99,7 +115,11 @@ function beginAttempt() {
 
 async function start() {
   const attempt = beginAttempt();
-  const choices = { role: view.controls.role.value, difficulty: view.controls.difficulty.value };
+  const choices = {
+    mode: view.controls.mode.value,
+    role: view.controls.role.value,
+    difficulty: view.controls.difficulty.value,
+  };
 
   // A new session replaces any interrupted one; tell the server so it can free it now.
   const previous = storedSession();
@@ -107,8 +127,9 @@ async function start() {
   conn.session = null;
   if (previous) api.deleteSession(previous).catch(() => {});
 
-  view.clearTranscript();
+  clearConversation();
   view.resetPace();
+  setMode(choices.mode);
   view.showSessionInfo(choices);
   setState("connecting");
 
@@ -123,6 +144,7 @@ async function start() {
       api.deleteSession(session).catch(() => {});
       throw new Superseded();
     }
+    conn.shownSession = session.session_id;
     storeSession({ ...session, ...choices });
     await connect(session, attempt);
   } catch (error) {
@@ -140,7 +162,7 @@ async function resume() {
     view.setStatus("Restoring the session…");
     const snapshot = await api.getSession(session);
     ensureCurrent(attempt);
-    restoreSnapshot(snapshot);
+    restoreSnapshot(snapshot, session);
     if (snapshot.state === "ended") {
       fail("This session has ended: press Start for a new one", { forget: true });
       return;
@@ -177,7 +199,9 @@ async function connect(session, attempt) {
     onConnectionState: guard(attempt, (state) => {
       if (state === "failed" || state === "disconnected") connectionLost();
     }),
-    onTrack: guard(attempt, (event) => view.playRemoteStream(event.streams[0] ?? new MediaStream([event.track]))),
+    onTrack: guard(attempt, (event) =>
+      view.playRemoteStream(event.streams[0] ?? new MediaStream([event.track]), guard(attempt, audioBlocked)),
+    ),
   });
 
   await negotiate(conn.peer.pc, (offer) => sendOfferPatiently(session, offer, attempt));
@@ -215,7 +239,13 @@ async function sendOfferPatiently(session, offer, attempt) {
 function goLive() {
   clearTimeout(conn.openTimer);
   setState("live");
-  view.setStatus("Live — speak now", "live");
+  if (earshot.mode === "interview") {
+    // The interview may have finished before a reconnect: its report link stays the news.
+    if (!view.reportShown()) view.setStatus("Live — listen to the interviewer, then answer aloud", "live");
+    if (view.turnState() === "idle" || view.turnState() === "offline") view.setTurn("waiting");
+  } else {
+    view.setStatus("Live — speak now", "live");
+  }
 }
 
 function stop() {
@@ -225,8 +255,14 @@ function stop() {
   forgetSession();
   // Best effort: if this fails the server still expires the idle session.
   if (session) api.deleteSession(session).catch(() => {});
-  view.setStatus("Stopped");
+  view.setStatus(view.reportShown() ? "Stopped. The interview finished: open your report below." : "Stopped");
+  markCallOver("stopped");
   setState("stopped");
+}
+
+/** The turn indicator must not keep saying "Listening" once nobody is. */
+function markCallOver(state) {
+  if (view.turnState() !== "ended") view.setTurn(state);
 }
 
 /** The link dropped: keep the stored session so the user can resume it. */
@@ -240,6 +276,7 @@ function fail(message, { forget = false } = {}) {
     forgetSession();
     conn.session = null;
   }
+  markCallOver("offline");
   view.setStatus(message, "error");
   setState("error");
 }
@@ -277,11 +314,17 @@ function describeError(error, action) {
 
 // ---- resume -----------------------------------------------------------------
 
-/** Puts a stored session's finals and pace back on screen before reconnecting. */
-function restoreSnapshot(snapshot) {
+/**
+ * Puts a stored session's finals and pace back on screen before reconnecting. The
+ * snapshot has no interviewer lines: if this page still shows the session (a dropped
+ * link, not a reload), they stay; its finals are skipped by seq.
+ */
+function restoreSnapshot(snapshot, session) {
   view.setChoices(snapshot);
+  setMode(snapshot.mode);
   view.showSessionInfo(snapshot);
-  view.clearTranscript();
+  if (conn.shownSession !== session.session_id) clearConversation();
+  conn.shownSession = session.session_id;
   for (const final of snapshot.finals ?? []) view.appendFinal(final);
   if (snapshot.pace) view.showPace(snapshot.pace);
   else view.resetPace();
@@ -291,6 +334,7 @@ function restoreSnapshot(snapshot) {
 
 const EVENT_HANDLERS = {
   ready(event) {
+    if (event.mode) setMode(event.mode);
     view.showSessionInfo(event);
     view.setPaceRange(event.pace_min_wps, event.pace_max_wps);
   },
@@ -323,10 +367,85 @@ const EVENT_HANDLERS = {
   },
 
   error(event) {
+    const notice = NOTICE_TEXT[event.code];
+    if (notice) {
+      // The interviewer's trouble: the call goes on, so it must not look like a failed connection.
+      view.addNotice(event.code, notice, { detail: event.message });
+      if (event.code === "tts_failed") setAgentVoice(null);
+      if (event.code === "interviewer_failed") view.setTurn("failed");
+      return;
+    }
     // Server-side trouble with one step (e.g. a slow transcription): report it, keep listening.
     view.setStatus(`Server error: ${event.message}`, "error");
   },
+
+  agent(event) {
+    view.showAgentText(event);
+  },
+
+  agent_audio_start(event) {
+    setAgentVoice(event.utterance_id);
+  },
+
+  agent_audio_end(event) {
+    // An end for an older utterance must not hide the indicator of the one playing now.
+    if (conn.agentVoice === event.utterance_id) setAgentVoice(null);
+  },
+
+  turn(event) {
+    view.setTurn(event.state);
+  },
+
+  question(event) {
+    view.showQuestion(event);
+  },
+
+  report_ready(event) {
+    const href = reportHref(event);
+    earshot.reportUrl = href;
+    view.showReportLink(href);
+    view.setStatus("The interview has finished: your report is ready. Press Stop to hang up.", "done");
+  },
 };
+
+/** The report page reads the token from the fragment, which browsers never send to the server. */
+function reportHref(event) {
+  const session = conn.session;
+  if (!session) return event.url;
+  try {
+    sessionStorage.setItem(REPORT_TOKEN_PREFIX + session.session_id, session.token);
+  } catch {
+    /* storage disabled: the fragment still carries the token */
+  }
+  return `${event.url}#token=${encodeURIComponent(session.token)}`;
+}
+
+function setAgentVoice(utteranceId) {
+  conn.agentVoice = utteranceId;
+  view.setAgentSpeaking(utteranceId);
+}
+
+function setMode(mode) {
+  earshot.mode = mode === "transcribe" ? "transcribe" : "interview";
+  view.setMode(earshot.mode);
+}
+
+/** Empties everything that belonged to the previous session's conversation. */
+function clearConversation() {
+  view.clearTranscript();
+  view.resetInterviewer();
+  view.clearNotices();
+  view.hideReportLink();
+  earshot.reportUrl = null;
+  conn.shownSession = null;
+}
+
+/** Autoplay refused: say so, and let a click (which browsers accept) start the voice. */
+function audioBlocked() {
+  view.addNotice("audio_blocked", "The browser blocked the interviewer's voice.", {
+    action: { label: "Play the voice", onClick: () => view.resumeRemoteAudio() },
+  });
+}
 
 function clearPartialLine() {
   conn.partialUtterance = null;
@@ -351,15 +470,24 @@ function init() {
   view.controls.start.addEventListener("click", start);
   view.controls.stop.addEventListener("click", stop);
   view.controls.resume.addEventListener("click", resume);
+  // Only between sessions (the select is disabled during one): preview what the mode shows.
+  view.controls.mode.addEventListener("change", () => setMode(view.controls.mode.value));
+  // The report opens in this tab: hang up properly first rather than let the page drop the
+  // call, which would leave a session to "resume" on the way back.
+  view.controls.reportLink.addEventListener("click", () => {
+    if (earshot.state === "live" || earshot.state === "connecting") stop();
+  });
 
   view.resetPace();
+  view.resetInterviewer();
   const interrupted = storedSession();
   if (interrupted) {
     view.setChoices(interrupted);
     view.setStatus("A session was interrupted. Press Resume session to continue it, or Start for a new one.");
   } else {
-    view.setStatus("Choose a role and difficulty, then press Start.");
+    view.setStatus("Choose a mode, role and difficulty, then press Start.");
   }
+  setMode(view.controls.mode.value);
   setState("idle");
 }
 
