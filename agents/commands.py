@@ -1,0 +1,115 @@
+"""What the candidate says *to* the interviewer rather than as an answer.
+
+Spoken commands ("could you repeat that", "can I skip this one", "can I get a
+hint", "let's stop here", "that's all") and backchannels ("yeah", "uh-huh")
+are recognised from a final transcript with word patterns. Rules beat a model
+here: the phrases are few, the cost of a miss is low (the candidate says it
+again), and a false hit in the middle of an answer would be bad, so commands
+other than "that's all" only count in a short utterance.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from typing import Optional
+
+from models.text import normalize_text
+
+
+class Command(enum.Enum):
+    REPEAT = "repeat"
+    SKIP = "skip"
+    HINT = "hint"
+    STOP = "stop"
+    DONE = "done"  # "that's all": the answer is complete, take the turn now
+
+
+# A command hides in a short utterance; a long one is an answer that may mention "skip".
+MAX_COMMAND_WORDS = 12
+
+# Checked in this order: "let's stop here" is STOP even though it could be read as
+# moving on, and "can you repeat the hint" is a REPEAT.
+_PATTERNS: tuple[tuple[Command, re.Pattern[str]], ...] = tuple(
+    (command, re.compile(pattern))
+    for command, pattern in (
+        (Command.STOP, r"\b(let s|lets|let us|i want to|i d like to|can we|please) (stop|end|finish|quit)\b"
+                       r"|\b(stop|end|finish) (the|this) interview\b|\bthat s enough for today\b"),
+        (Command.REPEAT, r"\brepeat\b|\bsay (that|it|the question) again\b|\bcome again\b|\bpardon\b"
+                         r"|\bdidn t (catch|hear|get) (that|it|the question)\b|\bone more time\b"),
+        (Command.HINT, r"\bhint\b|\bclue\b|\bpointer\b|\bhelp me (out )?(with|on) (this|that|it)\b"),
+        (Command.SKIP, r"\bskip\b|^(the |a )?next question|\b(go|move|jump) (on )?to the next (one|question)\b"
+                       r"|\bmove on\b|\bpass on (this|that)\b|^pass$"),
+    )
+)
+
+# "that's all" may end a long answer, so it is looked for in the last few words only.
+_DONE_AT_END = re.compile(
+    r"(that s all|that is all|that s it|that is it|i m done|i am done|i m finished|i am finished"
+    r"|that s my answer|that is my answer|end of (my )?answer|^done|^finished)$"
+)
+DONE_TAIL_WORDS = 5
+
+# Sounds, not words: a turn made only of these answers nothing.
+FILLER_SOUNDS = frozenset("uh um uhm er erm ah oh mm mmm hmm mhm mm-hmm uh-huh huh".split())
+BACKCHANNEL_WORDS = FILLER_SOUNDS | frozenset(
+    "yeah yes yep yup ok okay right sure alright cool nice great i see got it gotcha true exactly".split()
+)
+MAX_BACKCHANNEL_WORDS = 3
+
+
+def _normalised(text: str) -> str:
+    # normalize_text lower-cases and drops punctuation; apostrophes become spaces
+    # ("that's" -> "that s"), which the patterns above expect.
+    return " ".join(normalize_text(text.replace("'", " ")).split())
+
+
+def detect_command(text: str) -> Optional[Command]:
+    """The command a final transcript carries, or None when it is (part of) an answer."""
+    words = _normalised(text).split()
+    if not words:
+        return None
+    if len(words) <= MAX_COMMAND_WORDS:
+        joined = " ".join(words)
+        for command, pattern in _PATTERNS:
+            if pattern.search(joined):
+                return command
+    if _DONE_AT_END.search(" ".join(words[-DONE_TAIL_WORDS:])):
+        return Command.DONE
+    return None
+
+
+def strip_done_phrase(text: str) -> str:
+    """The answer without a closing "that's all", for the report and the follow-up prompt."""
+    stripped = re.sub(
+        r"[,.!?\s]*(and )?(that's all|that is all|that's it|that is it|i'm done|i am done|that's my answer)[.!?]*\s*$",
+        "",
+        text.strip(),
+        flags=re.IGNORECASE,
+    )
+    return stripped.strip()
+
+
+
+
+def is_filler_only(text: str) -> bool:
+    """True for "uh", "um, uh", "mm-hmm" and empty transcripts."""
+    return all(word in FILLER_SOUNDS for word in _words(text))
+
+
+def _words(text: str) -> list[str]:
+    # Keep hyphenated sounds ("uh-huh") whole, which normalize_text would split.
+    return _normalised(text.replace("-", "HYPHEN")).replace("hyphen", "-").split()
+
+
+def is_backchannel(text: str) -> bool:
+    """True for "yeah", "uh-huh", "okay", "mm": the listener acknowledging, not taking the turn.
+
+    An empty transcript counts too: the VAD heard a voice but Whisper found no
+    words in it, which is what a cough or a murmur looks like.
+    """
+    words = _words(text)
+    if len(words) > MAX_BACKCHANNEL_WORDS:
+        return False
+    joined = " ".join(words)
+    return all(word in BACKCHANNEL_WORDS for word in words) or joined in BACKCHANNEL_WORDS
