@@ -18,4 +18,6 @@ ROLES: dict[str, str] = {
 
 DIFFICULTIES: tuple[str, ...] = ("easy", "medium", "hard")
 
-MODES: tuple[str, ...] = ("interview",)
+# interview: the voice interviewer talks with the caller.
+# transcribe: live transcript and pace feedback only, no agent (dictation, pipeline tests).
+MODES: tuple[str, ...] = ("interview", "transcribe")

@@ -111,9 +111,10 @@ class AgentVoiceTrack(MediaStreamTrack):
     reply still being synthesized are never interleaved with another reply.
 
     Callbacks are plain functions called on the event loop: on_start(id) as
-    the first frame of an utterance is handed to aiortc, on_end(PlaybackEnd)
-    as its last is, or when it is cut. Every utterance the track has been
-    told about gets exactly one on_end.
+    the first frame of an utterance is handed to aiortc, on_sentence((id,
+    text)) as the first frame of each sentence is, on_end(PlaybackEnd) as its
+    last is, or when it is cut. Every utterance the track has been told about
+    gets exactly one on_end.
     """
 
     kind = "audio"
@@ -122,10 +123,12 @@ class AgentVoiceTrack(MediaStreamTrack):
         self,
         on_start: Optional[Callable[[int], None]] = None,
         on_end: Optional[Callable[[PlaybackEnd], None]] = None,
+        on_sentence: Optional[Callable[[tuple[int, str]], None]] = None,
     ) -> None:
         super().__init__()
         self._on_start = on_start
         self._on_end = on_end
+        self._on_sentence = on_sentence
         self._queue: deque[_Utterance] = deque()
         self._ended_ids: deque[int] = deque(maxlen=_ENDED_MEMORY)
         self._paused = False
@@ -244,6 +247,8 @@ class AgentVoiceTrack(MediaStreamTrack):
         if not head.started:
             head.started = True
             notices.append((self._on_start, head.id))
+        if head.frame == 0:  # a sentence begins: its words can be shown as they are heard
+            notices.append((self._on_sentence, (head.id, head.sentences[head.sentence].text)))
         data = head.take_frame()
         return data, notices + self._pop_finished()
 

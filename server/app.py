@@ -4,6 +4,8 @@
     POST   /api/sessions/{id}/offer      Bearer token, {sdp, type: "offer"} -> {sdp, type: "answer"}
     GET    /api/sessions/{id}            Bearer token -> session, finals, pace
     DELETE /api/sessions/{id}            Bearer token -> ends the session
+    GET    /api/sessions/{id}/report     Bearer token -> the interview report (JSON)
+    GET    /sessions/{id}/report         the report page (reads the token from the URL fragment)
     GET    /healthz                      Redis and engine state
     GET    /                             the client (client/index.html and its files)
 
@@ -24,13 +26,14 @@ from typing import Any, AsyncIterator, Optional
 from aiortc.sdp import SessionDescription
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import FileResponse, JSONResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from agents.roles import DIFFICULTIES, MODES, ROLES
 from models.asr import AsrEngine
 from server.errors import StartupError
+from server.interview import InterviewServices
 from server.pipeline import ResumePoint
 from server.settings import Settings
 from server.store import SessionRecord, SessionStore, StoreUnavailable, WriteBehind, connect
@@ -54,10 +57,17 @@ def error_response(status: int, code: str, message: str) -> JSONResponse:
 class Earshot:
     """Everything one server process shares: settings, store, the ASR engine, live calls."""
 
-    def __init__(self, settings: Settings, store: SessionStore, engine: AsrEngine) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: SessionStore,
+        engine: AsrEngine,
+        interview: Optional[InterviewServices] = None,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.engine = engine
+        self.interview = interview
         self.live: dict[str, LiveSession] = {}
         self._draining: set[WriteBehind] = set()
 
@@ -142,6 +152,7 @@ class Earshot:
             self.settings,
             writer_factory=lambda on_outage: WriteBehind(self.store, record.session_id, on_outage),
             on_closed=self.session_closed,
+            interview_services=self.interview,
         )
         self.live[record.session_id] = session
         try:
@@ -167,6 +178,19 @@ class Earshot:
         count = await self.store.final_count(record.session_id)
         return JSONResponse({"session_id": record.session_id, "state": "ended", "finals": count})
 
+    async def report(self, request: Request) -> JSONResponse:
+        record = await self.authorised_session(request)
+        if record.mode != "interview" or self.interview is None:
+            raise ApiError(404, "no_report", "only interview sessions have a report")
+        report = await self.interview.reports.for_session(record)
+        if report is None:
+            raise ApiError(404, "no_report", "no question has been asked in this session yet")
+        return JSONResponse(report)
+
+    async def report_page(self, request: Request) -> FileResponse:
+        # The page itself is public; it fetches the JSON with the token from its URL fragment.
+        return FileResponse(CLIENT_DIR / "report.html")
+
     async def health(self, request: Request) -> JSONResponse:
         try:
             redis_ok = await self.store.ping()
@@ -178,6 +202,8 @@ class Earshot:
             "live_sessions": len(self.live),
             "asr_model": self.settings.asr_model,
             "asr_queue_depth": self.engine.queue_depth,
+            "llm": self.interview.llm.name if self.interview and self.interview.llm else None,
+            "tts": bool(self.interview and self.interview.phrases.available),
         }
         return JSONResponse(body, status_code=200 if redis_ok else 503)
 
@@ -222,8 +248,12 @@ def create_app(earshot: Earshot) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if earshot.interview is not None:
+            await earshot.interview.warm()  # common phrases synthesised before the first caller
         yield
         await earshot.close_all()
+        if earshot.interview is not None:
+            await earshot.interview.close()
         await earshot.store.close()
 
     routes = [
@@ -231,6 +261,8 @@ def create_app(earshot: Earshot) -> Starlette:
         Route("/api/sessions/{session_id}/offer", endpoint(earshot.offer), methods=["POST"]),
         Route("/api/sessions/{session_id}", endpoint(earshot.get_session), methods=["GET"]),
         Route("/api/sessions/{session_id}", endpoint(earshot.delete_session), methods=["DELETE"]),
+        Route("/api/sessions/{session_id}/report", endpoint(earshot.report), methods=["GET"]),
+        Route("/sessions/{session_id}/report", earshot.report_page, methods=["GET"]),
         Route("/healthz", endpoint(earshot.health), methods=["GET"]),
         Mount("/", StaticFiles(directory=CLIENT_DIR, html=True), name="client"),
     ]
@@ -263,7 +295,10 @@ def run_server(settings: Settings) -> int:
         engine = AsrEngine.load(asr_config(settings))
         log.info("ASR model %s loaded", settings.asr_model)
         store = SessionStore(connect(url), settings.session_ttl_s)
-        app = create_app(Earshot(settings, store, engine))
+        interview = InterviewServices.load(settings, store)
+        log.info("interviewer ready: LLM %s, voice %s", interview.llm.name if interview.llm else "none",
+                 "on" if interview.phrases.available else "off")
+        app = create_app(Earshot(settings, store, engine, interview))
         config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", lifespan="on")
         log.info("Earshot listening on http://%s:%d", settings.host, settings.port)
         # uvicorn shuts down gracefully on SIGTERM, then re-raises it; with this handler that

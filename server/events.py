@@ -115,3 +115,71 @@ class Error(Event):
     code: str
     message: str
     detail: dict[str, Any] = field(default_factory=dict)
+
+
+# --- The interviewer's side of the conversation ---------------------------------------
+# Agent utterances have their own ids (1, 2, 3... per session), apart from the
+# candidate's utterance ids. Wall-clock fields are not sent: a client times
+# arrival itself; `emitted_audio_s` places the event on the session's audio clock.
+
+
+@dataclass(frozen=True)
+class Agent(Event):
+    """Words of the interviewer, sent as each sentence is released for speaking.
+
+    The deltas of one utterance concatenate to its text; the last event of an
+    utterance has `final` true (and an empty or last delta). `interrupted` is
+    true on that last event when the candidate cut the interviewer off.
+    """
+
+    type: ClassVar[str] = "agent"
+    utterance_id: int
+    text_delta: str
+    final: bool
+    kind: str  # greeting | question | follow_up | hint | repeat | ack | notice | closing
+    interrupted: bool = False
+    emitted_audio_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class AgentAudioStart(Event):
+    """The first audible frame of an agent utterance left for the caller."""
+
+    type: ClassVar[str] = "agent_audio_start"
+    utterance_id: int
+    emitted_audio_s: float
+
+
+@dataclass(frozen=True)
+class AgentAudioEnd(Event):
+    type: ClassVar[str] = "agent_audio_end"
+    utterance_id: int
+    interrupted: bool
+    played_s: float  # audio of the utterance actually sent
+    emitted_audio_s: float
+
+
+@dataclass(frozen=True)
+class Turn(Event):
+    """Where the interview is: greeting, asking, listening, follow_up, next, closing, ended."""
+
+    type: ClassVar[str] = "turn"
+    state: str
+    question_index: int  # 1-based; 0 before the first question
+    emitted_audio_s: float
+
+
+@dataclass(frozen=True)
+class Question(Event):
+    type: ClassVar[str] = "question"
+    index: int  # 1-based position in this interview
+    total: int
+    text: str
+    question_id: str
+    follow_up: bool  # a follow-up to question `index`, not a new bank question
+
+
+@dataclass(frozen=True)
+class ReportReady(Event):
+    type: ClassVar[str] = "report_ready"
+    url: str  # the report page; the JSON is at /api/sessions/{id}/report

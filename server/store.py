@@ -6,6 +6,10 @@ Keys (all expire `session_ttl_s` after the last write):
                                   created_at, audio_s, next_utterance_id, pace (JSON)
     earshot:session:{id}:finals   stream: one entry per final, entry ID "{seq}-0",
                                   field "event" = the final event's JSON
+    earshot:session:{id}:report   string: the post-interview report's JSON
+
+The hash also holds `interview`, the interviewer's state as JSON
+(agents/interview_state.py), so a reconnect resumes the interview.
 
 Using the final's sequence number as its stream ID makes a retried write
 idempotent: Redis refuses an ID that is not above the last one, so a final
@@ -53,6 +57,7 @@ class SessionRecord:
     next_utterance_id: int
     pace: Optional[dict[str, Any]]
     token_sha256: str
+    interview: str = ""  # the interviewer's state, JSON; empty before it starts
 
     def public(self) -> dict[str, Any]:
         return {
@@ -166,6 +171,14 @@ class SessionStore:
         entries = await self._call(lambda: self._redis.xrange(KEY_PREFIX + session_id + ":finals"))
         return [json.loads(entry["event"]) for _id, entry in entries]
 
+    async def save_report(self, session_id: str, report: dict[str, Any]) -> None:
+        key = KEY_PREFIX + session_id + ":report"
+        await self._call(lambda: self._redis.set(key, json.dumps(report), ex=self._ttl_s))
+
+    async def report(self, session_id: str) -> Optional[dict[str, Any]]:
+        raw = await self._call(lambda: self._redis.get(KEY_PREFIX + session_id + ":report"))
+        return json.loads(raw) if raw else None
+
     async def final_count(self, session_id: str) -> int:
         return int(await self._call(lambda: self._redis.xlen(KEY_PREFIX + session_id + ":finals")))
 
@@ -187,6 +200,7 @@ def _record(session_id: str, fields: dict[str, str]) -> SessionRecord:
         next_utterance_id=int(fields.get("next_utterance_id", 1)),
         pace=json.loads(pace) if pace else None,
         token_sha256=fields.get("token_sha256", ""),
+        interview=fields.get("interview", ""),
     )
 
 

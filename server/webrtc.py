@@ -2,6 +2,8 @@
 
     browser mic --Opus/RTP--> aiortc track --> FrameResampler (16 kHz mono)
         --> SessionPipeline --> events --> data channel `events` (+ finals to Redis)
+                                  \--> SessionInterview (interview mode) --> agent events
+                                        + the interviewer's voice on an outbound audio track
 
 Events produced before the data channel opens wait in a small buffer, so the
 client sees every event in order.
@@ -21,6 +23,7 @@ from models.asr import AsrEngine
 from models.audio import FrameResampler
 from server import events
 from server.ice import rtc_configuration
+from server.interview import InterviewServices, SessionInterview
 from server.pipeline import ResumePoint, SessionPipeline
 from server.settings import Settings
 from server.store import SessionRecord, WriteBehind
@@ -44,6 +47,7 @@ class LiveSession:
         settings: Settings,
         writer_factory: Callable[[Callable[[bool], Awaitable[None]]], WriteBehind],
         on_closed: Callable[["LiveSession"], None],
+        interview_services: Optional[InterviewServices] = None,
     ) -> None:
         self.record = record
         self.session_id = record.session_id
@@ -53,6 +57,15 @@ class LiveSession:
         self._writer = writer_factory(self._on_store_outage)
         self._pipeline = SessionPipeline(self.session_id, engine, settings, self._emit, resume)
         self._pc = RTCPeerConnection(rtc_configuration(settings.ice_server_urls))
+        self._interview: Optional[SessionInterview] = None
+        if record.mode == "interview" and interview_services is not None:
+            self._interview = SessionInterview(
+                interview_services,
+                record,
+                send=lambda event: self._send(event.to_json()),
+                audio_clock=lambda: self._pipeline.audio_s,
+                save_fields=self._writer.fields,
+            )
         self._channel: Optional[RTCDataChannel] = None
         self._backlog: deque[str] = deque(maxlen=MAX_BUFFERED_EVENTS)
         self._audio_task: Optional[asyncio.Task] = None
@@ -70,6 +83,9 @@ class LiveSession:
         """Apply the caller's offer; returns the answer with every ICE candidate in it."""
         self._writer.start()
         await self._pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        if self._interview is not None:
+            # Rides on the caller's audio transceiver (sendrecv), so no renegotiation is needed.
+            self._pc.addTrack(self._interview.voice.track)
         await self._pc.setLocalDescription(await self._pc.createAnswer())
         self._writer.fields(state="live")
         self._watchdog = asyncio.ensure_future(self._close_if_never_connected())
@@ -86,6 +102,8 @@ class LiveSession:
             self._send_now(self._ready_event().to_json())
             while self._backlog:
                 self._send_now(self._backlog.popleft())
+            if self._interview is not None:
+                self._interview.start()  # the caller can now see and hear the interviewer
 
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
@@ -134,6 +152,8 @@ class LiveSession:
         elif isinstance(event, events.Pace) and event.final:
             self._writer.fields(pace=event.to_dict())
         self._send(event.to_json())
+        if self._interview is not None:
+            self._interview.on_event(event)
 
     def _progress(self) -> dict[str, float | int]:
         """Where a reconnect resumes: the audio clock and the next utterance number."""
@@ -187,6 +207,8 @@ class LiveSession:
         log.info("session %s: closing (%s)", self.session_id, reason)
         if self._watchdog is not None:
             self._watchdog.cancel()
+        if self._interview is not None:
+            await self._interview.close()  # saves where the interview is, for a reconnect
         await self._pc.close()  # ends the track, so _consume_audio finishes the last utterance
         if self._audio_task is not None:
             try:
