@@ -3,7 +3,9 @@
 It creates a session, connects with its own aiortc peer connection, streams
 a WAV as Opus in real time exactly as a microphone would (and then silence,
 since a live microphone never stops sending), and records every event the
-server sends with the wall time it arrived.
+server sends with the wall time it arrived. More speech can be queued while
+the call runs (`say`), so a script can answer an interviewer, and the
+interviewer's audio that comes back is measured frame by frame.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any, Callable, Optional
 
 import av
 import httpx
+import numpy as np
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 
 from server.ice import rtc_configuration
@@ -24,6 +27,9 @@ from server.ice import rtc_configuration
 SAMPLE_RATE = 16000
 FRAME_MS = 20
 FRAME_SAMPLES = SAMPLE_RATE * FRAME_MS // 1000
+# Received agent audio above this RMS (int16 scale) counts as audible. Opus
+# decodes digital silence to exact zeros; speech sits in the thousands.
+AUDIBLE_RMS = 100.0
 
 
 class PcmTrack(MediaStreamTrack):
@@ -37,7 +43,7 @@ class PcmTrack(MediaStreamTrack):
 
     def __init__(self, pcm16: bytes, silence_after: bool = True) -> None:
         super().__init__()
-        self._pcm = pcm16
+        self._pcm = bytearray(pcm16)
         self._silence_after = silence_after
         self._sent_samples = 0
         self._started: Optional[float] = None
@@ -49,6 +55,18 @@ class PcmTrack(MediaStreamTrack):
     @property
     def pcm_done(self) -> bool:
         return self._sent_samples * 2 >= len(self._pcm)
+
+    def append(self, pcm16: bytes) -> tuple[float, float]:
+        """Queue more audio after what is pending (now, if nothing is); returns its (start, end) on the clock."""
+        start_sample = max(self._sent_samples, len(self._pcm) // 2)
+        if start_sample * 2 > len(self._pcm):
+            self._pcm += bytes(start_sample * 2 - len(self._pcm))  # the silence sent meanwhile
+        self._pcm += pcm16
+        return start_sample / SAMPLE_RATE, len(self._pcm) / 2 / SAMPLE_RATE
+
+    def wall_at(self, clock_s: float) -> Optional[float]:
+        """time.monotonic() at which the sample at `clock_s` is (or was) sent: frames are paced in real time."""
+        return None if self._started is None else self._started + clock_s
 
     async def recv(self) -> av.AudioFrame:
         if self.readyState != "live":
@@ -76,6 +94,17 @@ class PcmTrack(MediaStreamTrack):
         return frame
 
 
+@dataclass(frozen=True)
+class AgentFrame:
+    wall: float  # time.monotonic() when the frame was decoded
+    audio_clock_s: float  # the caller's own audio clock then
+    rms: float
+
+    @property
+    def audible(self) -> bool:
+        return self.rms >= AUDIBLE_RMS
+
+
 @dataclass
 class ReceivedEvent:
     wall: float  # time.monotonic() on arrival
@@ -95,16 +124,19 @@ class HeadlessCaller:
     pcm16: bytes
     role: str = "software_engineer"
     difficulty: str = "medium"
+    mode: str = "interview"
     session_id: Optional[str] = None
     token: Optional[str] = None
     events: list[ReceivedEvent] = field(default_factory=list)
     connect_s: Optional[float] = None  # offer sent -> data channel open
+    agent_frames: list[AgentFrame] = field(default_factory=list)  # the interviewer's audio, frame by frame
 
     def __post_init__(self) -> None:
         self._http = httpx.AsyncClient(base_url=self.base_url, timeout=30)
         self._pc: Optional[RTCPeerConnection] = None
         self.track: Optional[PcmTrack] = None
         self._new_event = asyncio.Event()
+        self._audio_task: Optional[asyncio.Task] = None
 
     async def _api(self, method: str, path: str, body: Optional[dict] = None) -> dict:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
@@ -115,7 +147,7 @@ class HeadlessCaller:
         return data
 
     async def create_session(self) -> str:
-        data = await self._api("POST", "/api/sessions", {"mode": "interview", "role": self.role, "difficulty": self.difficulty})
+        data = await self._api("POST", "/api/sessions", {"mode": self.mode, "role": self.role, "difficulty": self.difficulty})
         self.session_id, self.token = data["session_id"], data["token"]
         return self.session_id
 
@@ -128,6 +160,11 @@ class HeadlessCaller:
         pc.addTrack(self.track)
         channel = pc.createDataChannel("events")
         opened = asyncio.Event()
+
+        @pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            if track.kind == "audio" and self._audio_task is None:
+                self._audio_task = asyncio.ensure_future(self._listen_to_agent(track))
         channel.on("open", opened.set)
 
         @channel.on("message")
@@ -144,6 +181,28 @@ class HeadlessCaller:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
         await asyncio.wait_for(opened.wait(), timeout=20)
         self.connect_s = time.monotonic() - started
+
+    async def _listen_to_agent(self, track: MediaStreamTrack) -> None:
+        from aiortc.mediastreams import MediaStreamError
+
+        try:
+            while True:
+                frame = await track.recv()
+                samples = frame.to_ndarray().astype(np.float32)
+                rms = float(np.sqrt(np.mean(samples * samples))) if samples.size else 0.0
+                clock = self.track.audio_clock_s if self.track else 0.0
+                self.agent_frames.append(AgentFrame(time.monotonic(), clock, rms))
+                if rms >= AUDIBLE_RMS:
+                    self._new_event.set()
+        except MediaStreamError:
+            pass
+
+    def say(self, pcm16: bytes) -> tuple[float, float]:
+        """Speak `pcm16` next on the microphone; returns its (start, end) on the caller's audio clock."""
+        return self.track.append(pcm16)
+
+    def audible_frames(self, after_wall: float = 0.0) -> list[AgentFrame]:
+        return [f for f in self.agent_frames if f.audible and f.wall >= after_wall]
 
     def of_type(self, kind: str) -> list[dict[str, Any]]:
         return [r.event for r in self.events if r.event["type"] == kind]
@@ -164,6 +223,8 @@ class HeadlessCaller:
     async def hangup(self, end_session: bool = True) -> None:
         if self.track is not None:
             self.track.stop()
+        if self._audio_task is not None:
+            self._audio_task.cancel()
         if self._pc is not None:
             await self._pc.close()
         if end_session and self.session_id:
@@ -175,3 +236,18 @@ class HeadlessCaller:
 
     async def session_state(self) -> dict:
         return await self._api("GET", f"/api/sessions/{self.session_id}")
+
+
+def speech_bounds(pcm16: bytes, threshold_rms: float = 300.0) -> tuple[float, float]:
+    """(first, last) moment of voice in a clip, by 10 ms frame energy: where "the candidate spoke".
+
+    Latencies are measured from these, not from the clip's edges, since
+    recordings carry some silence before and after the words.
+    """
+    samples = np.frombuffer(pcm16, dtype=np.int16).astype(np.float32)
+    hop = SAMPLE_RATE // 100
+    frames = samples[: len(samples) // hop * hop].reshape(-1, hop)
+    loud = np.flatnonzero(np.sqrt(np.mean(frames * frames, axis=1)) >= threshold_rms)
+    if loud.size == 0:
+        return 0.0, 0.0
+    return float(loud[0] * hop / SAMPLE_RATE), float((loud[-1] + 1) * hop / SAMPLE_RATE)

@@ -81,7 +81,21 @@ def test_speaking_into_the_page_shows_partials_finals_and_pace(server, browser_p
     assert any(verdict in pace for verdict in ("Good pace", "Too slow", "Too fast")), pace
 
     ready = page.evaluate("window.earshot.events.find(e => e.type === 'ready')")
-    assert ready["role"] == "data_scientist" and ready["difficulty"] == "hard"
+    assert ready["role"] == "data_scientist" and ready["difficulty"] == "hard" and ready["mode"] == "interview"
+
+    # The interviewer: its words on the page, its question, and its voice on a remote track.
+    greeting = page.get_by_test_id("agent").first
+    greeting.wait_for(timeout=30000)
+    assert "welcome" in greeting.inner_text().lower()
+    page.get_by_test_id("question").wait_for(state="visible", timeout=60000)
+    asked = page.evaluate("window.earshot.events.find(e => e.type === 'question')")
+    assert asked["question_id"].startswith("ds-hard-"), asked
+    assert asked["text"] in page.get_by_test_id("question").inner_text()
+    assert page.evaluate("window.earshot.events.some(e => e.type === 'agent_audio_start')")
+    assert page.evaluate(
+        "document.querySelector('[data-testid=agent-audio]').srcObject.getAudioTracks().length"
+    ) == 1
+    page.screenshot(path=str(SCREENSHOT_DIR / "browser-interview.png"))
 
     page.get_by_test_id("stop").click()
     page.wait_for_function("window.earshot.state === 'stopped'", timeout=10000)
