@@ -333,6 +333,11 @@ class EmbeddedLlm:
         params.hostnames = [str(socket_dir / "llama.sock")]  # a path ending in .sock: a Unix socket
         try:
             server = xllamacpp.Server(params)
+            # One token through llama.cpp's task loop before anything else. The
+            # constructor returns just before that loop starts, and a server
+            # dropped in that gap (start-up failing right after this) hangs the
+            # process for ever in its destructor: seen, and gone with this probe.
+            server.handle_completions({"prompt": "Hi", "max_tokens": 1})
         except Exception as exc:  # xllamacpp says only "Failed to init server"; stderr has the cause
             raise LlmError(f"llama.cpp could not load {path}: {exc}") from exc
         finally:

@@ -149,6 +149,25 @@ async def test_no_first_token_in_time_is_a_timeout():
         await llm.close()
 
 
+LOAD_AND_CLOSE = """
+import asyncio
+from models.llm import LlmConfig, load_llm
+for _ in range(5):
+    asyncio.run(load_llm(LlmConfig()).close())
+print("ok")
+"""
+
+
+def test_loading_and_closing_at_once_finishes():
+    # Shutdown joins three kinds of threads (ours, llama.cpp's task loop, its HTTP
+    # listener); a server dropped microseconds after it was built hung for ever in
+    # its destructor (load() now guards that gap). In a child process, so a hang
+    # fails this test instead of freezing the whole run.
+    done = subprocess.run([sys.executable, "-c", LOAD_AND_CLOSE], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
+
+
 def test_the_bundled_model_is_found_without_importing_its_package():
     path = bundled_llm_path()
     assert path.suffix == ".gguf" and path.stat().st_size > 50_000_000
@@ -468,3 +487,19 @@ async def test_warming_the_prompt_cache_speeds_up_the_first_follow_up():
         assert warm < cold
     finally:
         await llm.close()
+
+
+async def test_a_server_that_ignores_stream_still_gives_its_reply():
+    async def whole(body: dict, writer: asyncio.StreamWriter) -> None:
+        reply = json.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": "Why the median?"}}]})
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+            + f"Content-Length: {len(reply)}\r\n\r\n{reply}".encode()
+        )
+
+    async with FakeOpenAi(whole) as fake:
+        llm = HttpLlm(LlmConfig(backend="http", url=fake.url, model="m"))
+        try:
+            assert [d async for d in llm.stream_chat(SHORT, max_tokens=8)] == ["Why the median?"]
+        finally:
+            await llm.close()
