@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import AsyncIterator, Optional
 
 from agents.commands import Command, detect_command, is_backchannel, is_filler_only, strip_done_phrase
-from agents.followup import FollowUpStream, follow_up_messages
+from agents.followup import STOP, TEMPERATURE, FollowUpStream, follow_up_messages
 from agents.inbox import FinalHeard, Heard, Inbox, PartialHeard, SpeechEnded, SpeechStarted
 from agents.interview_state import (
     ASKING,
@@ -79,8 +79,8 @@ class InterviewConfig:
     max_minutes: float = 30.0
     max_follow_ups: int = 1
     barge_in: bool = True
-    llm_max_tokens: int = 80
-    llm_temperature: float = 0.3
+    llm_max_tokens: int = 60
+    llm_temperature: float = TEMPERATURE  # what the follow-up prompt was tuned at
 
 
 def plan_interview(bank: QuestionBank, role: str, difficulty: str, count: int, seed: str) -> InterviewState:
@@ -363,7 +363,10 @@ class Interviewer:
         if self._llm is not None:
             messages = follow_up_messages(self._title, question.text, answer)
             stream = self._llm.stream_chat(
-                messages, max_tokens=self._config.llm_max_tokens, temperature=self._config.llm_temperature
+                messages,
+                max_tokens=self._config.llm_max_tokens,
+                temperature=self._config.llm_temperature,
+                stop=STOP,  # one line: the question never needs a second
             )
             try:
                 async for delta in stream:

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from agents.followup import FollowUpStream, follow_up_messages
+from agents.followup import STOP, TEMPERATURE, FollowUpStream, follow_up_messages, warm_prompt_cache
 from agents.question_bank import load_question_bank
 from agents.roles import ROLES as ROLE_TITLES
 from bench.run_bench import DEFAULT_CORPUS, REPO_ROOT, machine_info, percentiles, progress
@@ -236,6 +236,7 @@ async def llm_pass(pairs: int) -> dict[str, Any]:
     """The embedded LLM on follow-up prompts: how fast, and how often its question passes the guard."""
     bank = load_question_bank()
     llm = load_llm(LlmConfig())
+    await warm_prompt_cache(llm)  # as the server does at start-up
     answers = [
         "I would start by measuring where the time goes, then cache the slow lookups and add an index.",
         "In my last project we moved the batch job to a queue so each worker handled one customer at a time.",
@@ -251,7 +252,7 @@ async def llm_pass(pairs: int) -> dict[str, Any]:
         first: Optional[float] = None
         pieces = 0
         try:
-            async for delta in llm.stream_chat(messages, max_tokens=80):
+            async for delta in llm.stream_chat(messages, max_tokens=60, temperature=TEMPERATURE, stop=STOP):
                 if first is None:
                     first = time.monotonic() - started
                 pieces += 1

@@ -122,7 +122,7 @@ class Settings:
     )
     llm_api_key: str = field(default="", metadata=_help("bearer key for the HTTP backend, if it needs one"))
     llm_threads: int = field(default=0, metadata=_help("CPU threads of the embedded LLM; 0 = all cores"))
-    llm_max_tokens: int = field(default=80, metadata=_help("longest reply the LLM may generate"))
+    llm_max_tokens: int = field(default=60, metadata=_help("longest reply the LLM may generate"))
     llm_first_token_timeout_s: float = field(
         default=3.0, metadata=_help("no first token by then: use a stock follow-up")
     )
