@@ -16,6 +16,13 @@ from typing import Iterable, Optional, Union
 
 
 @dataclass(frozen=True)
+class VoiceHeard:
+    """A voice may be starting (60 ms of it); a SpeechStarted follows if it is speech."""
+
+    at_s: float
+
+
+@dataclass(frozen=True)
 class SpeechStarted:
     utterance_id: int
 

@@ -16,8 +16,9 @@ audio is cached, so the caller hears the interviewer the moment the turn is
 taken.
 
 Barge-in. When the candidate starts speaking while the interviewer talks, the
-voice is paused on the next audio frame (so the interviewer goes quiet within
-the VAD's speech-start time), and then:
+voice is paused on the next audio frame: already at the VAD's first hint of a
+voice (60 ms), resumed if no speech start follows it, so a click costs a
+blip and not a stop. Once speech has started:
 * a backchannel ("yeah", "uh-huh", a cough the ASR finds no words in) resumes
   the voice where it stopped;
 * anything else stops it for good; the reply is recorded as interrupted and
@@ -31,11 +32,11 @@ import logging
 import random
 import time
 from dataclasses import dataclass
-from typing import AsyncIterator, Optional
+from typing import AsyncIterator, Optional, Union
 
 from agents.commands import Command, detect_command, is_backchannel, is_filler_only, strip_done_phrase
 from agents.followup import STOP, TEMPERATURE, FollowUpStream, follow_up_messages
-from agents.inbox import FinalHeard, Heard, Inbox, PartialHeard, SpeechEnded, SpeechStarted
+from agents.inbox import FinalHeard, Heard, Inbox, PartialHeard, SpeechEnded, SpeechStarted, VoiceHeard
 from agents.interview_state import (
     ASKING,
     CLOSING,
@@ -66,6 +67,8 @@ STOPPED_TEXT = ("Sure, let's stop here.", "Thank you for your time.", "Your repo
 MIN_FOLLOW_UP_WORDS = 8
 # While paused for a possible barge-in, stop for good if no verdict comes by then.
 BARGE_IN_DECISION_S = 4.0
+# After a voice onset, how long a speech start may take before the pause is undone.
+ONSET_CONFIRM_S = 0.25
 # Longest wait for the final of an utterance that ended (an ASR failure sends none).
 FINAL_WAIT_S = 5.0
 # A partial with this many words, not all backchannel, is the candidate taking the turn.
@@ -134,17 +137,34 @@ class Interviewer:
         self._inbox = Inbox()
         self._lead: list[str] = []  # said before the next question: an acknowledgement, "let's skip that"
         self._turns = 0
+        self._onset_timer: Optional[asyncio.TimerHandle] = None  # undoes a pause made on a mere onset
+        self._barge_verdict_pending = False  # _play holds the voice paused until it decides
 
     @property
     def state(self) -> InterviewState:
         return self._state
 
     # --- input ------------------------------------------------------------------------
-    def heard(self, item: Heard) -> None:
+    def heard(self, item: Union[Heard, VoiceHeard]) -> None:
         """Called from the event loop for every pipeline event; must return at once."""
-        if isinstance(item, SpeechStarted) and self._config.barge_in and self._voice.speaking:
-            self._voice.pause()  # silence on the next frame; the verdict comes in _speak
+        if isinstance(item, VoiceHeard):
+            if self._config.barge_in and self._voice.speaking and self._onset_timer is None:
+                self._voice.pause()  # silence on the next frame, before the VAD is sure
+                loop = asyncio.get_running_loop()
+                self._onset_timer = loop.call_later(ONSET_CONFIRM_S, self._onset_not_confirmed)
+            return
+        if isinstance(item, SpeechStarted):
+            if self._onset_timer is not None:
+                self._onset_timer.cancel()  # confirmed: _play decides from here
+                self._onset_timer = None
+            if self._config.barge_in and self._voice.speaking:
+                self._voice.pause()  # silence on the next frame; the verdict comes in _play
         self._inbox.put(item)
+
+    def _onset_not_confirmed(self) -> None:
+        self._onset_timer = None
+        if not self._barge_verdict_pending:
+            self._voice.resume()  # a click, not speech: go on talking
 
     # --- the interview ------------------------------------------------------------------
     async def run(self) -> None:
@@ -410,6 +430,7 @@ class Interviewer:
         decide_by = 0.0
         while not playing.done():
             timeout = max(0.0, decide_by - loop.time()) if barge_utterance is not None else None
+            self._barge_verdict_pending = barge_utterance is not None
             item = await self._inbox.get(timeout=timeout, until=playing)
             if item is None:
                 if barge_utterance is not None and not playing.done():
@@ -433,6 +454,7 @@ class Interviewer:
                     self._voice.stop()
                 barge_utterance = None
         result = await playing
+        self._barge_verdict_pending = False
         if barge_utterance is not None:
             self._voice.resume()  # the reply ended on its own before the verdict
         self._out.agent_text(utterance_id, "", True, kind, interrupted=result.interrupted)

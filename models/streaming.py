@@ -31,11 +31,19 @@ from models.vad import (
     SpeechStarted,
     VadConfig,
     VadSegmenter,
+    VoiceOnset,
 )
 
 log = logging.getLogger(__name__)
 
 PAUSE_SUSPECTED_MS = 60
+
+
+@dataclass(frozen=True)
+class VoiceDetected:
+    """The VAD heard a voice start (two voiced frames); an utterance may or may not follow."""
+
+    at_s: float
 
 
 @dataclass(frozen=True)
@@ -79,7 +87,7 @@ class AsrFailed:
     message: str
 
 
-AsrOutput = Union[UtteranceStarted, PartialResult, UtteranceEnded, FinalResult, AsrFailed]
+AsrOutput = Union[VoiceDetected, UtteranceStarted, PartialResult, UtteranceEnded, FinalResult, AsrFailed]
 Emit = Callable[[AsrOutput], Awaitable[None]]
 
 
@@ -155,7 +163,9 @@ class StreamingTranscriber:
 
     # --- VAD events -------------------------------------------------------------
     async def _on_vad(self, event) -> None:
-        if isinstance(event, SpeechStarted):
+        if isinstance(event, VoiceOnset):
+            await self._emit(VoiceDetected(event.at_s))
+        elif isinstance(event, SpeechStarted):
             self._utterance = _Utterance(self._next_utterance_id, event.start_s, event.audio_start_s)
             self._next_utterance_id += 1
             await self._emit(UtteranceStarted(self._utterance.id, event.start_s))

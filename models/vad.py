@@ -3,6 +3,9 @@
 webrtcvad labels each 10/20/30 ms frame voiced or not. A small state machine
 on top of it decides where utterances begin and end:
 
+* Two voiced frames in a row outside an utterance send `VoiceOnset`: maybe
+  the start of speech, maybe a click. It is only a hint, for reacting fast
+  (the interviewer falls silent at once when it is talked over).
 * An utterance opens when at least `speech_start_ms` of the last 150 ms were
   voiced. The `pre_roll_ms` before that are kept, so a clipped first syllable
   still reaches Whisper.
@@ -49,6 +52,14 @@ class VadConfig:
 
 
 @dataclass(frozen=True)
+class VoiceOnset:
+    at_s: float  # start of the first of the voiced frames
+
+
+ONSET_FRAMES = 2  # consecutive voiced frames for a VoiceOnset: one alone is too often a click
+
+
+@dataclass(frozen=True)
 class SpeechStarted:
     start_s: float  # first voiced frame
     audio_start_s: float  # start of the kept audio, pre-roll included
@@ -74,7 +85,7 @@ class SpeechEnded:
     forced: bool  # cut by max_utterance_s, not by silence
 
 
-VadEvent = Union[SpeechStarted, SpeechPaused, SpeechResumed, SpeechEnded]
+VadEvent = Union[VoiceOnset, SpeechStarted, SpeechPaused, SpeechResumed, SpeechEnded]
 
 
 class VadSegmenter:
@@ -98,6 +109,7 @@ class VadSegmenter:
         self._recent: deque[bytes] = deque(maxlen=pre_roll_frames + window_frames)
 
         self._in_speech = False
+        self._voiced_run = 0  # consecutive voiced frames while no utterance is open
         self._utterance = bytearray()
         self._audio_start_s = 0.0
         self._start_s = 0.0
@@ -148,8 +160,12 @@ class VadSegmenter:
 
     def _while_silent(self, voiced: bool, frame_start_s: float) -> list[VadEvent]:
         self._start_window.append(voiced)
+        self._voiced_run = self._voiced_run + 1 if voiced else 0
+        onset: list[VadEvent] = []
+        if self._voiced_run == ONSET_FRAMES:
+            onset.append(VoiceOnset(at_s=round(frame_start_s - (ONSET_FRAMES - 1) * self._frame_s, 3)))
         if sum(self._start_window) < self._start_needed:
-            return []
+            return onset
         # Open an utterance: the kept frames become its beginning.
         window = list(self._start_window)
         first_voiced_index = window.index(True)
@@ -163,7 +179,8 @@ class VadSegmenter:
         self._trailing_silent_frames = 0
         self._paused = False
         self._start_window.clear()
-        return [SpeechStarted(start_s=round(self._start_s, 3), audio_start_s=round(self._audio_start_s, 3))]
+        self._voiced_run = 0
+        return [*onset, SpeechStarted(start_s=round(self._start_s, 3), audio_start_s=round(self._audio_start_s, 3))]
 
     def _while_speaking(self, frame: bytes, voiced: bool) -> list[VadEvent]:
         self._utterance += frame

@@ -41,6 +41,15 @@ class Ready(Event):
 
 
 @dataclass(frozen=True)
+class VoiceOnset(Event):
+    """The VAD heard 60 ms of voice: perhaps speech, perhaps a click. A `speech_start` follows if it is speech."""
+
+    type: ClassVar[str] = "voice_onset"
+    at_s: float
+    emitted_audio_s: float
+
+
+@dataclass(frozen=True)
 class SpeechStart(Event):
     type: ClassVar[str] = "speech_start"
     utterance_id: int

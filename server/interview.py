@@ -15,7 +15,7 @@ import logging
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from agents.inbox import FinalHeard, PartialHeard, SpeechEnded, SpeechStarted
+from agents.inbox import FinalHeard, PartialHeard, SpeechEnded, SpeechStarted, VoiceHeard
 from agents.interview_state import InterviewState
 from agents.interviewer import (
     ACKNOWLEDGEMENTS,
@@ -165,7 +165,9 @@ class SessionInterview:
     def on_event(self, event: events.Event) -> None:
         """Hand a pipeline event to the interviewer (from the event loop; returns at once)."""
         heard = self.interviewer.heard
-        if isinstance(event, events.SpeechStart):
+        if isinstance(event, events.VoiceOnset):
+            heard(VoiceHeard(event.at_s))
+        elif isinstance(event, events.SpeechStart):
             heard(SpeechStarted(event.utterance_id))
         elif isinstance(event, events.Partial):
             heard(PartialHeard(event.utterance_id, f"{event.committed} {event.tentative}".strip()))

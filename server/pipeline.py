@@ -22,6 +22,7 @@ from models.streaming import (
     StreamingTranscriber,
     UtteranceEnded,
     UtteranceStarted,
+    VoiceDetected,
 )
 from models.vad import VadConfig
 from server import events
@@ -125,7 +126,9 @@ class SessionPipeline:
     async def _on_asr(self, output: AsrOutput) -> None:
         now = round(self._transcriber.now_s, 3)
         sid = self.session_id
-        if isinstance(output, UtteranceStarted):
+        if isinstance(output, VoiceDetected):
+            await self._sink(events.VoiceOnset(sid, output.at_s, now))
+        elif isinstance(output, UtteranceStarted):
             self._pace.on_utterance_start(output.start_s)
             await self._sink(events.SpeechStart(sid, output.utterance_id, output.start_s, now))
         elif isinstance(output, PartialResult):

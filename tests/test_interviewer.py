@@ -385,3 +385,23 @@ async def test_a_lost_final_does_not_hang_the_turn(monkeypatch):
     await script.until_listening(timeout=3)  # asked again after the silence
     assert "Take your time" in voice.text()
     run.cancel()
+
+
+async def test_a_voice_onset_pauses_at_once_and_a_click_resumes():
+    from agents.inbox import VoiceHeard
+
+    interviewer, voice, output, script = make(None, questions=1, answer_timeout_s=5)
+    run = asyncio.ensure_future(interviewer.run())
+    while not voice.speaking:
+        await asyncio.sleep(0.002)
+    interviewer.heard(VoiceHeard(1.0))  # a click: no speech start follows
+    assert voice._paused and voice.pauses == 1
+    await asyncio.sleep(0.35)
+    assert not voice._paused  # resumed: the greeting goes on
+    interviewer.heard(VoiceHeard(2.0))  # real speech this time
+    assert voice._paused
+    await script.says("Hello, hi there, nice to meet you and thanks for having me.")
+    await script.until_listening()
+    greeting = [a for a in output.agent if a[2] and a[3] == "greeting"][0]
+    assert greeting[4] is True  # cut off by the candidate
+    run.cancel()

@@ -72,3 +72,25 @@ def test_no_speech_in_silence_or_white_noise(name):
     pcm = read_wav(corpus_file(f"nonspeech/{name}"))
     ended = [e for e in segment(pcm, VadConfig()) if isinstance(e, SpeechEnded)]
     assert all(e.voiced_ms < 250 for e in ended)
+
+
+def test_a_voice_onset_comes_before_each_speech_start_and_earlier():
+    from models.vad import VoiceOnset
+
+    pcm = read_wav(corpus_file("long/answer-printing-1.wav"))
+    events = segment(pcm)
+    starts = [i for i, e in enumerate(events) if isinstance(e, SpeechStarted)]
+    assert len(starts) == len(PRINTING_1_PARTS)
+    for index in starts:
+        onset = events[index - 1]
+        assert isinstance(onset, VoiceOnset), events[index - 2 : index + 1]
+        assert onset.at_s <= events[index].start_s + 0.001
+    # No onset inside an utterance: they only mark where a voice may begin.
+    inside = False
+    for event in events:
+        if isinstance(event, SpeechStarted):
+            inside = True
+        elif isinstance(event, SpeechEnded):
+            inside = False
+        elif isinstance(event, VoiceOnset):
+            assert not inside
