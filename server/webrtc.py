@@ -16,7 +16,8 @@ import logging
 from collections import deque
 from typing import Awaitable, Callable, Optional
 
-from aiortc import MediaStreamTrack, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+from aiortc import MediaStreamTrack, RTCDataChannel, RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
+from aiortc.jitterbuffer import JitterBuffer
 from aiortc.mediastreams import MediaStreamError
 
 from models.asr import AsrEngine
@@ -35,6 +36,23 @@ MAX_BUFFERED_EVENTS = 1000
 CONNECT_TIMEOUT_S = 30.0  # a caller that never completes ICE is let go after this
 FINAL_FLUSH_TIMEOUT_S = 3.0
 PROGRESS_EVERY_FRAMES = 50  # 20 ms frames: save the audio clock about once a second
+
+
+# aiortc's audio receiver holds 4 frames (80 ms) before releasing one, to smooth
+# playout. Nothing here plays the caller's audio out: the VAD and Whisper take
+# frames as they come, so that buffer would only delay every partial, final
+# and barge-in by 80 ms. One frame is the least it can hold (it releases a
+# frame when the next one starts). Packet order and loss handling stay aiortc's.
+AUDIO_PREFETCH_FRAMES = 1
+
+
+def release_audio_without_prefetch(receiver: RTCRtpReceiver) -> None:
+    attribute = "_RTCRtpReceiver__jitter_buffer"
+    current = getattr(receiver, attribute, None)
+    if not isinstance(current, JitterBuffer):  # a future aiortc may name it otherwise: keep its default
+        log.warning("aiortc's audio jitter buffer not found; keeping its 80 ms prefetch")
+        return
+    setattr(receiver, attribute, JitterBuffer(capacity=current.capacity, prefetch=AUDIO_PREFETCH_FRAMES))
 
 
 class LiveSession:
@@ -83,6 +101,9 @@ class LiveSession:
         """Apply the caller's offer; returns the answer with every ICE candidate in it."""
         self._writer.start()
         await self._pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        for transceiver in self._pc.getTransceivers():
+            if transceiver.kind == "audio":
+                release_audio_without_prefetch(transceiver.receiver)
         if self._interview is not None:
             # Rides on the caller's audio transceiver (sendrecv), so no renegotiation is needed.
             self._pc.addTrack(self._interview.voice.track)
