@@ -12,8 +12,9 @@ Three passes, one after another:
      voice_to_voice_s  = first audible agent frame - end of the candidate's voice
      after_turn_pause_s = voice_to_voice_s - turn_pause (the configured wait; the target applies here)
      final_s           = the final's arrival - end of voice (ASR + end-of-speech silence)
-     reply_text_s      = arrival of the reply's second sentence (the LLM follow-up or the
-                         next question, after the acknowledgement) - end of voice
+     reply_text_s      = the reply's second sentence (the LLM follow-up or the next question,
+                         after the cached acknowledgement) starts being heard - end of voice
+                         (its words are released when its audio starts)
    and per barge-in: barge_in_stop_s = last audible agent frame - start of the candidate's voice.
 2. llm   - the embedded LLM alone on follow-up prompts built from the bank:
            time to first token, tokens per second, guard pass rate.
@@ -171,13 +172,17 @@ async def one_interview(base_url: str, corpus: Path, role: str, number: int) -> 
             if not ok:
                 result.errors.append("no reply to an answer")
                 break
-            await caller.wait_until(lambda c: False, timeout=0.5)  # let the first audible frames arrive
+            reply_id = caller.of_type("agent_audio_start")[agent_starts]["utterance_id"]
+            # The whole reply, so its later sentences' arrival is known too.
+            await caller.wait_until(
+                lambda c: any(e["utterance_id"] == reply_id and e["final"] for e in c.of_type("agent")), timeout=60
+            )
             end_wall = caller.track.wall_at(end_wall_s)
             first_audio = [f.wall for f in caller.audible_frames(end_wall)]
             later = caller.events[seen_events:]
             finals = [e.wall for e in later if e.event["type"] == "final"]
-            reply_id = caller.of_type("agent_audio_start")[agent_starts]["utterance_id"]
-            reply = [e for e in later if e.event["type"] == "agent" and e.event["utterance_id"] == reply_id]
+            reply = [e for e in later if e.event["type"] == "agent" and e.event["utterance_id"] == reply_id
+                     and e.event["text_delta"]]
             kinds = [e.event["kind"] for e in reply]
             if not first_audio:
                 result.errors.append("reply had no audible audio")
