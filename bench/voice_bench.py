@@ -41,6 +41,7 @@ from agents.question_bank import load_question_bank
 from agents.roles import ROLES as ROLE_TITLES
 from bench.run_bench import DEFAULT_CORPUS, REPO_ROOT, machine_info, percentiles, progress
 from loadtest.caller import HeadlessCaller, speech_bounds
+from loadtest.server_process import ServerProcess, start_server
 from models.audio import read_wav
 from models.llm import LlmConfig, LlmError, load_llm
 from models.tts import PiperTts
@@ -78,59 +79,6 @@ class CallResult:
     llm_follow_ups: int = 0
     bank_follow_ups: int = 0
     errors: list[str] = field(default_factory=list)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    def __init__(self, redis_url: str, data_dir: Path, questions: int) -> None:
-        import subprocess
-
-        self.port = _free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        self.log_path = data_dir / "server.log"
-        self._process = subprocess.Popen(
-            [
-                sys.executable, "-m", "server", "serve",
-                "--port", str(self.port), "--redis-url", redis_url, "--data-dir", str(data_dir),
-                "--ice-loopback-only", "--interview-questions", str(questions),
-                "--turn-pause-ms", str(TURN_PAUSE_MS),
-            ],
-            cwd=REPO_ROOT,
-            stdout=open(self.log_path, "ab"),
-            stderr=subprocess.STDOUT,
-        )
-
-    def wait_ready(self, timeout_s: float = 120) -> None:
-        import httpx
-
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError(f"server exited:\n{self.log_path.read_text()[-3000:]}")
-            try:
-                if httpx.get(self.base_url + "/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError("server did not come up")
-
-    def stop(self) -> None:
-        import signal
-
-        if self._process.poll() is None:
-            self._process.send_signal(signal.SIGINT)
-            try:
-                self._process.wait(timeout=20)
-            except Exception:
-                self._process.kill()
 
 
 def listening(caller: HeadlessCaller) -> bool:
@@ -355,10 +303,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     restrict_ice_to_loopback()
     with tempfile.TemporaryDirectory(prefix="earshot-voice-bench-") as tmp:
         redis = PrivateRedis(Path(tmp) / "redis")
-        server: Optional[Server] = None
+        server: Optional[ServerProcess] = None
         try:
-            server = Server(redis.start(), Path(tmp), args.questions)
-            server.wait_ready()
+            server = start_server(
+                redis.start(),
+                Path(tmp),
+                extra_args=("--interview-questions", str(args.questions), "--turn-pause-ms", str(TURN_PAUSE_MS)),
+            )
             calls = asyncio.run(calls_pass(server.base_url, args.corpus, args.interviews))
         finally:
             if server is not None:
