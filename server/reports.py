@@ -105,7 +105,7 @@ class ReportService:
         mode = self._settings.grammar_llm
         if self._llm is None or mode == "off":
             return False
-        return mode == "on" or bool(getattr(self._llm, "capable", False))
+        return mode == "on" or self._llm.capable
 
     async def _llm_grammar(self, interview: InterviewRecord) -> Optional[list[Correction]]:
         sentences = answer_sentences(interview)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from typing import AsyncIterable, Awaitable, Callable, Iterable, Optional, Union
+from typing import AsyncIterable, Awaitable, Callable, Iterable, Optional
 
 from agents.ports import Sentences, SpeechResult
 from models.tts import PiperTts, SpokenAudio, TtsError
@@ -150,11 +150,12 @@ class SessionVoice:
             text = " ".join(released)
             if not queued:
                 return SpeechResult(self._stopped.is_set(), 0.0, text, text)
-            if not self._stopped.is_set():
+            if self._stopped.is_set():
+                if not ended.done():  # cut before the track had anything of it to report
+                    return SpeechResult(True, 0.0, "", text)
+            else:
                 self.track.finish_utterance(utterance_id)
-            end: Optional[PlaybackEnd] = await ended if not self._stopped.is_set() or ended.done() else None
-            if end is None:
-                return SpeechResult(True, 0.0, "", text)
+            end: PlaybackEnd = await ended
             return SpeechResult(end.interrupted, end.played_s, end.spoken_text, text)
         finally:
             self._ends.pop(utterance_id, None)
