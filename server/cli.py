@@ -1,4 +1,5 @@
-"""The `earshot` command: `serve` runs the server, `transcribe` runs the pipeline on a file."""
+"""The `earshot` command: `serve` runs the server, `transcribe` runs the pipeline on a file,
+`train-intent` trains the intent heads."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import sys
 from pathlib import Path
 
 from models.audio import AudioFormatError
+from models.intent_dataset import LABEL_SETS, IntentDataError
 from models.model_files import ModelMissingError
 from server.errors import StartupError
 from server.settings import SettingsError, add_settings_arguments, settings_from_args
@@ -27,6 +29,20 @@ def build_parser() -> argparse.ArgumentParser:
     transcribe.add_argument("--jsonl", action="store_true", help="print every event as one JSON line")
     transcribe.add_argument("--channel", type=int, default=None, help="take one channel of a multi-channel file")
     add_settings_arguments(transcribe)
+
+    train = commands.add_parser(
+        "train-intent",
+        help="train the intent heads on the project's data set and write an evaluation",
+        description="Frozen encoder + linear head by default (seconds); --full-finetune tunes the encoder too (minutes).",
+    )
+    train.add_argument(
+        "--label-set", choices=("all", "interview", "call_center"), default="all", help="which head to train"
+    )
+    train.add_argument("--encoder", default="", help="Hugging Face encoder directory (RoBERTa, MiniLM...); empty = bundled MiniLM")
+    train.add_argument("--full-finetune", action="store_true", help="fine-tune the encoder with the head")
+    train.add_argument("--epochs", type=int, default=0, help="0 = the default of the chosen way")
+    train.add_argument("--data-dir", type=Path, default=None, help="labelled data directory; default: models/intent_data")
+    train.add_argument("--out", type=Path, default=None, help="where heads and evaluations go; default: models/intent_heads")
     return parser
 
 
@@ -39,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     logging.getLogger("faster_whisper").setLevel(logging.WARNING)  # it logs every decode at INFO
     try:
+        if args.command == "train-intent":
+            return _train_intent(args)
         settings = settings_from_args(args)
         if args.command == "serve":
             from server.app import run_server
@@ -49,8 +67,16 @@ def main(argv: list[str] | None = None) -> int:
         if not args.file.is_file():
             raise AudioFormatError(f"{args.file}: no such file")
         return run_transcribe(settings, args.file, args.realtime, args.jsonl, args.channel)
-    except (SettingsError, ModelMissingError, AudioFormatError, StartupError) as exc:
+    except (SettingsError, ModelMissingError, AudioFormatError, StartupError, IntentDataError) as exc:
         print(f"earshot: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _train_intent(args: argparse.Namespace) -> int:
+    from models.intent import HEADS_DIR
+    from models.intent_training import run_train_intent
+
+    label_sets = LABEL_SETS if args.label_set == "all" else (args.label_set,)
+    return run_train_intent(label_sets, args.encoder, args.full_finetune, args.epochs, args.out or HEADS_DIR, args.data_dir)

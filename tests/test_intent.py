@@ -1,0 +1,176 @@
+"""The intent heads: training reproduces the committed numbers, and the shipped heads behave.
+
+Everything here runs the real bundled MiniLM encoder and the project's
+labelled data set; training the frozen heads takes seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from models.encoder import SentenceEncoder
+from models.intent import HEADS_DIR, IntentClassifier, IntentHead, IntentHeadError, head_path
+from models.intent_dataset import DATA_DIR, LABEL_SETS
+from models.intent_training import TrainConfig, evaluation_path, train_intent
+from models.model_files import ModelMissingError
+from tests.conftest import REPO
+
+# The issue's target is 0.90; the shipped frozen heads reach 0.855 (interview) and 0.841
+# (call_center) on the test split. This floor catches a regression, not the target.
+FLOOR_MICRO_F1 = 0.82
+TOLERANCE = 0.02  # thread counts change float sums a little; a real change in training moves more
+
+
+@pytest.fixture(scope="module")
+def classifier() -> IntentClassifier:
+    return IntentClassifier.load(LABEL_SETS)
+
+
+@pytest.mark.parametrize("label_set", LABEL_SETS)
+def test_committed_heads_stay_above_the_floor_on_the_test_split(label_set):
+    evaluation = json.loads(evaluation_path(label_set).read_text())
+    assert evaluation["test"]["micro_f1"] >= FLOOR_MICRO_F1, evaluation["test"]
+    head = IntentHead.load(head_path(label_set))
+    assert list(head.labels) == list(evaluation["thresholds"])
+    assert head.training["data_sha256"] == evaluation["training"]["data_sha256"]
+
+
+@pytest.mark.parametrize("label_set", LABEL_SETS)
+def test_training_reproduces_the_committed_metrics(label_set, tmp_path):
+    committed = json.loads(evaluation_path(label_set).read_text())
+    result = train_intent(TrainConfig(label_set, out_dir=tmp_path))
+    for split in ("held_out", "test"):
+        for metric in ("micro_f1", "macro_f1"):
+            assert result.evaluation[split][metric] == pytest.approx(committed[split][metric], abs=TOLERANCE), (split, metric)
+    assert result.evaluation["training"]["data_sha256"] == committed["training"]["data_sha256"]
+    trained = IntentHead.load(result.head_file)
+    shipped = IntentHead.load(head_path(label_set))
+    assert np.abs(trained.thresholds - shipped.thresholds).max() <= 0.1
+
+
+INTERVIEW_CASES = [
+    ("could you say that again please", {"asks_to_repeat"}),
+    ("sorry I didn't catch the question", {"asks_to_repeat"}),
+    ("um can I get a hint on this one", {"asks_for_hint"}),
+    ("I'd rather skip this question and move to the next", {"asks_to_skip"}),
+    ("I think I want to end the interview here", {"wants_to_stop"}),
+    ("so I would put a cache in front of the database and invalidate it on writes", {"answering"}),
+    ("what do you mean by eventual consistency", {"asks_for_clarification"}),
+    ("hang on my dog is barking one second", {"off_topic"}),
+]
+CALL_CENTER_CASES = [
+    ("why was I charged twice on my bill this month", {"billing_inquiry"}),
+    ("I want to cancel my subscription", {"cancellation"}),
+    ("my internet keeps dropping every evening", {"technical_problem"}),
+    ("where is my package it was supposed to arrive on monday", {"order_status"}),
+    ("I need to update my home address", {"account_change"}),
+    ("let me speak to your supervisor", {"escalation"}),
+    ("thank you so much you've been really helpful", {"feedback_praise"}),
+    ("hi good morning", {"greeting_other"}),
+]
+
+
+@pytest.mark.parametrize("label_set, text, expected", [
+    *[("interview", text, labels) for text, labels in INTERVIEW_CASES],
+    *[("call_center", text, labels) for text, labels in CALL_CENTER_CASES],
+])
+def test_shipped_heads_on_fixed_utterances(classifier, label_set, text, expected):
+    prediction = classifier.classify(text, label_set)
+    names = [label.name for label in prediction.labels]
+    assert names and names[0] in expected, (text, prediction.scores)
+    assert set(prediction.scores) == set(classifier.heads[label_set].labels)
+
+
+def test_two_labels_at_once(classifier):
+    prediction = classifier.classify(
+        "this is the third time my bill is wrong and I want to talk to a manager right now", "call_center"
+    )
+    names = {label.name for label in prediction.labels}
+    assert {"billing_inquiry", "escalation"} <= names | {"complaint"} and len(names) >= 2, prediction.scores
+
+
+def test_a_missing_or_broken_head_names_its_file(tmp_path):
+    with pytest.raises(IntentHeadError, match="does not exist"):
+        IntentHead.load(tmp_path / "interview.json")
+    broken = tmp_path / "interview.json"
+    broken.write_text('{"labels": ["a"]')
+    with pytest.raises(IntentHeadError, match="interview.json is malformed"):
+        IntentHead.load(broken)
+    data = json.loads(head_path("interview").read_text())
+    data["bias"] = data["bias"][:-1]
+    broken.write_text(json.dumps(data))
+    with pytest.raises(IntentHeadError, match="labels but weight"):
+        IntentHead.load(broken)
+
+
+def test_an_encoder_that_does_not_fit_the_head_is_refused(classifier):
+    head = classifier.heads["interview"]
+    narrow = IntentHead(head.label_set, head.labels, head.weight[:, :100], head.bias, head.thresholds, head.encoder)
+    with pytest.raises(IntentHeadError, match="expects 100-dimensional"):
+        IntentClassifier(classifier.encoder, {"interview": narrow})
+
+
+def test_a_missing_encoder_path_is_a_clear_error(tmp_path):
+    with pytest.raises(ModelMissingError, match="does not exist"):
+        IntentClassifier.load(["interview"], encoder_dir=str(tmp_path / "roberta-base"))
+
+
+def small_data_dir(tmp_path, per_split: int):
+    """A copy of the data set with the first `per_split` utterances of each split: for quick runs."""
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(DATA_DIR / "labels.json", data / "labels.json")
+    for label_set in LABEL_SETS:
+        lines = (DATA_DIR / f"{label_set}.jsonl").read_text().splitlines()
+        kept = []
+        for split in ("train", "validation", "test"):
+            kept += [line for line in lines if json.loads(line)["split"] == split][:per_split]
+        (data / f"{label_set}.jsonl").write_text("\n".join(kept) + "\n")
+    return data
+
+
+def test_full_fine_tuning_writes_an_encoder_the_head_loads_with(tmp_path):
+    data = small_data_dir(tmp_path, per_split=24)
+    out = tmp_path / "heads"
+    result = train_intent(TrainConfig("interview", full_finetune=True, epochs=1, data_dir=data, out_dir=out))
+    assert result.head.training["mode"] == "full_finetune"
+    assert (out / "interview-encoder" / "modules.json").is_file()
+    tuned = IntentClassifier.load(["interview"], heads_dir=out)
+    assert tuned.encoder.path == (out / "interview-encoder").resolve()
+    assert tuned.classify("could you repeat that", "interview").scores
+
+
+def test_the_cli_trains_and_rejects_a_bad_label_file(tmp_path):
+    data = small_data_dir(tmp_path, per_split=30)
+    ok = subprocess.run(
+        [sys.executable, "-m", "server", "train-intent", "--label-set", "call_center", "--data-dir", str(data), "--out", str(tmp_path / "out")],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert "call_center: test micro-F1" in ok.stdout
+    assert (tmp_path / "out" / "call_center.json").is_file() and (tmp_path / "out" / "call_center.eval.json").is_file()
+
+    lines = (data / "call_center.jsonl").read_text().splitlines()
+    bad = json.loads(lines[2])
+    bad["labels"] = ["refund_request"]
+    lines[2] = json.dumps(bad)
+    (data / "call_center.jsonl").write_text("\n".join(lines) + "\n")
+    failed = subprocess.run(
+        [sys.executable, "-m", "server", "train-intent", "--label-set", "call_center", "--data-dir", str(data), "--out", str(tmp_path / "out2")],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    assert failed.returncode == 2
+    assert "call_center.jsonl:3" in failed.stderr and "refund_request" in failed.stderr, failed.stderr
+
+
+def test_the_encoder_is_shared_by_the_heads(classifier):
+    assert isinstance(classifier.encoder, SentenceEncoder)
+    assert set(classifier.heads) == set(LABEL_SETS)
+    assert all(classifier.heads[name].encoder == "bundled" for name in LABEL_SETS)
+    assert HEADS_DIR.name == "intent_heads"
