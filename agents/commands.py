@@ -2,17 +2,19 @@
 
 Spoken commands ("could you repeat that", "can I skip this one", "can I get a
 hint", "let's stop here", "that's all") and backchannels ("yeah", "uh-huh")
-are recognised from a final transcript with word patterns. Rules beat a model
-here: the phrases are few, the cost of a miss is low (the candidate says it
-again), and a false hit in the middle of an answer would be bad, so commands
-other than "that's all" only count in a short utterance.
+are recognised from a final transcript with word patterns first: they are
+exact, instant and explainable. The intent head (interview label set) then
+catches the phrasings no pattern lists ("sorry, I lost you there", "what do
+you mean by idempotent?"). A false hit in the middle of an answer would be
+bad, so commands other than "that's all" only count in a short utterance, and
+the head's verdict only when it does not also hear an answer.
 """
 
 from __future__ import annotations
 
 import enum
 import re
-from typing import Optional
+from typing import Optional, Sequence
 
 from models.text import normalize_text
 
@@ -77,6 +79,29 @@ def detect_command(text: str) -> Optional[Command]:
     if _DONE_AT_END.search(" ".join(words[-DONE_TAIL_WORDS:])):
         return Command.DONE
     return None
+
+
+# The interview label set's names for what the candidate asks of the interviewer.
+# A clarification ("what do you mean by sharding?") gets the hint, which says
+# what a good answer would cover: closer to what was asked than a verbatim repeat.
+INTENT_COMMANDS: dict[str, Command] = {
+    "wants_to_stop": Command.STOP,
+    "asks_to_repeat": Command.REPEAT,
+    "asks_for_hint": Command.HINT,
+    "asks_for_clarification": Command.HINT,
+    "asks_to_skip": Command.SKIP,
+}
+ANSWERING = "answering"
+
+
+def command_for(text: str, intents: Sequence[str] = ()) -> Optional[Command]:
+    """The command in a final: the patterns' verdict, else the intent head's (best label first)."""
+    command = detect_command(text)
+    if command is not None or ANSWERING in intents:
+        return command
+    if len(_normalised(text).split()) > MAX_COMMAND_WORDS:
+        return None
+    return next((INTENT_COMMANDS[name] for name in intents if name in INTENT_COMMANDS), None)
 
 
 def strip_done_phrase(text: str) -> str:

@@ -44,6 +44,7 @@ class FinalHeard:
     seq: int
     utterance_id: int
     text: str
+    intents: tuple[str, ...] = ()  # the intent head's labels for it (interview set), best first
 
 
 Heard = Union[SpeechStarted, PartialHeard, SpeechEnded, FinalHeard]

@@ -34,7 +34,7 @@ import time
 from dataclasses import dataclass
 from typing import AsyncIterator, Optional, Union
 
-from agents.commands import Command, detect_command, is_backchannel, is_filler_only, strip_done_phrase
+from agents.commands import Command, command_for, is_backchannel, is_filler_only, strip_done_phrase
 from agents.followup import STOP, TEMPERATURE, FollowUpStream, follow_up_messages
 from agents.inbox import FinalHeard, Heard, Inbox, PartialHeard, SpeechEnded, SpeechStarted, VoiceHeard
 from agents.interview_state import (
@@ -345,7 +345,7 @@ class Interviewer:
                 awaiting_finals = max(0, awaiting_finals - 1)
                 if pause_from is None and not speaking:
                     pause_from = loop.time()  # a final heard over the interviewer's voice: no end seen here
-                command = detect_command(item.text)
+                command = command_for(item.text, item.intents)
                 if command in (Command.REPEAT, Command.HINT, Command.SKIP, Command.STOP):
                     drop_reply()
                     return _TurnEnd("command", finals, command=command)
@@ -446,8 +446,8 @@ class Interviewer:
                 self._voice.stop()
                 barge_utterance = None
             elif isinstance(item, FinalHeard) or (isinstance(item, SpeechEnded) and item.dropped):
-                text = item.text if isinstance(item, FinalHeard) else ""
-                if is_backchannel(text) and detect_command(text) is None:
+                text, intents = (item.text, item.intents) if isinstance(item, FinalHeard) else ("", ())
+                if is_backchannel(text) and command_for(text, intents) is None:
                     carried = [c for c in carried if getattr(c, "utterance_id", None) != barge_utterance]
                     self._voice.resume()
                 else:

@@ -38,6 +38,7 @@ class Ready(Event):
     pace_min_wps: float
     pace_max_wps: float
     resumed_finals: int  # finals already stored from before a reconnect
+    speakers: list[str] = field(default_factory=list)  # the labelled tracks of an assist call
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class VoiceOnset(Event):
     type: ClassVar[str] = "voice_onset"
     at_s: float
     emitted_audio_s: float
+    speaker: str = ""  # agent | customer in an assist call; empty in single-speaker modes
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,7 @@ class SpeechStart(Event):
     utterance_id: int
     start_s: float
     emitted_audio_s: float
+    speaker: str = ""  # agent | customer in an assist call; empty in single-speaker modes
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,7 @@ class Partial(Event):
     tentative: str  # newest guess at the rest: may change
     audio_end_s: float  # end of the audio this hypothesis heard
     emitted_audio_s: float
+    speaker: str = ""  # agent | customer in an assist call; empty in single-speaker modes
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,7 @@ class SpeechEnd(Event):
     end_s: float
     dropped: bool  # too short to be speech: no final follows
     emitted_audio_s: float
+    speaker: str = ""  # agent | customer in an assist call; empty in single-speaker modes
 
 
 @dataclass(frozen=True)
@@ -98,6 +103,7 @@ class Final(Event):
     emitted_audio_s: float
     asr_queued_s: float
     asr_inference_s: float
+    speaker: str = ""  # agent | customer in an assist call; empty in single-speaker modes
 
 
 @dataclass(frozen=True)
@@ -116,6 +122,34 @@ class Pace(Event):
     min_wps: float
     max_wps: float
     emitted_audio_s: float
+    speaker: str = ""  # agent | customer in an assist call; empty in single-speaker modes
+
+
+@dataclass(frozen=True)
+class IntentLabel:
+    name: str
+    score: float
+
+
+@dataclass(frozen=True)
+class Intent(Event):
+    """What an utterance is for, from the intent head: every label at or above its threshold.
+
+    Exactly one `intent` (or an `error` with code `intent_failed`) follows
+    every final when the session classifies intents; partials are classified
+    only when the server is asked to (`final` is false then).
+    """
+
+    type: ClassVar[str] = "intent"
+    utterance_id: int
+    label_set: str  # interview | call_center
+    final: bool
+    text: str
+    labels: list[IntentLabel]  # best first; empty when no label reaches its threshold
+    scores: dict[str, float]
+    inference_s: float
+    emitted_audio_s: float
+    speaker: str = ""
 
 
 @dataclass(frozen=True)
@@ -192,3 +226,26 @@ class Question(Event):
 class ReportReady(Event):
     type: ClassVar[str] = "report_ready"
     url: str  # the report page; the JSON is at /api/sessions/{id}/report
+
+
+# --- The agent-assist overlay ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AssistUpdate(Event):
+    """A live assist update: `sentiment`, `topic`, `suggestion` or `call_metrics`.
+
+    The fields are those of the agent's update dataclass (agents/assist.py),
+    whose `kind` is the event type; this wrapper adds the session and the clock.
+    """
+
+    update: Any
+    emitted_audio_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": self.update.kind,
+            "session_id": self.session_id,
+            **asdict(self.update),
+            "emitted_audio_s": self.emitted_audio_s,
+        }

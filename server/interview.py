@@ -35,7 +35,9 @@ from models.model_files import ModelMissingError
 from models.tts import PiperTts
 from server import events
 from server.agent_voice import PlaybackEnd
+from server.encoder_service import EncoderService
 from server.errors import StartupError
+from server.intents import FinalsWithIntents
 from server.reports import ReportService
 from server.settings import Settings
 from server.store import SessionRecord, SessionStore
@@ -79,7 +81,7 @@ class InterviewServices:
     reports: ReportService
 
     @classmethod
-    def load(cls, settings: Settings, store: SessionStore) -> "InterviewServices":
+    def load(cls, settings: Settings, store: SessionStore, encoders: EncoderService) -> "InterviewServices":
         """Load the bank, the LLM and the voice; any of them missing stops the start with a clear reason."""
         try:
             bank = load_question_bank(settings.question_dir) if settings.question_dir else load_question_bank()
@@ -90,7 +92,7 @@ class InterviewServices:
             tts = PiperTts.load(settings.tts_voice) if settings.tts_enabled else None
         except ModelMissingError as exc:
             raise StartupError(str(exc)) from None
-        reports = ReportService(settings, store, bank, llm)
+        reports = ReportService(settings, store, bank, llm, encoders)
         return cls(settings, bank, llm, PhraseCache(tts), reports)
 
     async def warm(self) -> None:
@@ -119,8 +121,12 @@ class SessionInterview:
         send: Callable[[events.Event], None],
         audio_clock: Callable[[], float],
         save_fields: Callable[..., None],
+        intents_follow_finals: bool = False,
     ) -> None:
         self.session_id = record.session_id
+        # Each final waits for its intent (~10 ms), so the interviewer hears both
+        # together and the head can name a command the word patterns miss.
+        self._finals = FinalsWithIntents(self._final_heard, intents_follow_finals)
         self._services = services
         self._send = send
         self._clock = audio_clock
@@ -173,8 +179,12 @@ class SessionInterview:
             heard(PartialHeard(event.utterance_id, f"{event.committed} {event.tentative}".strip()))
         elif isinstance(event, events.SpeechEnd):
             heard(SpeechEnded(event.utterance_id, event.dropped))
-        elif isinstance(event, events.Final):
-            heard(FinalHeard(event.seq, event.utterance_id, event.text))
+        else:
+            self._finals.on_event(event)
+
+    def _final_heard(self, final: events.Final, intents: tuple[events.IntentLabel, ...]) -> None:
+        names = tuple(label.name for label in intents)
+        self.interviewer.heard(FinalHeard(final.seq, final.utterance_id, final.text, names))
 
     async def close(self) -> None:
         if self._task is not None:

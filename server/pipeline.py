@@ -1,6 +1,10 @@
 """A session's audio pipeline: PCM in, client events out.
 
     transport -> StreamingTranscriber (VAD + Whisper) -> PaceTracker -> events -> sink
+                                                    \-> IntentStage (finals) -> intent events -> sink
+
+An assist call runs one pipeline per labelled track (agent, customer); they
+share the session's final numbering, and every event names its speaker.
 
 The WebRTC transport and `earshot transcribe` both use this class, so what a
 benchmark measures on a file is what a caller gets live.
@@ -9,7 +13,7 @@ benchmark measures on a file is what a caller gets live.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Iterator, Optional
 
 from agents.pace import PaceConfig, PaceReport, PaceTracker
 from models.asr import AsrConfig, AsrEngine
@@ -26,6 +30,7 @@ from models.streaming import (
 )
 from models.vad import VadConfig
 from server import events
+from server.intents import Classify, IntentStage
 from server.settings import Settings
 
 EventSink = Callable[[events.Event], Awaitable[None]]
@@ -82,6 +87,23 @@ class ResumePoint:
     next_final_seq: int = 1
 
 
+@dataclass(frozen=True)
+class IntentOptions:
+    """Which label set a session's utterances are classified with, and by what."""
+
+    classify: Classify
+    label_set: str
+    partials: bool = False
+
+
+def final_numbers(first: int = 1) -> Iterator[int]:
+    """The session's final numbering, shared by the pipelines of its tracks."""
+    seq = first
+    while True:
+        yield seq
+        seq += 1
+
+
 class SessionPipeline:
     def __init__(
         self,
@@ -90,12 +112,21 @@ class SessionPipeline:
         settings: Settings,
         sink: EventSink,
         resume: ResumePoint = ResumePoint(),
+        speaker: str = "",
+        intents: Optional[IntentOptions] = None,
+        seq_numbers: Optional[Iterator[int]] = None,
     ) -> None:
         self.session_id = session_id
+        self.speaker = speaker
         self._sink = sink
         self._settings = settings
         self._pace = PaceTracker(pace_config(settings))
-        self._next_seq = resume.next_final_seq
+        self._seq_numbers = seq_numbers if seq_numbers is not None else final_numbers(resume.next_final_seq)
+        self._intents: Optional[IntentStage] = None
+        if intents is not None:
+            self._intents = IntentStage(
+                session_id, intents.classify, intents.label_set, sink, speaker=speaker, partials=intents.partials
+            )
         self._transcriber = StreamingTranscriber(
             engine,
             streaming_config(settings),
@@ -117,29 +148,37 @@ class SessionPipeline:
         await self._transcriber.push(pcm16)
 
     async def close(self) -> None:
-        """End of audio: the open utterance gets its final before this returns."""
+        """End of audio: the open utterance gets its final (and its intent) before this returns."""
         await self._transcriber.close()
+        if self._intents is not None:
+            await self._intents.close()
 
     async def abort(self) -> None:
         await self._transcriber.abort()
+        if self._intents is not None:
+            await self._intents.close()
 
     async def _on_asr(self, output: AsrOutput) -> None:
         now = round(self._transcriber.now_s, 3)
-        sid = self.session_id
+        sid, speaker = self.session_id, self.speaker
         if isinstance(output, VoiceDetected):
-            await self._sink(events.VoiceOnset(sid, output.at_s, now))
+            await self._sink(events.VoiceOnset(sid, output.at_s, now, speaker))
         elif isinstance(output, UtteranceStarted):
             self._pace.on_utterance_start(output.start_s)
-            await self._sink(events.SpeechStart(sid, output.utterance_id, output.start_s, now))
+            await self._sink(events.SpeechStart(sid, output.utterance_id, output.start_s, now, speaker))
         elif isinstance(output, PartialResult):
             committed, tentative = " ".join(output.committed), " ".join(output.tentative)
-            await self._sink(events.Partial(sid, output.utterance_id, committed, tentative, output.audio_end_s, now))
+            await self._sink(events.Partial(sid, output.utterance_id, committed, tentative, output.audio_end_s, now, speaker))
             text = (committed + " " + tentative).strip()
             await self._send_pace(self._pace.on_partial(text, output.start_s, output.audio_end_s), now)
+            if self._intents is not None:
+                self._intents.partial(output.utterance_id, committed, now)
         elif isinstance(output, UtteranceEnded):
-            await self._sink(events.SpeechEnd(sid, output.utterance_id, output.start_s, output.end_s, output.dropped, now))
+            await self._sink(
+                events.SpeechEnd(sid, output.utterance_id, output.start_s, output.end_s, output.dropped, now, speaker)
+            )
         elif isinstance(output, FinalResult):
-            seq, self._next_seq = self._next_seq, self._next_seq + 1
+            seq = next(self._seq_numbers)
             words = [events.FinalWord(w.text, w.start, w.end, w.probability) for w in output.words]
             await self._sink(
                 events.Final(
@@ -148,12 +187,16 @@ class SessionPipeline:
                     emitted_audio_s=now,
                     asr_queued_s=output.queued_s,
                     asr_inference_s=output.inference_s,
+                    speaker=speaker,
                 )
             )
+            if self._intents is not None:
+                self._intents.final(output.utterance_id, output.text, now)
             report = self._pace.on_final(output.text, output.words, output.start_s, output.end_s)
             await self._send_pace(report, now)
         elif isinstance(output, AsrFailed):
-            await self._sink(events.Error(sid, code="asr_failed", message=output.message, detail={"utterance_id": output.utterance_id}))
+            detail = {"utterance_id": output.utterance_id, "speaker": speaker}
+            await self._sink(events.Error(sid, code="asr_failed", message=output.message, detail=detail))
 
     async def _send_pace(self, report: PaceReport, now: float) -> None:
         await self._sink(
@@ -172,5 +215,6 @@ class SessionPipeline:
                 min_wps=self._settings.pace_min_wps,
                 max_wps=self._settings.pace_max_wps,
                 emitted_audio_s=now,
+                speaker=self.speaker,
             )
         )

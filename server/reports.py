@@ -2,8 +2,7 @@
 
 The interview state names, per question, which finals answered it; the finals
 themselves (text, timing, words) are in the session's finals stream. The
-sentence encoder is loaded on the first report, not at start-up, so a server
-that never finishes an interview never pays its memory.
+sentence encoder is the process's shared one (server/encoder_service.py).
 """
 
 from __future__ import annotations
@@ -18,8 +17,8 @@ from agents.interview_state import ENDED, InterviewState
 from agents.question_bank import QuestionBank
 from agents.report import AnswerFinal, AskedQuestion, InterviewRecord, answer_sentences, build_report
 from agents.roles import ROLES
-from models.encoder import SentenceEncoder
 from models.llm import LlmBackend, LlmError
+from server.encoder_service import EncoderService
 from server.settings import Settings
 from server.store import SessionRecord, SessionStore
 
@@ -29,13 +28,14 @@ LLM_GRAMMAR_TIMEOUT_S = 30.0
 
 
 class ReportService:
-    def __init__(self, settings: Settings, store: SessionStore, bank: QuestionBank, llm: Optional[LlmBackend]) -> None:
+    def __init__(
+        self, settings: Settings, store: SessionStore, bank: QuestionBank, llm: Optional[LlmBackend], encoders: EncoderService
+    ) -> None:
         self._settings = settings
         self._store = store
         self._bank = bank
         self._llm = llm
-        self._encoder: Optional[SentenceEncoder] = None
-        self._encoder_lock = asyncio.Lock()
+        self._encoders = encoders
 
     async def build_and_store(self, record: SessionRecord, state: InterviewState) -> dict[str, Any]:
         report = await self.build(record, state)
@@ -60,9 +60,9 @@ class ReportService:
         finals = {final["seq"]: final for final in await self._store.finals(record.session_id)}
         interview = self._interview_record(record, state, finals)
         grammar = await self._llm_grammar(interview) if self._use_llm_grammar() else None
-        encoder = await self._load_encoder()
+        # Its own thread, not the encoder's: a report takes ~0.5 s, and live calls' intents must not wait on it.
         report = await asyncio.to_thread(
-            build_report, interview, encoder, threshold=self._settings.key_point_threshold, grammar=grammar
+            build_report, interview, self._encoders.encoder, threshold=self._settings.key_point_threshold, grammar=grammar
         )
         report["complete"] = state.phase == ENDED
         report["ended_reason"] = state.ended_reason
@@ -116,12 +116,6 @@ class ReportService:
         except (LlmError, asyncio.TimeoutError) as exc:
             log.warning("LLM grammar review skipped: %s", exc)
             return None
-
-    async def _load_encoder(self) -> SentenceEncoder:
-        async with self._encoder_lock:
-            if self._encoder is None:
-                self._encoder = await asyncio.to_thread(SentenceEncoder.load, self._settings.encoder_model)
-            return self._encoder
 
 
 def _answer_final(final: dict[str, Any], part: int) -> AnswerFinal:

@@ -143,6 +143,33 @@ class Settings:
         default="auto", metadata=_help("LLM grammar review in reports: auto (http backend only), on or off")
     )
 
+    # --- Intent head ---
+    intent_enabled: bool = field(
+        default=True, metadata=_help("classify every final with the intent head (interview and assist calls)")
+    )
+    intent_heads_dir: str = field(
+        default="", metadata=_help("directory of trained intent heads (earshot train-intent --out); empty = bundled")
+    )
+    intent_encoder: str = field(
+        default="", metadata=_help("encoder directory for the intent heads; empty = the one they were trained on")
+    )
+    intent_partials: bool = field(
+        default=False, metadata=_help("also classify the settled words of partials (more events, more CPU)")
+    )
+
+    # --- Agent assist ---
+    assist_knowledge: str = field(
+        default="", metadata=_help("JSON file of canned answers for suggested replies; empty = the bundled example")
+    )
+    assist_topics: str = field(default="", metadata=_help("JSON file of call topics; empty = the bundled list"))
+    assist_topic_llm: str = field(
+        default="auto", metadata=_help("name the topic with the LLM: auto (http backend only), on or off (embeddings)")
+    )
+    assist_suggest_llm: bool = field(
+        default=True, metadata=_help("let the LLM word suggested replies from the canned answers; off = canned only")
+    )
+    long_silence_s: float = field(default=3.0, metadata=_help("a silence in a call at least this long is counted"))
+
     # --- WebRTC ---
     ice_loopback_only: bool = field(
         default=False,
@@ -199,6 +226,8 @@ class Settings:
         check(0 < self.llm_first_token_timeout_s <= self.llm_timeout_s, "need 0 < llm_first_token_timeout_s <= llm_timeout_s")
         check(0.0 < self.key_point_threshold < 1.0, "key_point_threshold must be in (0, 1)")
         check(self.grammar_llm in ("auto", "on", "off"), "grammar_llm must be auto, on or off")
+        check(self.assist_topic_llm in ("auto", "on", "off"), "assist_topic_llm must be auto, on or off")
+        check(self.long_silence_s > 0, "long_silence_s must be positive")
         if problems:
             raise SettingsError("invalid settings:\n  - " + "\n  - ".join(problems))
 
