@@ -6,6 +6,9 @@ since a live microphone never stops sending), and records every event the
 server sends with the wall time it arrived. More speech can be queued while
 the call runs (`say`), so a script can answer an interviewer, and the
 interviewer's audio that comes back is measured frame by frame.
+
+An assist caller sends two labelled tracks instead of one (`speakers`:
+speaker -> PCM, e.g. the two channels of a call recording).
 """
 
 from __future__ import annotations
@@ -130,11 +133,13 @@ class HeadlessCaller:
     events: list[ReceivedEvent] = field(default_factory=list)
     connect_s: Optional[float] = None  # offer sent -> data channel open
     agent_frames: list[AgentFrame] = field(default_factory=list)  # the interviewer's audio, frame by frame
+    speakers: Optional[dict[str, bytes]] = None  # assist: one labelled track per speaker instead of `pcm16`
 
     def __post_init__(self) -> None:
         self._http = httpx.AsyncClient(base_url=self.base_url, timeout=30)
         self._pc: Optional[RTCPeerConnection] = None
-        self.track: Optional[PcmTrack] = None
+        self.track: Optional[PcmTrack] = None  # the first track: its clock is the caller's clock
+        self.tracks: dict[str, PcmTrack] = {}
         self._new_event = asyncio.Event()
         self._audio_task: Optional[asyncio.Task] = None
 
@@ -147,7 +152,10 @@ class HeadlessCaller:
         return data
 
     async def create_session(self) -> str:
-        data = await self._api("POST", "/api/sessions", {"mode": self.mode, "role": self.role, "difficulty": self.difficulty})
+        body = {"mode": self.mode, "difficulty": self.difficulty}
+        if self.mode != "assist":
+            body["role"] = self.role
+        data = await self._api("POST", "/api/sessions", body)
         self.session_id, self.token = data["session_id"], data["token"]
         return self.session_id
 
@@ -156,8 +164,13 @@ class HeadlessCaller:
         if self.session_id is None:
             await self.create_session()
         self._pc = pc = RTCPeerConnection(rtc_configuration())
-        self.track = PcmTrack(self.pcm16)
-        pc.addTrack(self.track)
+        if self.speakers:
+            self.tracks = {speaker: PcmTrack(pcm) for speaker, pcm in self.speakers.items()}
+        else:
+            self.tracks = {"": PcmTrack(self.pcm16)}
+        for track in self.tracks.values():
+            pc.addTrack(track)
+        self.track = next(iter(self.tracks.values()))
         channel = pc.createDataChannel("events")
         opened = asyncio.Event()
 
@@ -175,9 +188,10 @@ class HeadlessCaller:
 
         started = time.monotonic()
         await pc.setLocalDescription(await pc.createOffer())
-        answer = await self._api(
-            "POST", f"/api/sessions/{self.session_id}/offer", {"sdp": pc.localDescription.sdp, "type": "offer"}
-        )
+        offer: dict[str, Any] = {"sdp": pc.localDescription.sdp, "type": "offer"}
+        if self.speakers:
+            offer["tracks"] = {track.id: speaker for speaker, track in self.tracks.items()}
+        answer = await self._api("POST", f"/api/sessions/{self.session_id}/offer", offer)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
         await asyncio.wait_for(opened.wait(), timeout=20)
         self.connect_s = time.monotonic() - started
@@ -220,9 +234,10 @@ class HeadlessCaller:
                 pass
         return True
 
-    async def hangup(self, end_session: bool = True) -> None:
-        if self.track is not None:
-            self.track.stop()
+    async def hangup(self, end_session: bool = True, keep_api: bool = False) -> None:
+        """Stop sending, close the connection, DELETE the session; `keep_api` leaves the HTTP client open."""
+        for track in self.tracks.values():
+            track.stop()
         if self._audio_task is not None:
             self._audio_task.cancel()
         if self._pc is not None:
@@ -232,6 +247,14 @@ class HeadlessCaller:
                 await self._api("DELETE", f"/api/sessions/{self.session_id}")
             except (ApiCallError, httpx.HTTPError):
                 pass
+        if not keep_api:
+            await self._http.aclose()
+
+    async def api(self, method: str, path: str, body: Optional[dict] = None) -> dict:
+        """An authorised call to the session API (`path` after /api/sessions/{id})."""
+        return await self._api(method, f"/api/sessions/{self.session_id}{path}", body)
+
+    async def close_api(self) -> None:
         await self._http.aclose()
 
     async def session_state(self) -> dict:

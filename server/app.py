@@ -1,11 +1,15 @@
 """The HTTP side: session API, WebRTC signalling, health, and the static client.
 
     POST   /api/sessions                 {mode, role, difficulty} -> {session_id, token}
-    POST   /api/sessions/{id}/offer      Bearer token, {sdp, type: "offer"} -> {sdp, type: "answer"}
+                                         (mode "assist" needs no role)
+    POST   /api/sessions/{id}/offer      Bearer token, {sdp, type: "offer", tracks?} -> {sdp, type: "answer"}
+                                         tracks (assist): {"<track id>": "agent" | "customer"}
     GET    /api/sessions/{id}            Bearer token -> session, finals, pace
     DELETE /api/sessions/{id}            Bearer token -> ends the session
     GET    /api/sessions/{id}/report     Bearer token -> the interview report (JSON)
     GET    /sessions/{id}/report         the report page (reads the token from the URL fragment)
+    GET    /api/sessions/{id}/summary    Bearer token -> an assist call's summary (JSON)
+    GET    /sessions/{id}/summary        the summary page (token from the URL fragment)
     GET    /healthz                      Redis and engine state
     GET    /                             the client (client/index.html and its files)
 
@@ -30,11 +34,14 @@ from starlette.responses import FileResponse, JSONResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from agents.roles import DIFFICULTIES, MODES, ROLES
+from agents.roles import DIFFICULTIES, INTENT_LABEL_SETS, MODES, ROLES
 from models.asr import AsrEngine
+from server.assist import AssistServices
+from server.encoder_service import EncoderService
 from server.errors import StartupError
 from server.interview import InterviewServices
-from server.pipeline import ResumePoint
+from server.pipeline import IntentOptions, ResumePoint
+from server.speakers import SpeakerError, assign_speakers
 from server.settings import Settings
 from server.store import SessionRecord, SessionStore, StoreUnavailable, WriteBehind, connect
 from server.webrtc import EVENTS_CHANNEL, LiveSession
@@ -63,11 +70,15 @@ class Earshot:
         store: SessionStore,
         engine: AsrEngine,
         interview: Optional[InterviewServices] = None,
+        encoders: Optional[EncoderService] = None,
+        assist: Optional[AssistServices] = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.engine = engine
         self.interview = interview
+        self.encoders = encoders
+        self.assist = assist
         self.live: dict[str, LiveSession] = {}
         self._draining: set[WriteBehind] = set()
 
@@ -114,11 +125,11 @@ class Earshot:
     async def create_session(self, request: Request) -> JSONResponse:
         data = await self.read_json(request)
         mode = data.get("mode", "interview")
-        role = data.get("role")
+        role = data.get("role", "" if mode == "assist" else None)
         difficulty = data.get("difficulty", "medium")
         if mode not in MODES:
             raise ApiError(400, "bad_mode", f"mode must be one of: {', '.join(MODES)}")
-        if role not in ROLES:
+        if role not in ROLES and not (mode == "assist" and role == ""):  # an assist call needs no role
             raise ApiError(400, "bad_role", f"role must be one of: {', '.join(ROLES)}")
         if difficulty not in DIFFICULTIES:
             raise ApiError(400, "bad_difficulty", f"difficulty must be one of: {', '.join(DIFFICULTIES)}")
@@ -131,7 +142,15 @@ class Earshot:
         sdp = data.get("sdp")
         if data.get("type") != "offer" or not isinstance(sdp, str):
             raise ApiError(400, "bad_offer", 'body must be {"sdp": "<offer SDP>", "type": "offer"}')
-        check_offer_sdp(sdp)
+        parsed = check_offer_sdp(sdp)
+        speakers: dict[str, str] = {}
+        if record.mode == "assist":
+            try:
+                speakers = assign_speakers(parsed, data.get("tracks"))
+            except SpeakerError as exc:
+                raise ApiError(400, exc.code, str(exc)) from None
+        elif data.get("tracks") is not None:
+            raise ApiError(400, "bad_tracks", "labelled tracks are for assist sessions only")
         existing = self.live.get(record.session_id)
         if existing is not None and not existing.closed:
             raise ApiError(409, "session_live", "this session already has a live connection; DELETE it or wait")
@@ -153,6 +172,9 @@ class Earshot:
             writer_factory=lambda on_outage: WriteBehind(self.store, record.session_id, on_outage),
             on_closed=self.session_closed,
             interview_services=self.interview,
+            intents=self.intent_options(record.mode),
+            speakers=speakers,
+            assist_services=self.assist,
         )
         self.live[record.session_id] = session
         try:
@@ -161,6 +183,12 @@ class Earshot:
             await session.close("offer rejected")
             raise ApiError(400, "bad_offer", f"cannot negotiate this offer: {exc}") from None
         return JSONResponse({"sdp": answer.sdp, "type": answer.type})
+
+    def intent_options(self, mode: str) -> Optional[IntentOptions]:
+        label_set = INTENT_LABEL_SETS.get(mode)
+        if label_set is None or self.encoders is None or self.encoders.intents is None:
+            return None
+        return IntentOptions(self.encoders.classify, label_set, partials=self.settings.intent_partials)
 
     async def get_session(self, request: Request) -> JSONResponse:
         record = await self.authorised_session(request)
@@ -176,7 +204,10 @@ class Earshot:
             await live.close("ended by the caller", state="ended")
         await self.store.update(record.session_id, state="ended")  # also when the call had already closed
         count = await self.store.final_count(record.session_id)
-        return JSONResponse({"session_id": record.session_id, "state": "ended", "finals": count})
+        body: dict[str, Any] = {"session_id": record.session_id, "state": "ended", "finals": count}
+        if record.mode == "assist":
+            body["summary_url"] = f"/sessions/{record.session_id}/summary"  # stored before this answer
+        return JSONResponse(body)
 
     async def report(self, request: Request) -> JSONResponse:
         record = await self.authorised_session(request)
@@ -191,6 +222,21 @@ class Earshot:
         # The page itself is public; it fetches the JSON with the token from its URL fragment.
         return FileResponse(CLIENT_DIR / "report.html")
 
+    async def summary(self, request: Request) -> JSONResponse:
+        record = await self.authorised_session(request)
+        if record.mode != "assist" or self.assist is None:
+            raise ApiError(404, "no_summary", "only assist sessions have a call summary")
+        live = self.live.get(record.session_id)
+        summary = live.assist_summary() if live is not None and not live.closed else None
+        if summary is None:
+            summary = await self.store.summary(record.session_id)
+        if summary is None:
+            raise ApiError(404, "no_summary", "this call has not started yet")
+        return JSONResponse(summary)
+
+    async def summary_page(self, request: Request) -> FileResponse:
+        return FileResponse(CLIENT_DIR / "summary.html")
+
     async def health(self, request: Request) -> JSONResponse:
         try:
             redis_ok = await self.store.ping()
@@ -204,6 +250,7 @@ class Earshot:
             "asr_queue_depth": self.engine.queue_depth,
             "llm": self.interview.llm.name if self.interview and self.interview.llm else None,
             "tts": bool(self.interview and self.interview.phrases.available),
+            "intent": bool(self.encoders and self.encoders.intents),
         }
         return JSONResponse(body, status_code=200 if redis_ok else 503)
 
@@ -214,8 +261,8 @@ class Earshot:
             await writer.stop()
 
 
-def check_offer_sdp(sdp: str) -> None:
-    """400 for an offer we can tell is unusable before aiortc sees it."""
+def check_offer_sdp(sdp: str) -> SessionDescription:
+    """400 for an offer we can tell is unusable before aiortc sees it; else the parsed offer."""
     try:
         parsed = SessionDescription.parse(sdp)
     except Exception:
@@ -231,6 +278,7 @@ def check_offer_sdp(sdp: str) -> None:
             "no_data_channel",
             f"the offer has no data channel; create one named '{EVENTS_CHANNEL}' before the offer",
         )
+    return parsed
 
 
 def create_app(earshot: Earshot) -> Starlette:
@@ -250,10 +298,14 @@ def create_app(earshot: Earshot) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if earshot.interview is not None:
             await earshot.interview.warm()  # common phrases synthesised before the first caller
+        if earshot.assist is not None:
+            await earshot.assist.warm()  # knowledge and topics embedded before the first call
         yield
         await earshot.close_all()
         if earshot.interview is not None:
             await earshot.interview.close()
+        if earshot.encoders is not None:
+            earshot.encoders.close()
         await earshot.store.close()
 
     routes = [
@@ -263,6 +315,8 @@ def create_app(earshot: Earshot) -> Starlette:
         Route("/api/sessions/{session_id}", endpoint(earshot.delete_session), methods=["DELETE"]),
         Route("/api/sessions/{session_id}/report", endpoint(earshot.report), methods=["GET"]),
         Route("/sessions/{session_id}/report", earshot.report_page, methods=["GET"]),
+        Route("/api/sessions/{session_id}/summary", endpoint(earshot.summary), methods=["GET"]),
+        Route("/sessions/{session_id}/summary", earshot.summary_page, methods=["GET"]),
         Route("/healthz", endpoint(earshot.health), methods=["GET"]),
         Mount("/", StaticFiles(directory=CLIENT_DIR, html=True), name="client"),
     ]
@@ -295,10 +349,13 @@ def run_server(settings: Settings) -> int:
         engine = AsrEngine.load(asr_config(settings))
         log.info("ASR model %s loaded", settings.asr_model)
         store = SessionStore(connect(url), settings.session_ttl_s)
-        interview = InterviewServices.load(settings, store)
+        encoders = EncoderService.load(settings)
+        log.info("sentence encoder loaded; intent head %s", "on" if encoders.intents else "off")
+        interview = InterviewServices.load(settings, store, encoders)
         log.info("interviewer ready: LLM %s, voice %s", interview.llm.name if interview.llm else "none",
                  "on" if interview.phrases.available else "off")
-        app = create_app(Earshot(settings, store, engine, interview))
+        assist = AssistServices.load(settings, store, encoders, interview.llm)
+        app = create_app(Earshot(settings, store, engine, interview, encoders, assist))
         config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", lifespan="on")
         log.info("Earshot listening on http://%s:%d", settings.host, settings.port)
         # uvicorn shuts down gracefully on SIGTERM, then re-raises it; with this handler that

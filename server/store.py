@@ -7,6 +7,7 @@ Keys (all expire `session_ttl_s` after the last write):
     earshot:session:{id}:finals   stream: one entry per final, entry ID "{seq}-0",
                                   field "event" = the final event's JSON
     earshot:session:{id}:report   string: the post-interview report's JSON
+    earshot:session:{id}:summary  string: an assist call's end-of-call summary JSON
 
 The hash also holds `interview`, the interviewer's state as JSON
 (agents/interview_state.py), so a reconnect resumes the interview.
@@ -172,11 +173,23 @@ class SessionStore:
         return [json.loads(entry["event"]) for _id, entry in entries]
 
     async def save_report(self, session_id: str, report: dict[str, Any]) -> None:
-        key = KEY_PREFIX + session_id + ":report"
-        await self._call(lambda: self._redis.set(key, json.dumps(report), ex=self._ttl_s))
+        await self._save_document(session_id, "report", report)
 
     async def report(self, session_id: str) -> Optional[dict[str, Any]]:
-        raw = await self._call(lambda: self._redis.get(KEY_PREFIX + session_id + ":report"))
+        return await self._document(session_id, "report")
+
+    async def save_summary(self, session_id: str, summary: dict[str, Any]) -> None:
+        await self._save_document(session_id, "summary", summary)
+
+    async def summary(self, session_id: str) -> Optional[dict[str, Any]]:
+        return await self._document(session_id, "summary")
+
+    async def _save_document(self, session_id: str, kind: str, document: dict[str, Any]) -> None:
+        key = f"{KEY_PREFIX}{session_id}:{kind}"
+        await self._call(lambda: self._redis.set(key, json.dumps(document), ex=self._ttl_s))
+
+    async def _document(self, session_id: str, kind: str) -> Optional[dict[str, Any]]:
+        raw = await self._call(lambda: self._redis.get(f"{KEY_PREFIX}{session_id}:{kind}"))
         return json.loads(raw) if raw else None
 
     async def final_count(self, session_id: str) -> int:

@@ -4,6 +4,10 @@
         --> SessionPipeline --> events --> data channel `events` (+ finals to Redis)
                                   \--> SessionInterview (interview mode) --> agent events
                                         + the interviewer's voice on an outbound audio track
+                                  \--> SessionAssist (assist mode) --> assist updates
+
+An assist call has two labelled tracks (agent, customer), each with its own
+pipeline; a single-speaker call uses the first audio track it is sent.
 
 Events produced before the data channel opens wait in a small buffer, so the
 client sees every event in order.
@@ -24,8 +28,9 @@ from models.asr import AsrEngine
 from models.audio import FrameResampler
 from server import events
 from server.ice import rtc_configuration
+from server.assist import AssistServices, SessionAssist
 from server.interview import InterviewServices, SessionInterview
-from server.pipeline import ResumePoint, SessionPipeline
+from server.pipeline import IntentOptions, ResumePoint, SessionPipeline, final_numbers
 from server.settings import Settings
 from server.store import SessionRecord, WriteBehind
 
@@ -66,6 +71,9 @@ class LiveSession:
         writer_factory: Callable[[Callable[[bool], Awaitable[None]]], WriteBehind],
         on_closed: Callable[["LiveSession"], None],
         interview_services: Optional[InterviewServices] = None,
+        intents: Optional[IntentOptions] = None,
+        speakers: Optional[dict[str, str]] = None,
+        assist_services: Optional[AssistServices] = None,
     ) -> None:
         self.record = record
         self.session_id = record.session_id
@@ -73,20 +81,35 @@ class LiveSession:
         self._resumed_finals = resumed_finals
         self._on_closed = on_closed
         self._writer = writer_factory(self._on_store_outage)
-        self._pipeline = SessionPipeline(self.session_id, engine, settings, self._emit, resume)
+        # SDP mid -> speaker label; a single-speaker call has one pipeline, speaker "".
+        self._speakers = dict(speakers or {})
+        seq_numbers = final_numbers(resume.next_final_seq)
+        self._pipelines = {
+            speaker: SessionPipeline(
+                self.session_id, engine, settings, self._emit, resume, speaker, intents, seq_numbers
+            )
+            for speaker in (sorted(set(self._speakers.values())) or [""])
+        }
         self._pc = RTCPeerConnection(rtc_configuration(settings.ice_server_urls))
+        send = lambda event: self._send(event.to_json())  # noqa: E731
         self._interview: Optional[SessionInterview] = None
         if record.mode == "interview" and interview_services is not None:
             self._interview = SessionInterview(
                 interview_services,
                 record,
-                send=lambda event: self._send(event.to_json()),
-                audio_clock=lambda: self._pipeline.audio_s,
+                send=send,
+                audio_clock=self.audio_s,
                 save_fields=self._writer.fields,
+                intents_follow_finals=intents is not None,
+            )
+        self._assist: Optional[SessionAssist] = None
+        if record.mode == "assist" and assist_services is not None:
+            self._assist = SessionAssist(
+                assist_services, record, send=send, audio_clock=self.audio_s, intents_follow_finals=intents is not None
             )
         self._channel: Optional[RTCDataChannel] = None
         self._backlog: deque[str] = deque(maxlen=MAX_BUFFERED_EVENTS)
-        self._audio_task: Optional[asyncio.Task] = None
+        self._audio_tasks: dict[str, asyncio.Task] = {}
         self._watchdog: Optional[asyncio.Task] = None
         self._closing: Optional[asyncio.Task] = None
         self._end_state = "created"
@@ -128,8 +151,13 @@ class LiveSession:
 
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
-            if track.kind == "audio" and self._audio_task is None:
-                self._audio_task = asyncio.ensure_future(self._consume_audio(track))
+            if track.kind != "audio":
+                return
+            mid = next((t.mid for t in self._pc.getTransceivers() if t.receiver.track is track), None)
+            speaker = self._speakers.get(mid or "", "")
+            if speaker in self._pipelines and speaker not in self._audio_tasks:
+                pipeline = self._pipelines[speaker]
+                self._audio_tasks[speaker] = asyncio.ensure_future(self._consume_audio(track, pipeline))
 
         @pc.on("connectionstatechange")
         async def on_state() -> None:
@@ -146,16 +174,21 @@ class LiveSession:
             pace_min_wps=self._settings.pace_min_wps,
             pace_max_wps=self._settings.pace_max_wps,
             resumed_finals=self._resumed_finals,
+            speakers=[speaker for speaker in self._pipelines if speaker],
         )
 
     # --- media ---------------------------------------------------------------------------
-    async def _consume_audio(self, track: MediaStreamTrack) -> None:
+    def audio_s(self) -> float:
+        """The session's audio clock: the furthest any of its tracks has got."""
+        return max(pipeline.audio_s for pipeline in self._pipelines.values())
+
+    async def _consume_audio(self, track: MediaStreamTrack, pipeline: SessionPipeline) -> None:
         resample = FrameResampler()
         frames = 0
         try:
             while True:
                 frame = await track.recv()
-                await self._pipeline.push(resample(frame))
+                await pipeline.push(resample(frame))
                 frames += 1
                 if frames % PROGRESS_EVERY_FRAMES == 0:
                     self._save_progress()  # coalesced: at most one small write a second
@@ -163,7 +196,7 @@ class LiveSession:
             pass  # the caller hung up: the track ended
         finally:
             # Whatever the reason the audio stopped, the utterance in progress gets its final.
-            await self._pipeline.close()
+            await pipeline.close()
             self._save_progress()
 
     # --- events out ----------------------------------------------------------------------
@@ -175,10 +208,13 @@ class LiveSession:
         self._send(event.to_json())
         if self._interview is not None:
             self._interview.on_event(event)
+        if self._assist is not None:
+            self._assist.on_event(event)
 
     def _progress(self) -> dict[str, float | int]:
         """Where a reconnect resumes: the audio clock and the next utterance number."""
-        return {"audio_s": round(self._pipeline.audio_s, 3), "next_utterance_id": self._pipeline.next_utterance_id}
+        next_utterance = max(pipeline.next_utterance_id for pipeline in self._pipelines.values())
+        return {"audio_s": round(self.audio_s(), 3), "next_utterance_id": next_utterance}
 
     def _save_progress(self) -> None:
         self._writer.fields(**self._progress())
@@ -230,12 +266,14 @@ class LiveSession:
             self._watchdog.cancel()
         if self._interview is not None:
             await self._interview.close()  # saves where the interview is, for a reconnect
-        await self._pc.close()  # ends the track, so _consume_audio finishes the last utterance
-        if self._audio_task is not None:
+        await self._pc.close()  # ends the tracks, so _consume_audio finishes the last utterances
+        for speaker, task in self._audio_tasks.items():
             try:
-                await asyncio.wait_for(asyncio.shield(self._audio_task), timeout=10)
+                await asyncio.wait_for(asyncio.shield(task), timeout=10)
             except asyncio.TimeoutError:
-                await self._pipeline.abort()
+                await self._pipelines[speaker].abort()
+        if self._assist is not None:
+            await self._assist.close()  # stores the call summary
         self._writer.fields(state=self._end_state)
         if await self._writer.flush(FINAL_FLUSH_TIMEOUT_S):
             await self._writer.stop()
@@ -243,6 +281,10 @@ class LiveSession:
             # Redis is away: the writer keeps retrying after the call; the server holds on to it.
             log.warning("session %s: %d writes wait for Redis", self.session_id, self._writer.pending)
         self._on_closed(self)
+
+    def assist_summary(self) -> Optional[dict]:
+        """The assist call's summary so far (None outside assist calls)."""
+        return self._assist.summary() if self._assist is not None else None
 
     @property
     def writer(self) -> WriteBehind:
