@@ -64,12 +64,14 @@ export function createSession({ mode = "interview", role, difficulty }) {
   return request("POST", "api/sessions", { body: { mode, role, difficulty } });
 }
 
-/** -> {sdp, type: "answer"} */
-export function sendOffer(session, description) {
-  return request("POST", `${sessionPath(session.session_id)}/offer`, {
-    token: session.token,
-    body: { sdp: description.sdp, type: description.type },
-  });
+/**
+ * -> {sdp, type: "answer"}. tracks (assist mode only, optional): {"<MediaStreamTrack.id>": "agent" | "customer"},
+ * which speaker each audio track of the offer carries.
+ */
+export function sendOffer(session, description, tracks) {
+  const body = { sdp: description.sdp, type: description.type };
+  if (tracks) body.tracks = tracks;
+  return request("POST", `${sessionPath(session.session_id)}/offer`, { token: session.token, body });
 }
 
 /** -> {session_id, state, mode, role, difficulty, finals: [...], pace: {...} | null} */
@@ -79,4 +81,9 @@ export function getSession(session) {
 
 export function deleteSession(session) {
   return request("DELETE", sessionPath(session.session_id), { token: session.token, keepalive: true });
+}
+
+/** An assist call's summary -> {session_id, transcript, intents, topic, sentiment, metrics, ...}; 404 no_summary before it. */
+export function getSummary(session) {
+  return request("GET", `${sessionPath(session.session_id)}/summary`, { token: session.token });
 }

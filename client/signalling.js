@@ -22,6 +22,21 @@ export function stopMicrophone(stream) {
   stream?.getTracks().forEach((track) => track.stop());
 }
 
+/** An audio input by deviceId (e.g. a USB line-in from the phone system); `audio` adds constraints. */
+export function openAudioInput(deviceId, audio = {}) {
+  if (!navigator.mediaDevices?.getUserMedia) return openMicrophone(); // rejects with the same explanation
+  return navigator.mediaDevices.getUserMedia({ audio: { ...audio, deviceId: { exact: deviceId } } });
+}
+
+/** The audio inputs [{deviceId, label}]; labels are empty until the page has been allowed a microphone. */
+export async function listAudioInputs() {
+  if (!navigator.mediaDevices?.enumerateDevices) return [];
+  const devices = await navigator.mediaDevices.enumerateDevices();
+  return devices
+    .filter((device) => device.kind === "audioinput" && device.deviceId)
+    .map(({ deviceId, label }) => ({ deviceId, label }));
+}
+
 /**
  * Builds a peer connection that sends the mic and carries the "events" data channel.
  * handlers: {onOpen, onMessage, onClose, onConnectionState, onTrack}
@@ -29,7 +44,25 @@ export function stopMicrophone(stream) {
 export function createPeer(stream, handlers) {
   const pc = new RTCPeerConnection({ iceServers: [] });
   for (const track of stream.getAudioTracks()) pc.addTrack(track, stream);
+  return wirePeer(pc, handlers);
+}
 
+/**
+ * A peer connection that sends several audio tracks, one transceiver each (the
+ * assist overlay's agent and customer), plus the "events" data channel.
+ * sources: [{track, stream}]; the server tells the tracks apart by track id
+ * (the offer's a=msid lines), so label them in the offer body.
+ * handlers: as createPeer's.
+ */
+export function createMultiTrackPeer(sources, handlers) {
+  const pc = new RTCPeerConnection({ iceServers: [] });
+  for (const { track, stream } of sources) {
+    pc.addTransceiver(track, { direction: "sendonly", streams: stream ? [stream] : [] });
+  }
+  return wirePeer(pc, handlers);
+}
+
+function wirePeer(pc, handlers) {
   // Created before the offer so the offer includes the SCTP (data) section.
   const channel = pc.createDataChannel("events", { ordered: true });
   channel.onopen = () => handlers.onOpen?.();

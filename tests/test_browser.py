@@ -1,6 +1,7 @@
 """A real browser: Debian Chromium, driven by Playwright, with a corpus WAV as its microphone."""
 
 import wave
+from urllib.parse import urljoin
 from pathlib import Path
 
 import pytest
@@ -111,3 +112,40 @@ def strip_times(final_line: str) -> str:
     if len(words) >= 2 and words[-1] == "s":
         words = words[:-2]
     return " ".join(words)
+
+
+def test_the_assist_overlay_follows_a_recorded_call(server, browser_page):
+    """The overlay plays call-1.wav (agent left, customer right) as two tracks and shows the call live."""
+    page = browser_page
+    page.goto(server.base_url + "/assist.html")
+    page.get_by_test_id("assist-source").select_option("file")
+    page.get_by_test_id("assist-file").set_input_files(str(corpus_file("calls/call-1.wav")))
+    page.get_by_test_id("assist-start").click()
+    page.wait_for_function("window.earshotAssist && window.earshotAssist.state === 'live'", timeout=20000)
+
+    transcript = page.get_by_test_id("assist-transcript")
+    transcript.locator(".final[data-speaker=agent]").first.wait_for(timeout=30000)
+    transcript.locator(".final[data-speaker=customer]").first.wait_for(timeout=30000)
+    page.wait_for_function(
+        "window.earshotAssist.events.some(e => e.type === 'suggestion')"
+        " && window.earshotAssist.events.some(e => e.type === 'call_metrics')"
+        " && window.earshotAssist.events.some(e => e.type === 'intent' && e.speaker === 'customer')",
+        timeout=30000,
+    )
+    ready = page.evaluate("window.earshotAssist.events.find(e => e.type === 'ready')")
+    assert ready["mode"] == "assist" and sorted(ready["speakers"]) == ["agent", "customer"]
+    for panel in ("assist-intents", "assist-topic", "assist-sentiment", "assist-suggestion", "assist-metrics"):
+        assert page.get_by_test_id(panel).inner_text().strip(), f"{panel} is empty"
+    suggestion = page.evaluate("[...window.earshotAssist.events].reverse().find(e => e.type === 'suggestion')")
+    assert suggestion["text"][:30] in page.get_by_test_id("assist-suggestion").inner_text()
+    page.screenshot(path=str(SCREENSHOT_DIR / "browser-assist.png"))
+
+    # The file ends, the call ends by itself, and the summary opens.
+    link = page.get_by_test_id("assist-summary-link")
+    link.wait_for(state="visible", timeout=40000)
+    page.goto(urljoin(page.url, link.get_attribute("href")))
+    summary = page.get_by_test_id("summary-transcript")
+    summary.wait_for(timeout=15000)
+    page.wait_for_function("document.querySelector('[data-testid=summary-transcript]').innerText.length > 40", timeout=15000)
+    assert page.get_by_test_id("summary-metrics").inner_text().strip()
+    page.screenshot(path=str(SCREENSHOT_DIR / "browser-assist-summary.png"))

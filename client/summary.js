@@ -1,0 +1,520 @@
+// The call summary page of an agent-assist call, served at /sessions/{id}/summary.
+//
+// The token comes from the URL fragment (#token=...), which browsers never send to the
+// server, or from sessionStorage / localStorage where the overlay left it. The JSON is
+// read defensively: any part may be missing. Everything said on the call is user
+// content: it goes in with textContent, never as HTML.
+
+const TOKEN_PREFIX = "earshot.token.";
+const SVG_NS = "http://www.w3.org/2000/svg";
+// Right after the call ends the summary may still be being stored: ask again a few times.
+const NOT_YET_RETRIES = 5;
+const NOT_YET_DELAY_MS = 1500;
+
+const SPEAKER_NAMES = { agent: "Agent", customer: "Customer" };
+const INTENT_NAMES = {
+  billing_inquiry: "Billing",
+  complaint: "Complaint",
+  cancellation: "Cancellation",
+  technical_problem: "Technical problem",
+  account_change: "Account change",
+  order_status: "Order status",
+  feedback_praise: "Praise/feedback",
+  escalation: "Escalation",
+  greeting_other: "Greeting/other",
+};
+const MOOD_NAMES = { negative: "Negative", neutral: "Neutral", positive: "Positive" };
+const TREND_SIGNS = { improving: "↗", steady: "→", worsening: "↘" };
+const ERROR_HINTS = {
+  401: "The link's access token is missing or wrong. Open the summary from the overlay's link.",
+  403: "The link's access token is missing or wrong. Open the summary from the overlay's link.",
+  404: "There is no summary for this session: it may have expired, or it was not an agent-assist call.",
+  503: "The server cannot read the summary right now. Try again in a minute.",
+  0: "Check your connection, then reload the page.",
+};
+
+const $ = (role) => document.querySelector(`[data-role="${role}"]`);
+
+function h(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key === "class") node.className = value;
+    else if (key === "text") node.textContent = value;
+    else node.setAttribute(key, value === true ? "" : String(value));
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+function svg(tag, attrs = {}, text) {
+  const node = document.createElementNS(SVG_NS, tag);
+  for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, String(value));
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+// ---------------------------------------------------------------- formatting
+
+const num = (value) => (typeof value === "number" && Number.isFinite(value) ? value : null);
+const obj = (value) => (value && typeof value === "object" && !Array.isArray(value) ? value : {});
+const list = (value) => (Array.isArray(value) ? value : []);
+const intentName = (name) => INTENT_NAMES[name] ?? String(name ?? "").replaceAll("_", " ");
+const speakerName = (speaker) => SPEAKER_NAMES[speaker] ?? (speaker || "Speaker");
+const capitalise = (text) => (text ? text[0].toUpperCase() + text.slice(1) : text);
+const fixed = (value, digits = 1) => (num(value) === null ? "–" : num(value).toFixed(digits));
+const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+
+function signed(value, digits = 2) {
+  const v = num(value);
+  if (v === null) return "–";
+  return `${v > 0 ? "+" : v < 0 ? "−" : "±"}${Math.abs(v).toFixed(digits)}`;
+}
+
+function fmtClock(seconds) {
+  const total = Math.max(0, Math.floor(num(seconds) ?? 0));
+  const hours = Math.floor(total / 3600);
+  const minutes = Math.floor((total % 3600) / 60);
+  const rest = String(total % 60).padStart(2, "0");
+  return hours > 0 ? `${hours}:${String(minutes).padStart(2, "0")}:${rest}` : `${minutes}:${rest}`;
+}
+
+function fmtDuration(seconds) {
+  const s = num(seconds);
+  if (s === null) return "–";
+  if (s < 60) return `${s.toFixed(s < 10 ? 1 : 0)} s`;
+  const minutes = Math.floor(s / 60);
+  return `${minutes} min ${Math.round(s - minutes * 60)} s`;
+}
+
+const moodOf = (score) => (score > 0.05 ? "positive" : score < -0.05 ? "negative" : "neutral");
+
+function intentChip(name, { count, score } = {}) {
+  const chip = h("span", { class: "as-chip", "data-intent": name,
+    title: score === undefined ? undefined : `${intentName(name)}: ${fixed(score, 2)}` }, intentName(name));
+  if (count !== undefined) chip.append(h("b", { class: "as-chip-count", text: `×${count}` }));
+  return chip;
+}
+
+// ---------------------------------------------------------------- loading
+
+class SummaryError extends Error {
+  constructor(status, message, code) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+export function sessionIdFromPath(pathname) {
+  const match = /\/sessions\/([^/]+)\/summary\/?$/.exec(pathname);
+  return match ? decodeURIComponent(match[1]) : null;
+}
+
+export function tokenFor(sessionId, hash) {
+  const fromHash = new URLSearchParams(hash.replace(/^#/, "")).get("token");
+  if (fromHash) return fromHash;
+  for (const storage of [() => sessionStorage, () => localStorage]) {
+    try {
+      const token = storage().getItem(TOKEN_PREFIX + sessionId);
+      if (token) return token;
+    } catch {
+      /* storage disabled */
+    }
+  }
+  return null;
+}
+
+async function fetchSummary(sessionId, token) {
+  let response;
+  try {
+    // Relative to /sessions/{id}/summary, so it works under any mount prefix.
+    response = await fetch(`../../api/sessions/${encodeURIComponent(sessionId)}/summary`, {
+      headers: { Authorization: `Bearer ${token}` },
+    });
+  } catch {
+    throw new SummaryError(0, "The server could not be reached.");
+  }
+  const text = await response.text();
+  let payload = null;
+  try {
+    payload = text ? JSON.parse(text) : null;
+  } catch {
+    payload = null;
+  }
+  if (!response.ok) {
+    const error = payload?.error ?? {};
+    throw new SummaryError(response.status, error.message ?? `HTTP ${response.status} ${response.statusText}`.trim(), error.code);
+  }
+  if (!payload || typeof payload !== "object") {
+    throw new SummaryError(500, "The server sent a summary this page cannot read.");
+  }
+  return payload;
+}
+
+async function fetchWhenReady(sessionId, token) {
+  for (let tries = 0; ; tries += 1) {
+    try {
+      return await fetchSummary(sessionId, token);
+    } catch (error) {
+      const notYet = error instanceof SummaryError && error.status === 404 && error.code === "no_summary";
+      if (!notYet || tries >= NOT_YET_RETRIES) throw error;
+      $("loading").textContent = "The call is still being summarised…";
+      await new Promise((resolve) => setTimeout(resolve, NOT_YET_DELAY_MS));
+    }
+  }
+}
+
+function showError(status, message) {
+  document.body.dataset.state = "error";
+  $("loading").hidden = true;
+  $("summary").hidden = true;
+  const box = document.querySelector('[data-testid="summary-error"]');
+  box.hidden = false;
+  box.dataset.status = String(status);
+  const text = capitalise(message);
+  $("error-message").textContent = status ? `${text} (HTTP ${status})` : text;
+  $("error-hint").textContent = ERROR_HINTS[status] ?? "Try reloading the page.";
+}
+
+// ---------------------------------------------------------------- the model
+
+/** The summary's parts, with defaults for whatever is missing. */
+export function normalise(summary) {
+  const metrics = obj(summary.metrics);
+  const transcript = list(summary.transcript)
+    .filter((line) => line && typeof line === "object")
+    .map((line) => ({
+      seq: line.seq,
+      speaker: line.speaker ?? "",
+      utterance_id: line.utterance_id,
+      text: String(line.text ?? ""),
+      start: num(line.start) ?? num(line.start_s),
+      end: num(line.end) ?? num(line.end_s),
+      intents: list(line.intents).map((i) => (typeof i === "string" ? { name: i } : obj(i))).filter((i) => i.name),
+    }));
+  transcript.sort((a, b) => (a.start ?? 0) - (b.start ?? 0) || (a.seq ?? 0) - (b.seq ?? 0));
+
+  const ends = transcript.map((line) => line.end).filter((end) => end !== null);
+  const duration = num(summary.duration_s) ?? num(metrics.call_s) ?? (ends.length ? Math.max(...ends) : null);
+
+  const sentiment = obj(summary.sentiment);
+  const customerBySeq = new Map(transcript.filter((l) => l.speaker === "customer").map((l) => [l.seq, l]));
+  const customerByUtterance = new Map(transcript.filter((l) => l.speaker === "customer").map((l) => [l.utterance_id, l]));
+  const scores = list(sentiment.scores)
+    .map((s, index) => {
+      if (typeof s === "number") return { score: s, index };
+      const line = customerBySeq.get(s?.seq) ?? customerByUtterance.get(s?.utterance_id);
+      return { ...obj(s), index, start: num(s?.start) ?? num(s?.start_s) ?? line?.start ?? null, line };
+    })
+    .filter((s) => num(s.score) !== null);
+  const average = num(sentiment.average) ?? num(sentiment.mean) ??
+    (scores.length ? scores.reduce((sum, s) => sum + s.score, 0) / scores.length : null);
+
+  const intents = obj(summary.intents);
+  let counts = obj(intents.counts);
+  const bySpeaker = obj(intents.by_speaker);
+  if (!Object.keys(counts).length) {
+    // No counts: make them from the transcript's lines.
+    counts = {};
+    for (const line of transcript) for (const { name } of line.intents) counts[name] = (counts[name] ?? 0) + 1;
+  }
+
+  const suggestions = Array.isArray(summary.suggestions) ? summary.suggestions.filter((s) => s && s.text) : [];
+  const suggestionCount = typeof summary.suggestions === "number" ? summary.suggestions
+    : new Set(suggestions.map((s) => s.utterance_id)).size;
+  // The last word on each customer line: the final suggestion (or the newest one).
+  const replies = new Map();
+  for (const s of suggestions) {
+    const current = replies.get(s.utterance_id);
+    if (!current || s.final !== false || current.final === false) replies.set(s.utterance_id, s);
+  }
+
+  return {
+    sessionId: summary.session_id,
+    startedAt: num(summary.started_at),
+    speakers: list(summary.speakers),
+    duration,
+    topic: summary.topic && typeof summary.topic === "object" ? summary.topic : null,
+    topicHistory: list(summary.topic_history),
+    counts,
+    bySpeaker,
+    scores,
+    average,
+    trend: num(sentiment.trend),
+    trendLabel: sentiment.trend_label,
+    metrics,
+    suggestionCount,
+    llmSuggestions: suggestions.filter((s) => s.source === "llm").length,
+    replies,
+    transcript,
+  };
+}
+
+// ---------------------------------------------------------------- sections
+
+function renderHeader(model) {
+  const bits = [];
+  if (model.startedAt) {
+    bits.push(new Date(model.startedAt * 1000).toLocaleString(undefined, { dateStyle: "long", timeStyle: "short" }));
+  }
+  if (model.duration !== null) bits.push(fmtDuration(model.duration));
+  const speakers = model.speakers.length ? model.speakers : [...new Set(model.transcript.map((l) => l.speaker))];
+  if (speakers.length) bits.push(speakers.map(speakerName).join(" and "));
+  $("meta").textContent = bits.join(" · ");
+}
+
+function renderFacts(model) {
+  $("duration").textContent = model.duration === null ? "–" : fmtClock(model.duration);
+  $("duration-note").textContent = `${plural(model.transcript.length, "line")} transcribed`;
+
+  const topic = model.topic;
+  $("topic").textContent = topic ? topic.label || String(topic.topic ?? "").replaceAll("_", " ") || "–" : "Not determined";
+  const topicBits = [];
+  if (topic && num(topic.score) !== null) topicBits.push(`match ${fixed(topic.score, 2)}`);
+  if (topic?.source) topicBits.push(topic.source === "llm" ? "named by the AI" : "by similarity");
+  const changes = model.topicHistory.length;
+  if (changes > 1) {
+    const path = model.topicHistory.map((t) => t.label || t.topic).filter(Boolean);
+    topicBits.push(`went ${path.join(" → ")}`);
+  }
+  $("topic-note").textContent = topic ? topicBits.join(" · ") : "Too little was said to tell.";
+
+  if (model.average === null) {
+    $("mood").textContent = "–";
+    $("mood-note").textContent = "The customer said nothing scored.";
+  } else {
+    const mood = moodOf(model.average);
+    $("mood").textContent = `${MOOD_NAMES[mood]} ${signed(model.average)}`;
+    $("mood").dataset.mood = mood;
+    const trend = TREND_SIGNS[model.trendLabel] ? model.trendLabel : null;
+    $("mood-note").textContent = `average of ${plural(model.scores.length, "line")}` +
+      (trend ? ` · ended ${TREND_SIGNS[trend]} ${trend}` : "");
+  }
+
+  $("suggestions").textContent = String(model.suggestionCount ?? 0);
+  $("suggestions-note").textContent = model.suggestionCount
+    ? `for the customer's lines${model.llmSuggestions ? ` · ${model.llmSuggestions} drafted by the AI` : ""}`
+    : "None were needed.";
+}
+
+function renderIntents(model) {
+  const holder = $("intents");
+  const row = (label, counts) => {
+    const entries = Object.entries(obj(counts)).filter(([, n]) => num(n)).sort((a, b) => b[1] - a[1]);
+    if (!entries.length) return null;
+    return h("div", { class: "intent-row" },
+      h("h4", { text: label }),
+      h("div", { class: "as-chips" }, entries.map(([name, n]) => intentChip(name, { count: n }))));
+  };
+  const rows = Object.keys(model.bySpeaker).length
+    ? Object.entries(model.bySpeaker).map(([speaker, counts]) => row(`${speakerName(speaker)} lines`, counts))
+    : [row("Lines of the call", model.counts)];
+  const shown = rows.filter(Boolean);
+  holder.replaceChildren(...(shown.length ? shown
+    : [h("p", { class: "muted", text: "No intent was recognised in this call." })]));
+}
+
+/** Customer sentiment over the call: -1..1 against time into the call (or line number). */
+export function sentimentPlot(scores, duration) {
+  const W = 720, H = 240;
+  const M = { top: 14, right: 18, bottom: 42, left: 52 };
+  const iw = W - M.left - M.right, ih = H - M.top - M.bottom;
+  const timed = scores.every((s) => num(s.start) !== null);
+  const xs = scores.map((s, i) => (timed ? s.start : i + 1));
+  const xMax = timed ? Math.max(10, duration ?? 0, ...xs) : Math.max(2, xs.length);
+  const xMin = timed ? 0 : 1;
+  const x = (v) => M.left + ((v - xMin) / (xMax - xMin)) * iw;
+  const y = (v) => M.top + ((1 - Math.max(-1, Math.min(1, v))) / 2) * ih;
+
+  const root = svg("svg", {
+    viewBox: `0 0 ${W} ${H}`, class: "sentiment-plot", "data-role": "sentiment-svg", role: "img",
+    "aria-label": `Customer sentiment over the call, ${scores.length} lines from ${signed(scores[0]?.score)} ` +
+      `to ${signed(scores[scores.length - 1]?.score)}`,
+  });
+  root.append(svg("rect", { class: "band-pos", x: M.left, y: y(1), width: iw, height: y(0) - y(1) }));
+  root.append(svg("rect", { class: "band-neg", x: M.left, y: y(0), width: iw, height: y(-1) - y(0) }));
+  for (const v of [-1, -0.5, 0, 0.5, 1]) {
+    root.append(svg("line", { class: v === 0 ? "zero" : "grid", x1: M.left, x2: M.left + iw, y1: y(v), y2: y(v) }));
+    root.append(svg("text", { class: "tick", x: M.left - 8, y: y(v) + 4, "text-anchor": "end" }, v > 0 ? `+${v}` : String(v)));
+  }
+  const ticks = timed ? niceTicks(xMax) : integerTicks(xMax);
+  for (const t of ticks) {
+    root.append(svg("text", { class: "tick", x: x(t), y: M.top + ih + 18, "text-anchor": "middle" },
+      timed ? fmtClock(t) : String(t)));
+  }
+  root.append(svg("text", { class: "axis-label", x: M.left + iw / 2, y: H - 6, "text-anchor": "middle" },
+    timed ? "Time into the call (minutes:seconds)" : "Customer line"));
+  root.append(svg("text", {
+    class: "axis-label", x: 14, y: M.top + ih / 2, "text-anchor": "middle", transform: `rotate(-90 14 ${M.top + ih / 2})`,
+  }, "Sentiment"));
+
+  if (scores.length > 1) {
+    root.append(svg("polyline", {
+      class: "line", points: scores.map((s, i) => `${x(xs[i]).toFixed(1)},${y(s.score).toFixed(1)}`).join(" "),
+    }));
+  }
+  scores.forEach((s, i) => {
+    const mood = MOOD_NAMES[s.label] ? s.label : moodOf(s.score);
+    const dot = svg("circle", { class: `point ${mood}`, cx: x(xs[i]), cy: y(s.score), r: 4.5 });
+    const said = s.line?.text ? `: “${s.line.text.slice(0, 80)}${s.line.text.length > 80 ? "…" : ""}”` : "";
+    dot.append(svg("title", {}, `${timed ? fmtClock(s.start) : `line ${i + 1}`} ${signed(s.score)} (${mood})${said}`));
+    root.append(dot);
+  });
+  return root;
+}
+
+function niceTicks(max) {
+  const raw = max / 6;
+  const steps = [5, 10, 15, 30, 60, 120, 300, 600, 900, 1800];
+  const step = steps.find((s) => s >= raw) ?? 3600;
+  const ticks = [];
+  for (let t = 0; t <= max + 1e-9; t += step) ticks.push(t);
+  return ticks;
+}
+
+function integerTicks(max) {
+  const step = Math.max(1, Math.ceil(max / 10));
+  const ticks = [];
+  for (let t = 1; t <= max; t += step) ticks.push(t);
+  return ticks;
+}
+
+function renderSentiment(model) {
+  const holder = $("sentiment-plot");
+  const caption = $("sentiment-caption");
+  if (!model.scores.length) {
+    holder.replaceChildren(h("p", { class: "muted", text: "The customer said nothing, so there is no sentiment to plot." }));
+    caption.replaceChildren();
+    return;
+  }
+  holder.replaceChildren(sentimentPlot(model.scores, model.duration));
+  const trend = TREND_SIGNS[model.trendLabel] ? model.trendLabel : null;
+  const first = model.scores[0].score, last = model.scores[model.scores.length - 1].score;
+  caption.replaceChildren(
+    h("span", { class: "legend-item", text: `One point per customer line, −1 (negative) to +1 (positive).` }),
+    h("span", { class: "legend-item", text: `Average ${signed(model.average)}; from ${signed(first)} to ${signed(last)}.` }),
+    trend ? h("span", { class: "legend-item", text: `Trend at the end: ${TREND_SIGNS[trend]} ${trend}` +
+      (model.trend !== null ? ` (${signed(model.trend)})` : "") }) : null,
+  );
+}
+
+function renderMetrics(model) {
+  const m = model.metrics;
+  const holder = $("metrics");
+  if (!Object.keys(m).length) {
+    holder.replaceChildren(h("p", { class: "muted", text: "No metrics were recorded for this call." }));
+    return;
+  }
+  const share = obj(m.talk_share);
+  const agent = num(share.agent) ?? 0, customer = num(share.customer) ?? 0, total = agent + customer;
+  const agentPct = total > 0 ? (agent / total) * 100 : 50;
+  const shareBlock = h("div", { class: "share-block" },
+    h("div", { class: "as-share", role: "img", "data-empty": String(total <= 0),
+      "aria-label": total > 0 ? `Talk share: agent ${Math.round(agentPct)}%, customer ${Math.round(100 - agentPct)}%` : "No speech" },
+      h("span", { class: "as-share-agent", style: `width: ${agentPct}%` }),
+      h("span", { class: "as-share-customer", style: `width: ${100 - agentPct}%` })),
+    h("p", { class: "as-share-legend" },
+      h("span", { class: "agent" }, "Agent ", h("b", { text: total > 0 ? `${Math.round(agentPct)}%` : "–" })),
+      h("span", { class: "customer" }, "Customer ", h("b", { text: total > 0 ? `${Math.round(100 - agentPct)}%` : "–" }))));
+
+  const per = (key, format) => {
+    const values = obj(m[key]);
+    return [format(values.agent), format(values.customer)];
+  };
+  const perSpeaker = [
+    ["Talk time", per("talk_s", (v) => (num(v) === null ? "–" : fmtDuration(v)))],
+    ["Share of talk", per("talk_share", (v) => (num(v) === null ? "–" : `${Math.round(v * 100)}%`))],
+    ["Words per second", per("talk_rate_wps", (v) => fixed(v, 2))],
+    ["Interruptions", per("interruptions", (v) => (num(v) === null ? "–" : String(v)))],
+  ];
+  const callWide = [
+    ["Call length", fmtDuration(m.call_s ?? model.duration)],
+    ["Speech (anyone)", fmtDuration(m.speech_s)],
+    ["Silence", fmtDuration(m.silence_s)],
+    ["Speech : silence", num(m.speech_to_silence) === null ? "–" : `${fixed(m.speech_to_silence, 2)} : 1`],
+    ["Both talking (overlap)", fmtDuration(m.overlap_s)],
+    ["Long silences", num(m.long_silences) === null ? "–" : String(m.long_silences)],
+    ["Longest silence", fmtDuration(m.longest_silence_s)],
+  ];
+  holder.replaceChildren(
+    shareBlock,
+    h("table", { class: "metrics-table" },
+      h("thead", {}, h("tr", {}, h("th", { scope: "col", text: "" }),
+        h("th", { scope: "col", class: "num", text: "Agent" }), h("th", { scope: "col", class: "num", text: "Customer" }))),
+      h("tbody", {}, perSpeaker.map(([label, [a, c]]) =>
+        h("tr", {}, h("th", { scope: "row", text: label }), h("td", { class: "num", text: a }), h("td", { class: "num", text: c }))))),
+    h("h4", { text: "The whole call" }),
+    h("table", { class: "metrics-table" },
+      h("tbody", {}, callWide.map(([label, value]) =>
+        h("tr", {}, h("th", { scope: "row", text: label }), h("td", { class: "num", text: value }))))),
+  );
+}
+
+function renderTranscript(model) {
+  const holder = $("transcript");
+  if (!model.transcript.length) {
+    holder.replaceChildren(h("li", { class: "muted", text: "Nothing was transcribed in this call." }));
+    return;
+  }
+  const sentimentOf = new Map(model.scores.filter((s) => s.line).map((s) => [s.line, s]));
+  holder.replaceChildren(...model.transcript.map((line) => {
+    const s = sentimentOf.get(line);
+    const reply = line.speaker === "customer" ? model.replies.get(line.utterance_id) : null;
+    return h("li", { class: "call-line", "data-speaker": line.speaker, "data-seq": line.seq },
+      h("div", {},
+        h("span", { class: "who", text: speakerName(line.speaker) }),
+        line.start === null ? null : h("time", { text: fmtClock(line.start), title: `${line.start.toFixed(1)} s into the call` })),
+      h("div", {},
+        h("p", { class: "line-text", text: line.text }),
+        line.intents.length || s
+          ? h("div", { class: "as-chips" },
+              line.intents.map((i) => intentChip(i.name, { score: num(i.score) ?? undefined })),
+              s ? h("span", { class: `sentiment-tag ${MOOD_NAMES[s.label] ? s.label : moodOf(s.score)}`,
+                text: `mood ${signed(s.score)}` }) : null)
+          : null,
+        reply ? h("p", { class: "question-stats muted" }, "Suggested reply",
+          reply.source === "llm" ? " (AI draft)" : " (knowledge base)", ": ", h("q", { text: reply.text })) : null),
+    );
+  }));
+}
+
+export function renderSummary(summary) {
+  const model = normalise(summary);
+  renderHeader(model);
+  renderFacts(model);
+  renderIntents(model);
+  renderSentiment(model);
+  renderMetrics(model);
+  renderTranscript(model);
+  $("loading").hidden = true;
+  $("summary").hidden = false;
+  document.body.dataset.state = "ready";
+}
+
+async function main() {
+  const sessionId = sessionIdFromPath(location.pathname);
+  if (!sessionId) {
+    showError(404, "This address does not name a call.");
+    return;
+  }
+  const token = tokenFor(sessionId, location.hash);
+  if (!token) {
+    showError(401, "This link has no access token.");
+    return;
+  }
+  try {
+    renderSummary(await fetchWhenReady(sessionId, token));
+  } catch (error) {
+    if (error instanceof SummaryError) showError(error.status, error.message);
+    else {
+      console.error(error);
+      showError(500, "The summary could not be displayed.");
+    }
+  }
+}
+
+main();
