@@ -43,6 +43,7 @@ test: system-deps-test $(INSTALLED)
 bench: setup
 	$(PY) -m bench.run_bench
 	$(PY) -m bench.voice_bench
+	$(PY) -m bench.intent_bench
 
 clean:
 	rm -rf $(VENV) .earshot test-artifacts bench/results .pytest_cache

@@ -1,0 +1,207 @@
+"""Intent head and agent-assist benchmark.
+
+    python -m bench.intent_bench [--calls 2] [--out bench/results] [--quick]
+
+Two passes:
+
+1. intent - the bundled heads on every test-split utterance, one utterance at
+   a time on one torch thread (as the server runs them): inference time per
+   utterance (encode + head), p50/p95/p99. Also the committed test-split
+   metrics of each head, for the record.
+2. assist - `--calls` assist calls over WebRTC on loopback with the embedded
+   models: `calls/call-1.wav`, agent on channel 0 and customer on channel 1,
+   as two tracks in real time. At the headless caller, per customer final:
+     knowledge_suggestion_s = first suggestion (canned answer) arrives - the final arrives
+     llm_suggestion_s       = the LLM's worded suggestion (final) arrives - the final arrives
+     intent_after_final_s   = the final's intent arrives - the final arrives
+   and per final of either side: final_s = the final's arrival - end of that voice.
+
+Writes bench/results/intent.json and intent.png (intent-quick.* with --quick).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.run_bench import REPO_ROOT, machine_info, percentiles, progress
+from loadtest.caller import HeadlessCaller
+from loadtest.server_process import start_server
+from models.intent import HEADS_DIR, IntentClassifier
+from models.intent_dataset import LABEL_SETS, load_dataset
+from models.intent_training import evaluation_path
+from server.ice import restrict_ice_to_loopback
+from server.redis_server import PrivateRedis
+
+CALL = REPO_ROOT.parent / "shared" / "corpus" / "calls" / "call-1.wav"
+WARM_UP = 10
+
+
+def bench_intent(quick: bool) -> dict[str, Any]:
+    import torch
+
+    torch.set_num_threads(1)  # what the server's encoder thread uses
+    classifier = IntentClassifier.load(LABEL_SETS)
+    result: dict[str, Any] = {}
+    for label_set in LABEL_SETS:
+        texts = [u.text for u in load_dataset(label_set).split("test")]
+        if quick:
+            texts = texts[:40]
+        for text in texts[:WARM_UP]:
+            classifier.classify(text, label_set)
+        times = []
+        for text in texts:
+            started = time.perf_counter()
+            classifier.classify(text, label_set)
+            times.append(time.perf_counter() - started)
+        evaluation = json.loads(evaluation_path(label_set, HEADS_DIR).read_text())
+        result[label_set] = {
+            "inference_s": percentiles(times),
+            "words_per_utterance": percentiles(len(t.split()) for t in texts),
+            "test_micro_f1": evaluation["test"]["micro_f1"],
+            "test_macro_f1": evaluation["test"]["macro_f1"],
+            "test_examples": evaluation["test"]["examples"],
+        }
+        progress(f"intent {label_set}: p50 {result[label_set]['inference_s']['p50'] * 1000:.1f} ms, "
+                 f"p95 {result[label_set]['inference_s']['p95'] * 1000:.1f} ms over {len(texts)} utterances")
+    return result
+
+
+def call_channels() -> dict[str, bytes]:
+    import wave
+
+    with wave.open(str(CALL)) as wav:
+        samples = np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16).reshape(-1, 2)
+    turns = json.loads(CALL.with_suffix(".json").read_text())
+    return {turns["channels"][str(c)]: samples[:, c].copy().tobytes() for c in (0, 1)}
+
+
+async def one_call(base_url: str, speakers: dict[str, bytes]) -> dict[str, list[float]]:
+    duration = len(speakers["agent"]) / 2 / 16000
+    caller = HeadlessCaller(base_url, speakers["agent"], mode="assist", speakers=speakers)
+    await caller.connect()
+    await caller.wait_until(lambda c: c.track.audio_clock_s >= duration + 2.0, timeout=duration + 30)
+    await caller.wait_until(lambda c: len(c.of_type("intent")) >= len(c.of_type("final")), timeout=10)
+    await asyncio.sleep(2.0)  # LLM suggestions of the last final
+    await caller.hangup()
+    finals, intents, knowledge, worded = {}, {}, {}, {}
+    final_s = []
+    for received in caller.events:
+        event, key = received.event, (received.event.get("speaker"), received.event.get("utterance_id"))
+        if event["type"] == "final":
+            finals[key] = received.wall
+            wall_end = caller.tracks[event["speaker"]].wall_at(event["speech_end_audio_s"])
+            if wall_end is not None:
+                final_s.append(received.wall - wall_end)
+        elif event["type"] == "intent" and event["final"]:
+            intents.setdefault(key, received.wall)
+        elif event["type"] == "suggestion":
+            key = ("customer", event["utterance_id"])
+            if event["source"] == "knowledge":
+                knowledge.setdefault(key, received.wall)
+            if event["final"]:
+                worded.setdefault(key, (received.wall, event["source"]))
+    customer = [k for k in finals if k[0] == "customer"]
+    return {
+        "final_s": final_s,
+        "intent_after_final_s": [intents[k] - finals[k] for k in finals if k in intents],
+        "knowledge_suggestion_s": [knowledge[k] - finals[k] for k in customer if k in knowledge],
+        "llm_suggestion_s": [worded[k][0] - finals[k] for k in customer if k in worded and worded[k][1] == "llm"],
+        "fallback_suggestions": [1.0 for k in customer if k in worded and worded[k][1] != "llm"],
+        "customer_finals": [1.0 for _ in customer],
+    }
+
+
+def bench_assist(calls: int) -> dict[str, Any]:
+    restrict_ice_to_loopback()
+    speakers = call_channels()
+    merged: dict[str, list[float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        redis = PrivateRedis(Path(tmp) / "redis")
+        server = None
+        try:
+            server = start_server(redis.start(), Path(tmp) / "server")
+            for index in range(calls):
+                progress(f"assist call {index + 1}/{calls} ({len(speakers['agent']) / 32000:.0f} s real time)")
+                for name, values in asyncio.run(one_call(server.base_url, speakers)).items():
+                    merged.setdefault(name, []).extend(values)
+        finally:
+            if server is not None:
+                server.stop()
+            redis.stop()
+    result = {name: percentiles(values) for name, values in merged.items() if name not in ("fallback_suggestions", "customer_finals")}
+    result["customer_finals"] = len(merged.get("customer_finals", []))
+    result["llm_worded_share"] = round(len(merged.get("llm_suggestion_s", [])) / max(1, result["customer_finals"]), 3)
+    result["_samples"] = merged
+    return result
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    names = [n for n in LABEL_SETS if n in report["intent"]]
+    p50 = [report["intent"][n]["inference_s"]["p50"] * 1000 for n in names]
+    p95 = [report["intent"][n]["inference_s"]["p95"] * 1000 for n in names]
+    x = np.arange(len(names))
+    left.bar(x - 0.2, p50, 0.4, label="p50")
+    left.bar(x + 0.2, p95, 0.4, label="p95")
+    left.axhline(15, color="red", linestyle="--", label="target p95 15 ms")
+    left.set_xticks(x, names)
+    left.set_ylabel("ms per utterance (1 thread)")
+    left.set_title("Intent inference")
+    left.legend()
+    samples = report.get("assist", {}).get("_samples", {})
+    series = [(k, samples.get(k, [])) for k in ("intent_after_final_s", "knowledge_suggestion_s", "llm_suggestion_s")]
+    series = [(k, v) for k, v in series if v]
+    if series:
+        right.boxplot([v for _, v in series], whis=(5, 95))
+        right.set_xticks(range(1, len(series) + 1), [k.removesuffix("_s").replace("_", " ") for k, _ in series], fontsize=8)
+        right.axhline(1.5, color="red", linestyle="--", label="target 1.5 s")
+        right.set_ylabel("seconds after the customer's final arrives")
+        right.set_title("Assist: what follows a final (caller's clock)")
+        right.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--calls", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "results")
+    parser.add_argument("--quick", action="store_true", help="fewer utterances and one call")
+    args = parser.parse_args(argv)
+    report: dict[str, Any] = {
+        "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        "intent": bench_intent(args.quick),
+    }
+    if CALL.is_file():
+        report["assist"] = bench_assist(1 if args.quick else args.calls)
+    else:
+        progress(f"{CALL} is missing: the assist pass is skipped")
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = "intent-quick" if args.quick else "intent"
+    plot(report, args.out / f"{stem}.png")
+    for part in report.values():
+        if isinstance(part, dict):
+            part.pop("_samples", None)
+    (args.out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in report.items() if k != "machine"}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
