@@ -16,6 +16,19 @@ import {
   openMicrophone,
   stopMicrophone,
 } from "./signalling.js";
+import {
+  MOOD_NAMES,
+  TOKEN_PREFIX,
+  TREND_SIGNS,
+  fixed,
+  formatClock,
+  h,
+  intentName,
+  num,
+  signed,
+  speakerName,
+  svg,
+} from "./page.js";
 
 // After the answer is applied the data channel normally opens within a second.
 const CHANNEL_OPEN_TIMEOUT_MS = 15000;
@@ -26,26 +39,8 @@ const FILE_FINAL_WAIT_MS = 5000;
 const DELETE_TIMEOUT_MS = 10000;
 const MONITOR_GAIN = 0.2; // the recording, heard locally, quietly
 // The summary page reads the token from its URL fragment; these keys are its fallback.
-const TOKEN_PREFIX = "earshot.token.";
 const SPARK_POINTS = 40; // customer scores the sparkline shows, newest last
-const SVG_NS = "http://www.w3.org/2000/svg";
 
-export const SPEAKER_NAMES = { agent: "Agent", customer: "Customer" };
-
-export const INTENT_NAMES = {
-  billing_inquiry: "Billing",
-  complaint: "Complaint",
-  cancellation: "Cancellation",
-  technical_problem: "Technical problem",
-  account_change: "Account change",
-  order_status: "Order status",
-  feedback_praise: "Praise/feedback",
-  escalation: "Escalation",
-  greeting_other: "Greeting/other",
-};
-
-const MOOD_NAMES = { negative: "Negative", neutral: "Neutral", positive: "Positive" };
-const TREND_SIGNS = { improving: "↗", steady: "→", worsening: "↘" };
 const SOURCE_NAMES = { knowledge: "Knowledge base", llm: "AI draft" };
 
 // Errors the call survives: a notice each, the call goes on.
@@ -120,39 +115,6 @@ const el = {
 
 // ---- small helpers ----------------------------------------------------------------
 
-/** An element with attributes and children; strings become text nodes. */
-function h(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (value === undefined || value === null || value === false) continue;
-    if (key === "class") node.className = value;
-    else if (key === "text") node.textContent = value;
-    else node.setAttribute(key, value === true ? "" : String(value));
-  }
-  for (const child of children.flat()) {
-    if (child === null || child === undefined || child === false) continue;
-    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  }
-  return node;
-}
-
-function svg(tag, attrs = {}) {
-  const node = document.createElementNS(SVG_NS, tag);
-  for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, String(value));
-  return node;
-}
-
-const num = (value) => (typeof value === "number" && Number.isFinite(value) ? value : null);
-
-/** 3.2 -> "0:03", 754 -> "12:34", 3725 -> "1:02:05" */
-export function formatClock(seconds) {
-  const total = Math.max(0, Math.floor(num(seconds) ?? 0));
-  const hours = Math.floor(total / 3600);
-  const minutes = Math.floor((total % 3600) / 60);
-  const rest = String(total % 60).padStart(2, "0");
-  return hours > 0 ? `${hours}:${String(minutes).padStart(2, "0")}:${rest}` : `${minutes}:${rest}`;
-}
-
 /** Short durations in seconds, long ones as a clock. */
 function formatSeconds(seconds) {
   const s = num(seconds);
@@ -160,15 +122,7 @@ function formatSeconds(seconds) {
   return s < 60 ? `${s.toFixed(1)} s` : formatClock(s);
 }
 
-const fixed = (value, digits = 1) => (num(value) === null ? "–" : num(value).toFixed(digits));
-const signed = (value, digits = 2) => {
-  const v = num(value);
-  if (v === null) return "–";
-  return `${v > 0 ? "+" : v < 0 ? "−" : "±"}${Math.abs(v).toFixed(digits)}`;
-};
 const pair = (map, format) => `${format(map?.agent)} / ${format(map?.customer)}`;
-export const intentName = (name) => INTENT_NAMES[name] ?? String(name ?? "").replaceAll("_", " ");
-const speakerName = (speaker) => SPEAKER_NAMES[speaker] ?? (speaker || "Speaker");
 const lineKey = (speaker, utteranceId) => `${speaker ?? ""}:${utteranceId}`;
 const shorten = (text, max) => (text.length > max ? `${text.slice(0, max - 1).trimEnd()}…` : text);
 

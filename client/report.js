@@ -5,8 +5,7 @@
 // Everything the candidate said is user content: it goes in with textContent,
 // never as HTML.
 
-const TOKEN_PREFIX = "earshot.token.";
-const SVG_NS = "http://www.w3.org/2000/svg";
+import { h, sessionIdFromPath, svg, tokenFor } from "./page.js";
 
 const SCORE_LABELS = { content: "Content", pace: "Pace", fluency: "Fluency", grammar: "Grammar" };
 const PAUSE_KINDS = { within_final: "mid-sentence", between_finals: "between sentences" };
@@ -20,50 +19,12 @@ const ERROR_HINTS = {
 
 const $ = (role) => document.querySelector(`[data-role="${role}"]`);
 
-/** An element with attributes and children; strings become text nodes. */
-function h(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (value === undefined || value === null || value === false) continue;
-    if (key === "class") node.className = value;
-    else if (key === "text") node.textContent = value;
-    else node.setAttribute(key, value === true ? "" : String(value));
-  }
-  for (const child of children.flat()) {
-    if (child === null || child === undefined || child === false) continue;
-    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  }
-  return node;
-}
-
-function svg(tag, attrs = {}, text) {
-  const node = document.createElementNS(SVG_NS, tag);
-  for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, String(value));
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
-
 // ---------------------------------------------------------------- loading
 
 class ReportError extends Error {
   constructor(status, message) {
     super(message);
     this.status = status;
-  }
-}
-
-export function sessionIdFromPath(pathname) {
-  const match = /\/sessions\/([^/]+)\/report\/?$/.exec(pathname);
-  return match ? decodeURIComponent(match[1]) : null;
-}
-
-export function tokenFor(sessionId, hash) {
-  const fromHash = new URLSearchParams(hash.replace(/^#/, "")).get("token");
-  if (fromHash) return fromHash;
-  try {
-    return sessionStorage.getItem(TOKEN_PREFIX + sessionId);
-  } catch {
-    return null; // storage disabled
   }
 }
 
@@ -421,7 +382,7 @@ export function renderReport(report) {
 }
 
 async function main() {
-  const sessionId = sessionIdFromPath(location.pathname);
+  const sessionId = sessionIdFromPath(location.pathname, "report");
   if (!sessionId) {
     showError(404, "This address does not name an interview session.");
     return;

@@ -5,26 +5,25 @@
 // read defensively: any part may be missing. Everything said on the call is user
 // content: it goes in with textContent, never as HTML.
 
-const TOKEN_PREFIX = "earshot.token.";
-const SVG_NS = "http://www.w3.org/2000/svg";
+import {
+  MOOD_NAMES,
+  TREND_SIGNS,
+  fixed,
+  formatClock,
+  h,
+  intentName,
+  num,
+  sessionIdFromPath,
+  signed,
+  speakerName,
+  svg,
+  tokenFor,
+} from "./page.js";
+
 // Right after the call ends the summary may still be being stored: ask again a few times.
 const NOT_YET_RETRIES = 5;
 const NOT_YET_DELAY_MS = 1500;
 
-const SPEAKER_NAMES = { agent: "Agent", customer: "Customer" };
-const INTENT_NAMES = {
-  billing_inquiry: "Billing",
-  complaint: "Complaint",
-  cancellation: "Cancellation",
-  technical_problem: "Technical problem",
-  account_change: "Account change",
-  order_status: "Order status",
-  feedback_praise: "Praise/feedback",
-  escalation: "Escalation",
-  greeting_other: "Greeting/other",
-};
-const MOOD_NAMES = { negative: "Negative", neutral: "Neutral", positive: "Positive" };
-const TREND_SIGNS = { improving: "↗", steady: "→", worsening: "↘" };
 const ERROR_HINTS = {
   401: "The link's access token is missing or wrong. Open the summary from the overlay's link.",
   403: "The link's access token is missing or wrong. Open the summary from the overlay's link.",
@@ -35,52 +34,12 @@ const ERROR_HINTS = {
 
 const $ = (role) => document.querySelector(`[data-role="${role}"]`);
 
-function h(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (value === undefined || value === null || value === false) continue;
-    if (key === "class") node.className = value;
-    else if (key === "text") node.textContent = value;
-    else node.setAttribute(key, value === true ? "" : String(value));
-  }
-  for (const child of children.flat()) {
-    if (child === null || child === undefined || child === false) continue;
-    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  }
-  return node;
-}
-
-function svg(tag, attrs = {}, text) {
-  const node = document.createElementNS(SVG_NS, tag);
-  for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, String(value));
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
-
 // ---------------------------------------------------------------- formatting
 
-const num = (value) => (typeof value === "number" && Number.isFinite(value) ? value : null);
 const obj = (value) => (value && typeof value === "object" && !Array.isArray(value) ? value : {});
 const list = (value) => (Array.isArray(value) ? value : []);
-const intentName = (name) => INTENT_NAMES[name] ?? String(name ?? "").replaceAll("_", " ");
-const speakerName = (speaker) => SPEAKER_NAMES[speaker] ?? (speaker || "Speaker");
 const capitalise = (text) => (text ? text[0].toUpperCase() + text.slice(1) : text);
-const fixed = (value, digits = 1) => (num(value) === null ? "–" : num(value).toFixed(digits));
 const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
-
-function signed(value, digits = 2) {
-  const v = num(value);
-  if (v === null) return "–";
-  return `${v > 0 ? "+" : v < 0 ? "−" : "±"}${Math.abs(v).toFixed(digits)}`;
-}
-
-function fmtClock(seconds) {
-  const total = Math.max(0, Math.floor(num(seconds) ?? 0));
-  const hours = Math.floor(total / 3600);
-  const minutes = Math.floor((total % 3600) / 60);
-  const rest = String(total % 60).padStart(2, "0");
-  return hours > 0 ? `${hours}:${String(minutes).padStart(2, "0")}:${rest}` : `${minutes}:${rest}`;
-}
 
 function fmtDuration(seconds) {
   const s = num(seconds);
@@ -107,25 +66,6 @@ class SummaryError extends Error {
     this.status = status;
     this.code = code;
   }
-}
-
-export function sessionIdFromPath(pathname) {
-  const match = /\/sessions\/([^/]+)\/summary\/?$/.exec(pathname);
-  return match ? decodeURIComponent(match[1]) : null;
-}
-
-export function tokenFor(sessionId, hash) {
-  const fromHash = new URLSearchParams(hash.replace(/^#/, "")).get("token");
-  if (fromHash) return fromHash;
-  for (const storage of [() => sessionStorage, () => localStorage]) {
-    try {
-      const token = storage().getItem(TOKEN_PREFIX + sessionId);
-      if (token) return token;
-    } catch {
-      /* storage disabled */
-    }
-  }
-  return null;
 }
 
 async function fetchSummary(sessionId, token) {
@@ -268,7 +208,7 @@ function renderHeader(model) {
 }
 
 function renderFacts(model) {
-  $("duration").textContent = model.duration === null ? "–" : fmtClock(model.duration);
+  $("duration").textContent = model.duration === null ? "–" : formatClock(model.duration);
   $("duration-note").textContent = `${plural(model.transcript.length, "line")} transcribed`;
 
   const topic = model.topic;
@@ -344,7 +284,7 @@ export function sentimentPlot(scores, duration) {
   const ticks = timed ? niceTicks(xMax) : integerTicks(xMax);
   for (const t of ticks) {
     root.append(svg("text", { class: "tick", x: x(t), y: M.top + ih + 18, "text-anchor": "middle" },
-      timed ? fmtClock(t) : String(t)));
+      timed ? formatClock(t) : String(t)));
   }
   root.append(svg("text", { class: "axis-label", x: M.left + iw / 2, y: H - 6, "text-anchor": "middle" },
     timed ? "Time into the call (minutes:seconds)" : "Customer line"));
@@ -361,7 +301,7 @@ export function sentimentPlot(scores, duration) {
     const mood = MOOD_NAMES[s.label] ? s.label : moodOf(s.score);
     const dot = svg("circle", { class: `point ${mood}`, cx: x(xs[i]), cy: y(s.score), r: 4.5 });
     const said = s.line?.text ? `: “${s.line.text.slice(0, 80)}${s.line.text.length > 80 ? "…" : ""}”` : "";
-    dot.append(svg("title", {}, `${timed ? fmtClock(s.start) : `line ${i + 1}`} ${signed(s.score)} (${mood})${said}`));
+    dot.append(svg("title", {}, `${timed ? formatClock(s.start) : `line ${i + 1}`} ${signed(s.score)} (${mood})${said}`));
     root.append(dot);
   });
   return root;
@@ -467,7 +407,7 @@ function renderTranscript(model) {
     return h("li", { class: "call-line", "data-speaker": line.speaker, "data-seq": line.seq },
       h("div", {},
         h("span", { class: "who", text: speakerName(line.speaker) }),
-        line.start === null ? null : h("time", { text: fmtClock(line.start), title: `${line.start.toFixed(1)} s into the call` })),
+        line.start === null ? null : h("time", { text: formatClock(line.start), title: `${line.start.toFixed(1)} s into the call` })),
       h("div", {},
         h("p", { class: "line-text", text: line.text }),
         line.intents.length || s
@@ -496,7 +436,7 @@ export function renderSummary(summary) {
 }
 
 async function main() {
-  const sessionId = sessionIdFromPath(location.pathname);
+  const sessionId = sessionIdFromPath(location.pathname, "summary");
   if (!sessionId) {
     showError(404, "This address does not name a call.");
     return;
