@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import csv
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Iterator
 
@@ -22,6 +24,15 @@ CORPUS = Path(os.environ.get("EARSHOT_CORPUS", REPO.parent / "shared" / "corpus"
 
 # The test process hosts headless callers: their media must stay on loopback too.
 restrict_ice_to_loopback()
+
+
+def serve_expecting_failure(redis_url: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    """`earshot serve` with `args`, for settings that must stop the start: returns the finished process."""
+    return subprocess.run(
+        [sys.executable, "-m", "server", "serve", "--redis-url", redis_url, "--data-dir", str(tmp_path),
+         "--port", str(free_port()), *args],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
 
 
 def corpus_file(relative: str) -> Path:

@@ -18,7 +18,7 @@ import pytest
 from loadtest.caller import ApiCallError, HeadlessCaller, speech_bounds
 from models.text import word_error_rate
 from tests.calls import utterances_settled
-from tests.conftest import corpus_file
+from tests.conftest import corpus_file, serve_expecting_failure
 
 pytestmark = pytest.mark.slow
 
@@ -164,3 +164,25 @@ async def test_an_unknown_track_label_is_refused(server):
     assert caught.value.status == 400 and caught.value.body["error"]["code"] == "bad_track_label"
     assert "agent or customer" in caught.value.body["error"]["message"]
     await caller.hangup()
+
+
+def test_a_missing_intent_encoder_stops_the_start_with_its_path(redis_url, tmp_path):
+    missing = tmp_path / "roberta-base"
+    result = serve_expecting_failure(redis_url, tmp_path, "--intent-encoder", str(missing))
+    assert result.returncode == 2, result.stderr
+    assert str(missing) in result.stderr and "does not exist" in result.stderr
+
+
+def test_a_missing_heads_directory_stops_the_start_with_its_path(redis_url, tmp_path):
+    missing = tmp_path / "heads"
+    result = serve_expecting_failure(redis_url, tmp_path, "--intent-heads-dir", str(missing))
+    assert result.returncode == 2, result.stderr
+    assert str(missing) in result.stderr
+
+
+def test_a_bad_knowledge_file_stops_the_start_naming_the_entry(redis_url, tmp_path):
+    knowledge = tmp_path / "knowledge.json"
+    knowledge.write_text(json.dumps([{"id": "refunds", "title": "Refunds", "topics": [], "examples": ["money back"]}]))
+    result = serve_expecting_failure(redis_url, tmp_path, "--assist-knowledge", str(knowledge))
+    assert result.returncode == 2, result.stderr
+    assert "knowledge.json" in result.stderr and "answer" in result.stderr, result.stderr

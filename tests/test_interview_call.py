@@ -9,11 +9,9 @@ server is `python -m server serve` with its bundled models and a real Redis.
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Iterator
 
 import httpx
-import numpy as np
 import pytest
 
 from agents.question_bank import load_question_bank

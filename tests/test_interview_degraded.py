@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from typing import Iterator
 
 import pytest
@@ -13,17 +11,9 @@ import pytest
 from agents.question_bank import DEFAULT_DIR
 from loadtest.caller import HeadlessCaller
 from models.audio import read_wav
-from conftest import REPO, ServerProcess, corpus_file, free_port, start_server
+from conftest import ServerProcess, corpus_file, free_port, serve_expecting_failure, start_server
 
 pytestmark = pytest.mark.slow
-
-
-def serve(redis_url: str, tmp_path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "server", "serve", "--redis-url", redis_url, "--data-dir", str(tmp_path),
-         "--port", str(free_port()), *args],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
-    )
 
 
 def test_an_invalid_question_bank_stops_the_start_naming_file_and_field(redis_url, tmp_path):
@@ -32,21 +22,21 @@ def test_an_invalid_question_bank_stops_the_start_naming_file_and_field(redis_ur
     data = json.loads((bank / "data_scientist.json").read_text())
     data["questions"][2]["key_points"] = ["only one"]
     (bank / "data_scientist.json").write_text(json.dumps(data))
-    result = serve(redis_url, tmp_path, "--question-dir", str(bank))
+    result = serve_expecting_failure(redis_url, tmp_path, "--question-dir", str(bank))
     assert result.returncode == 2, result.stderr
     assert "data_scientist.json: questions[2].key_points" in result.stderr
 
 
 def test_a_missing_llm_model_stops_the_start_with_its_path(redis_url, tmp_path):
     missing = tmp_path / "nowhere" / "mistral.gguf"
-    result = serve(redis_url, tmp_path, "--llm-model", str(missing))
+    result = serve_expecting_failure(redis_url, tmp_path, "--llm-model", str(missing))
     assert result.returncode == 2, result.stderr
     assert str(missing) in result.stderr
 
 
 def test_a_missing_voice_stops_the_start_with_its_path(redis_url, tmp_path):
     missing = tmp_path / "voice.onnx"
-    result = serve(redis_url, tmp_path, "--tts-voice", str(missing))
+    result = serve_expecting_failure(redis_url, tmp_path, "--tts-voice", str(missing))
     assert result.returncode == 2, result.stderr
     assert str(missing) in result.stderr
 
