@@ -49,6 +49,34 @@ export function tokenFor(sessionId, hash) {
   return null;
 }
 
+/**
+ * Boots a page that shows one session's document (the report, the summary): the
+ * session id from the path, the token from the link, then `load` and `render`.
+ * `load` throws errors with a numeric `status` for what the server refused;
+ * anything else is a bug in the page, shown as 500.
+ */
+export async function openSessionPage({ page, what, noSession, load, render, showError }) {
+  const sessionId = sessionIdFromPath(location.pathname, page);
+  if (!sessionId) {
+    showError(404, noSession);
+    return;
+  }
+  const token = tokenFor(sessionId, location.hash);
+  if (!token) {
+    showError(401, "This link has no access token.");
+    return;
+  }
+  try {
+    render(await load(sessionId, token));
+  } catch (error) {
+    if (typeof error?.status === "number") showError(error.status, error.message);
+    else {
+      console.error(error);
+      showError(500, `The ${what} could not be displayed.`);
+    }
+  }
+}
+
 // ---- the assist call's names ------------------------------------------------------
 
 export const SPEAKER_NAMES = { agent: "Agent", customer: "Customer" };

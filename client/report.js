@@ -5,7 +5,7 @@
 // Everything the candidate said is user content: it goes in with textContent,
 // never as HTML.
 
-import { h, sessionIdFromPath, svg, tokenFor } from "./page.js";
+import { h, openSessionPage, svg } from "./page.js";
 
 const SCORE_LABELS = { content: "Content", pace: "Pace", fluency: "Fluency", grammar: "Grammar" };
 const PAUSE_KINDS = { within_final: "mid-sentence", between_finals: "between sentences" };
@@ -381,26 +381,11 @@ export function renderReport(report) {
   document.body.dataset.state = "ready";
 }
 
-async function main() {
-  const sessionId = sessionIdFromPath(location.pathname, "report");
-  if (!sessionId) {
-    showError(404, "This address does not name an interview session.");
-    return;
-  }
-  const token = tokenFor(sessionId, location.hash);
-  if (!token) {
-    showError(401, "This link has no access token.");
-    return;
-  }
-  try {
-    renderReport(await fetchReport(sessionId, token));
-  } catch (error) {
-    if (error instanceof ReportError) showError(error.status, error.message);
-    else {
-      console.error(error);
-      showError(500, "The report could not be displayed.");
-    }
-  }
-}
-
-main();
+openSessionPage({
+  page: "report",
+  what: "report",
+  noSession: "This address does not name an interview session.",
+  load: fetchReport,
+  render: renderReport,
+  showError,
+});

@@ -13,11 +13,10 @@ import {
   h,
   intentName,
   num,
-  sessionIdFromPath,
+  openSessionPage,
   signed,
   speakerName,
   svg,
-  tokenFor,
 } from "./page.js";
 
 // Right after the call ends the summary may still be being stored: ask again a few times.
@@ -435,26 +434,11 @@ export function renderSummary(summary) {
   document.body.dataset.state = "ready";
 }
 
-async function main() {
-  const sessionId = sessionIdFromPath(location.pathname, "summary");
-  if (!sessionId) {
-    showError(404, "This address does not name a call.");
-    return;
-  }
-  const token = tokenFor(sessionId, location.hash);
-  if (!token) {
-    showError(401, "This link has no access token.");
-    return;
-  }
-  try {
-    renderSummary(await fetchWhenReady(sessionId, token));
-  } catch (error) {
-    if (error instanceof SummaryError) showError(error.status, error.message);
-    else {
-      console.error(error);
-      showError(500, "The summary could not be displayed.");
-    }
-  }
-}
-
-main();
+openSessionPage({
+  page: "summary",
+  what: "summary",
+  noSession: "This address does not name a call.",
+  load: fetchWhenReady,
+  render: renderSummary,
+  showError,
+});
