@@ -6,81 +6,22 @@ import asyncio
 import dataclasses
 import json
 import time
-from typing import AsyncIterator, Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
-import numpy as np
 import pytest
 
 from agents.assist import AssistAgent, AssistConfig
 from agents.assist_updates import CallMetricsUpdate, SentimentUpdate, SuggestionUpdate, TopicUpdate
-from agents.knowledge import KnowledgeBase
-from agents.topic import TopicDetector, TopicList
-from models.encoder import SentenceEncoder
+from agents.topic import TopicDetector
 from models.llm import LlmError, LlmTimeout
+from tests.assist_fixtures import FakeLlm, embed, encoder, knowledge, topics  # noqa: F401 (fixtures)
 
 ROUTER = "how do i reset my router it keeps dropping"
 ROUTER_REPLY = "Let's restart the router: switch it off at the wall and wait 30 seconds before you switch it back on."
 
 
-@pytest.fixture(scope="module")
-def encoder() -> SentenceEncoder:
-    return SentenceEncoder.load()
-
-
-@pytest.fixture(scope="module")
-def embed(encoder):
-    async def embed(texts: Sequence[str]) -> np.ndarray:
-        return await asyncio.to_thread(encoder.encode, list(texts))  # as the server does: off the loop
-
-    return embed
-
-
-@pytest.fixture(scope="module")
-def knowledge(embed) -> KnowledgeBase:
-    base = KnowledgeBase.load()
-    asyncio.run(base.embed(embed))
-    return base
-
-
-@pytest.fixture(scope="module")
-def topics(embed) -> TopicList:
-    topic_list = TopicList.load()
-    asyncio.run(topic_list.embed(embed))
-    return topic_list
-
-
-class FakeLlm:
-    """Replies with canned text in small deltas, or fails, or waits for `gate`; records prompts and stops."""
-
-    name = "fake"
-    capable = True
-
-    def __init__(self, reply: str = ROUTER_REPLY, fail: Optional[Exception] = None) -> None:
-        self.reply = reply
-        self.fail = fail
-        self.gate: Optional[asyncio.Event] = None  # when set: the first call waits for it
-        self.prompts: list[str] = []
-        self.stopped = 0  # generations closed before the end (cancelled or abandoned)
-
-    async def stream_chat(self, messages, *, max_tokens: int, temperature: float = 0.3, stop=()) -> AsyncIterator[str]:
-        self.prompts.append(messages[-1].content)
-        gate, self.gate = self.gate, None
-        finished = False
-        try:
-            if gate is not None:
-                await gate.wait()
-            if self.fail is not None:
-                raise self.fail
-            for i in range(0, len(self.reply), 5):
-                await asyncio.sleep(0)
-                yield self.reply[i : i + 5]
-            finished = True
-        finally:
-            if not finished:
-                self.stopped += 1
-
-    async def close(self) -> None:
-        pass
+def router_llm(fail: Optional[Exception] = None) -> FakeLlm:
+    return FakeLlm(ROUTER_REPLY, fail)
 
 
 class Overlay:
@@ -138,7 +79,7 @@ async def test_without_an_llm_the_knowledge_answer_is_final_and_quick(embed, kno
 
 
 async def test_the_llm_rewords_the_knowledge_answer_after_it(embed, knowledge, topics):
-    llm = FakeLlm()
+    llm = router_llm()
     agent, overlay = make_agent(embed, knowledge, topics, llm=llm)
     say(agent, "agent", 1, 1, "thanks for calling how can i help", 0.0, 2.0)
     say(agent, "customer", 1, 2, ROUTER, 2.5, 5.0)
@@ -181,7 +122,7 @@ async def test_a_failed_or_bad_llm_reply_falls_back_to_the_knowledge_answer(embe
 
 
 async def test_a_slow_llm_is_cut_off_at_the_timeout(embed, knowledge, topics):
-    llm = FakeLlm()
+    llm = router_llm()
     llm.gate = asyncio.Event()  # never set: the LLM never answers
     agent, overlay = make_agent(embed, knowledge, topics, llm=llm, config=AssistConfig(suggestion_timeout_s=0.2))
     say(agent, "customer", 1, 1, ROUTER, 0.5, 3.0)
@@ -209,7 +150,7 @@ async def test_a_newer_customer_final_cancels_the_suggestion_in_flight(embed, kn
 
 
 async def test_agent_finals_update_metrics_and_topic_only(embed, knowledge, topics):
-    llm = FakeLlm()
+    llm = router_llm()
     agent, overlay = make_agent(embed, knowledge, topics, llm=llm)
     say(agent, "agent", 1, 1, "i can see a charge on your bill for international calls", 0.0, 3.0)
     await overlay.until(lambda o: o.of(TopicUpdate))
@@ -229,7 +170,7 @@ async def test_a_short_customer_answer_is_searched_with_the_one_before(embed, kn
 
 
 async def test_close_cancels_work_in_flight_and_silences_the_agent(embed, knowledge, topics):
-    llm = FakeLlm()
+    llm = router_llm()
     llm.gate = asyncio.Event()
     agent, overlay = make_agent(embed, knowledge, topics, llm=llm)
     say(agent, "customer", 1, 1, ROUTER, 0.5, 3.0)

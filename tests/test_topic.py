@@ -4,54 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import AsyncIterator, Sequence
 
-import numpy as np
 import pytest
 
 from agents.topic import DEFAULT_PATH, LlmTopic, TopicConfig, TopicDetector, TopicError, TopicList
-from models.encoder import SentenceEncoder
 from models.llm import LlmTimeout
-
-
-@pytest.fixture(scope="module")
-def encoder() -> SentenceEncoder:
-    return SentenceEncoder.load()
-
-
-@pytest.fixture(scope="module")
-def embed(encoder):
-    async def embed(texts: Sequence[str]) -> np.ndarray:
-        return encoder.encode(texts)
-
-    return embed
-
-
-@pytest.fixture(scope="module")
-def topics(embed) -> TopicList:
-    topic_list = TopicList.load()
-    asyncio.run(topic_list.embed(embed))
-    return topic_list
-
-
-class FakeLlm:
-    name = "fake"
-    capable = True
-
-    def __init__(self, reply: str = "", fail: Exception | None = None) -> None:
-        self.reply = reply
-        self.fail = fail
-        self.prompts: list[str] = []
-
-    async def stream_chat(self, messages, *, max_tokens: int, temperature: float = 0.3, stop=()) -> AsyncIterator[str]:
-        self.prompts.append(messages[-1].content)
-        if self.fail is not None:
-            raise self.fail
-        for i in range(0, len(self.reply), 4):
-            yield self.reply[i : i + 4]
-
-    async def close(self) -> None:
-        pass
+from tests.assist_fixtures import FakeLlm, embed, encoder, topics  # noqa: F401 (fixtures)
 
 
 def test_the_bundled_list_loads():
