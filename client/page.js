@@ -49,6 +49,46 @@ export function tokenFor(sessionId, hash) {
   return null;
 }
 
+/** What the server refused (status, code) or why it could not be asked (status 0). */
+export class PageError extends Error {
+  constructor(status, message, code) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+/**
+ * GET /api/sessions/{id}/{kind} with the token. Relative to /sessions/{id}/{page},
+ * so it works under any mount prefix. `isReadable(payload)` says whether the page
+ * can show what came back.
+ */
+export async function fetchSessionDocument(sessionId, token, kind, isReadable) {
+  let response;
+  try {
+    response = await fetch(`../../api/sessions/${encodeURIComponent(sessionId)}/${kind}`, {
+      headers: { Authorization: `Bearer ${token}` },
+    });
+  } catch {
+    throw new PageError(0, "The server could not be reached.");
+  }
+  const text = await response.text();
+  let payload = null;
+  try {
+    payload = text ? JSON.parse(text) : null;
+  } catch {
+    payload = null;
+  }
+  if (!response.ok) {
+    const error = payload?.error ?? {};
+    throw new PageError(response.status, error.message ?? `HTTP ${response.status} ${response.statusText}`.trim(), error.code);
+  }
+  if (!payload || typeof payload !== "object" || !isReadable(payload)) {
+    throw new PageError(500, `The server sent a ${kind} this page cannot read.`);
+  }
+  return payload;
+}
+
 /**
  * Boots a page that shows one session's document (the report, the summary): the
  * session id from the path, the token from the link, then `load` and `render`.

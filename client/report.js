@@ -5,7 +5,7 @@
 // Everything the candidate said is user content: it goes in with textContent,
 // never as HTML.
 
-import { h, openSessionPage, svg } from "./page.js";
+import { fetchSessionDocument, h, openSessionPage, svg } from "./page.js";
 
 const SCORE_LABELS = { content: "Content", pace: "Pace", fluency: "Fluency", grammar: "Grammar" };
 const PAUSE_KINDS = { within_final: "mid-sentence", between_finals: "between sentences" };
@@ -21,39 +21,8 @@ const $ = (role) => document.querySelector(`[data-role="${role}"]`);
 
 // ---------------------------------------------------------------- loading
 
-class ReportError extends Error {
-  constructor(status, message) {
-    super(message);
-    this.status = status;
-  }
-}
-
-async function fetchReport(sessionId, token) {
-  let response;
-  try {
-    // Relative to /sessions/{id}/report, so it works under any mount prefix.
-    response = await fetch(`../../api/sessions/${encodeURIComponent(sessionId)}/report`, {
-      headers: { Authorization: `Bearer ${token}` },
-    });
-  } catch {
-    throw new ReportError(0, "The server could not be reached.");
-  }
-  const text = await response.text();
-  let payload = null;
-  try {
-    payload = text ? JSON.parse(text) : null;
-  } catch {
-    payload = null;
-  }
-  if (!response.ok) {
-    const message = payload?.error?.message ?? `HTTP ${response.status} ${response.statusText}`.trim();
-    throw new ReportError(response.status, message);
-  }
-  if (!payload || !Array.isArray(payload.questions)) {
-    throw new ReportError(500, "The server sent a report this page cannot read.");
-  }
-  return payload;
-}
+const fetchReport = (sessionId, token) =>
+  fetchSessionDocument(sessionId, token, "report", (report) => Array.isArray(report.questions));
 
 function showError(status, message) {
   document.body.dataset.state = "error";

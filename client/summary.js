@@ -7,7 +7,9 @@
 
 import {
   MOOD_NAMES,
+  PageError,
   TREND_SIGNS,
+  fetchSessionDocument,
   fixed,
   formatClock,
   h,
@@ -59,47 +61,12 @@ function intentChip(name, { count, score } = {}) {
 
 // ---------------------------------------------------------------- loading
 
-class SummaryError extends Error {
-  constructor(status, message, code) {
-    super(message);
-    this.status = status;
-    this.code = code;
-  }
-}
-
-async function fetchSummary(sessionId, token) {
-  let response;
-  try {
-    // Relative to /sessions/{id}/summary, so it works under any mount prefix.
-    response = await fetch(`../../api/sessions/${encodeURIComponent(sessionId)}/summary`, {
-      headers: { Authorization: `Bearer ${token}` },
-    });
-  } catch {
-    throw new SummaryError(0, "The server could not be reached.");
-  }
-  const text = await response.text();
-  let payload = null;
-  try {
-    payload = text ? JSON.parse(text) : null;
-  } catch {
-    payload = null;
-  }
-  if (!response.ok) {
-    const error = payload?.error ?? {};
-    throw new SummaryError(response.status, error.message ?? `HTTP ${response.status} ${response.statusText}`.trim(), error.code);
-  }
-  if (!payload || typeof payload !== "object") {
-    throw new SummaryError(500, "The server sent a summary this page cannot read.");
-  }
-  return payload;
-}
-
 async function fetchWhenReady(sessionId, token) {
   for (let tries = 0; ; tries += 1) {
     try {
-      return await fetchSummary(sessionId, token);
+      return await fetchSessionDocument(sessionId, token, "summary", () => true);
     } catch (error) {
-      const notYet = error instanceof SummaryError && error.status === 404 && error.code === "no_summary";
+      const notYet = error instanceof PageError && error.status === 404 && error.code === "no_summary";
       if (!notYet || tries >= NOT_YET_RETRIES) throw error;
       $("loading").textContent = "The call is still being summarised…";
       await new Promise((resolve) => setTimeout(resolve, NOT_YET_DELAY_MS));
