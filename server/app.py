@@ -11,6 +11,7 @@
     GET    /api/sessions/{id}/summary    Bearer token -> an assist call's summary (JSON)
     GET    /sessions/{id}/summary        the summary page (token from the URL fragment)
     GET    /healthz                      Redis and engine state
+    GET    /metrics                      Prometheus metrics (server/metrics.py)
     GET    /                             the client (client/index.html and its files)
 
 Every error is JSON: {"error": {"code": "...", "message": "..."}} with a 4xx/5xx
@@ -30,7 +31,7 @@ from typing import Any, AsyncIterator, Optional
 from aiortc.sdp import SessionDescription
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse
+from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -40,6 +41,8 @@ from server.assist import AssistServices
 from server.encoder_service import EncoderService
 from server.errors import StartupError
 from server.interview import InterviewServices
+from server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from server.metrics import ServerMetrics
 from server.pipeline import IntentOptions, ResumePoint
 from server.speakers import SpeakerError, assign_speakers
 from server.settings import Settings
@@ -81,6 +84,7 @@ class Earshot:
         self.assist = assist
         self.live: dict[str, LiveSession] = {}
         self._draining: set[WriteBehind] = set()
+        self.metrics = ServerMetrics(live_sessions=lambda: len(self.live), asr_queue_depth=lambda: engine.queue_depth)
 
     # --- helpers -----------------------------------------------------------------------
     async def read_json(self, request: Request) -> dict[str, Any]:
@@ -175,6 +179,7 @@ class Earshot:
             intents=self.intent_options(record.mode),
             speakers=speakers,
             assist_services=self.assist,
+            observe=self.metrics.observe,
         )
         self.live[record.session_id] = session
         try:
@@ -254,6 +259,9 @@ class Earshot:
         }
         return JSONResponse(body, status_code=200 if redis_ok else 503)
 
+    async def metrics_page(self, request: Request) -> Response:
+        return Response(self.metrics.render(), media_type=METRICS_CONTENT_TYPE)
+
     async def close_all(self) -> None:
         await asyncio.gather(*(s.close("server shutting down") for s in list(self.live.values())))
         for writer in list(self._draining):
@@ -300,7 +308,9 @@ def create_app(earshot: Earshot) -> Starlette:
             await earshot.interview.warm()  # common phrases synthesised before the first caller
         if earshot.assist is not None:
             await earshot.assist.warm()  # knowledge and topics embedded before the first call
+        loop_watch = asyncio.ensure_future(earshot.metrics.watch_event_loop())
         yield
+        loop_watch.cancel()
         await earshot.close_all()
         if earshot.interview is not None:
             await earshot.interview.close()
@@ -318,6 +328,7 @@ def create_app(earshot: Earshot) -> Starlette:
         Route("/api/sessions/{session_id}/summary", endpoint(earshot.summary), methods=["GET"]),
         Route("/sessions/{session_id}/summary", earshot.summary_page, methods=["GET"]),
         Route("/healthz", endpoint(earshot.health), methods=["GET"]),
+        Route("/metrics", earshot.metrics_page, methods=["GET"]),
         Mount("/", StaticFiles(directory=CLIENT_DIR, html=True), name="client"),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)

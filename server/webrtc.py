@@ -74,12 +74,14 @@ class LiveSession:
         intents: Optional[IntentOptions] = None,
         speakers: Optional[dict[str, str]] = None,
         assist_services: Optional[AssistServices] = None,
+        observe: Callable[[events.Event], None] = lambda event: None,
     ) -> None:
         self.record = record
         self.session_id = record.session_id
         self._settings = settings
         self._resumed_finals = resumed_finals
         self._on_closed = on_closed
+        self._observe = observe  # the server's metrics see every pipeline event
         self._writer = writer_factory(self._on_store_outage)
         # SDP mid -> speaker label; a single-speaker call has one pipeline, speaker "".
         self._speakers = dict(speakers or {})
@@ -206,6 +208,7 @@ class LiveSession:
         elif isinstance(event, events.Pace) and event.final:
             self._writer.fields(pace=event.to_dict())
         self._send(event.to_json())
+        self._observe(event)
         if self._interview is not None:
             self._interview.on_event(event)
         if self._assist is not None:

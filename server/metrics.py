@@ -1,0 +1,74 @@
+"""Prometheus metrics at GET /metrics: what an operator (and the load tester) watches live.
+
+    earshot_live_sessions                 calls connected now
+    earshot_asr_queue_depth               decodes waiting for the shared Whisper worker
+    earshot_asr_queue_wait_seconds        a final's wait in that queue
+    earshot_asr_inference_seconds         a final's decode time
+    earshot_final_latency_seconds         end of speech -> final, on the audio clock (0.5 s end-of-speech silence included)
+    earshot_event_loop_lag_seconds        how late the event loop wakes a 0.5 s sleep: CPU work blocking the media path shows here
+    earshot_errors_total{code}            error events sent to callers
+
+One registry per server (no process-global state), fed from the events the
+calls send, so what is counted is what callers saw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Callable
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from server import events
+
+LAG_PROBE_S = 0.5
+LATENCY_BUCKETS = (0.1, 0.25, 0.5, 0.6, 0.7, 0.8, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0)
+DECODE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0)
+LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class ServerMetrics:
+    def __init__(self, live_sessions: Callable[[], int], asr_queue_depth: Callable[[], int]) -> None:
+        self.registry = CollectorRegistry()
+        Gauge("earshot_live_sessions", "calls connected now", registry=self.registry).set_function(live_sessions)
+        Gauge("earshot_asr_queue_depth", "decodes waiting for the Whisper worker", registry=self.registry).set_function(
+            asr_queue_depth
+        )
+        self._asr_wait = Histogram(
+            "earshot_asr_queue_wait_seconds", "a final's wait for the Whisper worker", buckets=DECODE_BUCKETS, registry=self.registry
+        )
+        self._asr_inference = Histogram(
+            "earshot_asr_inference_seconds", "a final's decode time", buckets=DECODE_BUCKETS, registry=self.registry
+        )
+        self._final_latency = Histogram(
+            "earshot_final_latency_seconds",
+            "end of speech to final, on the audio clock",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self._loop_lag = Histogram(
+            "earshot_event_loop_lag_seconds", "lateness of a 0.5 s sleep on the event loop", buckets=LAG_BUCKETS, registry=self.registry
+        )
+        self._errors = Counter("earshot_errors", "error events sent to callers", ["code"], registry=self.registry)
+
+    def observe(self, event: events.Event) -> None:
+        """Count an event a call sends (from the event loop; cheap)."""
+        if isinstance(event, events.Final):
+            self._asr_wait.observe(event.asr_queued_s)
+            self._asr_inference.observe(event.asr_inference_s)
+            self._final_latency.observe(max(0.0, event.emitted_audio_s - event.speech_end_audio_s))
+        elif isinstance(event, events.Error):
+            self._errors.labels(event.code).inc()
+
+    async def watch_event_loop(self) -> None:
+        """Runs for the server's life: sleeps LAG_PROBE_S and records how late it woke."""
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            await asyncio.sleep(LAG_PROBE_S)
+            self._loop_lag.observe(max(0.0, loop.time() - started - LAG_PROBE_S))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

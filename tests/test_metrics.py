@@ -1,0 +1,43 @@
+"""GET /metrics: Prometheus text the load tester and an operator scrape, fed by real calls."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.calls import call_with
+from tests.conftest import corpus_file
+
+
+def scrape(base_url: str) -> dict[str, float]:
+    """sample name (with labels) -> value"""
+    response = httpx.get(base_url + "/metrics", timeout=10)
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+    values = {}
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()) if k != "le")
+            if "le" not in sample.labels:
+                values[sample.name + (f"{{{labels}}}" if labels else "")] = sample.value
+    return values
+
+
+def test_a_call_shows_in_the_metrics(server):
+    before = scrape(server.base_url)
+    for name in ("earshot_live_sessions", "earshot_asr_queue_depth", "earshot_event_loop_lag_seconds_count"):
+        assert name in before, sorted(before)
+    async def one_call():
+        caller = await call_with(server.base_url, corpus_file("utterances/LJ001-0009.wav"))
+        await caller.hangup()
+        return caller
+
+    finals = len(asyncio.run(one_call()).of_type("final"))
+    assert finals >= 1
+    after = scrape(server.base_url)
+    assert after["earshot_final_latency_seconds_count"] - before.get("earshot_final_latency_seconds_count", 0) == finals
+    assert after["earshot_asr_inference_seconds_count"] - before.get("earshot_asr_inference_seconds_count", 0) == finals
+    latency_sum = after["earshot_final_latency_seconds_sum"] - before.get("earshot_final_latency_seconds_sum", 0)
+    assert 0.3 * finals < latency_sum < 5.0 * finals  # the 0.5 s end-of-speech silence is in every one
+    assert after["earshot_event_loop_lag_seconds_count"] > before["earshot_event_loop_lag_seconds_count"]
