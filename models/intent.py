@@ -49,6 +49,11 @@ class IntentPrediction:
     inference_s: float
 
 
+def label_scores(features: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """The head's arithmetic: one sigmoid per label over a linear map of the features."""
+    return 1.0 / (1.0 + np.exp(-(features @ weight.T + bias)))
+
+
 @dataclass(frozen=True)
 class IntentHead:
     """One label set's classifier: weights, biases and per-label thresholds."""
@@ -67,8 +72,7 @@ class IntentHead:
 
     def scores(self, embeddings: np.ndarray) -> np.ndarray:
         """(n, dim) features (SentenceEncoder.layer_means) -> (n, labels) probabilities."""
-        logits = embeddings @ self.weight.T + self.bias
-        return 1.0 / (1.0 + np.exp(-logits))
+        return label_scores(embeddings, self.weight, self.bias)
 
     def decide(self, scores: np.ndarray) -> np.ndarray:
         """(n, labels) probabilities -> (n, labels) booleans."""

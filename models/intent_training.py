@@ -34,7 +34,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from models.encoder import SentenceEncoder, layer_means_tensor
-from models.intent import BUNDLED_ENCODER, HEADS_DIR, IntentHead, head_path
+from models.intent import BUNDLED_ENCODER, HEADS_DIR, IntentHead, head_path, label_scores
 from models.intent_dataset import DATA_DIR, LABEL_SETS, IntentDataset, load_dataset
 
 log = logging.getLogger(__name__)
@@ -91,8 +91,7 @@ def train_intent(config: TrainConfig) -> TrainResult:
         encoder_name = f"{config.label_set}-encoder"
         encoder.save(config.out_dir / encoder_name)  # the tuned encoder the head needs
         recorded_encoder = encoder_name
-        untuned = IntentHead(config.label_set, data.labels, weight, bias, np.full(len(data.labels), 0.5, np.float32), recorded_encoder)
-        held_out_scores = untuned.scores(encoder.layer_means([u.text for u in validation]))
+        held_out_scores = label_scores(encoder.layer_means([u.text for u in validation]), weight, bias)
         held_out_targets = data.targets(validation)
         held_out = "validation"
     else:
@@ -166,7 +165,7 @@ def _out_of_fold_scores(features: np.ndarray, targets: np.ndarray, groups: Seque
     scores = np.zeros_like(targets)
     for fold in range(THRESHOLD_FOLDS):
         weight, bias = _train_frozen_head(features[folds != fold], targets[folds != fold], epochs, seed)
-        scores[folds == fold] = 1.0 / (1.0 + np.exp(-(features[folds == fold] @ weight.T + bias)))
+        scores[folds == fold] = label_scores(features[folds == fold], weight, bias)
     return scores
 
 

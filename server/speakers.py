@@ -13,7 +13,7 @@ from typing import Any
 
 from aiortc.sdp import SessionDescription
 
-SPEAKERS = ("agent", "customer")
+from agents.assist_updates import SPEAKERS  # the assist agent's two sides; the labels a track may carry
 
 
 class SpeakerError(ValueError):
