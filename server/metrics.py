@@ -7,6 +7,7 @@
     earshot_final_latency_seconds         end of speech -> final, on the audio clock (0.5 s end-of-speech silence included)
     earshot_event_loop_lag_seconds        how late the event loop wakes a 0.5 s sleep: CPU work blocking the media path shows here
     earshot_errors_total{code}            error events sent to callers
+    process_cpu_seconds_total, process_resident_memory_bytes, ...   the server process (Linux)
 
 One registry per server (no process-global state), fed from the events the
 calls send, so what is counted is what callers saw.
@@ -17,7 +18,15 @@ from __future__ import annotations
 import asyncio
 from typing import Callable
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 
 from server import events
 
@@ -32,6 +41,8 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 class ServerMetrics:
     def __init__(self, live_sessions: Callable[[], int], asr_queue_depth: Callable[[], int]) -> None:
         self.registry = CollectorRegistry()
+        # process_cpu_seconds_total, process_resident_memory_bytes...: the load test's CPU and memory curves.
+        ProcessCollector(registry=self.registry)
         Gauge("earshot_live_sessions", "calls connected now", registry=self.registry).set_function(live_sessions)
         Gauge("earshot_asr_queue_depth", "decodes waiting for the Whisper worker", registry=self.registry).set_function(
             asr_queue_depth

@@ -42,6 +42,7 @@ def asr_config(settings: Settings) -> AsrConfig:
         device=settings.asr_device,
         compute_type=settings.asr_compute_type,
         threads=settings.asr_threads,
+        workers=settings.asr_workers,
         language=settings.asr_language,
         beam_size=settings.asr_beam_size,
         beam_max_s=settings.asr_beam_max_s,
@@ -49,6 +50,8 @@ def asr_config(settings: Settings) -> AsrConfig:
         log_prob_threshold=settings.asr_log_prob_threshold,
         compression_ratio_threshold=settings.asr_compression_ratio_threshold,
         trim_window=settings.asr_trim_window,
+        scheduling=settings.asr_scheduling,
+        max_batch=settings.asr_max_batch,
         speech_check_ms=settings.min_speech_ms,
         cache_dir=settings.data_dir,
     )

@@ -51,7 +51,8 @@ class Settings:
     )
     asr_device: str = field(default="cpu", metadata=_help("cpu, cuda or auto"))
     asr_compute_type: str = field(default="int8", metadata=_help("CTranslate2 compute type"))
-    asr_threads: int = field(default=0, metadata=_help("CPU threads for inference; 0 = all cores"))
+    asr_threads: int = field(default=0, metadata=_help("CPU threads per decode; 0 = the cores shared out between the workers"))
+    asr_workers: int = field(default=0, metadata=_help("decodes run at once on the shared model; 0 = one per core (at most 4)"))
     asr_language: str = field(default="en", metadata=_help("spoken language code"))
     asr_beam_size: int = field(default=5, metadata=_help("beam size of final decodes"))
     asr_beam_max_s: float = field(
@@ -59,6 +60,13 @@ class Settings:
     )
     asr_trim_window: bool = field(
         default=True, metadata=_help("decode each utterance in a window cut to its length, not 30 s")
+    )
+    asr_scheduling: str = field(
+        default="fair",
+        metadata=_help("fair (finals first, newest partial per call, round-robin) or fifo (arrival order; a baseline)"),
+    )
+    asr_max_batch: int = field(
+        default=4, metadata=_help("partials of different calls decoded together in one model call; 1 = no batching")
     )
     asr_no_speech_threshold: float = field(
         default=0.6, metadata=_help("drop a segment above this no-speech probability...")
@@ -180,6 +188,12 @@ class Settings:
         default="",
         metadata=_help("comma-separated STUN/TURN URLs for callers behind NAT; empty = host candidates only"),
     )
+    connect_timeout_s: float = field(
+        default=30.0, metadata=_help("a call whose ICE/DTLS has not connected this long after its offer is closed")
+    )
+    media_timeout_s: float = field(
+        default=15.0, metadata=_help("a connected call that sends no audio this long is closed (a vanished caller)")
+    )
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -197,8 +211,11 @@ class Settings:
         )
         check(self.asr_device in ("cpu", "cuda", "auto"), f"asr_device must be cpu, cuda or auto, got {self.asr_device!r}")
         check(self.asr_threads >= 0, "asr_threads must be >= 0")
+        check(0 <= self.asr_workers <= 16, "asr_workers must be in 0..16")
         check(self.asr_beam_size >= 1, "asr_beam_size must be >= 1")
         check(self.asr_beam_max_s >= 0, "asr_beam_max_s must be >= 0")
+        check(self.asr_scheduling in ("fair", "fifo"), f"asr_scheduling must be fair or fifo, got {self.asr_scheduling!r}")
+        check(1 <= self.asr_max_batch <= 32, "asr_max_batch must be in 1..32")
         check(0.0 < self.asr_no_speech_threshold <= 1.0, "asr_no_speech_threshold must be in (0, 1]")
         check(self.vad_aggressiveness in (0, 1, 2, 3), "vad_aggressiveness must be 0, 1, 2 or 3")
         check(self.vad_frame_ms in (10, 20, 30), "vad_frame_ms must be 10, 20 or 30")
@@ -227,6 +244,8 @@ class Settings:
         check(0.0 < self.key_point_threshold < 1.0, "key_point_threshold must be in (0, 1)")
         check(self.grammar_llm in ("auto", "on", "off"), "grammar_llm must be auto, on or off")
         check(self.assist_topic_llm in ("auto", "on", "off"), "assist_topic_llm must be auto, on or off")
+        check(self.connect_timeout_s >= 1, "connect_timeout_s must be at least 1")
+        check(self.media_timeout_s >= 1, "media_timeout_s must be at least 1")
         check(self.long_silence_s > 0, "long_silence_s must be positive")
         if problems:
             raise SettingsError("invalid settings:\n  - " + "\n  - ".join(problems))

@@ -38,7 +38,6 @@ log = logging.getLogger(__name__)
 
 EVENTS_CHANNEL = "events"
 MAX_BUFFERED_EVENTS = 1000
-CONNECT_TIMEOUT_S = 30.0  # a caller that never completes ICE is let go after this
 FINAL_FLUSH_TIMEOUT_S = 3.0
 PROGRESS_EVERY_FRAMES = 50  # 20 ms frames: save the audio clock about once a second
 
@@ -187,9 +186,20 @@ class LiveSession:
     async def _consume_audio(self, track: MediaStreamTrack, pipeline: SessionPipeline) -> None:
         resample = FrameResampler()
         frames = 0
+        # A browser sends audio frames all the time, silence and muted included. A track that
+        # goes quiet means the caller vanished (ICE consent would notice only after ~30 s) or
+        # never meant to stream: either way the call's decoder, pipeline and Redis writer go.
+        # Before ICE connects, the connect watchdog is the one that decides.
+        timeout = self._settings.media_timeout_s
         try:
             while True:
-                frame = await track.recv()
+                try:
+                    frame = await asyncio.wait_for(track.recv(), timeout)
+                except asyncio.TimeoutError:
+                    if self._pc.connectionState in ("new", "connecting"):
+                        continue
+                    self._on_no_media(timeout)
+                    break
                 await pipeline.push(resample(frame))
                 frames += 1
                 if frames % PROGRESS_EVERY_FRAMES == 0:
@@ -200,6 +210,12 @@ class LiveSession:
             # Whatever the reason the audio stopped, the utterance in progress gets its final.
             await pipeline.close()
             self._save_progress()
+
+    def _on_no_media(self, waited_s: float) -> None:
+        message = f"no audio received for {waited_s:.0f} s; closing the call"
+        log.warning("session %s: %s", self.session_id, message)
+        self._send(events.Error(self.session_id, code="no_media", message=message).to_json())
+        self.close("no audio")
 
     # --- events out ----------------------------------------------------------------------
     async def _emit(self, event: events.Event) -> None:
@@ -246,7 +262,7 @@ class LiveSession:
 
     # --- teardown -------------------------------------------------------------------------
     async def _close_if_never_connected(self) -> None:
-        await asyncio.sleep(CONNECT_TIMEOUT_S)
+        await asyncio.sleep(self._settings.connect_timeout_s)
         if self._pc.connectionState != "connected":
             self.close("ICE did not connect")
 
