@@ -5,6 +5,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
+LOAD_ARGS ?= --sessions 1,2,4,6,8 --duration 60 --slo "p95 final_latency <= 1.5" --out bench/results
+
 .PHONY: setup run test bench system-deps-run system-deps-test clean
 
 # Debian packages, installed only when missing (root, or sudo when there is one).
@@ -44,6 +46,9 @@ bench: setup
 	$(PY) -m bench.run_bench
 	$(PY) -m bench.voice_bench
 	$(PY) -m bench.intent_bench
+	# Load: capacity under the SLO with the fair scheduler (and fault callers), then the FIFO baseline.
+	$(PY) -m server loadtest --serve $(LOAD_ARGS) --search --faults all --name loadtest
+	EARSHOT_ASR_SCHEDULING=fifo EARSHOT_ASR_MAX_BATCH=1 $(PY) -m server loadtest --serve $(LOAD_ARGS) --name loadtest-fifo
 
 clean:
-	rm -rf $(VENV) .earshot test-artifacts bench/results .pytest_cache
+	rm -rf $(VENV) .earshot test-artifacts bench/results loadtest-results .pytest_cache

@@ -33,7 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.run_bench import REPO_ROOT, machine_info, percentiles, progress
+from bench.run_bench import REPO_ROOT, machine_info, progress
+from loadtest.stats import percentiles
 from loadtest.caller import HeadlessCaller
 from loadtest.server_process import start_server
 from models.intent import HEADS_DIR, IntentClassifier

@@ -40,6 +40,7 @@ import numpy as np
 
 from models.asr import AsrEngine
 from models.model_files import whisper_model_dir
+from loadtest.stats import percentiles
 from models.text import word_errors
 from server import events
 from server.pipeline import asr_config
@@ -138,23 +139,6 @@ class FinalRow:
 
 
 # --- statistics ----------------------------------------------------------------------
-def percentiles(values: Iterable[float]) -> dict[str, Optional[float]]:
-    """The one summary used for every distribution: linear-interpolated percentiles."""
-    data = np.asarray(list(values), dtype=float)
-    if data.size == 0:
-        return {"count": 0, "p50": None, "p90": None, "p95": None, "p99": None, "max": None, "mean": None}
-    p50, p90, p95, p99 = np.percentile(data, [50, 90, 95, 99], method="linear")
-    return {
-        "count": int(data.size),
-        "p50": round(float(p50), 4),
-        "p90": round(float(p90), 4),
-        "p95": round(float(p95), 4),
-        "p99": round(float(p99), 4),
-        "max": round(float(data.max()), 4),
-        "mean": round(float(data.mean()), 4),
-    }
-
-
 def wer_by_kind(rows: list["FileRow"]) -> dict[str, dict[str, Any]]:
     """Utterances vs long answers: streaming cuts long answers into utterances, offline reads them whole."""
     result = {}

@@ -39,7 +39,8 @@ from typing import Any, Optional
 from agents.followup import STOP, TEMPERATURE, FollowUpStream, follow_up_messages, warm_prompt_cache
 from agents.question_bank import load_question_bank
 from agents.roles import ROLES as ROLE_TITLES
-from bench.run_bench import DEFAULT_CORPUS, REPO_ROOT, machine_info, percentiles, progress
+from bench.run_bench import DEFAULT_CORPUS, REPO_ROOT, machine_info, progress
+from loadtest.stats import percentiles
 from loadtest.caller import HeadlessCaller, speech_bounds
 from loadtest.server_process import ServerProcess, start_server
 from models.audio import read_wav

@@ -134,6 +134,7 @@ class HeadlessCaller:
     connect_s: Optional[float] = None  # offer sent -> data channel open
     agent_frames: list[AgentFrame] = field(default_factory=list)  # the interviewer's audio, frame by frame
     speakers: Optional[dict[str, bytes]] = None  # assist: one labelled track per speaker instead of `pcm16`
+    track_class: type[PcmTrack] = PcmTrack  # the load test's fault callers send through misbehaving tracks
 
     def __post_init__(self) -> None:
         self._http = httpx.AsyncClient(base_url=self.base_url, timeout=30)
@@ -165,9 +166,9 @@ class HeadlessCaller:
             await self.create_session()
         self._pc = pc = RTCPeerConnection(rtc_configuration())
         if self.speakers:
-            self.tracks = {speaker: PcmTrack(pcm) for speaker, pcm in self.speakers.items()}
+            self.tracks = {speaker: self.track_class(pcm) for speaker, pcm in self.speakers.items()}
         else:
-            self.tracks = {"": PcmTrack(self.pcm16)}
+            self.tracks = {"": self.track_class(self.pcm16)}
         for track in self.tracks.values():
             pc.addTrack(track)
         self.track = next(iter(self.tracks.values()))

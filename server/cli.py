@@ -1,5 +1,5 @@
 """The `earshot` command: `serve` runs the server, `transcribe` runs the pipeline on a file,
-`train-intent` trains the intent heads."""
+`train-intent` trains the intent heads, `loadtest` measures a server under many callers."""
 
 from __future__ import annotations
 
@@ -43,6 +43,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, default=0, help="0 = the default of the chosen way")
     train.add_argument("--data-dir", type=Path, default=None, help="labelled data directory; default: models/intent_data")
     train.add_argument("--out", type=Path, default=None, help="where heads and evaluations go; default: models/intent_heads")
+    loadtest = commands.add_parser(
+        "loadtest",
+        help="many real WebRTC callers against a server: latency percentiles, capacity, plots",
+        description="Levels of concurrent headless callers streaming corpus speech in real time as Opus.",
+    )
+    from loadtest.cli import add_loadtest_arguments
+
+    add_loadtest_arguments(loadtest)
     return parser
 
 
@@ -57,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "train-intent":
             return _train_intent(args)
+        if args.command == "loadtest":
+            from loadtest.cli import run_loadtest
+
+            return run_loadtest(args)
         settings = settings_from_args(args)
         if args.command == "serve":
             from server.app import run_server
