@@ -5,9 +5,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-LOAD_ARGS ?= --sessions 1,2,4,6,8 --duration 60 --slo "p95 final_latency <= 1.5" --out bench/results
+LOAD_ARGS ?= --sessions 1,2,4,6,8,10 --duration 60 --slo "p95 final_latency <= 1.5" --out bench/results
 
-.PHONY: setup run test bench system-deps-run system-deps-test clean
+.PHONY: setup run test bench bench-load-baselines system-deps-run system-deps-test clean
 
 # Debian packages, installed only when missing (root, or sudo when there is one).
 define apt_install
@@ -46,9 +46,14 @@ bench: setup
 	$(PY) -m bench.run_bench
 	$(PY) -m bench.voice_bench
 	$(PY) -m bench.intent_bench
-	# Load: capacity under the SLO with the fair scheduler (and fault callers), then the FIFO baseline.
+	# Load: capacity under the SLO, with fault callers beside a normal level.
 	$(PY) -m server loadtest --serve $(LOAD_ARGS) --search --faults all --name loadtest
-	EARSHOT_ASR_SCHEDULING=fifo EARSHOT_ASR_MAX_BATCH=1 $(PY) -m server loadtest --serve $(LOAD_ARGS) --name loadtest-fifo
+
+# What each scheduling change won, measured the same way (about 10 minutes each).
+bench-load-baselines: setup
+	EARSHOT_ASR_SCHEDULING=fifo EARSHOT_ASR_WORKERS=1 $(PY) -m server loadtest --serve $(LOAD_ARGS) --name loadtest-fifo-1worker
+	EARSHOT_ASR_WORKERS=1 $(PY) -m server loadtest --serve $(LOAD_ARGS) --name loadtest-fair-1worker
+	EARSHOT_ASR_MAX_BATCH=4 $(PY) -m server loadtest --serve $(LOAD_ARGS) --name loadtest-fair-batch4
 
 clean:
 	rm -rf $(VENV) .earshot test-artifacts bench/results loadtest-results .pytest_cache

@@ -16,20 +16,24 @@ The queue the workers take from is what keeps latency flat as sessions are added
   queued one (its caller gets `None`), so a busy engine never works on stale
   audio;
 * partials round-robin across streams: the stream served longest ago goes next,
-  so no session starves.
+  so no session starves;
+* a worker takes up to `max_batch` partials of different streams at once and
+  decodes them in one model call (`scheduling="fifo"` is the naive baseline the
+  load test compares against: arrival order, nothing dropped, no batching).
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import os
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 from faster_whisper.audio import pad_or_trim
@@ -37,6 +41,8 @@ from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
 
 from models.model_files import whisper_model_dir
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -59,7 +65,7 @@ class AsrConfig:
     # "fair": finals first, latest-only partials, round-robin across streams (see FairQueue).
     # "fifo": every request in arrival order, nothing dropped: the naive baseline, kept to measure against.
     scheduling: str = "fair"
-    max_batch: int = 4  # partials of different streams decoded in one model call (1 = one at a time)
+    max_batch: int = 1  # partials of different streams decoded in one model call (1 = one at a time); see README
 
 
 @dataclass(frozen=True)
@@ -122,20 +128,22 @@ class FairQueue:
                 return True
             return False
 
-    def get(self) -> Optional[_Job]:
-        """Block until a job is ready; None once closed."""
+    def get(self, max_batch: int = 1) -> list[_Job]:
+        """Block until work is ready: one final, or up to `max_batch` partials of different
+        streams, least recently served first. Empty once closed."""
         with self._cond:
             while not self._closed and not self._finals and not self._partials:
                 self._cond.wait()
             if self._closed:
-                return None
+                return []
             if self._finals:
-                job = self._finals.popleft()
+                jobs = [self._finals.popleft()]
             else:
-                stream_id = min(self._partials, key=lambda s: self._last_served.get(s, -1))
-                job = self._partials.pop(stream_id)
-            self._last_served[job.stream_id] = next(self._turn)
-            return job
+                streams = sorted(self._partials, key=lambda s: self._last_served.get(s, -1))[:max_batch]
+                jobs = [self._partials.pop(stream_id) for stream_id in streams]
+            for job in jobs:
+                self._last_served[job.stream_id] = next(self._turn)
+            return jobs
 
     def forget(self, stream_id: str) -> None:
         with self._cond:
@@ -152,6 +160,62 @@ class FairQueue:
             return len(self._finals) + len(self._partials)
 
 
+class FifoQueue:
+    """Arrival order, nothing displaced, finals not promoted: the naive baseline
+    (`scheduling="fifo"`), kept so the load test can measure what FairQueue wins."""
+
+    def __init__(self) -> None:
+        self._jobs: deque[_Job] = deque()
+        self._cond = threading.Condition()
+        self._closed = False
+
+    def put(self, job: _Job) -> Optional[_Job]:
+        with self._cond:
+            self._jobs.append(job)
+            self._cond.notify()
+            return None
+
+    def remove(self, job: _Job) -> bool:
+        with self._cond:
+            if job in self._jobs:
+                self._jobs.remove(job)
+                return True
+            return False
+
+    def get(self, max_batch: int = 1) -> list[_Job]:
+        with self._cond:
+            while not self._closed and not self._jobs:
+                self._cond.wait()
+            return [] if self._closed else [self._jobs.popleft()]
+
+    def forget(self, stream_id: str) -> None:
+        pass
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    @property
+    def depth(self) -> int:
+        with self._cond:
+            return len(self._jobs)
+
+
+@dataclass(frozen=True)
+class DecodeStats:
+    """One decoded request, for the server's metrics."""
+
+    final: bool
+    queued_s: float  # submitted -> its decode started
+    inference_s: float  # the model call (a batch's whole call for each of its jobs)
+    batch_size: int
+    audio_s: float
+
+
+DecodeObserver = Callable[[DecodeStats], None]
+
+
 class AsrEngine:
     """Load once per process; share between all sessions."""
 
@@ -165,7 +229,8 @@ class AsrEngine:
         self._prompt = list(self._tokenizer.sot_sequence) + [self._tokenizer.no_timestamps]
         self._suppress_tokens = get_suppressed_tokens(self._tokenizer, [-1])
         self._speech_check = SpeechCheck() if config.speech_check_ms > 0 else None
-        self._queue = FairQueue()
+        self._queue = FifoQueue() if config.scheduling == "fifo" else FairQueue()
+        self._observer: Optional[DecodeObserver] = None
         self._workers = [
             threading.Thread(target=self._run, name=f"asr-worker-{n}", daemon=True) for n in range(worker_count(config))
         ]
@@ -217,63 +282,99 @@ class AsrEngine:
             worker.join(timeout=5)
 
     # --- worker thread ---------------------------------------------------------
+    def observe(self, observer: Optional[DecodeObserver]) -> None:
+        """Call `observer` (from a worker thread) once per decoded request."""
+        self._observer = observer
+
     def _run(self) -> None:
-        while (job := self._queue.get()) is not None:
-            if job.future.done():  # cancelled while queued
+        while jobs := self._queue.get(self.config.max_batch):
+            jobs = [job for job in jobs if not job.future.done()]  # drop those cancelled while queued
+            if not jobs:
                 continue
             started = time.monotonic()
             try:
-                result: Optional[Transcript] = self._decode(job.audio, job.final)
+                if jobs[0].final:
+                    results: list[Optional[Transcript]] = [self._decode(jobs[0].audio, final=True)]
+                else:
+                    results = list(self._decode_partials([job.audio for job in jobs]))
                 error = None
-            except Exception as exc:  # reported to the caller, the worker goes on
-                result, error = None, exc
-            if result is not None:
-                result = _with_timing(result, started - job.submitted, time.monotonic() - started)
-            _hand_back(job, result, error)
+            except Exception as exc:  # reported to the callers, the worker goes on
+                results, error = [None] * len(jobs), exc
+            inference_s = time.monotonic() - started
+            for job, result in zip(jobs, results):
+                if result is not None:
+                    result = _with_timing(result, started - job.submitted, inference_s)
+                    self._report(DecodeStats(job.final, started - job.submitted, inference_s, len(jobs), result.audio_s))
+                _hand_back(job, result, error)
+
+    def _report(self, stats: DecodeStats) -> None:
+        if self._observer is None:
+            return
+        try:
+            self._observer(stats)
+        except Exception:  # metrics must never stop transcription
+            log.exception("ASR decode observer failed")
 
     def _decode(self, audio: np.ndarray, final: bool) -> Transcript:
-        """Decode one utterance (< 30 s) as a single Whisper window.
+        return self._decode_batch([audio], final)[0]
+
+    def _decode_partials(self, audios: list[np.ndarray]) -> list[Transcript]:
+        return self._decode_batch(audios, final=False)
+
+    def _decode_batch(self, audios: list[np.ndarray], final: bool) -> list[Transcript]:
+        """Decode utterances (< 30 s each), each as a single Whisper window, in one model call.
 
         faster-whisper's `transcribe` pads every input to a 30 s window. We run
         the same model parts ourselves with a window trimmed to the utterance
         (see `window_frames`): the encoder and the decoder's cross-attention
         then cost a fraction as much, which is most of a final's latency.
+        Partials of several streams share one call, padded to the longest
+        window among them (at least 10 s, so most partials need no extra
+        padding); a final is always decoded alone (beam search, word times).
         """
-        empty = Transcript("", (), len(audio) / 16000, 0.0, 0.0)
-        if self._speech_check is not None and self._speech_check.speech_ms(audio) < self.config.speech_check_ms:
-            return empty  # webrtcvad heard "voice" in hum or clicks; Silero disagrees, so Whisper never sees it
-        features = self._model.feature_extractor(audio)
-        num_frames = features.shape[-1]
+        assert not final or len(audios) == 1, "finals are decoded one at a time"
+        transcripts = [Transcript("", (), len(audio) / 16000, 0.0, 0.0) for audio in audios]  # empty unless decoded
+        # webrtcvad hears "voice" in hum or clicks; when Silero disagrees, Whisper never sees the audio.
+        speech = [
+            index
+            for index, audio in enumerate(audios)
+            if self._speech_check is None or self._speech_check.speech_ms(audio) >= self.config.speech_check_ms
+        ]
+        if not speech:
+            return transcripts
+        features = [self._model.feature_extractor(audios[index]) for index in speech]
         if self.config.trim_window:
-            window = window_frames(num_frames)
+            window = max(window_frames(f.shape[-1]) for f in features)
         else:
             window = self._model.feature_extractor.nb_max_frames
-        encoder_output = self._model.encode(pad_or_trim(features, window))
-        result = self._model.model.generate(
+        encoder_output = self._model.encode(np.stack([pad_or_trim(f, window) for f in features]))
+        results = self._model.model.generate(
             encoder_output,
-            [self._prompt],
-            beam_size=self._beam_size(final, len(audio) / 16000),
+            [self._prompt] * len(speech),
+            beam_size=self._beam_size(final, max(len(audios[index]) for index in speech) / 16000),
             return_scores=True,
             return_no_speech_prob=True,
             max_length=self._model.max_length,
             suppress_blank=True,
             suppress_tokens=self._suppress_tokens,
-        )[0]
-        tokens = [t for t in result.sequences_ids[0] if t < self._tokenizer.eot]
-        text = self._tokenizer.decode(tokens).strip()
-        # Same score Whisper's own thresholds use: length-normalised log-probability.
-        avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
-        if not self._believable(text, avg_logprob, result.no_speech_prob):
-            return empty
-        words: tuple[Word, ...] = ()
-        if final:
-            aligned = self._model.find_alignment(self._tokenizer, [tokens], encoder_output, num_frames)[0]
-            words = tuple(
-                Word(w["word"].strip(), round(float(w["start"]), 3), round(float(w["end"]), 3), round(float(w["probability"]), 3))
-                for w in aligned
-                if w["word"].strip()
-            )
-        return Transcript(text=text, words=words, audio_s=len(audio) / 16000, queued_s=0.0, inference_s=0.0)
+        )
+        for index, feature, result in zip(speech, features, results):
+            tokens = [t for t in result.sequences_ids[0] if t < self._tokenizer.eot]
+            text = self._tokenizer.decode(tokens).strip()
+            # Same score Whisper's own thresholds use: length-normalised log-probability.
+            avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
+            if not self._believable(text, avg_logprob, result.no_speech_prob):
+                continue
+            words: tuple[Word, ...] = ()
+            if final:
+                aligned = self._model.find_alignment(self._tokenizer, [tokens], encoder_output, feature.shape[-1])[0]
+                words = tuple(
+                    Word(w["word"].strip(), round(float(w["start"]), 3), round(float(w["end"]), 3), round(float(w["probability"]), 3))
+                    for w in aligned
+                    if w["word"].strip()
+                )
+            transcripts[index] = Transcript(text, words, len(audios[index]) / 16000, 0.0, 0.0)
+        return transcripts
 
     def _beam_size(self, final: bool, audio_s: float) -> int:
         """Beam search where the latency budget allows it.

@@ -85,6 +85,7 @@ class Earshot:
         self.live: dict[str, LiveSession] = {}
         self._draining: set[WriteBehind] = set()
         self.metrics = ServerMetrics(live_sessions=lambda: len(self.live), asr_queue_depth=lambda: engine.queue_depth)
+        engine.observe(self.metrics.observe_decode)
 
     # --- helpers -----------------------------------------------------------------------
     async def read_json(self, request: Request) -> dict[str, Any]:

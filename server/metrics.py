@@ -2,8 +2,9 @@
 
     earshot_live_sessions                 calls connected now
     earshot_asr_queue_depth               decodes waiting for the shared Whisper worker
-    earshot_asr_queue_wait_seconds        a final's wait in that queue
-    earshot_asr_inference_seconds         a final's decode time
+    earshot_asr_queue_wait_seconds{kind}  a decode's wait in that queue (kind: final | partial)
+    earshot_asr_inference_seconds{kind}   its model call (a batch's whole call)
+    earshot_asr_batch_size                partials decoded together in one model call
     earshot_final_latency_seconds         end of speech -> final, on the audio clock (0.5 s end-of-speech silence included)
     earshot_event_loop_lag_seconds        how late the event loop wakes a 0.5 s sleep: CPU work blocking the media path shows here
     earshot_errors_total{code}            error events sent to callers
@@ -28,6 +29,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from models.asr import DecodeStats
 from server import events
 
 LAG_PROBE_S = 0.5
@@ -48,10 +50,13 @@ class ServerMetrics:
             asr_queue_depth
         )
         self._asr_wait = Histogram(
-            "earshot_asr_queue_wait_seconds", "a final's wait for the Whisper worker", buckets=DECODE_BUCKETS, registry=self.registry
+            "earshot_asr_queue_wait_seconds", "a decode's wait for a Whisper worker", ["kind"], buckets=DECODE_BUCKETS, registry=self.registry
         )
         self._asr_inference = Histogram(
-            "earshot_asr_inference_seconds", "a final's decode time", buckets=DECODE_BUCKETS, registry=self.registry
+            "earshot_asr_inference_seconds", "a decode's model call", ["kind"], buckets=DECODE_BUCKETS, registry=self.registry
+        )
+        self._asr_batch = Histogram(
+            "earshot_asr_batch_size", "partials decoded in one model call", buckets=(1, 2, 3, 4, 6, 8, 16), registry=self.registry
         )
         self._final_latency = Histogram(
             "earshot_final_latency_seconds",
@@ -67,11 +72,17 @@ class ServerMetrics:
     def observe(self, event: events.Event) -> None:
         """Count an event a call sends (from the event loop; cheap)."""
         if isinstance(event, events.Final):
-            self._asr_wait.observe(event.asr_queued_s)
-            self._asr_inference.observe(event.asr_inference_s)
             self._final_latency.observe(max(0.0, event.emitted_audio_s - event.speech_end_audio_s))
         elif isinstance(event, events.Error):
             self._errors.labels(event.code).inc()
+
+    def observe_decode(self, stats: DecodeStats) -> None:
+        """Count one decode of the shared ASR engine (called from its worker threads; prometheus-client locks)."""
+        kind = "final" if stats.final else "partial"
+        self._asr_wait.labels(kind).observe(stats.queued_s)
+        self._asr_inference.labels(kind).observe(stats.inference_s)
+        if not stats.final:
+            self._asr_batch.observe(stats.batch_size)
 
     async def watch_event_loop(self) -> None:
         """Runs for the server's life: sleeps LAG_PROBE_S and records how late it woke."""

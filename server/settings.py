@@ -66,7 +66,7 @@ class Settings:
         metadata=_help("fair (finals first, newest partial per call, round-robin) or fifo (arrival order; a baseline)"),
     )
     asr_max_batch: int = field(
-        default=4, metadata=_help("partials of different calls decoded together in one model call; 1 = no batching")
+        default=1, metadata=_help("partials of different calls decoded together in one model call; 1 = no batching")
     )
     asr_no_speech_threshold: float = field(
         default=0.6, metadata=_help("drop a segment above this no-speech probability...")
