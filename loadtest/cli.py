@@ -58,6 +58,7 @@ def run_loadtest(args: argparse.Namespace) -> int:
         restrict_ice_to_loopback()
     logging.getLogger("aioice").setLevel(logging.WARNING)
     logging.getLogger("aiortc").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request would bury the progress line
     try:
         with private_server(args.serve) as url:
             if url is not None:

@@ -145,11 +145,13 @@ class LoadTest:
         self.progress = progress or Progress()
         self.state = RunState()
         self.calls_made = 0
+        self.run_origin = time.monotonic()
 
     # --- the whole run ---------------------------------------------------------------
     async def run(self) -> dict[str, Any]:
         config = self.config
         started = dt.datetime.now(dt.timezone.utc)
+        self.run_origin = time.monotonic()
         async with httpx.AsyncClient(base_url=config.url, timeout=10) as http:
             server = await self._server_info(http)
             levels: list[dict[str, Any]] = []
@@ -255,6 +257,7 @@ class LoadTest:
         await scraper.scrape_once()
         measures = [measure_call(record) for record in records]
         level = summarize_level(sessions, records, measures, scraper, origin, wall_s, idle_after)
+        level["started_at_s"] = round(origin - self.run_origin, 2)
         level["with_faults"] = with_faults
         level["loadgen_cpu_percent"] = loadgen_cpu_percent  # the callers' own CPU (Opus, DTLS), 100 = one core
         level["meets_slo"] = config.slo.met_by(level) if config.slo else None
@@ -405,7 +408,6 @@ def summarize_level(
     queue = [p["asr_queue_depth"] for p in points]
     return {
         "sessions": sessions,
-        "started_at_s": 0.0,
         "wall_s": round(wall_s, 2),
         "calls": {
             "started": sum(1 for r in records if r.started_at_s is not None),
