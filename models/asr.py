@@ -95,16 +95,45 @@ class _Job:
     submitted: float = field(default_factory=time.monotonic)
 
 
-class FairQueue:
+class _WorkerQueue:
+    """What both queues share: the condition the workers wait on, closing, and the depth."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._closed = False
+
+    def _waiting(self) -> int:
+        raise NotImplementedError
+
+    def _wait_for_work(self) -> bool:
+        """With the lock held: block until a job waits; False once closed."""
+        while not self._closed and not self._waiting():
+            self._cond.wait()
+        return not self._closed
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    @property
+    def depth(self) -> int:
+        with self._cond:
+            return self._waiting()
+
+
+class FairQueue(_WorkerQueue):
     """Finals FIFO first, then one partial per stream, least recently served first."""
 
     def __init__(self) -> None:
+        super().__init__()
         self._finals: deque[_Job] = deque()
         self._partials: dict[str, _Job] = {}
         self._last_served: dict[str, int] = {}
         self._turn = itertools.count()
-        self._cond = threading.Condition()
-        self._closed = False
+
+    def _waiting(self) -> int:
+        return len(self._finals) + len(self._partials)
 
     def put(self, job: _Job) -> Optional[_Job]:
         """Queue a job; returns a partial it displaced, whose caller should get None."""
@@ -132,9 +161,7 @@ class FairQueue:
         """Block until work is ready: one final, or up to `max_batch` partials of different
         streams, least recently served first. Empty once closed."""
         with self._cond:
-            while not self._closed and not self._finals and not self._partials:
-                self._cond.wait()
-            if self._closed:
+            if not self._wait_for_work():
                 return []
             if self._finals:
                 jobs = [self._finals.popleft()]
@@ -149,25 +176,17 @@ class FairQueue:
         with self._cond:
             self._last_served.pop(stream_id, None)
 
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
 
-    @property
-    def depth(self) -> int:
-        with self._cond:
-            return len(self._finals) + len(self._partials)
-
-
-class FifoQueue:
+class FifoQueue(_WorkerQueue):
     """Arrival order, nothing displaced, finals not promoted: the naive baseline
     (`scheduling="fifo"`), kept so the load test can measure what FairQueue wins."""
 
     def __init__(self) -> None:
+        super().__init__()
         self._jobs: deque[_Job] = deque()
-        self._cond = threading.Condition()
-        self._closed = False
+
+    def _waiting(self) -> int:
+        return len(self._jobs)
 
     def put(self, job: _Job) -> Optional[_Job]:
         with self._cond:
@@ -184,22 +203,10 @@ class FifoQueue:
 
     def get(self, max_batch: int = 1) -> list[_Job]:
         with self._cond:
-            while not self._closed and not self._jobs:
-                self._cond.wait()
-            return [] if self._closed else [self._jobs.popleft()]
+            return [self._jobs.popleft()] if self._wait_for_work() else []
 
     def forget(self, stream_id: str) -> None:
         pass
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-
-    @property
-    def depth(self) -> int:
-        with self._cond:
-            return len(self._jobs)
 
 
 @dataclass(frozen=True)
