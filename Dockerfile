@@ -1,6 +1,20 @@
 # syntax=docker/dockerfile:1
 # The Earshot server: HTTP + WebRTC on port 8000, ASR and TTS on the CPU.
 # Redis and (optionally) vLLM run in containers of their own: see docker-compose.yml.
+
+# Stage 1: the earshot wheel, built from the source folders alone (code, client, bundled data).
+FROM python:3.11-slim-bookworm AS wheel
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY server server
+COPY agents agents
+COPY models models
+COPY loadtest loadtest
+COPY client client
+RUN pip install --no-cache-dir --disable-pip-version-check "setuptools>=77" wheel \
+    && pip wheel --no-deps --no-build-isolation --wheel-dir /wheels .
+
+# Stage 2: the image: dependencies, then the wheel. No source tree is copied in.
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -37,11 +51,12 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
     && rm /tmp/requirements.txt \
     && python -c "import sys, importlib.metadata as md; cuda = sorted(d.metadata['Name'] for d in md.distributions() if d.metadata['Name'].lower().startswith('nvidia-')); sys.exit('CUDA wheels were pulled in: %s' % cuda if cuda else 0)"
 
-COPY . .
-# Editable, so that the package runs from /app: the server serves the browser client from
-# client/ beside its package directory, and `pip install .` would leave client/ behind.
-RUN pip install --no-deps -e . \
-    && python -c "import server.app, server.cli; assert server.app.CLIENT_DIR.is_dir(), server.app.CLIENT_DIR"
+# The wheel carries the code and the browser client (package data, found by importlib.resources).
+# The last line fails the build if the installed client is incomplete.
+COPY --from=wheel /wheels /wheels
+RUN pip install --no-deps /wheels/earshot-*.whl \
+    && rm -rf /wheels \
+    && python -c "from earshot.server.client_files import client_dir; assert (client_dir() / 'index.html').is_file()"
 
 # data_dir holds the joined model files (the base Whisper model ships in two halves).
 RUN mkdir -p /data && chown earshot:earshot /data

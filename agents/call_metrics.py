@@ -37,7 +37,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Optional
 
-from agents.assist_updates import SPEAKERS, CallMetricsUpdate, r3
+from earshot.server.protocol import SPEAKERS, CallMetricsUpdate, r3
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import enum
 import re
 from typing import Optional, Sequence
 
-from models.text import normalize_text
+from earshot.models.text import normalize_text
 
 
 class Command(enum.Enum):

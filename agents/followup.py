@@ -19,7 +19,7 @@ import re
 from contextlib import aclosing
 from dataclasses import dataclass
 
-from models.llm import ChatMessage, LlmBackend
+from earshot.models.llm import ChatMessage, LlmBackend
 
 # What the prompt keeps of a long answer. A spoken answer of two minutes is
 # about 300 words; SmolLM2-135M loses the thread well before its 2k-token

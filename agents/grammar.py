@@ -25,8 +25,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterator, Optional, Sequence
 
-from agents.pace import SINGLE_FILLERS
-from models.text import normalize_text, word_errors
+from earshot.agents.pace import SINGLE_FILLERS
+from earshot.models.text import normalize_text, word_errors
 
 
 @dataclass(frozen=True)
@@ -530,7 +530,7 @@ class _Message:
 
 def _message(role: str, content: str) -> Any:
     try:
-        from models.llm import ChatMessage  # the backends' own type, when it exists
+        from earshot.models.llm import ChatMessage  # the backends' own type, when it exists
     except ImportError:
         return _Message(role, content)
     return ChatMessage(role=role, content=content)

@@ -16,38 +16,38 @@ from typing import Iterable, Optional, Union
 
 
 @dataclass(frozen=True)
-class VoiceHeard:
-    """A voice may be starting (60 ms of it); a SpeechStarted follows if it is speech."""
+class HeardVoice:
+    """A voice may be starting (60 ms of it); a HeardSpeechStart follows if it is speech."""
 
     at_s: float
 
 
 @dataclass(frozen=True)
-class SpeechStarted:
+class HeardSpeechStart:
     utterance_id: int
 
 
 @dataclass(frozen=True)
-class PartialHeard:
+class HeardPartial:
     utterance_id: int
     text: str
 
 
 @dataclass(frozen=True)
-class SpeechEnded:
+class HeardSpeechEnd:
     utterance_id: int
     dropped: bool  # too little voice to be speech: no final follows
 
 
 @dataclass(frozen=True)
-class FinalHeard:
+class HeardFinal:
     seq: int
     utterance_id: int
     text: str
     intents: tuple[str, ...] = ()  # the intent head's labels for it (interview set), best first
 
 
-Heard = Union[SpeechStarted, PartialHeard, SpeechEnded, FinalHeard]
+Heard = Union[HeardSpeechStart, HeardPartial, HeardSpeechEnd, HeardFinal]
 
 
 class Inbox:

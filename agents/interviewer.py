@@ -34,10 +34,10 @@ import time
 from dataclasses import dataclass
 from typing import AsyncIterator, Optional, Union
 
-from agents.commands import Command, command_for, is_backchannel, is_filler_only, strip_done_phrase
-from agents.followup import STOP, TEMPERATURE, FollowUpStream, follow_up_messages
-from agents.inbox import FinalHeard, Heard, Inbox, PartialHeard, SpeechEnded, SpeechStarted, VoiceHeard
-from agents.interview_state import (
+from earshot.agents.commands import Command, command_for, is_backchannel, is_filler_only, strip_done_phrase
+from earshot.agents.followup import STOP, TEMPERATURE, FollowUpStream, follow_up_messages
+from earshot.agents.inbox import Heard, HeardFinal, HeardPartial, HeardSpeechEnd, HeardSpeechStart, HeardVoice, Inbox
+from earshot.agents.interview_state import (
     ASKING,
     CLOSING,
     ENDED,
@@ -49,9 +49,9 @@ from agents.interview_state import (
     InterviewState,
     QuestionRecord,
 )
-from agents.ports import InterviewOutput, PreparedSpeech, Sentences, SpeechResult, Voice
-from agents.question_bank import Question, QuestionBank
-from models.llm import LlmBackend, LlmError, LlmTimeout
+from earshot.agents.ports import InterviewOutput, PreparedSpeech, Sentences, SpeechResult, Voice
+from earshot.agents.question_bank import Question, QuestionBank
+from earshot.models.llm import LlmBackend, LlmError, LlmTimeout
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ class _FollowUpDraft:
 @dataclass
 class _TurnEnd:
     kind: str  # "answer" | "silent" | "command"
-    finals: list[FinalHeard]
+    finals: list[HeardFinal]
     command: Optional[Command] = None
     reply: Optional[_Reply] = None
 
@@ -145,15 +145,15 @@ class Interviewer:
         return self._state
 
     # --- input ------------------------------------------------------------------------
-    def heard(self, item: Union[Heard, VoiceHeard]) -> None:
+    def heard(self, item: Union[Heard, HeardVoice]) -> None:
         """Called from the event loop for every pipeline event; must return at once."""
-        if isinstance(item, VoiceHeard):
+        if isinstance(item, HeardVoice):
             if self._config.barge_in and self._voice.speaking and self._onset_timer is None:
                 self._voice.pause()  # silence on the next frame, before the VAD is sure
                 loop = asyncio.get_running_loop()
                 self._onset_timer = loop.call_later(ONSET_CONFIRM_S, self._onset_not_confirmed)
             return
-        if isinstance(item, SpeechStarted):
+        if isinstance(item, HeardSpeechStart):
             if self._onset_timer is not None:
                 self._onset_timer.cancel()  # confirmed: _play decides from here
                 self._onset_timer = None
@@ -299,7 +299,7 @@ class Interviewer:
         not from the final's arrival, so the final's decode time overlaps the
         pause instead of adding to it. The turn still waits for that final.
         """
-        finals: list[FinalHeard] = []
+        finals: list[HeardFinal] = []
         speaking = False
         awaiting_finals = 0  # utterances that ended and whose final has not come yet
         pause_from: Optional[float] = None  # when the candidate last stopped speaking
@@ -330,18 +330,18 @@ class Interviewer:
                 if finals:
                     return _TurnEnd("answer", finals, reply=reply)
                 return _TurnEnd("silent", finals)
-            if isinstance(item, SpeechStarted):
+            if isinstance(item, HeardSpeechStart):
                 speaking = True
                 pause_from = None
                 drop_reply()  # they went on: the answer is not complete
-            elif isinstance(item, SpeechEnded):
+            elif isinstance(item, HeardSpeechEnd):
                 speaking = False
                 pause_from = loop.time()
                 if item.dropped:
                     silence_deadline = max(silence_deadline, loop.time() + self._config.turn_pause_s)
                 else:
                     awaiting_finals += 1
-            elif isinstance(item, FinalHeard):
+            elif isinstance(item, HeardFinal):
                 awaiting_finals = max(0, awaiting_finals - 1)
                 if pause_from is None and not speaking:
                     pause_from = loop.time()  # a final heard over the interviewer's voice: no end seen here
@@ -351,7 +351,7 @@ class Interviewer:
                     return _TurnEnd("command", finals, command=command)
                 text = strip_done_phrase(item.text) if command is Command.DONE else item.text
                 if not is_filler_only(text):
-                    finals.append(FinalHeard(item.seq, item.utterance_id, text))
+                    finals.append(HeardFinal(item.seq, item.utterance_id, text))
                 if command is Command.DONE:
                     if not finals:
                         return _TurnEnd("silent", finals)
@@ -362,7 +362,7 @@ class Interviewer:
                     reply = self._prepare_reply(question, finals)
                 silence_deadline = loop.time() + self._config.answer_timeout_s
 
-    def _prepare_reply(self, question: Question, finals: list[FinalHeard]) -> _Reply:
+    def _prepare_reply(self, question: Question, finals: list[HeardFinal]) -> _Reply:
         answer = " ".join(f.text.strip() for f in finals)
         if self._wants_follow_up(answer):
             draft = _FollowUpDraft()
@@ -438,15 +438,15 @@ class Interviewer:
                     barge_utterance = None
                 continue
             carried.append(item)
-            if isinstance(item, SpeechStarted) and self._config.barge_in and barge_utterance is None:
+            if isinstance(item, HeardSpeechStart) and self._config.barge_in and barge_utterance is None:
                 barge_utterance, decide_by = item.utterance_id, loop.time() + BARGE_IN_DECISION_S
             elif barge_utterance is None or getattr(item, "utterance_id", None) != barge_utterance:
                 continue
-            elif isinstance(item, PartialHeard) and _takes_the_turn(item.text):
+            elif isinstance(item, HeardPartial) and _takes_the_turn(item.text):
                 self._voice.stop()
                 barge_utterance = None
-            elif isinstance(item, FinalHeard) or (isinstance(item, SpeechEnded) and item.dropped):
-                text, intents = (item.text, item.intents) if isinstance(item, FinalHeard) else ("", ())
+            elif isinstance(item, HeardFinal) or (isinstance(item, HeardSpeechEnd) and item.dropped):
+                text, intents = (item.text, item.intents) if isinstance(item, HeardFinal) else ("", ())
                 if is_backchannel(text) and command_for(text, intents) is None:
                     carried = [c for c in carried if getattr(c, "utterance_id", None) != barge_utterance]
                     self._voice.resume()
@@ -465,7 +465,7 @@ class Interviewer:
 
     # --- small helpers ---------------------------------------------------------------------
     @staticmethod
-    def _record_answer(record: QuestionRecord, finals: list[FinalHeard]) -> None:
+    def _record_answer(record: QuestionRecord, finals: list[HeardFinal]) -> None:
         record.answer_seqs.extend(f.seq for f in finals)
         record.answer_parts.extend(record.prompts for _ in finals)
 

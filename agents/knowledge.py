@@ -22,7 +22,7 @@ from typing import Optional
 
 import numpy as np
 
-from agents.assist_files import AssistFileError, Embed, list_field, read_entries, text_field
+from earshot.agents.assist_files import AssistFileError, Embed, list_field, read_entries, text_field
 
 DEFAULT_PATH = Path(__file__).resolve().parent / "assist_data" / "knowledge.json"
 TOPIC_BONUS = 0.05

@@ -19,8 +19,8 @@ from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Optional
 
-from models.asr import Word
-from models.text import normalize_text
+from earshot.models.asr import Word
+from earshot.models.text import normalize_text
 
 # Said on their own these are fillers. "like" only counts when set off by
 # commas ("it was, like, fine"), since "I like it" is not a filler.

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import AsyncIterable, Callable, Iterable, Protocol, Union
 
-from agents.interview_state import InterviewState
+from earshot.agents.interview_state import InterviewState
 
 Sentences = Union[Iterable[str], AsyncIterable[str]]
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from agents.roles import DIFFICULTIES, ROLES
+from earshot.agents.roles import DIFFICULTIES, ROLES
 
 DEFAULT_DIR = Path(__file__).resolve().parent / "questions"
 

@@ -22,9 +22,9 @@ from typing import Any, Optional, Protocol, Sequence
 
 import numpy as np
 
-from agents.grammar import Correction, changed_range, check_grammar
-from agents.pace import SINGLE_FILLERS, count_fillers, long_gaps_inside
-from models.asr import Word
+from earshot.agents.grammar import Correction, changed_range, check_grammar
+from earshot.agents.pace import SINGLE_FILLERS, count_fillers, long_gaps_inside
+from earshot.models.asr import Word
 
 REPORT_VERSION = 1
 ROLLING_WINDOW_S = 30.0  # the live pace meter's window (agents/pace.py PaceConfig.window_s)

@@ -17,11 +17,3 @@ ROLES: dict[str, str] = {
 }
 
 DIFFICULTIES: tuple[str, ...] = ("easy", "medium", "hard")
-
-# interview: the voice interviewer talks with the caller.
-# transcribe: live transcript and pace feedback only, no agent (dictation, pipeline tests).
-# assist: a call-center call on two tracks (agent, customer) with the agent-assist overlay.
-MODES: tuple[str, ...] = ("interview", "transcribe", "assist")
-
-# The intent label set each mode's utterances are classified with (none: not classified).
-INTENT_LABEL_SETS: dict[str, str] = {"interview": "interview", "assist": "call_center"}

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
-from agents.assist_updates import SentimentUpdate, r3
+from earshot.server.protocol import SentimentUpdate, r3
 
 POSITIVE_AT = 0.05
 NEGATIVE_AT = -0.05

@@ -17,8 +17,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from agents.knowledge import KnowledgeHit
-from models.llm import ChatMessage
+from earshot.agents.knowledge import KnowledgeHit
+from earshot.models.llm import ChatMessage
 
 MAX_WORDS = 50
 MAX_SENTENCES = 2

@@ -34,9 +34,9 @@ from typing import Optional
 
 import numpy as np
 
-from agents.assist_files import AssistFileError, Embed, list_field, read_entries, text_field
-from agents.assist_updates import TopicUpdate, r3
-from models.llm import ChatMessage, LlmBackend, LlmError
+from earshot.agents.assist_files import AssistFileError, Embed, list_field, read_entries, text_field
+from earshot.models.llm import ChatMessage, LlmBackend, LlmError
+from earshot.server.protocol import TopicUpdate, r3
 
 log = logging.getLogger(__name__)
 

@@ -34,14 +34,15 @@ from typing import Any
 import numpy as np
 
 from bench.run_bench import REPO_ROOT, machine_info, progress
-from loadtest.stats import percentiles
-from loadtest.caller import HeadlessCaller
-from loadtest.server_process import start_server
-from models.intent import HEADS_DIR, IntentClassifier
-from models.intent_dataset import LABEL_SETS, load_dataset
-from models.intent_training import evaluation_path
-from server.ice import restrict_ice_to_loopback
-from server.redis_server import PrivateRedis
+from earshot.loadtest.caller import HeadlessCaller
+from earshot.loadtest.server_process import start_server
+from earshot.loadtest.stats import percentiles
+from earshot.models.audio import BYTES_PER_SAMPLE, SAMPLE_RATE
+from earshot.models.intent import HEADS_DIR, LABEL_SETS, IntentClassifier
+from earshot.models.intent_dataset import load_dataset
+from earshot.models.intent_training import evaluation_path
+from earshot.server.ice import restrict_ice_to_loopback
+from earshot.server.redis_server import PrivateRedis
 
 CALL = REPO_ROOT.parent / "shared" / "corpus" / "calls" / "call-1.wav"
 WARM_UP = 10
@@ -87,7 +88,7 @@ def call_channels() -> dict[str, bytes]:
 
 
 async def one_call(base_url: str, speakers: dict[str, bytes]) -> dict[str, list[float]]:
-    duration = len(speakers["agent"]) / 2 / 16000
+    duration = len(speakers["agent"]) / BYTES_PER_SAMPLE / SAMPLE_RATE
     caller = HeadlessCaller(base_url, speakers["agent"], mode="assist", speakers=speakers)
     await caller.connect()
     await caller.wait_until(lambda c: c.track.audio_clock_s >= duration + 2.0, timeout=duration + 30)

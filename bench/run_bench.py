@@ -38,14 +38,15 @@ from typing import Any, Iterable, Optional
 
 import numpy as np
 
-from models.asr import AsrEngine
-from models.model_files import whisper_model_dir
-from loadtest.stats import percentiles
-from models.text import word_errors
-from server import events
-from server.pipeline import asr_config
-from server.settings import Settings, settings_from_env
-from server.transcribe import transcribe_file
+from earshot.loadtest.stats import percentiles
+from earshot.models.asr import AsrEngine
+from earshot.models.model_files import whisper_model_dir
+from earshot.models.text import word_errors
+from earshot.server import protocol
+from earshot.server.configs import asr_config
+from earshot.server.settings import Settings
+from earshot.server.settings_sources import settings_from_env
+from earshot.server.transcribe_command import transcribe_file
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # The corpus sits beside the checkout, as it does for the tests; EARSHOT_CORPUS overrides.
@@ -78,19 +79,19 @@ class StreamRun:
 
     file: CorpusFile
     wall_s: float
-    events: list[events.Event] = field(default_factory=list)
+    events: list[protocol.Event] = field(default_factory=list)
     rss_mib_after: float = 0.0
 
     def of_type(self, kind: type) -> list:
         return [e for e in self.events if isinstance(e, kind)]
 
     @property
-    def finals(self) -> list[events.Final]:
-        return self.of_type(events.Final)
+    def finals(self) -> list[protocol.Final]:
+        return self.of_type(protocol.Final)
 
     @property
-    def partials(self) -> list[events.Partial]:
-        return self.of_type(events.Partial)
+    def partials(self) -> list[protocol.Partial]:
+        return self.of_type(protocol.Partial)
 
     @property
     def text(self) -> str:
@@ -262,7 +263,7 @@ async def stream_files(engine: AsrEngine, settings: Settings, files: list[Corpus
     """One stream at a time, as one caller after another would use the server."""
     runs = []
     for index, corpus_file in enumerate(files):
-        collected: list[events.Event] = []
+        collected: list[protocol.Event] = []
         started = time.monotonic()
         await transcribe_file(
             corpus_file.path, engine, settings, collected.append, realtime=realtime, session_id=f"bench-{label}-{index}"
@@ -362,7 +363,7 @@ def first_partial_delays(runs: list[StreamRun]) -> tuple[list[float], int]:
         first_partial: dict[int, float] = {}
         for p in run.partials:
             first_partial.setdefault(p.utterance_id, p.emitted_audio_s)
-        for start in run.of_type(events.SpeechStart):
+        for start in run.of_type(protocol.SpeechStart):
             if start.utterance_id in first_partial:
                 delays.append(first_partial[start.utterance_id] - start.start_s)
             else:
@@ -390,7 +391,7 @@ def file_rows(realtime: list[StreamRun], fast: list[StreamRun], offline: dict[st
                 offline_wer=round(offline_errors / max(ref_words, 1), 4),
                 finals=len(run.finals),
                 partials=len(run.partials),
-                dropped_utterances=sum(1 for e in run.of_type(events.SpeechEnd) if e.dropped),
+                dropped_utterances=sum(1 for e in run.of_type(protocol.SpeechEnd) if e.dropped),
                 realtime_wall_s=round(run.wall_s, 3),
                 realtime_overrun_s=round(run.wall_s - (f.seconds + tail_s), 3),
                 fast_wall_s=round(fast_by_path[f.rel].wall_s, 3),
@@ -481,7 +482,7 @@ def machine_info() -> dict[str, Any]:
 
 
 def settings_dict(settings: Settings) -> dict[str, Any]:
-    return {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(settings).items()}
+    return settings.public()
 
 
 def peak_rss_mib() -> float:
@@ -675,7 +676,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         "memory": {"peak_rss_mib_streaming": rss_streaming, "peak_rss_mib": peak_rss_mib()},
         "contention": passes.contention,
         "pipeline_errors": {
-            "error_events": {name: sum(len(run.of_type(events.Error)) for run in runs)
+            "error_events": {name: sum(len(run.of_type(protocol.Error)) for run in runs)
                              for name, runs in (("realtime", realtime), ("fast", fast), ("nonspeech", passes.nonspeech))},
             "unretrieved_task_exceptions": len(passes.loop_errors),
             "samples": sorted(set(passes.loop_errors))[:10],

@@ -36,18 +36,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from agents.followup import STOP, TEMPERATURE, FollowUpStream, follow_up_messages, warm_prompt_cache
-from agents.question_bank import load_question_bank
-from agents.roles import ROLES as ROLE_TITLES
 from bench.run_bench import DEFAULT_CORPUS, REPO_ROOT, machine_info, progress
-from loadtest.stats import percentiles
-from loadtest.caller import HeadlessCaller, speech_bounds
-from loadtest.server_process import ServerProcess, start_server
-from models.audio import read_wav
-from models.llm import LlmConfig, LlmError, load_llm
-from models.tts import PiperTts
-from server.ice import restrict_ice_to_loopback
-from server.redis_server import PrivateRedis
+from earshot.agents.followup import STOP, TEMPERATURE, FollowUpStream, follow_up_messages, warm_prompt_cache
+from earshot.agents.question_bank import load_question_bank
+from earshot.agents.roles import ROLES as ROLE_TITLES
+from earshot.loadtest.caller import HeadlessCaller, speech_bounds
+from earshot.loadtest.server_process import ServerProcess, start_server
+from earshot.loadtest.stats import percentiles
+from earshot.models.audio import read_audio
+from earshot.models.llm import LlmConfig, LlmError, load_llm
+from earshot.models.tts import PiperTts
+from earshot.server.ice import restrict_ice_to_loopback
+from earshot.server.redis_server import PrivateRedis
 
 TURN_PAUSE_MS = 700
 ANSWERS = (
@@ -96,8 +96,8 @@ async def one_interview(base_url: str, corpus: Path, role: str, number: int) -> 
     result = CallResult()
     caller = HeadlessCaller(base_url, b"", role=role, difficulty="easy")
     await caller.connect()
-    answers = [read_wav(corpus / rel) for rel in ANSWERS]
-    barge = read_wav(corpus / BARGE_IN)
+    answers = [read_audio(corpus / rel) for rel in ANSWERS]
+    barge = read_audio(corpus / BARGE_IN)
     barged = False
     try:
         for turn_index in range(20):  # bounded: questions x (answer + follow-up answer) + slack

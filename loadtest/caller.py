@@ -25,9 +25,10 @@ import httpx
 import numpy as np
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 
-from server.ice import rtc_configuration
+from earshot.models.audio import SAMPLE_RATE
+from earshot.server.ice import rtc_configuration
+from earshot.server.protocol import EVENTS_CHANNEL
 
-SAMPLE_RATE = 16000
 FRAME_MS = 20
 FRAME_SAMPLES = SAMPLE_RATE * FRAME_MS // 1000
 # Received agent audio above this RMS (int16 scale) counts as audible. Opus
@@ -172,7 +173,7 @@ class HeadlessCaller:
         for track in self.tracks.values():
             pc.addTrack(track)
         self.track = next(iter(self.tracks.values()))
-        channel = pc.createDataChannel("events")
+        channel = pc.createDataChannel(EVENTS_CHANNEL)
         opened = asyncio.Event()
 
         @pc.on("track")

@@ -1,4 +1,8 @@
-"""`earshot loadtest`: arguments, the optional private server, and the report at the end."""
+"""`earshot loadtest`: arguments, the optional private server, and the report at the end.
+
+Registered as the `loadtest` command of `earshot` through an entry point
+(pyproject.toml): the load tester depends on the product, never the reverse.
+"""
 
 from __future__ import annotations
 
@@ -13,13 +17,14 @@ from pathlib import Path
 from typing import Iterator, Optional
 from urllib.parse import urlparse
 
-from loadtest.faults import FAULT_KINDS
-from loadtest.runner import LoadTest, LoadTestConfig, LoadTestError, Slo
-from loadtest.script import ScriptError, load_clips
-from models.audio import AudioFormatError
+from earshot.loadtest.faults import FAULT_KINDS
+from earshot.loadtest.runner import LoadTest, LoadTestConfig, LoadTestError, Slo
+from earshot.loadtest.script import ScriptError, load_clips
+from earshot.models.audio import AudioFormatError
+from earshot.server.cli import Command
 
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_AUDIO = Path(os.environ.get("EARSHOT_CORPUS", REPO.parent / "shared" / "corpus")) / "utterances"
+# The speech corpus beside a checkout (../shared/corpus from the repository root), or EARSHOT_CORPUS.
+DEFAULT_AUDIO = Path(os.environ.get("EARSHOT_CORPUS", Path("..") / "shared" / "corpus")) / "utterances"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
@@ -53,7 +58,7 @@ def run_loadtest(args: argparse.Namespace) -> int:
         print(f"earshot loadtest: error: {exc}", file=sys.stderr)
         return 2
     if config.loopback:
-        from server.ice import restrict_ice_to_loopback
+        from earshot.server.ice import restrict_ice_to_loopback  # the server's own ICE rules, for callers on this box
 
         restrict_ice_to_loopback()
     logging.getLogger("aioice").setLevel(logging.WARNING)
@@ -67,7 +72,7 @@ def run_loadtest(args: argparse.Namespace) -> int:
     except LoadTestError as exc:
         print(f"earshot loadtest: error: {exc}", file=sys.stderr)
         return 2
-    from loadtest.report import format_table, write_report
+    from earshot.loadtest.report import format_table, write_report
 
     paths = write_report(report, args.out, args.name)
     print(format_table(report))
@@ -111,8 +116,8 @@ def private_server(wanted: bool) -> Iterator[Optional[str]]:
     if not wanted:
         yield None
         return
-    from loadtest.server_process import start_server
-    from server.redis_server import PrivateRedis
+    from earshot.loadtest.server_process import start_server
+    from earshot.server.redis_server import PrivateRedis
 
     with tempfile.TemporaryDirectory(prefix="earshot-loadtest-") as folder:
         redis = PrivateRedis(Path(folder))
@@ -126,3 +131,11 @@ def private_server(wanted: bool) -> Iterator[Optional[str]]:
             if server is not None:
                 server.stop()
             redis.stop()
+
+
+COMMAND = Command(
+    help="many real WebRTC callers against a server: latency percentiles, capacity, plots",
+    description="Levels of concurrent headless callers streaming corpus speech in real time as Opus.",
+    add_arguments=add_loadtest_arguments,
+    run=run_loadtest,
+)

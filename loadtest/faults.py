@@ -33,9 +33,10 @@ import av
 import httpx
 from aiortc import RTCPeerConnection
 
-from loadtest.caller import FRAME_SAMPLES, ApiCallError, HeadlessCaller, PcmTrack
-from models.audio import read_wav
-from server.ice import restrict_ice_to_loopback, rtc_configuration
+from earshot.loadtest.caller import FRAME_SAMPLES, ApiCallError, HeadlessCaller, PcmTrack
+from earshot.models.audio import read_audio
+from earshot.server.ice import restrict_ice_to_loopback, rtc_configuration
+from earshot.server.protocol import EVENTS_CHANNEL
 
 FAULT_KINDS = ("vanish", "garbage_rtp", "no_ice", "idle")
 MISBEHAVE_S = 4.0  # how long a fault caller streams or sends garbage before it misbehaves for good
@@ -63,7 +64,7 @@ async def run_fault(kind: str, url: str, clip: Path, loopback: bool = True) -> F
 
 # --- the faults -----------------------------------------------------------------------------
 async def _vanish(url: str, clip: Path, loopback: bool) -> FaultResult:
-    command = [sys.executable, "-m", "loadtest.faults", "vanish", "--url", url, "--audio", str(clip)]
+    command = [sys.executable, "-m", "earshot.loadtest.faults", "vanish", "--url", url, "--audio", str(clip)]
     child = await asyncio.create_subprocess_exec(
         *command, *(["--loopback"] if loopback else []), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
     )
@@ -81,7 +82,7 @@ async def _vanish(url: str, clip: Path, loopback: bool) -> FaultResult:
 
 
 async def _garbage_rtp(url: str, clip: Path, loopback: bool) -> FaultResult:
-    caller = HeadlessCaller(url, read_wav(clip), mode="transcribe", track_class=GarbageTrack)
+    caller = HeadlessCaller(url, read_audio(clip), mode="transcribe", track_class=GarbageTrack)
     await caller.connect()
     sender = caller._pc.getSenders()[0]  # noqa: SLF001 - the caller's own connection
     malformed = rejected = 0
@@ -114,7 +115,7 @@ async def _no_ice(url: str, clip: Path, loopback: bool) -> FaultResult:
     await caller.create_session()
     pc = RTCPeerConnection(rtc_configuration())
     pc.addTransceiver("audio", direction="sendrecv")
-    pc.createDataChannel("events")
+    pc.createDataChannel(EVENTS_CHANNEL)
     await pc.setLocalDescription(await pc.createOffer())
     await caller.api("POST", "/offer", {"sdp": pc.localDescription.sdp, "type": "offer"})
     await pc.close()  # its ports close: the server's ICE checks go unanswered
@@ -195,7 +196,7 @@ class SilentTrack(PcmTrack):
 
 # --- the vanishing caller's own process --------------------------------------------------------
 async def _stream_until_killed(url: str, clip: Path) -> None:
-    caller = HeadlessCaller(url, read_wav(clip), mode="transcribe")
+    caller = HeadlessCaller(url, read_audio(clip), mode="transcribe")
     await caller.connect()
     print(json.dumps({"session_id": caller.session_id, "token": caller.token}), flush=True)
     await asyncio.Event().wait()  # streams until the parent kills this process

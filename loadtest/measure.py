@@ -21,9 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from loadtest.caller import AgentFrame, ReceivedEvent
-from loadtest.script import PlacedClip
-from models.text import normalize_text, word_errors
+from earshot.loadtest.caller import AgentFrame, ReceivedEvent
+from earshot.loadtest.script import PlacedClip
+from earshot.models.text import normalize_text, word_errors
 
 MATCH_SLACK_S = 0.4  # VAD bounds vs the energy bounds of a clip
 AGENT_REPLY_WINDOW_S = 15.0

@@ -32,13 +32,13 @@ from typing import Any, Optional
 
 import httpx
 
-from loadtest.caller import ApiCallError, HeadlessCaller
-from loadtest.faults import FAULT_KINDS, FaultResult, run_fault
-from loadtest.measure import MATCH_SLACK_S, CallMeasures, CallRecord, measure_call
-from loadtest.progress import Progress, bar
-from loadtest.scrape import MetricsScraper, lag_percentile, timeline
-from loadtest.script import Clip, PlacedClip, lay_out, render
-from loadtest.stats import percentiles
+from earshot.loadtest.caller import ApiCallError, HeadlessCaller
+from earshot.loadtest.faults import FAULT_KINDS, FaultResult, run_fault
+from earshot.loadtest.measure import MATCH_SLACK_S, CallMeasures, CallRecord, measure_call
+from earshot.loadtest.progress import Progress, bar
+from earshot.loadtest.scrape import MetricsScraper, lag_percentile, timeline
+from earshot.loadtest.script import Clip, PlacedClip, lay_out, render
+from earshot.loadtest.stats import percentiles
 
 log = logging.getLogger(__name__)
 

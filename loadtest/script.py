@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from loadtest.caller import SAMPLE_RATE, speech_bounds
-from models.audio import read_wav
+from earshot.loadtest.caller import speech_bounds
+from earshot.models.audio import BYTES_PER_SAMPLE, SAMPLE_RATE, read_audio
 
-BYTES_PER_S = SAMPLE_RATE * 2
+BYTES_PER_S = SAMPLE_RATE * BYTES_PER_SAMPLE
 
 
 class ScriptError(ValueError):
@@ -65,7 +65,7 @@ def load_clips(source: Path) -> list[Clip]:
     references = _manifest_references(paths[0].parent)
     clips = []
     for path in paths:
-        pcm = read_wav(path)  # raises AudioFormatError naming the file
+        pcm = read_audio(path)  # raises AudioFormatError naming the file
         start, end = speech_bounds(pcm)
         if end <= start:
             raise ScriptError(f"{path}: no speech found in it (too quiet?)")

@@ -1,6 +1,6 @@
 """The Earshot server as a child process: what tests, benchmarks and load tests call.
 
-`python -m server serve` is started exactly as a user starts it, on a free
+`python -m earshot.server serve` is started exactly as a user starts it, on a free
 port, with loopback-only ICE, and `start_server` returns once `/healthz`
 answers (or raises with the server's log).
 """
@@ -18,8 +18,6 @@ from pathlib import Path
 from typing import Optional
 
 import httpx
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def free_port() -> int:
@@ -65,14 +63,13 @@ def start_server(
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
         [
-            sys.executable, "-m", "server", "serve",
+            sys.executable, "-m", "earshot.server", "serve",
             "--port", str(port),
             "--redis-url", redis_url,
             "--data-dir", str(data_dir),
             "--ice-loopback-only",
             *extra_args,
         ],
-        cwd=REPO,
         env=env,
         stdout=open(log_path, "ab"),
         stderr=subprocess.STDOUT,

@@ -40,7 +40,8 @@ from faster_whisper.audio import pad_or_trim
 from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
 
-from models.model_files import whisper_model_dir
+from earshot.models.audio import SAMPLE_RATE
+from earshot.models.model_files import whisper_model_dir
 
 log = logging.getLogger(__name__)
 
@@ -259,7 +260,7 @@ class AsrEngine:
             local_files_only=True,
         )
         engine = cls(model, config)
-        engine._decode(np.zeros(16000, dtype=np.float32), final=True)  # first call allocates; pay it now
+        engine._decode(np.zeros(SAMPLE_RATE, dtype=np.float32), final=True)  # first call allocates; pay it now
         return engine
 
     @property
@@ -340,7 +341,7 @@ class AsrEngine:
         padding); a final is always decoded alone (beam search, word times).
         """
         assert not final or len(audios) == 1, "finals are decoded one at a time"
-        transcripts = [Transcript("", (), len(audio) / 16000, 0.0, 0.0) for audio in audios]  # empty unless decoded
+        transcripts = [Transcript("", (), len(audio) / SAMPLE_RATE, 0.0, 0.0) for audio in audios]  # empty unless decoded
         # webrtcvad hears "voice" in hum or clicks; when Silero disagrees, Whisper never sees the audio.
         speech = [
             index
@@ -358,7 +359,7 @@ class AsrEngine:
         results = self._model.model.generate(
             encoder_output,
             [self._prompt] * len(speech),
-            beam_size=self._beam_size(final, max(len(audios[index]) for index in speech) / 16000),
+            beam_size=self._beam_size(final, max(len(audios[index]) for index in speech) / SAMPLE_RATE),
             return_scores=True,
             return_no_speech_prob=True,
             max_length=self._model.max_length,
@@ -380,7 +381,7 @@ class AsrEngine:
                     for w in aligned
                     if w["word"].strip()
                 )
-            transcripts[index] = Transcript(text, words, len(audios[index]) / 16000, 0.0, 0.0)
+            transcripts[index] = Transcript(text, words, len(audios[index]) / SAMPLE_RATE, 0.0, 0.0)
         return transcripts
 
     def _beam_size(self, final: bool, audio_s: float) -> int:
@@ -429,7 +430,7 @@ class SpeechCheck:
             return 0
         # A copy: faster-whisper's Silero wrapper writes into the array it is given.
         probabilities = self._model(audio[:usable].copy())
-        return int((probabilities > self._threshold).sum()) * self.WINDOW * 1000 // 16000
+        return int((probabilities > self._threshold).sum()) * self.WINDOW * 1000 // SAMPLE_RATE
 
 
 def worker_count(config: AsrConfig) -> int:

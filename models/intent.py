@@ -24,8 +24,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from models.encoder import SentenceEncoder
+from earshot.models.encoder import SentenceEncoder
 
+# The label sets the intent heads classify with; labels.json in the data set defines them.
+LABEL_SETS: tuple[str, ...] = ("interview", "call_center")
 HEADS_DIR = Path(__file__).resolve().parent / "intent_heads"
 BUNDLED_ENCODER = "bundled"  # what a head records when it was trained on the bundled MiniLM
 HEAD_FORMAT = 1

@@ -10,7 +10,7 @@ sometimes as words; `disfluent`: asr plus fillers and sometimes a restart).
 Whole groups go to train / validation / test (70/15/15, stratified by the
 group's first label), so no variant of a test utterance is trained on.
 
-`python -m models.intent_dataset` rebuilds the jsonl files and the counts in
+`python -m earshot.models.intent_dataset` rebuilds the jsonl files and the counts in
 the data card; building twice gives byte-identical files.
 """
 
@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-LABEL_SETS: tuple[str, ...] = ("interview", "call_center")
+from earshot.models.intent import LABEL_SETS
+
 DATA_DIR = Path(__file__).resolve().parent / "intent_data"
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
 STYLES: tuple[str, ...] = ("clean", "asr", "disfluent")

@@ -33,9 +33,9 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from models.encoder import SentenceEncoder, layer_means_tensor
-from models.intent import BUNDLED_ENCODER, HEADS_DIR, IntentHead, head_path, label_scores
-from models.intent_dataset import DATA_DIR, LABEL_SETS, IntentDataset, load_dataset
+from earshot.models.encoder import SentenceEncoder, layer_means_tensor
+from earshot.models.intent import BUNDLED_ENCODER, HEADS_DIR, LABEL_SETS, IntentHead, head_path, label_scores
+from earshot.models.intent_dataset import DATA_DIR, IntentDataset, load_dataset
 
 log = logging.getLogger(__name__)
 

@@ -41,7 +41,7 @@ from typing import Any, AsyncGenerator, Optional, Protocol, Sequence, Union
 
 import httpx
 
-from models.model_files import ModelMissingError
+from earshot.models.model_files import ModelMissingError
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class LlmConfig:
     # http: the served model name ("" = the first one the server's /models lists).
     model: str = ""
     url: str = ""  # http: base URL including /v1, e.g. http://127.0.0.1:8001/v1
-    api_key: str = ""
+    api_key: str = field(default="", repr=False)  # never in a log line or a traceback's locals view
     threads: int = 0  # embedded: 0 = every core this process may use
     context_tokens: int = 2048
     first_token_timeout_s: float = 3.0

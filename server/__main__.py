@@ -1,3 +1,3 @@
-from server.cli import main
+from earshot.server.cli import main
 
 raise SystemExit(main())

@@ -1,94 +1,94 @@
-"""The `earshot` command: `serve` runs the server, `transcribe` runs the pipeline on a file,
-`train-intent` trains the intent heads, `loadtest` measures a server under many callers."""
+"""The `earshot` command: `earshot [--log-level L] COMMAND [ARGS]`.
+
+Each sub-command is a `Command` registered as an entry point of the group
+`earshot.commands` (see pyproject.toml), and only the one that runs is
+imported. That keeps `earshot serve` from loading the load tester, which
+registers itself the same way: the product never imports its test harness.
+
+    serve         server/serve_command.py
+    transcribe    server/transcribe_command.py
+    train-intent  server/train_intent_command.py
+    loadtest      loadtest/cli.py
+
+A command raises one of `USER_ERRORS` (or `CommandError`) for a problem the
+user can fix: the message is printed as `earshot: error: ...` and the exit
+status is 2. Anything else is a bug, and keeps its traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
-from pathlib import Path
+from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
+from typing import Callable, Optional
 
-from models.audio import AudioFormatError
-from models.intent_dataset import LABEL_SETS, IntentDataError
-from models.model_files import ModelMissingError
-from server.errors import StartupError
-from server.settings import SettingsError, add_settings_arguments, settings_from_args
+from earshot.models.audio import AudioFormatError
+from earshot.models.model_files import ModelMissingError
+from earshot.server.errors import StartupError
+from earshot.server.settings import SettingsError
+
+ENTRY_POINT_GROUP = "earshot.commands"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="earshot", description="Real-time streaming voice agent")
-    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
-    commands = parser.add_subparsers(dest="command", required=True)
+class CommandError(Exception):
+    """A command cannot do what was asked; the message says why and what to do."""
 
-    serve = commands.add_parser("serve", help="run the HTTP + WebRTC server")
-    add_settings_arguments(serve)
 
-    transcribe = commands.add_parser("transcribe", help="run the streaming pipeline over a WAV file")
-    transcribe.add_argument("file", type=Path, help="16-bit PCM WAV, any rate; stereo is mixed unless --channel")
-    transcribe.add_argument("--realtime", action="store_true", help="feed audio at real-time pace")
-    transcribe.add_argument("--jsonl", action="store_true", help="print every event as one JSON line")
-    transcribe.add_argument("--channel", type=int, default=None, help="take one channel of a multi-channel file")
-    add_settings_arguments(transcribe)
+USER_ERRORS = (CommandError, SettingsError, ModelMissingError, AudioFormatError, StartupError)
 
-    train = commands.add_parser(
-        "train-intent",
-        help="train the intent heads on the project's data set and write an evaluation",
-        description="Frozen encoder + linear head by default (seconds); --full-finetune tunes the encoder too (minutes).",
+
+@dataclass(frozen=True)
+class Command:
+    """One sub-command: its one-line help, its arguments, and what it runs (returns the exit status)."""
+
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+    description: str = ""
+
+
+def installed_commands() -> dict[str, EntryPoint]:
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    commands = installed_commands()
+    top = argparse.ArgumentParser(
+        prog="earshot",
+        description="Real-time streaming voice agent. `earshot COMMAND --help` describes each command.",
+        add_help=False,
     )
-    train.add_argument(
-        "--label-set", choices=("all", "interview", "call_center"), default="all", help="which head to train"
+    top.add_argument("-h", "--help", action="store_true", help="show this help and the commands")
+    top.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    top.add_argument("command", nargs="?", help=", ".join(sorted(commands)))
+    top.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    options = top.parse_args(argv)
+    if options.help or options.command is None:
+        top.print_help(sys.stdout if options.help else sys.stderr)
+        print("\ncommands:", file=sys.stdout if options.help else sys.stderr)
+        for name, entry in sorted(commands.items()):
+            print(f"  {name:<14}{entry.load().help}", file=sys.stdout if options.help else sys.stderr)
+        return 0 if options.help else 2
+    if options.command not in commands:
+        top.error(f"unknown command {options.command!r}; choose from {', '.join(sorted(commands))}")
+    command: Command = commands[options.command].load()
+    parser = argparse.ArgumentParser(
+        prog=f"earshot {options.command}", description=command.description or command.help
     )
-    train.add_argument("--encoder", default="", help="Hugging Face encoder directory (RoBERTa, MiniLM...); empty = bundled MiniLM")
-    train.add_argument("--full-finetune", action="store_true", help="fine-tune the encoder with the head")
-    train.add_argument("--epochs", type=int, default=0, help="0 = the default of the chosen way")
-    train.add_argument("--data-dir", type=Path, default=None, help="labelled data directory; default: models/intent_data")
-    train.add_argument("--out", type=Path, default=None, help="where heads and evaluations go; default: models/intent_heads")
-    loadtest = commands.add_parser(
-        "loadtest",
-        help="many real WebRTC callers against a server: latency percentiles, capacity, plots",
-        description="Levels of concurrent headless callers streaming corpus speech in real time as Opus.",
-    )
-    from loadtest.cli import add_loadtest_arguments
-
-    add_loadtest_arguments(loadtest)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    command.add_arguments(parser)
+    args = parser.parse_args(options.args)
     logging.basicConfig(
-        level=args.log_level.upper(),
+        level=options.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
     logging.getLogger("faster_whisper").setLevel(logging.WARNING)  # it logs every decode at INFO
     try:
-        if args.command == "train-intent":
-            return _train_intent(args)
-        if args.command == "loadtest":
-            from loadtest.cli import run_loadtest
-
-            return run_loadtest(args)
-        settings = settings_from_args(args)
-        if args.command == "serve":
-            from server.app import run_server
-
-            return run_server(settings)
-        from server.transcribe import run_transcribe
-
-        if not args.file.is_file():
-            raise AudioFormatError(f"{args.file}: no such file")
-        return run_transcribe(settings, args.file, args.realtime, args.jsonl, args.channel)
-    except (SettingsError, ModelMissingError, AudioFormatError, StartupError, IntentDataError) as exc:
+        return command.run(args)
+    except USER_ERRORS as exc:
         print(f"earshot: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
-
-
-def _train_intent(args: argparse.Namespace) -> int:
-    from models.intent import HEADS_DIR
-    from models.intent_training import run_train_intent
-
-    label_sets = LABEL_SETS if args.label_set == "all" else (args.label_set,)
-    return run_train_intent(label_sets, args.encoder, args.full_finetune, args.epochs, args.out or HEADS_DIR, args.data_dir)

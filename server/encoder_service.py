@@ -17,18 +17,25 @@ from __future__ import annotations
 import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from functools import partial
+from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, TypeVar
 
 import numpy as np
 
-from models.encoder import SentenceEncoder
-from models.intent import HEADS_DIR, IntentClassifier, IntentHeadError, IntentPrediction, encoder_of, load_heads
-from models.intent_dataset import LABEL_SETS
-from models.model_files import ModelMissingError
-from server.errors import StartupError
-from server.settings import Settings
+from earshot.models.encoder import SentenceEncoder
+from earshot.models.intent import (
+    HEADS_DIR,
+    LABEL_SETS,
+    IntentClassifier,
+    IntentHeadError,
+    IntentPrediction,
+    encoder_of,
+    load_heads,
+)
+from earshot.models.model_files import ModelMissingError
+from earshot.server.errors import StartupError
+from earshot.server.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,13 @@
-"""Errors that stop the server at start, with a message that says what to do."""
+"""Errors with a message for a person: at start (`StartupError`) and on the HTTP API (`ApiError`)."""
 
 
 class StartupError(RuntimeError):
     """Something the server needs at start is not there."""
+
+
+class ApiError(Exception):
+    """A request the API refuses: answered as `{"error": {"code", "message"}}` with `status` (server/app.py)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message

@@ -29,8 +29,8 @@ from prometheus_client import (
     generate_latest,
 )
 
-from models.asr import DecodeStats
-from server import events
+from earshot.models.asr import DecodeStats
+from earshot.server import protocol
 
 LAG_PROBE_S = 0.5
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 0.6, 0.7, 0.8, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0)
@@ -69,11 +69,11 @@ class ServerMetrics:
         )
         self._errors = Counter("earshot_errors", "error events sent to callers", ["code"], registry=self.registry)
 
-    def observe(self, event: events.Event) -> None:
+    def observe(self, event: protocol.Event) -> None:
         """Count an event a call sends (from the event loop; cheap)."""
-        if isinstance(event, events.Final):
+        if isinstance(event, protocol.Final):
             self._final_latency.observe(max(0.0, event.emitted_audio_s - event.speech_end_audio_s))
-        elif isinstance(event, events.Error):
+        elif isinstance(event, protocol.Error):
             self._errors.labels(event.code).inc()
 
     def observe_decode(self, stats: DecodeStats) -> None:

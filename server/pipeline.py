@@ -1,84 +1,49 @@
-"""A session's audio pipeline: PCM in, client events out.
+"""One inbound track's pipeline, assembled: an audio frame in, wire events out.
 
-    transport -> StreamingTranscriber (VAD + Whisper) -> PaceTracker -> events -> sink
-                                                    \-> IntentStage (finals) -> intent events -> sink
+    frame --FrameResampler--> 16 kHz PCM --VadSegmenter--> boundaries (Vad*)
+        boundaries --StreamingAsr--> decode requests --AsrEngine (shared)--> hypotheses (Asr*)
+        boundaries and hypotheses --> wire events (protocol) --> publish
+                                      \\-> PaceTracker --> pace events
+                                      \\-> IntentStage (finals) --> intent events
 
-An assist call runs one pipeline per labelled track (agent, customer); they
-share the session's final numbering, and every event names its speaker.
+Read it in two halves. `push` is the input half: each chunk of PCM goes
+through the VAD, and each boundary it crosses becomes an event and, for the
+ASR, a decode to schedule. `_publish_hypotheses` is the output half: the
+partials and finals the engine returns become events, with pace and intents.
+Each stage takes typed records in and hands typed records on:
 
-The WebRTC transport and `earshot transcribe` both use this class, so what a
-benchmark measures on a file is what a caller gets live.
+    stage           records                                   module
+    segmentation    VadOnset VadSpeechStart VadPause          models/vad.py
+                    VadResume VadSpeechEnd
+    transcription   AsrPartial AsrFinal AsrFailed             models/streaming.py
+    the wire        VoiceOnset SpeechStart Partial SpeechEnd  server/protocol.py
+                    Final Pace Intent Error
+
+A live call runs one pipeline per inbound track (an assist call's agent and
+customer tracks each get one, sharing the call's final numbering), and
+`earshot transcribe` runs one over a file, so what a benchmark measures on a
+file is what a caller gets live.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Iterator, Optional
+from typing import Callable, Iterator, Optional
 
-from agents.pace import PaceConfig, PaceReport, PaceTracker
-from models.asr import AsrConfig, AsrEngine
-from models.streaming import (
-    AsrFailed,
-    AsrOutput,
-    FinalResult,
-    PartialResult,
-    StreamingConfig,
-    StreamingTranscriber,
-    UtteranceEnded,
-    UtteranceStarted,
-    VoiceDetected,
-)
-from models.vad import VadConfig
-from server import events
-from server.intents import Classify, IntentStage
-from server.settings import Settings
+import av
 
-EventSink = Callable[[events.Event], Awaitable[None]]
+from earshot.agents.pace import PaceReport, PaceTracker
+from earshot.models.asr import AsrEngine
+from earshot.models.audio import FrameResampler
+from earshot.models.streaming import AsrFailed, AsrFinal, AsrPartial, StreamingAsr
+from earshot.models.vad import VadEvent, VadOnset, VadPause, VadResume, VadSegmenter, VadSpeechEnd, VadSpeechStart
+from earshot.server import protocol
+from earshot.server.configs import pace_config, streaming_config, vad_config
+from earshot.server.intent_stage import IntentOptions, IntentStage
+from earshot.server.settings import Settings
 
-
-def asr_config(settings: Settings) -> AsrConfig:
-    return AsrConfig(
-        model=settings.asr_model,
-        device=settings.asr_device,
-        compute_type=settings.asr_compute_type,
-        threads=settings.asr_threads,
-        workers=settings.asr_workers,
-        language=settings.asr_language,
-        beam_size=settings.asr_beam_size,
-        beam_max_s=settings.asr_beam_max_s,
-        no_speech_threshold=settings.asr_no_speech_threshold,
-        log_prob_threshold=settings.asr_log_prob_threshold,
-        compression_ratio_threshold=settings.asr_compression_ratio_threshold,
-        trim_window=settings.asr_trim_window,
-        scheduling=settings.asr_scheduling,
-        max_batch=settings.asr_max_batch,
-        speech_check_ms=settings.min_speech_ms,
-        cache_dir=settings.data_dir,
-    )
-
-
-def streaming_config(settings: Settings) -> StreamingConfig:
-    return StreamingConfig(
-        vad=VadConfig(
-            aggressiveness=settings.vad_aggressiveness,
-            frame_ms=settings.vad_frame_ms,
-            speech_start_ms=settings.speech_start_ms,
-            pre_roll_ms=settings.pre_roll_ms,
-            end_of_speech_ms=settings.end_of_speech_ms,
-            max_utterance_s=settings.max_utterance_s,
-        ),
-        partial_interval_s=settings.partial_interval_ms / 1000,
-        min_speech_ms=settings.min_speech_ms,
-    )
-
-
-def pace_config(settings: Settings) -> PaceConfig:
-    return PaceConfig(
-        min_wps=settings.pace_min_wps,
-        max_wps=settings.pace_max_wps,
-        window_s=settings.pace_window_s,
-        long_pause_s=settings.long_pause_s,
-    )
+Publish = Callable[[protocol.Event], None]
 
 
 @dataclass(frozen=True)
@@ -90,15 +55,6 @@ class ResumePoint:
     next_final_seq: int = 1
 
 
-@dataclass(frozen=True)
-class IntentOptions:
-    """Which label set a session's utterances are classified with, and by what."""
-
-    classify: Classify
-    label_set: str
-    partials: bool = False
-
-
 def final_numbers(first: int = 1) -> Iterator[int]:
     """The session's final numbering, shared by the pipelines of its tracks."""
     seq = first
@@ -107,103 +63,106 @@ def final_numbers(first: int = 1) -> Iterator[int]:
         seq += 1
 
 
-class SessionPipeline:
+class TrackPipeline:
     def __init__(
         self,
         session_id: str,
         engine: AsrEngine,
         settings: Settings,
-        sink: EventSink,
+        publish: Publish,
         resume: ResumePoint = ResumePoint(),
-        speaker: str = "",
+        speaker: str = "",  # agent | customer in an assist call; empty for a single-speaker call
         intents: Optional[IntentOptions] = None,
         seq_numbers: Optional[Iterator[int]] = None,
     ) -> None:
         self.session_id = session_id
         self.speaker = speaker
-        self._sink = sink
+        self._publish = publish
         self._settings = settings
+        self._resample = FrameResampler()
+        self._vad = VadSegmenter(vad_config(settings), clock_offset_s=resume.audio_s)
+        self._asr = StreamingAsr(engine, session_id, streaming_config(settings), self._vad, resume.next_utterance_id)
         self._pace = PaceTracker(pace_config(settings))
+        self._intents = IntentStage(session_id, intents, publish, speaker) if intents is not None else None
         self._seq_numbers = seq_numbers if seq_numbers is not None else final_numbers(resume.next_final_seq)
-        self._intents: Optional[IntentStage] = None
-        if intents is not None:
-            self._intents = IntentStage(
-                session_id, intents.classify, intents.label_set, sink, speaker=speaker, partials=intents.partials
-            )
-        self._transcriber = StreamingTranscriber(
-            engine,
-            streaming_config(settings),
-            stream_id=session_id,
-            emit=self._on_asr,
-            clock_offset_s=resume.audio_s,
-            first_utterance_id=resume.next_utterance_id,
-        )
+        self._output = asyncio.ensure_future(self._publish_hypotheses())
 
     @property
     def audio_s(self) -> float:
-        return self._transcriber.now_s
+        """The track's audio clock: seconds of audio pushed so far (plus the resume offset)."""
+        return self._vad.now_s
 
     @property
     def next_utterance_id(self) -> int:
-        return self._transcriber.next_utterance_id
+        return self._asr.next_utterance_id
 
-    async def push(self, pcm16: bytes) -> None:
-        await self._transcriber.push(pcm16)
+    # --- the input half: audio -> boundaries -> decode requests -------------------------
+    def push_frame(self, frame: av.AudioFrame) -> None:
+        """One decoded WebRTC frame (48 kHz Opus, any layout)."""
+        self.push(self._resample(frame))
 
-    async def close(self) -> None:
-        """End of audio: the open utterance gets its final (and its intent) before this returns."""
-        await self._transcriber.close()
-        if self._intents is not None:
-            await self._intents.close()
+    def push(self, pcm: bytes) -> None:
+        """16 kHz mono int16 PCM of any length."""
+        for boundary in self._vad.push(pcm):
+            self._on_boundary(boundary)
+        self._asr.poll()  # a partial decode, when enough new audio has come
 
-    async def abort(self) -> None:
-        await self._transcriber.abort()
-        if self._intents is not None:
-            await self._intents.close()
+    def _on_boundary(self, boundary: VadEvent) -> None:
+        sid, speaker, now = self.session_id, self.speaker, self._now()
+        if isinstance(boundary, VadOnset):
+            self._publish(protocol.VoiceOnset(sid, boundary.at_s, now, speaker))
+        elif isinstance(boundary, VadSpeechStart):
+            utterance_id = self._asr.begin(boundary)
+            self._pace.on_utterance_start(boundary.start_s)
+            self._publish(protocol.SpeechStart(sid, utterance_id, boundary.start_s, now, speaker))
+        elif isinstance(boundary, VadPause):
+            self._asr.pause()
+        elif isinstance(boundary, VadResume):
+            self._asr.resume()
+        elif isinstance(boundary, VadSpeechEnd):
+            utterance_id, dropped = self._asr.end(boundary)
+            self._publish(protocol.SpeechEnd(sid, utterance_id, boundary.start_s, boundary.end_s, dropped, now, speaker))
 
-    async def _on_asr(self, output: AsrOutput) -> None:
-        now = round(self._transcriber.now_s, 3)
+    # --- the output half: hypotheses -> events ------------------------------------------
+    async def _publish_hypotheses(self) -> None:
         sid, speaker = self.session_id, self.speaker
-        if isinstance(output, VoiceDetected):
-            await self._sink(events.VoiceOnset(sid, output.at_s, now, speaker))
-        elif isinstance(output, UtteranceStarted):
-            self._pace.on_utterance_start(output.start_s)
-            await self._sink(events.SpeechStart(sid, output.utterance_id, output.start_s, now, speaker))
-        elif isinstance(output, PartialResult):
-            committed, tentative = " ".join(output.committed), " ".join(output.tentative)
-            await self._sink(events.Partial(sid, output.utterance_id, committed, tentative, output.audio_end_s, now, speaker))
-            text = (committed + " " + tentative).strip()
-            await self._send_pace(self._pace.on_partial(text, output.start_s, output.audio_end_s), now)
-            if self._intents is not None:
-                self._intents.partial(output.utterance_id, committed, now)
-        elif isinstance(output, UtteranceEnded):
-            await self._sink(
-                events.SpeechEnd(sid, output.utterance_id, output.start_s, output.end_s, output.dropped, now, speaker)
-            )
-        elif isinstance(output, FinalResult):
-            seq = next(self._seq_numbers)
-            words = [events.FinalWord(w.text, w.start, w.end, w.probability) for w in output.words]
-            await self._sink(
-                events.Final(
-                    sid, seq, output.utterance_id, output.text, output.start_s, output.end_s, words,
-                    speech_end_audio_s=output.end_s,
-                    emitted_audio_s=now,
-                    asr_queued_s=output.queued_s,
-                    asr_inference_s=output.inference_s,
-                    speaker=speaker,
+        async for hypothesis in self._asr.results():
+            now = self._now()
+            if isinstance(hypothesis, AsrPartial):
+                if not self._asr.is_open(hypothesis.utterance_id):
+                    continue  # its utterance ended while it waited here: the final is coming
+                committed, tentative = " ".join(hypothesis.committed), " ".join(hypothesis.tentative)
+                self._publish(
+                    protocol.Partial(sid, hypothesis.utterance_id, committed, tentative, hypothesis.audio_end_s, now, speaker)
                 )
-            )
-            if self._intents is not None:
-                self._intents.final(output.utterance_id, output.text, now)
-            report = self._pace.on_final(output.text, output.words, output.start_s, output.end_s)
-            await self._send_pace(report, now)
-        elif isinstance(output, AsrFailed):
-            detail = {"utterance_id": output.utterance_id, "speaker": speaker}
-            await self._sink(events.Error(sid, code="asr_failed", message=output.message, detail=detail))
+                text = f"{committed} {tentative}".strip()
+                self._publish_pace(self._pace.on_partial(text, hypothesis.start_s, hypothesis.audio_end_s), now)
+                if self._intents is not None:
+                    self._intents.partial(hypothesis.utterance_id, committed, now)
+            elif isinstance(hypothesis, AsrFinal):
+                self._publish(
+                    protocol.Final(
+                        sid, next(self._seq_numbers), hypothesis.utterance_id, hypothesis.text,
+                        hypothesis.start_s, hypothesis.end_s,
+                        [protocol.FinalWord(w.text, w.start, w.end, w.probability) for w in hypothesis.words],
+                        speech_end_audio_s=hypothesis.end_s,
+                        emitted_audio_s=now,
+                        asr_queued_s=hypothesis.queued_s,
+                        asr_inference_s=hypothesis.inference_s,
+                        speaker=speaker,
+                    )
+                )
+                if self._intents is not None:
+                    self._intents.final(hypothesis.utterance_id, hypothesis.text, now)
+                report = self._pace.on_final(hypothesis.text, hypothesis.words, hypothesis.start_s, hypothesis.end_s)
+                self._publish_pace(report, now)
+            elif isinstance(hypothesis, AsrFailed):
+                detail = {"utterance_id": hypothesis.utterance_id, "speaker": speaker}
+                self._publish(protocol.Error(sid, code="asr_failed", message=hypothesis.message, detail=detail))
 
-    async def _send_pace(self, report: PaceReport, now: float) -> None:
-        await self._sink(
-            events.Pace(
+    def _publish_pace(self, report: PaceReport, now: float) -> None:
+        self._publish(
+            protocol.Pace(
                 self.session_id,
                 wps=report.wps,
                 window_wps=report.window_wps,
@@ -221,3 +180,23 @@ class SessionPipeline:
                 speaker=self.speaker,
             )
         )
+
+    def _now(self) -> float:
+        return round(self._vad.now_s, 3)
+
+    # --- the end ------------------------------------------------------------------------
+    async def close(self) -> None:
+        """End of audio: the open utterance gets its final (and its intent) before this returns."""
+        for boundary in self._vad.flush():
+            self._on_boundary(boundary)
+        await self._asr.finish()
+        await self._output
+        if self._intents is not None:
+            await self._intents.close()
+
+    async def abort(self) -> None:
+        """The call is gone: drop the decodes in flight."""
+        self._asr.abort()
+        await asyncio.wait_for(self._output, timeout=1.0)
+        if self._intents is not None:
+            await self._intents.close()

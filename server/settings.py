@@ -1,25 +1,53 @@
 """One settings object for the whole server.
 
-Every knob is a field of `Settings`. Each field can be set, in rising order of
-precedence, by its default, by an environment variable `EARSHOT_<FIELD>` (upper
-case), and by a command-line flag `--<field-with-dashes>`. `REDIS_URL` is also
-read without the prefix, since that is the name hosting platforms use.
+Every knob is a field of `Settings`, checked when the object is made (every
+problem is reported at once). Where the values come from (defaults, a
+settings file, environment variables, flags) is server/settings_sources.py:
+a new field is a new flag, a new environment variable and a new file key
+without touching that code.
 
-The flags are generated from the dataclass, so a new field is a new flag and a
-new env var without touching the CLI code.
+A field typed `Secret` (the LLM's API key) is never printed, logged or
+written out: its repr is masked, and `public()` gives the settings as a
+JSON-ready dict with every secret masked, for results files.
 """
 
 from __future__ import annotations
 
-import argparse
-import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 
 class SettingsError(ValueError):
     """A setting has a value the server cannot run with."""
+
+
+class Secret:
+    """A setting's value that must never be shown: `repr` and `str` mask it; `reveal()` is the one way in."""
+
+    __slots__ = ("_value",)
+    MASK = "********"
+
+    def __init__(self, value: str = "") -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __str__(self) -> str:
+        return self.MASK if self._value else ""
+
+    def __repr__(self) -> str:
+        return f"Secret({str(self)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
 
 
 def _help(text: str) -> dict[str, str]:
@@ -128,7 +156,9 @@ class Settings:
     llm_url: str = field(
         default="", metadata=_help("base URL of the OpenAI-compatible API, e.g. http://127.0.0.1:8001/v1")
     )
-    llm_api_key: str = field(default="", metadata=_help("bearer key for the HTTP backend, if it needs one"))
+    llm_api_key: Secret = field(
+        default=Secret(), metadata=_help("bearer key for the HTTP backend, if it needs one (never shown)")
+    )
     llm_threads: int = field(default=0, metadata=_help("CPU threads of the embedded LLM; 0 = all cores"))
     llm_max_tokens: int = field(default=60, metadata=_help("longest reply the LLM may generate"))
     llm_first_token_timeout_s: float = field(
@@ -250,76 +280,16 @@ class Settings:
         if problems:
             raise SettingsError("invalid settings:\n  - " + "\n  - ".join(problems))
 
-    @property
-    def sample_rate(self) -> int:
-        """Everything after the transport works on 16 kHz mono, what Whisper and webrtcvad take."""
-        return 16000
+    def public(self) -> dict[str, Any]:
+        """Every setting as JSON-ready values, secrets masked: what a results file may record."""
+        return {f.name: _public(getattr(self, f.name)) for f in fields(self)}
 
     @property
     def ice_server_urls(self) -> tuple[str, ...]:
         return tuple(url.strip() for url in self.ice_servers.split(",") if url.strip())
 
 
-def _convert(name: str, kind: Any, raw: str) -> Any:
-    try:
-        if kind in (bool, "bool"):
-            lowered = raw.strip().lower()
-            if lowered in ("1", "true", "yes", "on"):
-                return True
-            if lowered in ("0", "false", "no", "off", ""):
-                return False
-            raise ValueError(raw)
-        if kind in (int, "int"):
-            return int(raw)
-        if kind in (float, "float"):
-            return float(raw)
-        if kind in (Path, "Path"):
-            return Path(raw)
-        return raw
-    except ValueError:
-        raise SettingsError(f"{name}: cannot read {raw!r} as {getattr(kind, '__name__', kind)}") from None
-
-
-def env_name(field_name: str) -> str:
-    return "EARSHOT_" + field_name.upper()
-
-
-def settings_from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-    """Defaults, then env vars, then explicit overrides (already typed)."""
-    env = os.environ if env is None else env
-    values: dict[str, Any] = {}
-    for f in fields(Settings):
-        raw = env.get(env_name(f.name))
-        if raw is None and f.name == "redis_url":
-            raw = env.get("REDIS_URL")
-        if raw is not None:
-            values[f.name] = _convert(env_name(f.name), f.type, raw)
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return Settings(**values)
-
-
-def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
-    """One flag per settings field. Unset flags stay None so env vars still apply."""
-    group = parser.add_argument_group("settings (each also EARSHOT_<NAME> in the environment)")
-    for f in fields(Settings):
-        flag = "--" + f.name.replace("_", "-")
-        help_text = f"{f.metadata.get('help', '')} (default: {f.default})"
-        if f.type in (bool, "bool"):
-            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
-        else:
-            group.add_argument(
-                flag,
-                dest=f.name,
-                default=None,
-                type=lambda raw, f=f: _convert(flag_name(f.name), f.type, raw),
-                help=help_text,
-            )
-
-
-def flag_name(field_name: str) -> str:
-    return "--" + field_name.replace("_", "-")
-
-
-def settings_from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Settings:
-    overrides = {f.name: getattr(args, f.name, None) for f in fields(Settings)}
-    return settings_from_env(env, **overrides)
+def _public(value: Any) -> Any:
+    if isinstance(value, (Secret, Path)):
+        return str(value)
+    return value

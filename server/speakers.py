@@ -1,8 +1,8 @@
-"""Which inbound track is whom in an assist call.
+"""Which inbound track is whom, in a mode with labelled tracks (an assist call: agent, customer).
 
 The offer may carry `"tracks": {"<track id>": "agent" | "customer"}`, the ids
 being the browser's MediaStreamTrack ids (the `a=msid` lines of the SDP).
-Without it, the audio sections are taken in order: agent, then customer.
+Without it, the audio sections are taken in the mode's order: agent, then customer.
 The result is keyed by the SDP `mid`, which every audio section has, so a
 track sent without an msid still finds its speaker.
 """
@@ -13,8 +13,6 @@ from typing import Any
 
 from aiortc.sdp import SessionDescription
 
-from agents.assist_updates import SPEAKERS  # the assist agent's two sides; the labels a track may carry
-
 
 class SpeakerError(ValueError):
     def __init__(self, code: str, message: str) -> None:
@@ -22,18 +20,18 @@ class SpeakerError(ValueError):
         self.code = code
 
 
-def assign_speakers(offer: SessionDescription, tracks: Any) -> dict[str, str]:
-    """mid -> speaker for the offer's audio sections; SpeakerError says what is wrong."""
+def assign_speakers(offer: SessionDescription, tracks: Any, speakers: tuple[str, ...]) -> dict[str, str]:
+    """mid -> speaker (one of `speakers`) for the offer's audio sections; SpeakerError says what is wrong."""
     audio = [(media.rtp.muxId, _track_id(media.msid)) for media in offer.media if media.kind == "audio"]
-    if len(audio) > len(SPEAKERS):
-        raise SpeakerError("too_many_tracks", f"an assist call takes at most {len(SPEAKERS)} audio tracks, got {len(audio)}")
+    if len(audio) > len(speakers):
+        raise SpeakerError("too_many_tracks", f"this call takes at most {len(speakers)} audio tracks, got {len(audio)}")
     if tracks is None:
-        return {mid: speaker for (mid, _), speaker in zip(audio, SPEAKERS)}
+        return {mid: speaker for (mid, _), speaker in zip(audio, speakers)}
     if not isinstance(tracks, dict) or not tracks or not all(isinstance(k, str) and isinstance(v, str) for k, v in tracks.items()):
         raise SpeakerError("bad_tracks", 'tracks must be an object of track id -> speaker, e.g. {"<id>": "customer"}')
-    unknown = sorted({label for label in tracks.values() if label not in SPEAKERS})
+    unknown = sorted({label for label in tracks.values() if label not in speakers})
     if unknown:
-        raise SpeakerError("bad_track_label", f"unknown track label {', '.join(map(repr, unknown))}; use {' or '.join(SPEAKERS)}")
+        raise SpeakerError("bad_track_label", f"unknown track label {', '.join(map(repr, unknown))}; use {' or '.join(speakers)}")
     if len(set(tracks.values())) != len(tracks):
         raise SpeakerError("bad_track_label", "each speaker label may name one track only")
     mid_of = {track_id: mid for mid, track_id in audio if track_id}

@@ -12,9 +12,9 @@ from typing import AsyncIterator, Optional, Sequence
 import numpy as np
 import pytest
 
-from agents.knowledge import KnowledgeBase
-from agents.topic import TopicList
-from models.encoder import SentenceEncoder
+from earshot.agents.knowledge import KnowledgeBase
+from earshot.agents.topic import TopicList
+from earshot.models.encoder import SentenceEncoder
 
 
 @pytest.fixture(scope="module")

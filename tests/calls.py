@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from loadtest.caller import ApiCallError, HeadlessCaller
-from models.audio import read_wav
+from earshot.loadtest.caller import ApiCallError, HeadlessCaller
+from earshot.models.audio import read_audio
 
 
 def utterances_settled(caller: HeadlessCaller) -> bool:
@@ -19,13 +19,13 @@ def utterances_settled(caller: HeadlessCaller) -> bool:
 
 async def call_with(base_url: str, wav: Path, tail_s: float = 1.5, timeout_s: float = 30.0) -> HeadlessCaller:
     """Stream a WAV and wait until its last utterance has its final (or the timeout)."""
-    return await call_with_pcm(HeadlessCaller(base_url, read_wav(wav)), tail_s, timeout_s)
+    return await call_with_pcm(HeadlessCaller(base_url, read_audio(wav)), tail_s, timeout_s)
 
 
 def joined_clips(paths: list[Path], gap_s: float) -> bytes:
     """Clips one after another with `gap_s` of silence after each: one utterance per clip."""
     gap = bytes(int(gap_s * 16000) * 2)
-    return b"".join(read_wav(path) + gap for path in paths)
+    return b"".join(read_audio(path) + gap for path in paths)
 
 
 async def call_with_pcm(caller: HeadlessCaller, tail_s: float = 1.5, timeout_s: float = 30.0) -> HeadlessCaller:

@@ -1,7 +1,7 @@
 """Shared fixtures: real redis-server, real server processes, the speech corpus.
 
 Nothing here is faked: Redis is a redis-server process, the Earshot server is
-`python -m server serve` in a subprocess, and callers are aiortc peers over
+`python -m earshot.server serve` in a subprocess, and callers are aiortc peers over
 loopback ICE.
 """
 
@@ -16,10 +16,11 @@ from typing import Iterator
 
 import pytest
 
-from loadtest.server_process import REPO, ServerProcess, free_port, start_server  # noqa: F401 (tests import them from here)
-from server.ice import restrict_ice_to_loopback
-from server.redis_server import PrivateRedis
+from earshot.loadtest.server_process import ServerProcess, free_port, start_server  # noqa: F401 (tests import them from here)
+from earshot.server.ice import restrict_ice_to_loopback
+from earshot.server.redis_server import PrivateRedis
 
+REPO = Path(__file__).resolve().parent.parent
 CORPUS = Path(os.environ.get("EARSHOT_CORPUS", REPO.parent / "shared" / "corpus"))
 
 # The test process hosts headless callers: their media must stay on loopback too.
@@ -29,7 +30,7 @@ restrict_ice_to_loopback()
 def serve_expecting_failure(redis_url: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     """`earshot serve` with `args`, for settings that must stop the start: returns the finished process."""
     return subprocess.run(
-        [sys.executable, "-m", "server", "serve", "--redis-url", redis_url, "--data-dir", str(tmp_path),
+        [sys.executable, "-m", "earshot.server", "serve", "--redis-url", redis_url, "--data-dir", str(tmp_path),
          "--port", str(free_port()), *args],
         cwd=REPO, capture_output=True, text=True, timeout=120,
     )

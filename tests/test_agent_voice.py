@@ -13,9 +13,9 @@ import pytest
 from aiortc import RTCPeerConnection
 from aiortc.mediastreams import MediaStreamError
 
-from models.tts import OUTPUT_RATE, SpokenAudio
-from server.agent_voice import FRAME_SAMPLES, AgentVoiceTrack, PlaybackEnd
-from server.ice import rtc_configuration
+from earshot.models.tts import OUTPUT_RATE, SpokenAudio
+from earshot.server.ice import rtc_configuration
+from earshot.server.outbound_track import FRAME_SAMPLES, AgentVoiceTrack, PlaybackEnd
 
 FRAME_S = FRAME_SAMPLES / OUTPUT_RATE
 

@@ -4,7 +4,8 @@ import httpx
 import pytest
 from aiortc import RTCPeerConnection
 
-from server.ice import rtc_configuration
+from earshot.server.ice import rtc_configuration
+from earshot.server.protocol import EVENTS_CHANNEL
 from tests.calls import call_with
 from tests.conftest import corpus_file
 
@@ -27,7 +28,7 @@ async def offer_sdp(audio: bool, data_channel: bool) -> str:
     if audio:
         pc.addTransceiver("audio", direction="sendonly")
     if data_channel:
-        pc.createDataChannel("events")
+        pc.createDataChannel(EVENTS_CHANNEL)
     await pc.setLocalDescription(await pc.createOffer())
     sdp = pc.localDescription.sdp
     await pc.close()
@@ -126,3 +127,28 @@ async def test_second_offer_on_a_live_session_is_409_and_the_first_call_goes_on(
 async def test_server_still_healthy_after_bad_input(http):
     response = await http.get("/healthz")
     assert response.status_code == 200 and response.json()["redis"] is True
+
+
+async def test_unknown_paths_and_methods_answer_json(http):
+    assert_error(await http.get("/api/nothing-here"), 404, "not_found")
+    assert_error(await http.get("/no-such-page.html"), 404, "not_found")
+    response = await http.put("/api/sessions")
+    assert_error(response, 405, "method_not_allowed")
+    assert "POST" in response.headers["allow"]
+
+
+async def test_only_the_client_s_own_files_are_served(http):
+    assert (await http.get("/")).status_code == 200
+    assert (await http.get("/assist.html")).status_code == 200
+    assert (await http.get("/app.js")).headers["content-type"].startswith("text/javascript")
+    assert_error(await http.get("/__init__.py"), 404, "not_found")  # the package marker of earshot.client
+
+
+async def test_values_of_the_wrong_type_are_refused_not_crashed_on(http):
+    assert_error(await http.post("/api/sessions", json={"mode": ["interview"]}), 400, "bad_mode")
+    assert_error(await http.post("/api/sessions", json={"mode": "interview", "role": {"x": 1}}), 400, "bad_role")
+    assert_error(await http.post("/api/sessions", json={"mode": "assist", "role": None}), 400, "bad_role")
+    assert_error(
+        await http.post("/api/sessions", json={"mode": "interview", "role": "data_scientist", "difficulty": [1]}),
+        400, "bad_difficulty",
+    )

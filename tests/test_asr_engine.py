@@ -4,9 +4,9 @@ import asyncio
 
 import pytest
 
-from models.asr import AsrConfig, AsrEngine
-from models.audio import read_wav
-from models.text import word_errors
+from earshot.models.asr import AsrConfig, AsrEngine
+from earshot.models.audio import read_audio
+from earshot.models.text import word_errors
 from tests.conftest import corpus_file, reference_text
 
 CLIPS = ("utterances/LJ001-0002.wav", "utterances/LJ001-0004.wav", "utterances/LJ001-0005.wav")
@@ -14,7 +14,7 @@ CLIPS = ("utterances/LJ001-0002.wav", "utterances/LJ001-0004.wav", "utterances/L
 
 @pytest.fixture(scope="module")
 def audio():
-    return {clip: read_wav(corpus_file(clip)) for clip in CLIPS}
+    return {clip: read_audio(corpus_file(clip)) for clip in CLIPS}
 
 
 def engine(**config) -> tuple[AsrEngine, list]:

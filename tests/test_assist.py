@@ -10,10 +10,10 @@ from typing import Callable, Optional, Sequence
 
 import pytest
 
-from agents.assist import AssistAgent, AssistConfig
-from agents.assist_updates import CallMetricsUpdate, SentimentUpdate, SuggestionUpdate, TopicUpdate
-from agents.topic import TopicDetector
-from models.llm import LlmError, LlmTimeout
+from earshot.agents.assist import AssistAgent, AssistConfig
+from earshot.agents.topic import TopicDetector
+from earshot.models.llm import LlmError, LlmTimeout
+from earshot.server.protocol import CallMetricsUpdate, SentimentUpdate, SuggestionUpdate, TopicUpdate
 from tests.assist_fixtures import FakeLlm, embed, encoder, knowledge, topics  # noqa: F401 (fixtures)
 
 ROUTER = "how do i reset my router it keeps dropping"

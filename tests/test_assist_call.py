@@ -15,8 +15,8 @@ import json
 import numpy as np
 import pytest
 
-from loadtest.caller import ApiCallError, HeadlessCaller, speech_bounds
-from models.text import word_error_rate
+from earshot.loadtest.caller import ApiCallError, HeadlessCaller, speech_bounds
+from earshot.models.text import word_error_rate
 from tests.calls import utterances_settled
 from tests.conftest import corpus_file, serve_expecting_failure
 

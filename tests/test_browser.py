@@ -1,13 +1,13 @@
 """A real browser: Debian Chromium, driven by Playwright, with a corpus WAV as its microphone."""
 
 import wave
-from urllib.parse import urljoin
 from pathlib import Path
+from urllib.parse import urljoin
 
 import pytest
 
-from models.audio import read_wav
-from models.text import word_error_rate
+from earshot.models.audio import read_audio
+from earshot.models.text import word_error_rate
 from tests.conftest import corpus_file, reference_text
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -30,7 +30,7 @@ def microphone_wav(tmp_path: Path) -> Path:
         out.setnchannels(1)
         out.setsampwidth(2)
         out.setframerate(16000)
-        out.writeframes(bytes(16000 * 2 * 2) + read_wav(corpus_file(CLIP)) + bytes(16000 * 2 * 3))
+        out.writeframes(bytes(16000 * 2 * 2) + read_audio(corpus_file(CLIP)) + bytes(16000 * 2 * 3))
     return path
 
 

@@ -1,6 +1,6 @@
 import pytest
 
-from agents.call_metrics import CallMetrics, CallMetricsConfig
+from earshot.agents.call_metrics import CallMetrics, CallMetricsConfig
 
 
 def say(metrics: CallMetrics, speaker: str, start: float, end: float, words: int = 0) -> None:

@@ -1,6 +1,6 @@
 """Commands from word patterns first, then from the intent head's labels."""
 
-from agents.commands import Command, command_for
+from earshot.agents.commands import Command, command_for
 
 
 def test_patterns_win_and_need_no_intents():

@@ -189,7 +189,7 @@ def test_earshot_points_at_redis_and_vllm(config: dict):
 
 def test_earshot_env_is_valid_settings(config: dict):
     """The environment compose hands Earshot is one its settings accept."""
-    from server.settings import settings_from_env
+    from earshot.server.settings_sources import settings_from_env
 
     env = {k: str(v) for k, v in config["services"]["earshot"]["environment"].items()}
     settings = settings_from_env(env)
@@ -228,7 +228,7 @@ def test_cpu_override_drops_vllm(compose: Compose):
     assert sorted(config["services"]) == ["earshot", "redis"]
     earshot = config["services"]["earshot"]
     assert list(earshot["depends_on"]) == ["redis"]
-    from server.settings import settings_from_env
+    from earshot.server.settings_sources import settings_from_env
 
     settings = settings_from_env({k: str(v) for k, v in earshot["environment"].items()})
     # Empty model: the bundled SmolLM2, not a GGUF path named after the vLLM model.

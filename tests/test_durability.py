@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from loadtest.caller import HeadlessCaller
+from earshot.loadtest.caller import HeadlessCaller
 from tests.calls import call_with_pcm, finish_call, joined_clips, stored_finals
 from tests.conftest import REPO, corpus_file, free_port, start_server
 
@@ -86,7 +86,7 @@ async def test_redis_lost_mid_session_buffers_finals_and_writes_them_when_back(o
 
 def test_redis_unreachable_at_start_is_a_clear_error(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "server", "serve", "--redis-url", "redis://127.0.0.1:1/0", "--data-dir", str(tmp_path)],
+        [sys.executable, "-m", "earshot.server", "serve", "--redis-url", "redis://127.0.0.1:1/0", "--data-dir", str(tmp_path)],
         cwd=REPO, capture_output=True, text=True, timeout=60,
     )
     assert result.returncode != 0
@@ -95,7 +95,7 @@ def test_redis_unreachable_at_start_is_a_clear_error(tmp_path):
 
 def test_bad_settings_are_a_clear_error(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "server", "serve", "--vad-aggressiveness", "9", "--data-dir", str(tmp_path)],
+        [sys.executable, "-m", "earshot.server", "serve", "--vad-aggressiveness", "9", "--data-dir", str(tmp_path)],
         cwd=REPO, capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 2
@@ -104,14 +104,14 @@ def test_bad_settings_are_a_clear_error(tmp_path):
 
 def test_private_redis_keeps_sessions_across_a_crash_and_stops_with_the_server(tmp_path):
     """With no REDIS_URL the server runs its own redis-server, which must outlive a crash of the server."""
-    from server.redis_server import PrivateRedis, _answers
+    from earshot.server.redis_server import PrivateRedis, _answers
 
     data_dir = tmp_path / "data"
     port = free_port()
 
     def serve() -> subprocess.Popen:
         process = subprocess.Popen(
-            [sys.executable, "-m", "server", "serve", "--port", str(port), "--data-dir", str(data_dir)],
+            [sys.executable, "-m", "earshot.server", "serve", "--port", str(port), "--data-dir", str(data_dir)],
             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         for _ in range(150):

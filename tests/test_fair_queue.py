@@ -4,8 +4,8 @@ import asyncio
 
 import numpy as np
 
-from models.asr import FairQueue, FifoQueue, _Job
-from models.audio import read_wav
+from earshot.models.asr import FairQueue, FifoQueue, _Job
+from earshot.models.audio import read_audio
 from tests.conftest import corpus_file
 
 
@@ -51,10 +51,10 @@ def test_a_queued_final_can_be_withdrawn_among_others():
 
 def test_the_engine_outlives_an_event_loop_that_closed_mid_decode():
     """A CLI run or a test ends its loop while a decode runs; the shared engine must go on."""
-    from models.asr import AsrConfig, AsrEngine
+    from earshot.models.asr import AsrConfig, AsrEngine
 
     engine = AsrEngine.load(AsrConfig())
-    audio = read_wav(corpus_file("long/answer-austen.wav"))  # 17 s of speech: still decoding when its loop is gone
+    audio = read_audio(corpus_file("long/answer-austen.wav"))  # 17 s of speech: still decoding when its loop is gone
 
     async def start_and_leave() -> None:
         task = asyncio.ensure_future(engine.transcribe("a", audio, final=True))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agents.followup import (
+from earshot.agents.followup import (
     ANSWER_WORDS,
     FollowUpStream,
     check_follow_up,

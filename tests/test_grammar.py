@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from typing import AsyncIterator
 
 import pytest
-
-from agents.grammar import RULE_IDS, check_grammar, llm_grammar_review, parse_llm_corrections
-from agents.question_bank import load_question_bank
 from conftest import CORPUS
+
+from earshot.agents.grammar import RULE_IDS, check_grammar, llm_grammar_review, parse_llm_corrections
+from earshot.agents.question_bank import load_question_bank
 
 
 def fixes(sentence: str) -> list[tuple[str, str]]:

@@ -14,11 +14,11 @@ import sys
 import numpy as np
 import pytest
 
-from models.encoder import SentenceEncoder
-from models.intent import HEADS_DIR, IntentClassifier, IntentHead, IntentHeadError, head_path
-from models.intent_dataset import DATA_DIR, LABEL_SETS
-from models.intent_training import TrainConfig, evaluation_path, train_intent
-from models.model_files import ModelMissingError
+from earshot.models.encoder import SentenceEncoder
+from earshot.models.intent import HEADS_DIR, LABEL_SETS, IntentClassifier, IntentHead, IntentHeadError, head_path
+from earshot.models.intent_dataset import DATA_DIR
+from earshot.models.intent_training import TrainConfig, evaluation_path, train_intent
+from earshot.models.model_files import ModelMissingError
 from tests.conftest import REPO
 
 # The target is 0.90; the shipped frozen heads reach 0.855 (interview) and 0.841
@@ -149,7 +149,7 @@ def test_full_fine_tuning_writes_an_encoder_the_head_loads_with(tmp_path):
 def test_the_cli_trains_and_rejects_a_bad_label_file(tmp_path):
     data = small_data_dir(tmp_path, per_split=30)
     ok = subprocess.run(
-        [sys.executable, "-m", "server", "train-intent", "--label-set", "call_center", "--data-dir", str(data), "--out", str(tmp_path / "out")],
+        [sys.executable, "-m", "earshot.server", "train-intent", "--label-set", "call_center", "--data-dir", str(data), "--out", str(tmp_path / "out")],
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )
     assert ok.returncode == 0, ok.stderr
@@ -162,7 +162,7 @@ def test_the_cli_trains_and_rejects_a_bad_label_file(tmp_path):
     lines[2] = json.dumps(bad)
     (data / "call_center.jsonl").write_text("\n".join(lines) + "\n")
     failed = subprocess.run(
-        [sys.executable, "-m", "server", "train-intent", "--label-set", "call_center", "--data-dir", str(data), "--out", str(tmp_path / "out2")],
+        [sys.executable, "-m", "earshot.server", "train-intent", "--label-set", "call_center", "--data-dir", str(data), "--out", str(tmp_path / "out2")],
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )
     assert failed.returncode == 2

@@ -10,9 +10,9 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from models.intent_dataset import (
+from earshot.models.intent import LABEL_SETS
+from earshot.models.intent_dataset import (
     DATA_DIR,
-    LABEL_SETS,
     SPLITS,
     STYLES,
     IntentDataError,
@@ -135,7 +135,7 @@ def test_building_reproduces_the_committed_files_byte_for_byte(tmp_path):
     build_dataset(built)
     first = {name: (built / name).read_bytes() for name in [f"{s}.jsonl" for s in LABEL_SETS] + ["README.md"]}
     for name, content in first.items():
-        assert content == (DATA_DIR / name).read_bytes(), f"{name} is stale: run python -m models.intent_dataset"
+        assert content == (DATA_DIR / name).read_bytes(), f"{name} is stale: run python -m earshot.models.intent_dataset"
     build_dataset(built)
     assert all((built / name).read_bytes() == content for name, content in first.items())
 

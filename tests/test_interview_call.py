@@ -3,7 +3,7 @@
 A headless aiortc caller plays the candidate with corpus recordings, waits for
 the interviewer the way a person would (until it has finished asking), and
 listens to the audio that comes back frame by frame. Nothing is faked: the
-server is `python -m server serve` with its bundled models and a real Redis.
+server is `python -m earshot.server serve` with its bundled models and a real Redis.
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ from typing import Iterator
 
 import httpx
 import pytest
-
-from agents.question_bank import load_question_bank
-from loadtest.caller import HeadlessCaller, speech_bounds
-from models.audio import read_wav
-from models.text import normalize_text
-from models.tts import PiperTts, resample_int16
 from conftest import ServerProcess, corpus_file, reference_text, start_server
+
+from earshot.agents.question_bank import load_question_bank
+from earshot.loadtest.caller import HeadlessCaller, speech_bounds
+from earshot.models.audio import SAMPLE_RATE, read_audio, resample
+from earshot.models.text import normalize_text
+from earshot.models.tts import PiperTts
 
 pytestmark = pytest.mark.slow
 
@@ -48,7 +48,7 @@ def spoken_skip() -> bytes:
         audio = asyncio.run(tts.synthesize("Can I skip this one?"))
     finally:
         tts.close()
-    return resample_int16(audio.pcm, audio.sample_rate, 16000).tobytes()
+    return resample(audio.pcm, audio.sample_rate, SAMPLE_RATE).tobytes()
 
 
 def listening_count(caller: HeadlessCaller) -> int:
@@ -94,7 +94,7 @@ async def test_scripted_interview_follow_up_skip_barge_in_and_report(interview_s
         assert first["question_id"] in bank_ids
 
         # 2. A real answer gets a follow-up that is about question 1.
-        caller.say(read_wav(corpus_file(FIRST_ANSWER)))
+        caller.say(read_audio(corpus_file(FIRST_ANSWER)))
         await next_listening(caller, 1, "the follow-up to answer 1")
         follow_up = caller.of_type("question")[-1]
         assert (follow_up["index"], follow_up["follow_up"]) == (1, True)
@@ -112,7 +112,7 @@ async def test_scripted_interview_follow_up_skip_barge_in_and_report(interview_s
         await until(caller, lambda c: len(c.of_type("agent_audio_start")) > seen, 30, "question 2 to be spoken")
         asked_id = caller.of_type("agent_audio_start")[-1]["utterance_id"]
         await asyncio.sleep(1.5)  # into "Sure, let's skip that one. Question 2 of 2. ..."
-        barge_pcm = read_wav(corpus_file(BARGE_IN))
+        barge_pcm = read_audio(corpus_file(BARGE_IN))
         start_s, _ = caller.say(barge_pcm)
         onset_s, _ = speech_bounds(barge_pcm)
         await until(
@@ -144,7 +144,7 @@ async def test_scripted_interview_follow_up_skip_barge_in_and_report(interview_s
             "the follow-up to question 2",
         )
         await next_listening(caller, listening_count(caller), "the end of the follow-up to question 2")
-        caller.say(read_wav(corpus_file(SECOND_ANSWER)))
+        caller.say(read_audio(corpus_file(SECOND_ANSWER)))
 
         # 5. Two questions were planned: after this answer the interview closes and reports.
         await until(caller, lambda c: c.of_type("report_ready"), 90, "the report")

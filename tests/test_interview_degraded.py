@@ -7,11 +7,11 @@ import shutil
 from typing import Iterator
 
 import pytest
-
-from agents.question_bank import DEFAULT_DIR
-from loadtest.caller import HeadlessCaller
-from models.audio import read_wav
 from conftest import ServerProcess, corpus_file, free_port, serve_expecting_failure, start_server
+
+from earshot.agents.question_bank import DEFAULT_DIR
+from earshot.loadtest.caller import HeadlessCaller
+from earshot.models.audio import read_audio
 
 pytestmark = pytest.mark.slow
 
@@ -78,18 +78,18 @@ async def test_llm_down_and_voice_off_the_interview_goes_on_in_text(degraded_ser
         first = caller.of_type("question")[0]
 
         # Mains hum and clicks are no answer: after the answer timeout the question is asked once more.
-        caller.say(read_wav(corpus_file("nonspeech/hum-and-clicks-8s.wav")))
+        caller.say(read_audio(corpus_file("nonspeech/hum-and-clicks-8s.wav")))
         await wait_listening(caller, 2, "the question asked again")
         again = [e for e in caller.of_type("agent") if e["kind"] == "repeat"]
         assert again and "take your time" in "".join(e["text_delta"] for e in again).lower()
         assert caller.of_type("final") == []
 
         # A real answer: the LLM is unreachable, so the follow-up is the bank's, with an error event.
-        caller.say(read_wav(corpus_file("utterances/LJ001-0009.wav")))
+        caller.say(read_audio(corpus_file("utterances/LJ001-0009.wav")))
         await wait_listening(caller, 3, "the follow-up")
         follow_up = caller.of_type("question")[-1]
         assert (follow_up["index"], follow_up["follow_up"]) == (1, True)
-        from agents.question_bank import load_question_bank
+        from earshot.agents.question_bank import load_question_bank
 
         assert follow_up["text"] in load_question_bank().get(first["question_id"]).follow_ups
         codes = [e["code"] for e in caller.of_type("error")]

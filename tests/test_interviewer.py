@@ -12,12 +12,12 @@ from typing import AsyncIterator, Optional, Sequence
 
 import pytest
 
-from agents.inbox import FinalHeard, PartialHeard, SpeechEnded, SpeechStarted
-from agents.interview_state import CLOSING, ENDED, LISTENING, InterviewState
-from agents.interviewer import InterviewConfig, Interviewer, plan_interview
-from agents.ports import SpeechResult
-from agents.question_bank import load_question_bank
-from models.llm import ChatMessage, LlmError
+from earshot.agents.inbox import HeardFinal, HeardPartial, HeardSpeechEnd, HeardSpeechStart
+from earshot.agents.interview_state import CLOSING, ENDED, LISTENING, InterviewState
+from earshot.agents.interviewer import InterviewConfig, Interviewer, plan_interview
+from earshot.agents.ports import SpeechResult
+from earshot.agents.question_bank import load_question_bank
+from earshot.models.llm import ChatMessage, LlmError
 
 BANK = load_question_bank()
 SENTENCE_S = 0.03  # how long the fake voice takes to "say" a sentence
@@ -166,13 +166,13 @@ class Script:
         self.utterance += 1
         self.seq += 1
         heard = self.interviewer.heard
-        heard(SpeechStarted(self.utterance))
+        heard(HeardSpeechStart(self.utterance))
         await asyncio.sleep(0.01)
         if partial:
-            heard(PartialHeard(self.utterance, text))
+            heard(HeardPartial(self.utterance, text))
             await asyncio.sleep(0.01)
-        heard(SpeechEnded(self.utterance, dropped=False))
-        heard(FinalHeard(self.seq, self.utterance, text))
+        heard(HeardSpeechEnd(self.utterance, dropped=False))
+        heard(HeardFinal(self.seq, self.utterance, text))
 
 
 ANSWER = "I would use a hash map keyed by user id, with a lock around writes so two threads never clash."
@@ -362,13 +362,13 @@ async def test_turn_pause_runs_from_the_end_of_speech_not_from_the_final():
     run = asyncio.ensure_future(interviewer.run())
     await script.until_listening()
     heard = interviewer.heard
-    heard(SpeechStarted(1))
+    heard(HeardSpeechStart(1))
     await asyncio.sleep(0.01)
-    heard(SpeechEnded(1, dropped=False))
+    heard(HeardSpeechEnd(1, dropped=False))
     await asyncio.sleep(0.5)  # the decode is slow: the pause has run out meanwhile
     said = len(voice.said)
     final_at = asyncio.get_running_loop().time()
-    heard(FinalHeard(1, 1, ANSWER))
+    heard(HeardFinal(1, 1, ANSWER))
     while len(voice.said) == said:
         await asyncio.sleep(0.002)
     assert asyncio.get_running_loop().time() - final_at < 0.15  # not another 0.3 s
@@ -376,29 +376,29 @@ async def test_turn_pause_runs_from_the_end_of_speech_not_from_the_final():
 
 
 async def test_a_lost_final_does_not_hang_the_turn(monkeypatch):
-    monkeypatch.setattr("agents.interviewer.FINAL_WAIT_S", 0.2)
+    monkeypatch.setattr("earshot.agents.interviewer.FINAL_WAIT_S", 0.2)
     interviewer, voice, output, script = make(None, questions=1, answer_timeout_s=0.5)
     run = asyncio.ensure_future(interviewer.run())
     await script.until_listening()
-    interviewer.heard(SpeechStarted(1))
-    interviewer.heard(SpeechEnded(1, dropped=False))  # the ASR failed: no final follows
+    interviewer.heard(HeardSpeechStart(1))
+    interviewer.heard(HeardSpeechEnd(1, dropped=False))  # the ASR failed: no final follows
     await script.until_listening(timeout=3)  # asked again after the silence
     assert "Take your time" in voice.text()
     run.cancel()
 
 
 async def test_a_voice_onset_pauses_at_once_and_a_click_resumes():
-    from agents.inbox import VoiceHeard
+    from earshot.agents.inbox import HeardVoice
 
     interviewer, voice, output, script = make(None, questions=1, answer_timeout_s=5)
     run = asyncio.ensure_future(interviewer.run())
     while not voice.speaking:
         await asyncio.sleep(0.002)
-    interviewer.heard(VoiceHeard(1.0))  # a click: no speech start follows
+    interviewer.heard(HeardVoice(1.0))  # a click: no speech start follows
     assert voice._paused and voice.pauses == 1
     await asyncio.sleep(0.35)
     assert not voice._paused  # resumed: the greeting goes on
-    interviewer.heard(VoiceHeard(2.0))  # real speech this time
+    interviewer.heard(HeardVoice(2.0))  # real speech this time
     assert voice._paused
     await script.says("Hello, hi there, nice to meet you and thanks for having me.")
     await script.until_listening()

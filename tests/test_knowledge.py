@@ -10,8 +10,8 @@ from typing import Sequence
 import numpy as np
 import pytest
 
-from agents.knowledge import DEFAULT_PATH, KnowledgeBase, KnowledgeError
-from models.encoder import SentenceEncoder
+from earshot.agents.knowledge import DEFAULT_PATH, KnowledgeBase, KnowledgeError
+from earshot.models.encoder import SentenceEncoder
 
 
 @pytest.fixture(scope="module")

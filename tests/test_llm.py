@@ -22,9 +22,10 @@ from typing import Awaitable, Callable, Iterator
 
 import httpx
 import pytest
+from conftest import free_port
 
-from agents.followup import follow_up_messages, warm_prompt_cache
-from models.llm import (
+from earshot.agents.followup import follow_up_messages, warm_prompt_cache
+from earshot.models.llm import (
     ChatMessage,
     EmbeddedLlm,
     HttpLlm,
@@ -35,8 +36,7 @@ from models.llm import (
     fold_system,
     load_llm,
 )
-from models.model_files import ModelMissingError
-from conftest import free_port
+from earshot.models.model_files import ModelMissingError
 
 ROLE = "Data scientist"
 QUESTION = "How do you handle missing values in a dataset?"
@@ -151,7 +151,7 @@ async def test_no_first_token_in_time_is_a_timeout():
 
 LOAD_AND_CLOSE = """
 import asyncio
-from models.llm import LlmConfig, load_llm
+from earshot.models.llm import LlmConfig, load_llm
 for _ in range(5):
     asyncio.run(load_llm(LlmConfig()).close())
 print("ok")

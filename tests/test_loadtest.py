@@ -15,15 +15,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from loadtest.caller import HeadlessCaller
-from loadtest.faults import FAULT_KINDS, run_fault
-from loadtest.measure import CallRecord, measure_call
-from loadtest.caller import ReceivedEvent
-from loadtest.runner import Slo
-from loadtest.script import Clip, PlacedClip, lay_out, load_clips
-from loadtest.server_process import free_port, start_server
-from models.audio import read_wav
-from models.text import word_errors
+from earshot.loadtest.caller import HeadlessCaller, ReceivedEvent
+from earshot.loadtest.faults import FAULT_KINDS, run_fault
+from earshot.loadtest.measure import CallRecord, measure_call
+from earshot.loadtest.runner import Slo
+from earshot.loadtest.script import Clip, PlacedClip, lay_out, load_clips
+from earshot.loadtest.server_process import free_port, start_server
+from earshot.models.audio import read_audio
+from earshot.models.text import word_errors
 from tests.conftest import CORPUS, REPO, corpus_file, reference_text
 
 # The server frees silent or unconnected calls after these, so the faults test is quick.
@@ -53,7 +52,7 @@ def live_sessions(server) -> int:
 
 def run_cli(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "server", "loadtest", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "earshot.server", "loadtest", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
     )
 
 
@@ -104,7 +103,7 @@ def test_fault_callers_are_freed_and_others_unaffected(load_server):
     clip = corpus_file("utterances/LJ001-0001.wav")
 
     async def scenario():
-        normal = HeadlessCaller(load_server.base_url, read_wav(clip), mode="transcribe")
+        normal = HeadlessCaller(load_server.base_url, read_audio(clip), mode="transcribe")
         await normal.connect()
         faults = await asyncio.gather(*(run_fault(kind, load_server.base_url, corpus_file("utterances/LJ001-0002.wav")) for kind in FAULT_KINDS))
         await normal.wait_until(lambda c: bool(c.of_type("final")), timeout=15)

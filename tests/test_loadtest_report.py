@@ -3,8 +3,8 @@
 import copy
 import json
 
-from loadtest.report import format_table, write_report
-from loadtest.stats import percentiles
+from earshot.loadtest.report import format_table, write_report
+from earshot.loadtest.stats import percentiles
 
 EMPTY = percentiles([])
 

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from models.model_files import ModelMissingError, whisper_model_dir
+from earshot.models.model_files import ModelMissingError, whisper_model_dir
 
 
 def test_tiny_en_comes_from_its_package(tmp_path):

@@ -1,5 +1,5 @@
-from agents.pace import PaceConfig, PaceTracker, count_fillers
-from models.asr import Word
+from earshot.agents.pace import PaceConfig, PaceTracker, count_fillers
+from earshot.models.asr import Word
 
 
 def words_every(seconds: float, count: int, start: float = 0.0) -> tuple[Word, ...]:

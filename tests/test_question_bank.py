@@ -13,9 +13,8 @@ from typing import Callable
 
 import pytest
 
-from agents.question_bank import DEFAULT_DIR, QuestionBankError, load_question_bank
-from agents.roles import DIFFICULTIES, ROLES
-
+from earshot.agents.question_bank import DEFAULT_DIR, QuestionBankError, load_question_bank
+from earshot.agents.roles import DIFFICULTIES, ROLES
 
 # --- the shipped bank ---------------------------------------------------------
 

@@ -1,8 +1,10 @@
-"""The README's configuration table documents every setting (a new field fails this until documented)."""
+"""The README documents every setting and every event type (a new one fails this until documented)."""
 
 from dataclasses import fields
 
-from server.settings import Settings, env_name, flag_name
+from earshot.server import protocol
+from earshot.server.settings import Settings
+from earshot.server.settings_sources import env_name, flag_name
 from tests.conftest import REPO
 
 
@@ -13,17 +15,13 @@ def test_every_setting_is_in_the_readme():
 
 
 def test_every_event_type_is_in_the_readme():
-    from server import events
-
     readme = (REPO / "README.md").read_text()
-    from agents import assist_updates
-
     types = [
         cls.type
-        for cls in vars(events).values()
-        if isinstance(cls, type) and issubclass(cls, events.Event) and cls not in (events.Event, events.AssistUpdate)
+        for cls in vars(protocol).values()
+        if isinstance(cls, type) and issubclass(cls, protocol.Event) and cls not in (protocol.Event, protocol.AssistUpdate)
     ]
-    # AssistUpdate carries the assist agent's updates; their kinds are the event types.
-    types += [cls.kind for cls in vars(assist_updates).values() if isinstance(cls, type) and isinstance(getattr(cls, "kind", None), str)]
+    # AssistUpdate carries the assist agent's payloads; their kinds are the event types.
+    types += [cls.kind for cls in vars(protocol).values() if isinstance(cls, type) and isinstance(getattr(cls, "kind", None), str)]
     assert len(types) >= 19
     assert [t for t in types if f"| `{t}` |" not in readme] == []

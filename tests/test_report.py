@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agents.grammar import Correction
-from agents.question_bank import load_question_bank
-from agents.report import (
+from earshot.agents.grammar import Correction
+from earshot.agents.question_bank import load_question_bank
+from earshot.agents.report import (
     WEIGHTS,
     AnswerFinal,
     AskedQuestion,
@@ -21,8 +21,8 @@ from agents.report import (
     build_report,
     split_sentences,
 )
-from models.encoder import SentenceEncoder, bundled_encoder_path
-from models.model_files import ModelMissingError
+from earshot.models.encoder import SentenceEncoder, bundled_encoder_path
+from earshot.models.model_files import ModelMissingError
 
 PAIRS = Path(__file__).parent / "data" / "key_point_pairs.tsv"
 DEFAULT_THRESHOLD = 0.5  # server setting key_point_threshold

@@ -1,6 +1,6 @@
 import pytest
 
-from agents.sentiment import SentimentConfig, SentimentTracker, sentiment_label, trend_of
+from earshot.agents.sentiment import SentimentConfig, SentimentTracker, sentiment_label, trend_of
 
 
 @pytest.fixture(scope="module")

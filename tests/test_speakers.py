@@ -7,7 +7,8 @@ from aiortc import RTCPeerConnection
 from aiortc.mediastreams import AudioStreamTrack
 from aiortc.sdp import SessionDescription
 
-from server.speakers import SpeakerError, assign_speakers
+from earshot.server.protocol import EVENTS_CHANNEL, SPEAKERS
+from earshot.server.speakers import SpeakerError, assign_speakers
 
 
 async def offer_with(tracks: int) -> tuple[SessionDescription, list[str]]:
@@ -15,7 +16,7 @@ async def offer_with(tracks: int) -> tuple[SessionDescription, list[str]]:
     sent = [AudioStreamTrack() for _ in range(tracks)]
     for track in sent:
         pc.addTrack(track)
-    pc.createDataChannel("events")
+    pc.createDataChannel(EVENTS_CHANNEL)
     await pc.setLocalDescription(await pc.createOffer())
     parsed = SessionDescription.parse(pc.localDescription.sdp)
     await pc.close()
@@ -26,9 +27,9 @@ async def offer_with(tracks: int) -> tuple[SessionDescription, list[str]]:
 async def test_labels_follow_the_track_ids_and_default_to_offer_order():
     offer, (first, second) = await offer_with(2)
     mids = [m.rtp.muxId for m in offer.media if m.kind == "audio"]
-    assert assign_speakers(offer, {first: "customer", second: "agent"}) == {mids[0]: "customer", mids[1]: "agent"}
-    assert assign_speakers(offer, None) == {mids[0]: "agent", mids[1]: "customer"}
-    assert assign_speakers(offer, {second: "customer"}) == {mids[1]: "customer"}
+    assert assign_speakers(offer, {first: "customer", second: "agent"}, SPEAKERS) == {mids[0]: "customer", mids[1]: "agent"}
+    assert assign_speakers(offer, None, SPEAKERS) == {mids[0]: "agent", mids[1]: "customer"}
+    assert assign_speakers(offer, {second: "customer"}, SPEAKERS) == {mids[1]: "customer"}
 
 
 @pytest.mark.asyncio
@@ -47,7 +48,7 @@ async def test_bad_labels_are_refused_with_a_code(tracks, code):
     if isinstance(tracks, dict):
         tracks = {{"FIRST": first, "SECOND": second}.get(k, k): v for k, v in tracks.items()}
     with pytest.raises(SpeakerError) as caught:
-        assign_speakers(offer, tracks)
+        assign_speakers(offer, tracks, SPEAKERS)
     assert caught.value.code == code
     if code == "bad_track_label" and "caller" in str(tracks):
         assert "'caller'" in str(caught.value) and "agent or customer" in str(caught.value)
@@ -57,5 +58,5 @@ async def test_bad_labels_are_refused_with_a_code(tracks, code):
 async def test_more_than_two_tracks_is_refused():
     offer, _ = await offer_with(3)
     with pytest.raises(SpeakerError) as caught:
-        assign_speakers(offer, None)
+        assign_speakers(offer, None, SPEAKERS)
     assert caught.value.code == "too_many_tracks"

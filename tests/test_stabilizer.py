@@ -1,4 +1,4 @@
-from models.stabilizer import LocalAgreement
+from earshot.models.stabilizer import LocalAgreement
 
 
 def test_commits_only_what_two_hypotheses_agree_on():

@@ -1,6 +1,6 @@
 import pytest
 
-from agents.suggestion import check_suggestion, clean_suggestion
+from earshot.agents.suggestion import check_suggestion, clean_suggestion
 
 GROUNDING = (
     "You can cancel with 30 days' notice. If you are still within your minimum term, an early termination "

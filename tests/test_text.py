@@ -1,4 +1,4 @@
-from models.text import normalize_text, number_to_words, word_error_rate, word_errors
+from earshot.models.text import normalize_text, number_to_words, word_error_rate, word_errors
 
 
 def test_normalize_lowercases_and_strips_punctuation():

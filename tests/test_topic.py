@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from agents.topic import DEFAULT_PATH, LlmTopic, TopicConfig, TopicDetector, TopicError, TopicList
-from models.llm import LlmTimeout
+from earshot.agents.topic import DEFAULT_PATH, LlmTopic, TopicConfig, TopicDetector, TopicError, TopicList
+from earshot.models.llm import LlmTimeout
 from tests.assist_fixtures import FakeLlm, embed, encoder, topics  # noqa: F401 (fixtures)
 
 

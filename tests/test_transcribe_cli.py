@@ -3,10 +3,14 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
+import av
+import numpy as np
 import pytest
 
-from models.text import word_error_rate
+from earshot.loadtest.wer import wer
+from earshot.models.audio import SAMPLE_RATE, read_audio, resample
 from tests.conftest import REPO, corpus_file, reference_text
 
 # tiny.en on these clips measures 0-8% WER per clip; 15% leaves room for thread timing, not for a regression.
@@ -15,7 +19,7 @@ CLIP_WER_BOUND = 0.15
 
 def transcribe(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "server", "transcribe", *args],
+        [sys.executable, "-m", "earshot.server", "transcribe", *args],
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )
 
@@ -34,7 +38,7 @@ def test_jsonl_finals_carry_audio_clock_times_and_match_the_reference():
         assert final["emitted_audio_s"] >= final["speech_end_audio_s"] > final["start"] >= 0
         assert final["words"] and all(w["start"] <= w["end"] for w in final["words"])
     text = " ".join(f["text"] for f in finals)
-    assert word_error_rate(reference_text(relative), text) <= CLIP_WER_BOUND, text
+    assert wer([reference_text(relative)], [text]) <= CLIP_WER_BOUND, text
     assert [e["type"] for e in events].index("speech_start") < [e["type"] for e in events].index("final")
 
 
@@ -74,9 +78,51 @@ def test_missing_model_names_what_to_do():
     assert "unknown ASR model" in result.stderr and "tiny.en" in result.stderr
 
 
-def test_not_a_wav_is_a_clear_error(tmp_path):
+def encode(pcm16: bytes, path: Path, codec: str, rate: int, channels: int, sample_format: str) -> Path:
+    """Write 16 kHz mono PCM as another file format, resampled to `rate`, copied to `channels` channels."""
+    mono = resample(np.frombuffer(pcm16, dtype=np.int16), SAMPLE_RATE, rate)
+    layout = "mono" if channels == 1 else "stereo"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=rate, layout=layout)
+        stream.format = sample_format
+        frame = av.AudioFrame.from_ndarray(np.tile(mono, (channels, 1)).T.reshape(1, -1).copy(), format="s16", layout=layout)
+        frame.sample_rate = rate
+        resampler = av.AudioResampler(format=sample_format, layout=layout, rate=rate)
+        for converted in resampler.resample(frame):
+            for packet in stream.encode(converted):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return path
+
+
+FORMATS = {  # name: (codec, sample rate, channels, sample format)
+    "talk.flac": ("flac", 16000, 1, "s16"),
+    "talk.mp3": ("libmp3lame", 44100, 2, "s16p"),
+    "talk.m4a": ("aac", 48000, 1, "fltp"),
+    "talk-24bit.wav": ("pcm_s24le", 44100, 2, "s32"),
+}
+
+
+@pytest.mark.parametrize("name", list(FORMATS))
+def test_any_audio_format_is_transcribed(tmp_path, name):
+    relative = "utterances/LJ001-0009.wav"
+    audio = encode(read_audio(corpus_file(relative)), tmp_path / name, *FORMATS[name])
+    events = events_of(transcribe(str(audio), "--jsonl"))
+    text = " ".join(e["text"] for e in events if e["type"] == "final")
+    assert wer([reference_text(relative)], [text]) <= CLIP_WER_BOUND, text
+
+
+def test_not_audio_is_a_clear_error(tmp_path):
     bogus = tmp_path / "notes.wav"
     bogus.write_text("this is text, not audio")
     result = transcribe(str(bogus))
     assert result.returncode == 2
-    assert "not a PCM WAV" in result.stderr
+    assert f"{bogus}: not an audio file FFmpeg can read" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_missing_channel_is_a_clear_error():
+    result = transcribe(str(corpus_file("utterances/LJ001-0009.wav")), "--channel", "1")
+    assert result.returncode == 2
+    assert "has 1 channel(s), no channel 1" in result.stderr

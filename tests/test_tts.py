@@ -12,14 +12,14 @@ import re
 import numpy as np
 import pytest
 
-from models.model_files import ModelMissingError
-from models.tts import (
+from earshot.models.audio import SAMPLE_RATE, resample
+from earshot.models.model_files import ModelMissingError
+from earshot.models.tts import (
     OUTPUT_RATE,
     PiperTts,
     SentenceBuffer,
     TtsError,
     bundled_voice_path,
-    resample_int16,
     split_sentences,
 )
 
@@ -50,11 +50,11 @@ def test_the_bundled_voice_speaks_a_sentence_at_48k(spoken):
 
 
 def test_whisper_hears_the_words_back(spoken):
-    from models.asr import AsrConfig, AsrEngine
+    from earshot.models.asr import AsrConfig, AsrEngine
 
     engine = AsrEngine.load(AsrConfig())
     try:
-        pcm16k = resample_int16(spoken.pcm, OUTPUT_RATE, 16000)
+        pcm16k = resample(spoken.pcm, OUTPUT_RATE, SAMPLE_RATE)
         result = asyncio.run(engine.transcribe("tts", pcm16k.tobytes(), final=True))
     finally:
         engine.close()

@@ -2,8 +2,8 @@
 
 import pytest
 
-from models.audio import read_wav
-from models.vad import SpeechEnded, SpeechStarted, VadConfig, VadSegmenter
+from earshot.models.audio import read_audio
+from earshot.models.vad import VadConfig, VadSegmenter, VadSpeechEnd, VadSpeechStart
 from tests.conftest import corpus_file
 
 SAMPLE_RATE = 16000
@@ -21,8 +21,8 @@ def segment(pcm: bytes, config: VadConfig = VadConfig(), chunk: int = 640) -> li
 
 
 def test_splits_a_long_answer_at_each_pause_longer_than_end_of_speech():
-    pcm = read_wav(corpus_file("long/answer-printing-1.wav"))
-    ended = [e for e in segment(pcm) if isinstance(e, SpeechEnded)]
+    pcm = read_audio(corpus_file("long/answer-printing-1.wav"))
+    ended = [e for e in segment(pcm) if isinstance(e, VadSpeechEnd)]
     assert len(ended) == len(PRINTING_1_PARTS)
     # The file opens with a short silence; from there each clip follows the previous one after
     # its pause, and each utterance must lie within its clip (clips have lead-in silence of their own).
@@ -37,60 +37,60 @@ def test_splits_a_long_answer_at_each_pause_longer_than_end_of_speech():
 
 
 def test_pauses_shorter_than_end_of_speech_do_not_split():
-    pcm = read_wav(corpus_file("long/answer-austen.wav"))  # pauses of 0.4 and 0.25 s
-    ended = [e for e in segment(pcm, VadConfig(end_of_speech_ms=800)) if isinstance(e, SpeechEnded)]
+    pcm = read_audio(corpus_file("long/answer-austen.wav"))  # pauses of 0.4 and 0.25 s
+    ended = [e for e in segment(pcm, VadConfig(end_of_speech_ms=800)) if isinstance(e, VadSpeechEnd)]
     assert len(ended) == 1
 
 
 def test_clipped_start_keeps_the_first_syllable():
     # The clip starts with speech at sample 0: the utterance must start at 0 with no audio lost.
-    pcm = read_wav(corpus_file("utterances/LJ001-0002.wav"))
+    pcm = read_audio(corpus_file("utterances/LJ001-0002.wav"))
     events = segment(pcm + bytes(SAMPLE_RATE))
-    started = [e for e in events if isinstance(e, SpeechStarted)]
-    ended = [e for e in events if isinstance(e, SpeechEnded)]
+    started = [e for e in events if isinstance(e, VadSpeechStart)]
+    ended = [e for e in events if isinstance(e, VadSpeechEnd)]
     assert len(started) == len(ended) == 1
     assert ended[0].audio_start_s == 0.0
     assert ended[0].audio[:3200] == pcm[:3200]
 
 
 def test_pre_roll_is_kept_before_a_late_start():
-    pcm = bytes(SAMPLE_RATE * 2 * 2) + read_wav(corpus_file("utterances/LJ001-0002.wav")) + bytes(SAMPLE_RATE)
-    ended = [e for e in segment(pcm, VadConfig(pre_roll_ms=300)) if isinstance(e, SpeechEnded)]
+    pcm = bytes(SAMPLE_RATE * 2 * 2) + read_audio(corpus_file("utterances/LJ001-0002.wav")) + bytes(SAMPLE_RATE)
+    ended = [e for e in segment(pcm, VadConfig(pre_roll_ms=300)) if isinstance(e, VadSpeechEnd)]
     assert len(ended) == 1
     assert 2.0 - 0.45 <= ended[0].audio_start_s <= ended[0].start_s - 0.25
 
 
 def test_long_speech_is_cut_before_whisper_window_ends():
-    pcm = read_wav(corpus_file("long/answer-printing-2.wav"))
-    ended = [e for e in segment(pcm, VadConfig(max_utterance_s=10.0)) if isinstance(e, SpeechEnded)]
+    pcm = read_audio(corpus_file("long/answer-printing-2.wav"))
+    ended = [e for e in segment(pcm, VadConfig(max_utterance_s=10.0)) if isinstance(e, VadSpeechEnd)]
     assert any(e.forced for e in ended)
     assert all(len(e.audio) / 2 / SAMPLE_RATE <= 10.0 + 1.5 + 0.05 for e in ended)
 
 
 @pytest.mark.parametrize("name", ["silence-8s.wav", "white-noise-8s.wav"])
 def test_no_speech_in_silence_or_white_noise(name):
-    pcm = read_wav(corpus_file(f"nonspeech/{name}"))
-    ended = [e for e in segment(pcm, VadConfig()) if isinstance(e, SpeechEnded)]
+    pcm = read_audio(corpus_file(f"nonspeech/{name}"))
+    ended = [e for e in segment(pcm, VadConfig()) if isinstance(e, VadSpeechEnd)]
     assert all(e.voiced_ms < 250 for e in ended)
 
 
 def test_a_voice_onset_comes_before_each_speech_start_and_earlier():
-    from models.vad import VoiceOnset
+    from earshot.models.vad import VadOnset
 
-    pcm = read_wav(corpus_file("long/answer-printing-1.wav"))
+    pcm = read_audio(corpus_file("long/answer-printing-1.wav"))
     events = segment(pcm)
-    starts = [i for i, e in enumerate(events) if isinstance(e, SpeechStarted)]
+    starts = [i for i, e in enumerate(events) if isinstance(e, VadSpeechStart)]
     assert len(starts) == len(PRINTING_1_PARTS)
     for index in starts:
         onset = events[index - 1]
-        assert isinstance(onset, VoiceOnset), events[index - 2 : index + 1]
+        assert isinstance(onset, VadOnset), events[index - 2 : index + 1]
         assert onset.at_s <= events[index].start_s + 0.001
     # No onset inside an utterance: they only mark where a voice may begin.
     inside = False
     for event in events:
-        if isinstance(event, SpeechStarted):
+        if isinstance(event, VadSpeechStart):
             inside = True
-        elif isinstance(event, SpeechEnded):
+        elif isinstance(event, VadSpeechEnd):
             inside = False
-        elif isinstance(event, VoiceOnset):
+        elif isinstance(event, VadOnset):
             assert not inside

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from models.tts import PiperTts, TtsError
-from server.voice import PhraseCache, SessionVoice
+from earshot.models.tts import PiperTts, TtsError
+from earshot.server.interviewer_voice import PhraseCache, SessionVoice
 
 
 class BrokenTts:

@@ -26,7 +26,7 @@ import numpy as np
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
-from models.tts import OUTPUT_RATE, SpokenAudio
+from earshot.models.tts import OUTPUT_RATE, SpokenAudio
 
 log = logging.getLogger(__name__)
 

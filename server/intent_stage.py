@@ -1,6 +1,6 @@
 """Intent classification on a live stream: finals (and, when asked, stable partials) in, `intent` events out.
 
-    SessionPipeline --final/partial text--> IntentStage (queue) --> Classify (encoder thread) --> intent event
+    TrackPipeline --final/partial text--> IntentStage (queue) --> Classify (encoder thread) --> intent event
 
 The stage never holds up transcription: the pipeline hands it text and goes on;
 one task per stream classifies in arrival order, so a stream's intents come in
@@ -17,17 +17,26 @@ import logging
 from dataclasses import dataclass
 from typing import Awaitable, Callable, Optional
 
-from models.intent import IntentPrediction
-from server import events
+from earshot.models.intent import IntentPrediction
+from earshot.server import protocol
 
 log = logging.getLogger(__name__)
 
 Classify = Callable[[str, str], Awaitable[IntentPrediction]]
-EventSink = Callable[[events.Event], Awaitable[None]]
+Publish = Callable[[protocol.Event], None]
 
 CLASSIFY_TIMEOUT_S = 2.0  # far above the ~10 ms it takes; a stuck classifier must not pile up work
 MIN_PARTIAL_WORDS = 3  # fewer settled words say too little to classify
 CLOSE_TIMEOUT_S = 3.0
+
+
+@dataclass(frozen=True)
+class IntentOptions:
+    """Which label set a call's utterances are classified with, and by what."""
+
+    classify: Classify
+    label_set: str
+    partials: bool = False  # also the settled words of partials
 
 
 @dataclass(frozen=True)
@@ -39,21 +48,13 @@ class _Job:
 
 
 class IntentStage:
-    def __init__(
-        self,
-        session_id: str,
-        classify: Classify,
-        label_set: str,
-        sink: EventSink,
-        speaker: str = "",
-        partials: bool = False,
-    ) -> None:
+    def __init__(self, session_id: str, options: IntentOptions, publish: Publish, speaker: str = "") -> None:
         self._session_id = session_id
-        self._classify = classify
-        self.label_set = label_set
-        self._sink = sink
+        self._classify = options.classify
+        self.label_set = options.label_set
+        self._publish = publish
         self._speaker = speaker
-        self._partials = partials
+        self._partials = options.partials
         self._queue: list[_Job] = []
         self._wake = asyncio.Event()
         self._closing = False
@@ -111,8 +112,8 @@ class IntentStage:
             except Exception as exc:  # noqa: BLE001 - whatever the classifier did, transcription goes on
                 reason = "timed out" if isinstance(exc, asyncio.TimeoutError) else f"{type(exc).__name__}: {exc}"
                 log.warning("session %s: intent classification failed: %s", self._session_id, reason)
-                await self._sink(
-                    events.Error(
+                self._publish(
+                    protocol.Error(
                         self._session_id,
                         code="intent_failed",
                         message=f"Intent classification failed ({reason}); transcription goes on.",
@@ -120,14 +121,14 @@ class IntentStage:
                     )
                 )
                 return
-        await self._sink(
-            events.Intent(
+        self._publish(
+            protocol.Intent(
                 self._session_id,
                 utterance_id=job.utterance_id,
                 label_set=prediction.label_set,
                 final=job.final,
                 text=job.text,
-                labels=[events.IntentLabel(label.name, label.score) for label in prediction.labels],
+                labels=[protocol.IntentLabel(label.name, label.score) for label in prediction.labels],
                 scores=prediction.scores,
                 inference_s=prediction.inference_s,
                 emitted_audio_s=job.audio_s,
@@ -146,22 +147,22 @@ class FinalsWithIntents:
     straight through with no labels.
     """
 
-    def __init__(self, deliver: Callable[[events.Final, tuple[events.IntentLabel, ...]], None], intents_follow: bool) -> None:
+    def __init__(self, deliver: Callable[[protocol.Final, tuple[protocol.IntentLabel, ...]], None], intents_follow: bool) -> None:
         self._deliver = deliver
         self._intents_follow = intents_follow
-        self._held: dict[tuple[str, int], events.Final] = {}
+        self._held: dict[tuple[str, int], protocol.Final] = {}
 
-    def on_event(self, event: events.Event) -> None:
-        if isinstance(event, events.Final):
+    def on_event(self, event: protocol.Event) -> None:
+        if isinstance(event, protocol.Final):
             if self._intents_follow:
                 self._held[(event.speaker, event.utterance_id)] = event
             else:
                 self._deliver(event, ())
-        elif isinstance(event, events.Intent) and event.final:
+        elif isinstance(event, protocol.Intent) and event.final:
             held = self._held.pop((event.speaker, event.utterance_id), None)
             if held is not None:
                 self._deliver(held, tuple(event.labels))
-        elif isinstance(event, events.Error) and event.code == "intent_failed" and event.detail.get("final"):
+        elif isinstance(event, protocol.Error) and event.code == "intent_failed" and event.detail.get("final"):
             key = (event.detail.get("speaker", ""), event.detail.get("utterance_id", -1))
             held = self._held.pop(key, None)
             if held is not None:

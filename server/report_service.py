@@ -12,15 +12,15 @@ import logging
 import time
 from typing import Any, Optional
 
-from agents.grammar import Correction, llm_grammar_review
-from agents.interview_state import ENDED, InterviewState
-from agents.question_bank import QuestionBank
-from agents.report import AnswerFinal, AskedQuestion, InterviewRecord, answer_sentences, build_report
-from agents.roles import ROLES
-from models.llm import LlmBackend, LlmError
-from server.encoder_service import EncoderService
-from server.settings import Settings
-from server.store import SessionRecord, SessionStore
+from earshot.agents.grammar import Correction, llm_grammar_review
+from earshot.agents.interview_state import ENDED, InterviewState
+from earshot.agents.question_bank import QuestionBank
+from earshot.agents.report import AnswerFinal, AskedQuestion, InterviewRecord, answer_sentences, build_report
+from earshot.agents.roles import ROLES
+from earshot.models.llm import LlmBackend, LlmError
+from earshot.server.encoder_service import EncoderService
+from earshot.server.settings import Settings
+from earshot.server.store import SessionRecord, SessionStore
 
 log = logging.getLogger(__name__)
 

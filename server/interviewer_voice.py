@@ -15,9 +15,9 @@ import logging
 from collections import OrderedDict
 from typing import AsyncIterable, Awaitable, Callable, Iterable, Optional
 
-from agents.ports import Sentences, SpeechResult
-from models.tts import PiperTts, SpokenAudio, TtsError
-from server.agent_voice import AgentVoiceTrack, PlaybackEnd
+from earshot.agents.ports import Sentences, SpeechResult
+from earshot.models.tts import PiperTts, SpokenAudio, TtsError
+from earshot.server.outbound_track import AgentVoiceTrack, PlaybackEnd
 
 log = logging.getLogger(__name__)
 

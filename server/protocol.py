@@ -1,18 +1,32 @@
-"""The events the server sends to a client: one JSON object per data-channel message.
+"""The wire protocol: every message the server sends a client, one JSON object per data-channel message.
+
+This module is a leaf: it imports nothing from Earshot, and every layer may
+import it (the pipeline, the call modes and the assist agent build these
+records). The README lists every event and field.
 
 Every event has `type` and `session_id`. Times ending in `_s` are seconds on
 the session's audio clock (audio received since the session began; a session
 resumed after a reconnect continues its clock). `emitted_audio_s` is that clock
 when the event left the pipeline, so `emitted_audio_s - speech_end_audio_s` of
 a final is its latency measured in audio, end-of-speech silence included.
-The README lists every field.
+
+An utterance's life on the wire: `voice_onset` (maybe speech) -> `speech_start`
+-> `partial`* -> `speech_end` -> `final` -> `intent`. Floats in assist
+payloads are rounded to 3 decimals by whoever builds them (`r3`).
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Optional, Union
+
+EVENTS_CHANNEL = "events"  # the data channel a caller opens before its offer; events arrive on it
+SPEAKERS = ("agent", "customer")  # the labelled sides of an assist call; empty in single-speaker calls
+
+
+def r3(value: float) -> float:
+    return round(float(value), 3)
 
 
 @dataclass(frozen=True)
@@ -152,12 +166,32 @@ class Intent(Event):
     speaker: str = ""
 
 
+# Every code an `error` event may carry. None of them ends the call by itself
+# (`no_media` is sent as the call is closed for it). Each is counted in
+# earshot_errors_total{code}.
+ERROR_CODES: dict[str, str] = {
+    "store_unavailable": "Redis is unreachable: finals wait in memory and are saved when it returns",
+    "asr_failed": "the final decode of an utterance failed",
+    "no_media": "no audio frame for media_timeout_s: the call is closed",
+    "intent_failed": "the intent classifier failed on an utterance (detail names it)",
+    "llm_timeout": "the LLM was too slow: the bank's stock follow-up is used",
+    "llm_unavailable": "the LLM failed or is unreachable: the bank's stock follow-up is used",
+    "tts_failed": "the interviewer's voice failed: the interview goes on in text only",
+    "report_failed": "the interview report could not be built now: it is built again when opened",
+    "interviewer_failed": "the interviewer stopped on an internal error: transcription goes on",
+}
+
+
 @dataclass(frozen=True)
 class Error(Event):
     type: ClassVar[str] = "error"
-    code: str
+    code: str  # one of ERROR_CODES
     message: str
     detail: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.code not in ERROR_CODES:
+            raise ValueError(f"unknown error code {self.code!r}: add it to protocol.ERROR_CODES (and the README)")
 
 
 # --- The interviewer's side of the conversation ---------------------------------------
@@ -233,13 +267,14 @@ class ReportReady(Event):
 
 @dataclass(frozen=True)
 class AssistUpdate(Event):
-    """A live assist update: `sentiment`, `topic`, `suggestion` or `call_metrics`.
+    """A live assist update on the wire: one of the `AssistPayload` records below.
 
-    The fields are those of the agent's update dataclass (agents/assist.py),
-    whose `kind` is the event type; this wrapper adds the session and the clock.
+    The assist agent (agents/assist.py) builds the payloads; the call adds the
+    session and the clock. The payload's `kind` is the event's `type`, and its
+    fields are the event's fields.
     """
 
-    update: Any
+    update: "AssistPayload"
     emitted_audio_s: float
 
     def to_dict(self) -> dict[str, Any]:
@@ -249,3 +284,74 @@ class AssistUpdate(Event):
             **asdict(self.update),
             "emitted_audio_s": self.emitted_audio_s,
         }
+
+
+# --- The agent-assist payloads --------------------------------------------------------
+# Each is sent as `{"type": kind, "session_id": ..., **fields, "emitted_audio_s": ...}`
+# (AssistUpdate above), so the field names here are the wire format.
+
+
+@dataclass(frozen=True)
+class SentimentUpdate:
+    """The customer's sentiment after one of their finals, and where it is heading."""
+
+    kind: ClassVar[str] = "sentiment"
+    speaker: str
+    utterance_id: int
+    score: float  # VADER compound, -1 (very negative) .. 1 (very positive)
+    label: str  # negative | neutral | positive
+    trend: float  # -1 .. 1: the change over the last `history` scores (see agents/sentiment.py)
+    trend_label: str  # worsening | steady | improving
+    history: list[float]  # the last N scores, oldest first
+
+
+@dataclass(frozen=True)
+class TopicUpdate:
+    """What the call is about; sent when the topic is first named and when it changes."""
+
+    kind: ClassVar[str] = "topic"
+    topic: str  # the topic's name in the topic file
+    label: str  # its display label
+    score: float  # cosine similarity of the recent talk to the topic
+    source: str  # embedding | llm
+    candidates: list[dict[str, Any]]  # the top 3 by embedding: {"name", "score"}
+
+
+@dataclass(frozen=True)
+class SuggestionUpdate:
+    """A reply the agent could say next, for one customer final.
+
+    First from the best knowledge entry (at once), then, when an LLM is set,
+    its grounded rewording or the knowledge answer again as the fallback with
+    `final` true.
+    """
+
+    kind: ClassVar[str] = "suggestion"
+    utterance_id: int  # the customer's utterance this answers
+    text: str
+    source: str  # knowledge | llm
+    knowledge_ids: list[str]  # the entries it is grounded on, best first
+    score: float  # the best entry's match to the customer's words (cosine); low means a guess
+    final: bool  # false while an LLM may still replace it
+    latency_s: float  # from the final reaching the agent to this update (monotonic clock)
+
+
+@dataclass(frozen=True)
+class CallMetricsUpdate:
+    """Talk time, silence, rates and interruptions so far (see agents/call_metrics.py)."""
+
+    kind: ClassVar[str] = "call_metrics"
+    call_s: float
+    talk_s: dict[str, float]  # per speaker
+    talk_share: dict[str, float]  # per speaker; the two add up to 1 once anyone spoke
+    speech_s: float  # time anyone was speaking
+    silence_s: float  # call_s - speech_s
+    speech_to_silence: Optional[float]  # speech_s / silence_s; None while there has been no silence
+    talk_rate_wps: dict[str, float]  # per speaker: words of finals / their duration
+    interruptions: dict[str, int]  # per speaker: times that speaker cut in
+    overlap_s: float  # time both were speaking
+    long_silences: int
+    longest_silence_s: float
+
+
+AssistPayload = Union[SentimentUpdate, TopicUpdate, SuggestionUpdate, CallMetricsUpdate]

@@ -1,0 +1,259 @@
+"""The HTTP API's endpoints: sessions, WebRTC signalling, reports, summaries, health and metrics.
+
+Every endpoint reads what the process shares from `request.app.state.earshot`
+(an `AppState`). A request it refuses raises `ApiError`; server/app.py turns
+that, and anything else that goes wrong, into a JSON error.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from aiortc.sdp import SessionDescription
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+
+from earshot.agents.roles import DIFFICULTIES, ROLES
+from earshot.models.asr import AsrEngine
+from earshot.models.llm import LlmBackend
+from earshot.server.calls import LiveCalls
+from earshot.server.client_files import client_dir
+from earshot.server.encoder_service import EncoderService
+from earshot.server.errors import ApiError
+from earshot.server.intent_stage import IntentOptions
+from earshot.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from earshot.server.metrics import ServerMetrics
+from earshot.server.modes import MODE_KINDS, ModeKind, ModeServices
+from earshot.server.modes.assist import AssistMode
+from earshot.server.modes.interview import InterviewServices
+from earshot.server.pipeline import ResumePoint
+from earshot.server.protocol import EVENTS_CHANNEL
+from earshot.server.settings import Settings
+from earshot.server.speakers import SpeakerError, assign_speakers
+from earshot.server.store import SessionRecord, SessionStore, StoreUnavailable, WriteBehind
+from earshot.server.webrtc import LiveSession
+
+
+@dataclass
+class AppState:
+    """Everything one server process shares: settings, store, models, call modes, live calls, metrics."""
+
+    settings: Settings
+    store: SessionStore
+    engine: AsrEngine
+    encoders: EncoderService
+    llm: Optional[LlmBackend]
+    modes: dict[str, ModeServices]  # keyed like MODE_KINDS
+    metrics: ServerMetrics
+    calls: LiveCalls
+
+    def intent_options(self, kind: ModeKind) -> Optional[IntentOptions]:
+        if kind.intent_label_set is None or self.encoders.intents is None:
+            return None
+        return IntentOptions(self.encoders.classify, kind.intent_label_set, partials=self.settings.intent_partials)
+
+
+def _state(request: Request) -> AppState:
+    return request.app.state.earshot
+
+
+# --- sessions -----------------------------------------------------------------------------
+async def create_session(request: Request) -> JSONResponse:
+    state = _state(request)
+    data = await read_json(request)
+    mode = data.get("mode", "interview")
+    kind = MODE_KINDS.get(mode) if isinstance(mode, str) else None
+    if kind is None:
+        raise ApiError(400, "bad_mode", f"mode must be one of: {', '.join(MODE_KINDS)}")
+    role = data.get("role", None if kind.needs_role else "")
+    if not isinstance(role, str) or (role not in ROLES and not (not kind.needs_role and role == "")):
+        raise ApiError(400, "bad_role", f"role must be one of: {', '.join(ROLES)}")
+    difficulty = data.get("difficulty", "medium")
+    if difficulty not in DIFFICULTIES:
+        raise ApiError(400, "bad_difficulty", f"difficulty must be one of: {', '.join(DIFFICULTIES)}")
+    record, token = await state.store.create(mode, role, difficulty)
+    return JSONResponse({"session_id": record.session_id, "token": token}, status_code=201)
+
+
+async def offer(request: Request) -> JSONResponse:
+    state = _state(request)
+    data = await read_json(request)
+    record = await authorised_session(request)
+    sdp = data.get("sdp")
+    if data.get("type") != "offer" or not isinstance(sdp, str):
+        raise ApiError(400, "bad_offer", 'body must be {"sdp": "<offer SDP>", "type": "offer"}')
+    parsed = check_offer_sdp(sdp)
+    kind = MODE_KINDS[record.mode]
+    speakers: dict[str, str] = {}
+    if kind.speakers:
+        try:
+            speakers = assign_speakers(parsed, data.get("tracks"), kind.speakers)
+        except SpeakerError as exc:
+            raise ApiError(400, exc.code, str(exc)) from None
+    elif data.get("tracks") is not None:
+        raise ApiError(400, "bad_tracks", f"labelled tracks are for {', '.join(k.name for k in MODE_KINDS.values() if k.speakers)} sessions only")
+    if state.calls.is_live(record.session_id):
+        raise ApiError(409, "session_live", "this session already has a live connection; DELETE it or wait")
+    if record.state == "ended":
+        raise ApiError(409, "session_ended", "this session has ended; create a new one")
+
+    resumed_finals = await state.store.final_count(record.session_id)
+    resume = ResumePoint(
+        audio_s=record.audio_s, next_utterance_id=record.next_utterance_id, next_final_seq=resumed_finals + 1
+    )
+    call = LiveSession(
+        record,
+        resume,
+        resumed_finals,
+        state.engine,
+        state.settings,
+        writer_factory=lambda on_outage: WriteBehind(state.store, record.session_id, on_outage),
+        on_closed=state.calls.closed,
+        open_mode=state.modes[record.mode].open,
+        observe=state.metrics.observe,
+        intents=state.intent_options(kind),
+        speakers=speakers,
+    )
+    state.calls.add(call)
+    try:
+        answer = await call.answer(sdp)
+    except Exception as exc:  # aiortc rejects what it cannot negotiate (codecs, DTLS, ...)
+        await call.close("offer rejected")
+        raise ApiError(400, "bad_offer", f"cannot negotiate this offer: {exc}") from None
+    return JSONResponse({"sdp": answer.sdp, "type": answer.type})
+
+
+async def get_session(request: Request) -> JSONResponse:
+    state = _state(request)
+    record = await authorised_session(request)
+    finals = await state.store.finals(record.session_id)
+    live = state.calls.is_live(record.session_id)
+    return JSONResponse({**record.public(), "live": live, "finals": finals, "pace": record.pace})
+
+
+async def delete_session(request: Request) -> JSONResponse:
+    state = _state(request)
+    record = await authorised_session(request)
+    call = state.calls.get(record.session_id)
+    if call is not None:
+        await call.close("ended by the caller", state="ended")  # also when it was already closing
+    await state.store.update(record.session_id, state="ended")  # also when the call had already closed
+    count = await state.store.final_count(record.session_id)
+    body: dict[str, Any] = {"session_id": record.session_id, "state": "ended", "finals": count}
+    if record.mode == "assist":
+        body["summary_url"] = f"/sessions/{record.session_id}/summary"  # stored before this answer
+    return JSONResponse(body)
+
+
+# --- after the call -------------------------------------------------------------------------
+async def report(request: Request) -> JSONResponse:
+    state = _state(request)
+    record = await authorised_session(request)
+    interview = state.modes.get("interview")
+    if record.mode != "interview" or not isinstance(interview, InterviewServices):
+        raise ApiError(404, "no_report", "only interview sessions have a report")
+    found = await interview.reports.for_session(record)
+    if found is None:
+        raise ApiError(404, "no_report", "no question has been asked in this session yet")
+    return JSONResponse(found)
+
+
+async def summary(request: Request) -> JSONResponse:
+    state = _state(request)
+    record = await authorised_session(request)
+    if record.mode != "assist":
+        raise ApiError(404, "no_summary", "only assist sessions have a call summary")
+    call = state.calls.get(record.session_id)
+    live = call.mode if call is not None and not call.closed else None
+    found = live.summary() if isinstance(live, AssistMode) else await state.store.summary(record.session_id)
+    if found is None:
+        raise ApiError(404, "no_summary", "this call has not started yet")
+    return JSONResponse(found)
+
+
+async def report_page(request: Request) -> FileResponse:
+    # The page itself is public; it fetches the JSON with the token from its URL fragment.
+    return FileResponse(client_dir() / "report.html")
+
+
+async def summary_page(request: Request) -> FileResponse:
+    return FileResponse(client_dir() / "summary.html")
+
+
+# --- operations -----------------------------------------------------------------------------
+async def health(request: Request) -> JSONResponse:
+    state = _state(request)
+    try:
+        redis_ok = await state.store.ping()
+    except StoreUnavailable:
+        redis_ok = False
+    interview = state.modes.get("interview")
+    body = {
+        "status": "ok" if redis_ok else "degraded",
+        "redis": redis_ok,
+        "live_sessions": len(state.calls),
+        "asr_model": state.settings.asr_model,
+        "asr_queue_depth": state.engine.queue_depth,
+        "llm": state.llm.name if state.llm is not None else None,
+        "tts": isinstance(interview, InterviewServices) and interview.phrases.available,
+        "intent": state.encoders.intents is not None,
+    }
+    return JSONResponse(body, status_code=200 if redis_ok else 503)
+
+
+async def metrics(request: Request) -> Response:
+    return Response(_state(request).metrics.render(), media_type=METRICS_CONTENT_TYPE)
+
+
+# --- request checks -------------------------------------------------------------------------
+async def read_json(request: Request) -> dict[str, Any]:
+    limit = _state(request).settings.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, "body_too_large", f"request body over {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise ApiError(413, "body_too_large", f"request body over {limit} bytes")
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "bad_json", "request body must be a JSON object") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "bad_json", "request body must be a JSON object")
+    return data
+
+
+async def authorised_session(request: Request) -> SessionRecord:
+    session_id = request.path_params["session_id"]
+    record = await _state(request).store.get(session_id)
+    if record is None:
+        raise ApiError(404, "unknown_session", f"no session {session_id}")
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise ApiError(401, "missing_token", "send the session token as 'Authorization: Bearer <token>'")
+    if not SessionStore.token_matches(record, token.strip()):
+        raise ApiError(401, "bad_token", "the token does not belong to this session")
+    return record
+
+
+def check_offer_sdp(sdp: str) -> SessionDescription:
+    """400 for an offer we can tell is unusable before aiortc sees it; else the parsed offer."""
+    try:
+        parsed = SessionDescription.parse(sdp)
+    except Exception:
+        raise ApiError(400, "bad_sdp", "the offer is not valid SDP") from None
+    kinds = [media.kind for media in parsed.media]
+    if not kinds:
+        raise ApiError(400, "bad_sdp", "the offer has no media sections")
+    if "audio" not in kinds:
+        raise ApiError(400, "no_audio", "the offer has no audio track; add the microphone before creating it")
+    if "application" not in kinds:
+        raise ApiError(
+            400, "no_data_channel", f"the offer has no data channel; create one named '{EVENTS_CHANNEL}' before the offer"
+        )
+    return parsed

@@ -1,0 +1,45 @@
+"""The calls one server process holds live, and the Redis writers that outlive theirs."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Optional
+
+from earshot.server.store import WriteBehind
+from earshot.server.webrtc import LiveSession
+
+DRAIN_AT_SHUTDOWN_S = 2.0
+
+
+class LiveCalls:
+    def __init__(self) -> None:
+        self._live: dict[str, LiveSession] = {}
+        self._draining: set[WriteBehind] = set()  # writes of ended calls still waiting for Redis
+
+    def __len__(self) -> int:
+        return len(self._live)
+
+    def get(self, session_id: str) -> Optional[LiveSession]:
+        """The session's call, if this process holds one (it may be closing: see `LiveSession.closed`)."""
+        return self._live.get(session_id)
+
+    def is_live(self, session_id: str) -> bool:
+        call = self._live.get(session_id)
+        return call is not None and not call.closed
+
+    def add(self, call: LiveSession) -> None:
+        self._live[call.session_id] = call
+
+    def closed(self, call: LiveSession) -> None:
+        """A call's teardown is done (LiveSession's on_closed)."""
+        if self._live.get(call.session_id) is call:
+            del self._live[call.session_id]
+        if call.writer.pending:
+            self._draining.add(call.writer)  # keep retrying after the call ended
+        self._draining = {w for w in self._draining if w.pending}
+
+    async def close_all(self) -> None:
+        await asyncio.gather(*(call.close("server shutting down") for call in list(self._live.values())))
+        for writer in list(self._draining):
+            await writer.flush(DRAIN_AT_SHUTDOWN_S)
+            await writer.stop()

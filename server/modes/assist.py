@@ -1,0 +1,139 @@
+"""The assist mode: the agent-assist overlay on a live call, both sides' events in, assist updates out.
+
+    agent track    -> TrackPipeline(speaker="agent")    \\
+                                                         --> AssistMode --> AssistAgent (agents/assist.py)
+    customer track -> TrackPipeline(speaker="customer") /       (metrics, sentiment, topic,
+                                                                  suggested reply) --> assist updates
+
+`AssistServices` is what every assist call shares (the knowledge file, the
+topic list, the encoder, the LLM); one `AssistMode` exists per connected call.
+When the call ends its summary is stored in Redis; the DELETE that ends the
+call answers with where to read it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from aiortc import MediaStreamTrack
+
+from earshot.agents.assist import AssistAgent
+from earshot.agents.knowledge import KnowledgeBase, KnowledgeError
+from earshot.agents.topic import LlmTopic, TopicDetector, TopicError, TopicList
+from earshot.models.llm import LlmBackend
+from earshot.server import protocol
+from earshot.server.configs import assist_config
+from earshot.server.encoder_service import EncoderService
+from earshot.server.errors import StartupError
+from earshot.server.intent_stage import FinalsWithIntents
+from earshot.server.modes.base import CallContext
+from earshot.server.settings import Settings
+from earshot.server.store import SessionStore, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AssistServices:
+    settings: Settings
+    store: SessionStore
+    encoders: EncoderService
+    knowledge: KnowledgeBase
+    topics: TopicList
+    llm: Optional[LlmBackend]  # words suggestions (and names topics when capable); None = canned answers only
+
+    @classmethod
+    def load(
+        cls, settings: Settings, store: SessionStore, encoders: EncoderService, llm: Optional[LlmBackend]
+    ) -> "AssistServices":
+        """Read the knowledge and topic files; a bad file stops the start with its path and problem."""
+        try:
+            knowledge = KnowledgeBase.load(Path(settings.assist_knowledge) if settings.assist_knowledge else None)
+            topics = TopicList.load(Path(settings.assist_topics) if settings.assist_topics else None)
+        except (KnowledgeError, TopicError) as exc:
+            raise StartupError(str(exc)) from None
+        return cls(settings, store, encoders, knowledge, topics, llm if settings.assist_suggest_llm else None)
+
+    def open(self, context: CallContext) -> "AssistMode":
+        return AssistMode(self, context)
+
+    async def warm(self) -> None:
+        """Embed the knowledge entries and topics once, before the first call."""
+        await self.knowledge.embed(self.encoders.encode)
+        await self.topics.embed(self.encoders.encode)
+
+    def topic_llm(self) -> Optional[LlmTopic]:
+        mode = self.settings.assist_topic_llm
+        if self.llm is None or mode == "off" or (mode == "auto" and not self.llm.capable):
+            return None
+        return LlmTopic(self.llm, self.topics)
+
+
+class AssistMode:
+    """One assist call: maps the call's events to the agent, and its updates to events."""
+
+    outbound_track: Optional[MediaStreamTrack] = None
+
+    def __init__(self, services: AssistServices, context: CallContext) -> None:
+        self.session_id = context.session_id
+        self._services = services
+        self._context = context
+        self._started_at = time.time()
+        self._agent = AssistAgent(
+            embed=services.encoders.encode,
+            knowledge=services.knowledge,
+            topics=TopicDetector(services.topics, llm_topic=services.topic_llm()),
+            llm=services.llm,
+            emit=self._update,
+            config=assist_config(services.settings),
+        )
+        # Each final waits for its intent (~10 ms) so the agent records both together.
+        self._finals = FinalsWithIntents(self._final, context.intents_follow_finals)
+
+    # --- CallMode -------------------------------------------------------------------------
+    def start(self) -> None:
+        pass  # the agent acts on the call's speech; nothing to say before it
+
+    def on_event(self, event: protocol.Event) -> None:
+        if isinstance(event, protocol.SpeechStart):
+            self._agent.speech_started(event.speaker, event.utterance_id, event.start_s)
+        elif isinstance(event, protocol.SpeechEnd):
+            self._agent.speech_ended(event.speaker, event.utterance_id, event.start_s, event.end_s, event.dropped)
+        else:
+            self._finals.on_event(event)
+
+    async def close(self) -> None:
+        """Stop the agent's work in flight and store the summary."""
+        await self._agent.close()
+        try:
+            await self._services.store.save_summary(self.session_id, self.summary())
+        except StoreUnavailable as exc:
+            log.warning("session %s: summary not stored: %s", self.session_id, exc)
+
+    # --- the call's summary ---------------------------------------------------------------
+    def summary(self) -> dict[str, Any]:
+        """The summary so far: what GET /api/sessions/{id}/summary shows while the call runs."""
+        return {
+            "session_id": self.session_id,
+            "started_at": round(self._started_at, 3),
+            **self._agent.summary(self._context.now()),
+        }
+
+    def _final(self, final: protocol.Final, intents: tuple[protocol.IntentLabel, ...]) -> None:
+        self._agent.final(
+            final.speaker,
+            final.utterance_id,
+            final.seq,
+            final.text,
+            final.start,
+            final.end,
+            len(final.words) or len(final.text.split()),
+            [(label.name, label.score) for label in intents],
+        )
+
+    def _update(self, update: protocol.AssistPayload) -> None:
+        self._context.publish(protocol.AssistUpdate(self.session_id, update, self._context.now()))

@@ -1,0 +1,41 @@
+"""`earshot train-intent`: train the intent heads on the project's data set and write an evaluation.
+
+The training code (torch optimisers, the data set builder) is imported only
+when this command runs: the server never loads it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from earshot.models.intent import HEADS_DIR, LABEL_SETS
+from earshot.server.cli import Command, CommandError
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--label-set", choices=("all", *LABEL_SETS), default="all", help="which head to train")
+    parser.add_argument("--encoder", default="", help="Hugging Face encoder directory (RoBERTa, MiniLM...); empty = bundled MiniLM")
+    parser.add_argument("--full-finetune", action="store_true", help="fine-tune the encoder with the head")
+    parser.add_argument("--epochs", type=int, default=0, help="0 = the default of the chosen way")
+    parser.add_argument("--data-dir", type=Path, default=None, help="labelled data directory; default: the bundled data set")
+    parser.add_argument("--out", type=Path, default=None, help="where heads and evaluations go; default: the bundled heads")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from earshot.models.intent_dataset import IntentDataError
+    from earshot.models.intent_training import run_train_intent
+
+    label_sets = LABEL_SETS if args.label_set == "all" else (args.label_set,)
+    try:
+        return run_train_intent(label_sets, args.encoder, args.full_finetune, args.epochs, args.out or HEADS_DIR, args.data_dir)
+    except IntentDataError as exc:
+        raise CommandError(str(exc)) from None
+
+
+COMMAND = Command(
+    help="train the intent heads on the project's data set and write an evaluation",
+    description="Frozen encoder + linear head by default (seconds); --full-finetune tunes the encoder too (minutes).",
+    add_arguments=_add_arguments,
+    run=_run,
+)
