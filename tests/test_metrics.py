@@ -7,8 +7,10 @@ import asyncio
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from earshot.loadtest.caller import HeadlessCaller
+from earshot.loadtest.faults import SilentTrack
 from tests.calls import call_with
-from tests.conftest import corpus_file
+from tests.conftest import corpus_file, start_server
 
 
 def scrape(base_url: str) -> dict[str, float]:
@@ -45,3 +47,21 @@ def test_a_call_shows_in_the_metrics(server):
     latency_sum = after["earshot_final_latency_seconds_sum"] - before.get("earshot_final_latency_seconds_sum", 0)
     assert 0.3 * finals < latency_sum < 5.0 * finals  # the 0.5 s end-of-speech silence is in every one
     assert after["earshot_event_loop_lag_seconds_count"] > before["earshot_event_loop_lag_seconds_count"]
+
+
+def test_a_server_notice_is_counted_like_any_other_error(redis_url, tmp_path):
+    """no_media is sent by the call itself, not the pipeline: it goes through the same door and is counted."""
+    server = start_server(redis_url, tmp_path, extra_args=("--media-timeout-s", "2"))
+    try:
+        async def silent_call() -> HeadlessCaller:
+            caller = HeadlessCaller(server.base_url, b"", mode="transcribe", track_class=SilentTrack)
+            await caller.connect()
+            await caller.wait_until(lambda c: bool(c.of_type("error")), timeout=20)
+            await caller.hangup()
+            return caller
+
+        caller = asyncio.run(silent_call())
+        assert [e["code"] for e in caller.of_type("error")] == ["no_media"]
+        assert scrape(server.base_url)["earshot_errors_total{code=no_media}"] == 1
+    finally:
+        server.stop()

@@ -25,3 +25,8 @@ def test_every_event_type_is_in_the_readme():
     types += [cls.kind for cls in vars(protocol).values() if isinstance(cls, type) and isinstance(getattr(cls, "kind", None), str)]
     assert len(types) >= 19
     assert [t for t in types if f"| `{t}` |" not in readme] == []
+
+
+def test_every_error_code_is_in_the_readme():
+    readme = (REPO / "README.md").read_text()
+    assert [code for code in protocol.ERROR_CODES if f"`{code}`" not in readme] == []
