@@ -10,6 +10,7 @@ resumes at the question it was on.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -78,6 +79,10 @@ class InterviewState:
     @property
     def follow_ups_asked(self) -> int:
         return len(self.current.follow_ups) if self.current else 0
+
+    def over_time(self, max_minutes: float) -> bool:
+        """More than `max_minutes` since the greeting began (never before it began)."""
+        return bool(self.started_at) and time.time() - self.started_at > max_minutes * 60
 
     def next_agent_utterance(self) -> int:
         self.last_agent_utterance += 1

@@ -376,7 +376,7 @@ async def test_turn_pause_runs_from_the_end_of_speech_not_from_the_final():
 
 
 async def test_a_lost_final_does_not_hang_the_turn(monkeypatch):
-    monkeypatch.setattr("earshot.agents.interviewer.FINAL_WAIT_S", 0.2)
+    monkeypatch.setattr("earshot.agents.turn_taking.FINAL_WAIT_S", 0.2)
     interviewer, voice, output, script = make(None, questions=1, answer_timeout_s=0.5)
     run = asyncio.ensure_future(interviewer.run())
     await script.until_listening()

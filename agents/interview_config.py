@@ -1,0 +1,21 @@
+"""The interviewer's settings: one small frozen config, shared by the script and its helpers.
+
+`server/configs.py` fills it from the server's settings; tests build it directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from earshot.agents.followup import TEMPERATURE
+
+
+@dataclass(frozen=True)
+class InterviewConfig:
+    turn_pause_s: float = 0.7
+    answer_timeout_s: float = 20.0
+    max_minutes: float = 30.0
+    max_follow_ups: int = 1
+    barge_in: bool = True
+    llm_max_tokens: int = 60
+    llm_temperature: float = TEMPERATURE  # what the follow-up prompt was tuned at
