@@ -8,7 +8,7 @@ knows which setting feeds which field.
 from __future__ import annotations
 
 from earshot.agents.assist import AssistConfig
-from earshot.agents.interviewer import InterviewConfig
+from earshot.agents.interview_config import InterviewConfig
 from earshot.agents.pace import PaceConfig
 from earshot.models.asr import AsrConfig
 from earshot.models.llm import LlmConfig
