@@ -1,4 +1,4 @@
-"""Text normalisation and word error rate.
+"""Text normalisation, English number words, and word error rate.
 
 One normaliser for everything that compares words: tests, benchmarks, the pace
 agent's filler counts. Whisper writes "1455", "Mr." and "ill-disposed" where
@@ -15,6 +15,10 @@ _ONES = (
     "fourteen fifteen sixteen seventeen eighteen nineteen"
 ).split()
 _TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+_ORDINALS = {
+    "one": "first", "two": "second", "three": "third", "five": "fifth", "eight": "eighth", "nine": "ninth",
+    "twelve": "twelfth",
+}  # fmt: skip
 
 _ABBREVIATIONS = {
     "mr": "mister",
@@ -36,32 +40,58 @@ def _below_hundred(n: int) -> str:
     if n < 20:
         return _ONES[n]
     tens, ones = divmod(n, 10)
-    return _TENS[tens] + ("" if ones == 0 else " " + _ONES[ones])
+    return _TENS[tens] + ("" if ones == 0 else "-" + _ONES[ones])
 
 
 def number_to_words(n: int) -> str:
-    """Cardinal English words for 0 <= n < 10**12."""
+    """Cardinal English words as Whisper spells them out ("forty-two", "three hundred five").
+
+    Up to 10**12; beyond, digit by digit.
+    """
     if n < 100:
         return _below_hundred(n)
     if n < 1000:
         hundreds, rest = divmod(n, 100)
         return _ONES[hundreds] + " hundred" + ("" if rest == 0 else " " + _below_hundred(rest))
     for size, name in ((10**9, "billion"), (10**6, "million"), (1000, "thousand")):
-        if n >= size:
+        if size <= n < 1000 * size:
             high, rest = divmod(n, size)
             return number_to_words(high) + " " + name + ("" if rest == 0 else " " + number_to_words(rest))
-    raise ValueError(n)
+    return digit_words(str(n))
+
+
+def digit_words(digits: str) -> str:
+    """Digit by digit, as account and phone numbers are read: "2291" -> "two two nine one"."""
+    return " ".join(_ONES[int(d)] for d in digits)
+
+
+def year_words(n: int) -> str:
+    """A four-digit year read in pairs: "nineteen eighty-two", "nineteen oh five", "nineteen hundred"."""
+    high, low = divmod(n, 100)
+    if low == 0:
+        return _below_hundred(high) + " hundred"
+    return _below_hundred(high) + " " + (_below_hundred(low) if low >= 10 else "oh " + _ONES[low])
+
+
+def ordinal_words(n: int) -> str:
+    """Ordinal words: "first", "twelfth", "twenty-first", "one hundredth"."""
+    words = number_to_words(n)
+    head, sep, last = words.rpartition("-") if "-" in words else words.rpartition(" ")
+    if last in _ORDINALS:
+        last = _ORDINALS[last]
+    else:
+        last = last[:-1] + "ieth" if last.endswith("y") else last + "th"
+    return head + sep + last
 
 
 def _spoken_number(digits: str) -> str:
+    """A number as reference transcripts write it out."""
     n = int(digits)
-    # Years are read in pairs: 1455 -> "fourteen fifty five", as the references write them.
+    # Years are read in pairs: 1455 -> "fourteen fifty-five", as the references write them.
     if len(digits) == 4 and (1100 <= n <= 1999 or 2010 <= n <= 2099) and n % 100 != 0:
-        high, low = divmod(n, 100)
-        low_words = _below_hundred(low) if low >= 10 else "oh " + _ONES[low]
-        return _below_hundred(high) + " " + low_words
+        return year_words(n)
     if n >= 10**12:
-        return " ".join(_ONES[int(d)] for d in digits)
+        return digit_words(digits)
     return number_to_words(n)
 
 

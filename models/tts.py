@@ -1,8 +1,9 @@
 """The interviewer's voice: Piper text-to-speech, run off the event loop.
 
 Piper (VITS in ONNX) is not streaming: it turns a whole sentence into audio in
-one inference. So a reply is spoken sentence by sentence: `SentenceBuffer` cuts
-the LLM's streamed text into sentences as soon as each one ends, and each
+one inference. So a reply is spoken sentence by sentence: the interviewer
+hands over its lines one sentence at a time, and the LLM's follow-up as each
+of its sentences ends (`FollowUpStream`, agents/followup_guard.py); each
 sentence is synthesized while the one before it plays. The first sentence's
 synthesis time is the agent's time to first audio.
 
@@ -197,109 +198,3 @@ _TITLE_RE = re.compile(r"\b(" + "|".join(re.escape(t[:-1]) for t in _TITLES) + r
 
 def _speakable(text: str) -> str:
     return _TITLE_RE.sub(lambda m: _TITLES[m.group(1) + "."], text.strip())
-
-
-# --- sentence splitting ------------------------------------------------------------
-
-# Words after which a period never ends a sentence: they always introduce something.
-_NEVER_FINAL = frozenset("mr mrs ms dr prof sr jr st vs e.g i.e eg ie cf approx incl esp fig".split())
-# A sentence end: terminal punctuation, maybe closing quotes/brackets, then whitespace or the end.
-_END_RE = re.compile(r"(?:\.\.\.|[.!?…])+[\"'”’)\]]*(?=\s|$)")
-_CLAUSE_RE = re.compile(r"[,;:—–]\s")
-MAX_SENTENCE_CHARS = 240  # a run-on is cut at a clause so its first words are not held back for long
-
-
-def _has_letters(text: str) -> bool:
-    return any(ch.isalpha() for ch in text)
-
-
-def _cut(text: str, final: bool, max_chars: int = MAX_SENTENCE_CHARS) -> tuple[list[str], str]:
-    """Split off the complete sentences at the front of `text`; return them and the unfinished rest.
-
-    Not final (more text may follow): a boundary is only taken once the text
-    after it shows it is one, e.g. "3." may yet become "3.5", and "a.m." is
-    not an end if a lowercase word follows.
-    """
-    sentences: list[str] = []
-    start = 0  # where the current sentence begins
-    scan = 0  # where to look for its end (past fragments that were too short to stand alone)
-    while True:
-        boundary = _next_boundary(text, scan, final)
-        if boundary is None:
-            break
-        candidate = text[start:boundary].strip()
-        scan = boundary
-        if _has_letters(candidate):  # "1." of a list or a lone "..." joins the next sentence
-            sentences.append(candidate)
-            start = boundary
-    rest = text[start:]
-    while len(rest.strip()) > max_chars:
-        head, rest = _split_long(rest, max_chars)
-        sentences.append(head)
-    return sentences, rest
-
-
-def _next_boundary(text: str, pos: int, final: bool) -> int | None:
-    """Index just past the next sentence end at or after `pos`, or None if none is certain yet."""
-    newline = text.find("\n", pos)
-    for match in _END_RE.finditer(text, pos):
-        if newline != -1 and newline < match.start():
-            break  # a line break comes first: a list item or paragraph ends there
-        end = match.end()
-        after = text[end:].lstrip()
-        if not after and not final:
-            # Only "?" and "!" can be called an end before the next word arrives; a "." needs it.
-            if end < len(text) and match.group().rstrip("\"'”’)]")[-1] in "?!":
-                return end
-            return None
-        if match.group().rstrip("\"'”’)]").endswith(("?", "!")):
-            return end
-        word = text[:match.start()].rsplit(None, 1)[-1] if text[:match.start()].strip() else ""
-        word = word.lstrip("\"'“‘([").lower()
-        if word in _NEVER_FINAL and not match.group().startswith(".."):
-            continue  # "Dr. Smith", "e.g. Python"
-        if after and after[0].islower():
-            continue  # "a.m. tomorrow", "U.S. teams", "well... maybe"
-        return end
-    if newline != -1:
-        return newline + 1
-    return None
-
-
-def _split_long(text: str, max_chars: int) -> tuple[str, str]:
-    """Cut a run-on at its last clause break (else last space) before `max_chars`."""
-    stripped = text.lstrip()
-    window = stripped[:max_chars]
-    cut = max((m.end() for m in _CLAUSE_RE.finditer(window)), default=0)
-    if cut == 0:
-        cut = window.rfind(" ") + 1 or max_chars
-    return stripped[:cut].strip(), stripped[cut:]
-
-
-def split_sentences(text: str) -> list[str]:
-    """Sentences of a complete text, each stripped; abbreviations and decimals do not split."""
-    sentences, rest = _cut(text, final=True)
-    if any(ch.isalnum() for ch in rest):
-        sentences.append(rest.strip())
-    return sentences
-
-
-class SentenceBuffer:
-    """Cuts streamed LLM text into sentences as soon as each one is certain to have ended."""
-
-    def __init__(self, max_chars: int = MAX_SENTENCE_CHARS) -> None:
-        self._text = ""
-        self._max_chars = max_chars
-
-    def feed(self, delta: str) -> list[str]:
-        self._text += delta
-        sentences, self._text = _cut(self._text, final=False, max_chars=self._max_chars)
-        return sentences
-
-    def flush(self) -> list[str]:
-        """The end of the stream: whatever is left, as sentences."""
-        sentences, rest = _cut(self._text, final=True, max_chars=self._max_chars)
-        self._text = ""
-        if any(ch.isalnum() for ch in rest):
-            sentences.append(rest.strip())
-        return sentences

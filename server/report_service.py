@@ -12,10 +12,12 @@ import logging
 import time
 from typing import Any, Optional
 
-from earshot.agents.grammar import Correction, llm_grammar_review
+from earshot.agents.grammar import Correction
+from earshot.agents.grammar_llm import llm_grammar_review
 from earshot.agents.interview_state import ENDED, InterviewState
 from earshot.agents.question_bank import QuestionBank
-from earshot.agents.report import AnswerFinal, AskedQuestion, InterviewRecord, answer_sentences, build_report
+from earshot.agents.report import answer_sentences, build_report
+from earshot.agents.report_record import AnswerFinal, AskedQuestion, InterviewRecord
 from earshot.agents.roles import ROLES
 from earshot.models.llm import LlmBackend, LlmError
 from earshot.server.encoder_service import EncoderService

@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from earshot.agents.followup import (
-    ANSWER_WORDS,
-    FollowUpStream,
-    check_follow_up,
-    clean_follow_up,
-    follow_up_messages,
-)
+from earshot.agents.followup import ANSWER_WORDS, FollowUpStream, follow_up_messages
+from earshot.agents.followup_guard import check_follow_up
 
 QUESTION = "How do you handle missing values in a dataset?"
 ANSWER = (
@@ -92,21 +87,28 @@ def test_first_person_curiosity_is_allowed():
     [
         ('"Why did you choose the median?"', "Why did you choose the median?"),
         ("Interviewer: Why did you choose the median?", "Why did you choose the median?"),
-        ("**Follow-up question:** Why the *median*? It is robust.", "Why the median?"),
-        ("Sure! Here's a good follow-up question: Why the median?\n\nCandidate: ...", "Why the median?"),
-        ("1. Why _exactly_ the median?", "Why exactly the median?"),
+        ("**Follow-up question:** Why did you pick the *median*? It is robust.", "Why did you pick the median?"),
+        (
+            "Sure! Here's a good follow-up question: Why did you pick the median?\n\nCandidate: ...",
+            "Why did you pick the median?",
+        ),
+        ("Why _exactly_ did you pick the median?", "Why exactly did you pick the median?"),
         ("  - You mentioned   the median.\nWhy   not the mean?  ", "You mentioned the median. Why not the mean?"),
     ],
 )
-def test_clean_follow_up(raw, cleaned):
-    assert clean_follow_up(raw) == cleaned
+def test_labels_quotes_and_markdown_are_not_spoken(raw, cleaned):
+    stream = FollowUpStream(QUESTION, ANSWER)
+    stream.feed(raw)
+    assert stream.finish().ok
+    assert stream.text == cleaned
 
 
 def test_cleaned_output_of_a_chatty_model_passes():
     raw = '**Interviewer:** "You mentioned the churn project. How big was the bias from dropping rows?" Hope it helps!'
-    text = clean_follow_up(raw)
-    assert text == "You mentioned the churn project. How big was the bias from dropping rows?"
-    assert check_follow_up(text, QUESTION, ANSWER).ok
+    stream = FollowUpStream(QUESTION, ANSWER)
+    stream.feed(raw)
+    assert stream.finish().ok
+    assert stream.text == "You mentioned the churn project. How big was the bias from dropping rows?"
 
 
 def test_the_prompt_is_short_and_keeps_the_end_of_a_long_answer():

@@ -10,7 +10,8 @@ from typing import AsyncIterator
 import pytest
 from conftest import CORPUS
 
-from earshot.agents.grammar import RULE_IDS, check_grammar, llm_grammar_review, parse_llm_corrections
+from earshot.agents.grammar import RULE_IDS, check_grammar
+from earshot.agents.grammar_llm import llm_grammar_review, parse_llm_corrections
 from earshot.agents.question_bank import load_question_bank
 
 

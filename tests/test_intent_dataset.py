@@ -11,16 +11,8 @@ import numpy as np
 import pytest
 
 from earshot.models.intent import LABEL_SETS
-from earshot.models.intent_dataset import (
-    DATA_DIR,
-    SPLITS,
-    STYLES,
-    IntentDataError,
-    asr_text,
-    build_dataset,
-    load_dataset,
-    load_label_sets,
-)
+from earshot.models.intent_dataset import DATA_DIR, SPLITS, STYLES, IntentDataError, load_dataset, load_label_sets
+from earshot.models.intent_dataset_build import asr_text, build_dataset
 
 
 @pytest.fixture(scope="module")

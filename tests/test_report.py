@@ -12,15 +12,10 @@ import pytest
 
 from earshot.agents.grammar import Correction
 from earshot.agents.question_bank import load_question_bank
-from earshot.agents.report import (
-    WEIGHTS,
-    AnswerFinal,
-    AskedQuestion,
-    InterviewRecord,
-    answer_sentences,
-    build_report,
-    split_sentences,
-)
+from earshot.agents.report import answer_sentences, build_report
+from earshot.agents.report_record import AnswerFinal, AskedQuestion, InterviewRecord
+from earshot.agents.report_scores import WEIGHTS
+from earshot.agents.sentences import split_sentences
 from earshot.models.encoder import SentenceEncoder, bundled_encoder_path
 from earshot.models.model_files import ModelMissingError
 

@@ -1,4 +1,4 @@
-"""Piper TTS with the bundled voice, and the sentence splitting that feeds it.
+"""Piper TTS with the bundled voice.
 
 The audio checks are real: the bundled voice speaks, and the repo's Whisper
 must hear the words back, which proves the audio is speech and not just noise.
@@ -6,7 +6,6 @@ must hear the words back, which proves the audio is speech and not just noise.
 
 import asyncio
 import difflib
-import random
 import re
 
 import numpy as np
@@ -14,14 +13,7 @@ import pytest
 
 from earshot.models.audio import SAMPLE_RATE, resample
 from earshot.models.model_files import ModelMissingError
-from earshot.models.tts import (
-    OUTPUT_RATE,
-    PiperTts,
-    SentenceBuffer,
-    TtsError,
-    bundled_voice_path,
-    split_sentences,
-)
+from earshot.models.tts import OUTPUT_RATE, PiperTts, TtsError, bundled_voice_path
 
 SENTENCE = "Tell me about a time you disagreed with your manager."
 
@@ -94,59 +86,3 @@ def test_a_bad_voice_path_names_the_problem(tmp_path):
 def test_the_bundled_voice_is_the_package_file():
     path = bundled_voice_path()
     assert path.name == "en_US-joe-medium.onnx" and path.is_file()
-
-
-@pytest.mark.parametrize(
-    "text, sentences",
-    [
-        ("Hello there. How are you? I'm fine!", ["Hello there.", "How are you?", "I'm fine!"]),
-        ("I met Dr. Smith at 3.5 p.m. yesterday. It went well.", ["I met Dr. Smith at 3.5 p.m. yesterday.", "It went well."]),
-        ("Pick a language, e.g. Python or Go. Then say why.", ["Pick a language, e.g. Python or Go.", "Then say why."]),
-        ("We shipped v2.0 to the U.S. market. Great.", ["We shipped v2.0 to the U.S. market.", "Great."]),
-        ("Well... let me think. Okay.", ["Well... let me think.", "Okay."]),
-        ("What is 2.5 times 4? Take your time.", ["What is 2.5 times 4?", "Take your time."]),
-        ('He said "stop." Then he left.', ['He said "stop."', "Then he left."]),
-        ("Two points:\n1. Scope it.\n2. Ship it", ["Two points:", "1. Scope it.", "2. Ship it"]),
-        ("Really?! Yes.", ["Really?!", "Yes."]),
-        ("no final punctuation", ["no final punctuation"]),
-        ("  ", []),
-    ],
-)
-def test_split_sentences(text, sentences):
-    assert split_sentences(text) == sentences
-
-
-def test_a_run_on_is_cut_at_a_clause():
-    text = "First we gathered the requirements from every team involved, " * 6
-    parts = split_sentences(text)
-    assert len(parts) > 1 and all(len(p) <= 240 for p in parts)
-    assert " ".join(parts) == text.strip()
-
-
-def test_the_buffer_gives_each_sentence_as_soon_as_it_is_certain():
-    buffer = SentenceBuffer()
-    assert buffer.feed("Why is th") == []
-    assert buffer.feed("at?") == []  # a closing quote could still follow
-    assert buffer.feed(" Because") == ["Why is that?"]
-    assert buffer.feed(" it costs 3.") == []  # "3." may become "3.5"
-    assert buffer.feed("5 dollars.") == []
-    assert buffer.feed(" Dr.") == ["Because it costs 3.5 dollars."]
-    assert buffer.feed(" Smith agr") == []  # not "Dr." alone
-    assert buffer.flush() == ["Dr. Smith agr"]
-    assert buffer.flush() == []
-
-
-def test_the_buffer_agrees_with_split_sentences_however_the_text_is_cut():
-    text = (
-        "Great answer. Could you say more, e.g. about the U.S. launch at 9 a.m. on day one? "
-        'She said "done." Well... I see.\nNext: tell me about v1.5 of the API! And Dr. Lee\'s role'
-    )
-    rng = random.Random(7)
-    for _ in range(30):
-        buffer, out, i = SentenceBuffer(), [], 0
-        while i < len(text):
-            n = rng.randint(1, 6)
-            out += buffer.feed(text[i : i + n])
-            i += n
-        out += buffer.flush()
-        assert out == split_sentences(text)
