@@ -18,7 +18,7 @@ voice, output, state and config it shares with the others:
 * turn-taking, `Listener` (agents/turn_taking.py): collects the candidate's
   turn; it ends a pause after the end of speech, at "that's all" or a
   command, or as silence; the reply is prepared during that pause;
-* the reply, `FollowUpSpeech` (agents/follow_up_speech.py): an
+* the reply, `FollowUpSpeech` (agents/followup_speech.py): an
   acknowledgement, then the LLM's follow-up streamed through the guard, or a
   stock one from the bank;
 * barge-in, `Speaker` (agents/barge_in.py): plays speech while hearing the
@@ -34,7 +34,7 @@ from typing import Optional, Union
 
 from earshot.agents.barge_in import Speaker
 from earshot.agents.commands import Command
-from earshot.agents.follow_up_speech import ACKNOWLEDGEMENTS, FollowUpSpeech
+from earshot.agents.followup_speech import ACKNOWLEDGEMENTS, FollowUpSpeech
 from earshot.agents.inbox import Heard, HeardFinal, HeardSpeechStart, HeardVoice, Inbox
 from earshot.agents.interview_config import InterviewConfig
 from earshot.agents.interview_state import (

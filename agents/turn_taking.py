@@ -10,7 +10,7 @@ instead of adding to it. The turn still waits for that final, at most
 FINAL_WAIT_S (a decode that failed sends none).
 
 The reply is prepared *during* the pause: the follow-up is generated and
-synthesised (agents/follow_up_speech.py) as soon as a final arrives, and
+synthesised (agents/followup_speech.py) as soon as a final arrives, and
 thrown away if the candidate goes on, so the pause hides the LLM and TTS time.
 """
 
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from earshot.agents.commands import Command, command_for, is_filler_only, strip_done_phrase
-from earshot.agents.follow_up_speech import FollowUpSpeech, PreparedFollowUp
+from earshot.agents.followup_speech import FollowUpSpeech, PreparedFollowUp
 from earshot.agents.inbox import HeardFinal, HeardSpeechEnd, HeardSpeechStart, Inbox
 from earshot.agents.interview_config import InterviewConfig
 from earshot.agents.question_bank import Question
