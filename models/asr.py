@@ -23,6 +23,7 @@ import logging
 import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -130,8 +131,19 @@ class AsrEngine:
             local_files_only=True,
         )
         engine = cls(model, config)
-        engine._decode(np.zeros(SAMPLE_RATE, dtype=np.float32), final=True)  # first call allocates; pay it now
+        engine._warm_up()
         return engine
+
+    def _warm_up(self) -> None:
+        """Run the model once per worker, all at once, so each CTranslate2 replica pays its first call now.
+
+        A replica allocates its buffers on its own first call; left to the first
+        real finals, that cost lands on the first answers a user waits on. Straight
+        to the model, not through `_decode`: the speech check turns silence away.
+        """
+        silence = np.zeros(SAMPLE_RATE, dtype=np.float32)
+        with ThreadPoolExecutor(len(self._workers), thread_name_prefix="asr-warm-up") as pool:
+            list(pool.map(lambda _: self._whisper([silence], final=True), self._workers))
 
     @property
     def queue_depth(self) -> int:
@@ -200,16 +212,7 @@ class AsrEngine:
         return self._decode_batch(audios, final=False)
 
     def _decode_batch(self, audios: list[np.ndarray], final: bool) -> list[Transcript]:
-        """Decode utterances (< 30 s each), each as a single Whisper window, in one model call.
-
-        faster-whisper's `transcribe` pads every input to a 30 s window. We run
-        the same model parts ourselves with a window trimmed to the utterance
-        (see `window_frames`): the encoder and the decoder's cross-attention
-        then cost a fraction as much, which is most of a final's latency.
-        Partials of several streams share one call, padded to the longest
-        window among them (at least 10 s, so most partials need no extra
-        padding); a final is always decoded alone (beam search, word times).
-        """
+        """Decode utterances in one model call; those that do not hold speech come back empty, unheard."""
         assert not final or len(audios) == 1, "finals are decoded one at a time"
         transcripts = [Transcript("", (), len(audio) / SAMPLE_RATE, 0.0, 0.0) for audio in audios]  # empty unless decoded
         # webrtcvad hears "voice" in hum or clicks; when Silero disagrees, Whisper never sees the audio.
@@ -218,9 +221,25 @@ class AsrEngine:
             for index, audio in enumerate(audios)
             if self._speech_check is None or self._speech_check.speech_ms(audio) >= self.config.speech_check_ms
         ]
-        if not speech:
-            return transcripts
-        features = [self._model.feature_extractor(audios[index]) for index in speech]
+        if speech:
+            for index, transcript in zip(speech, self._whisper([audios[index] for index in speech], final)):
+                if transcript is not None:
+                    transcripts[index] = transcript
+        return transcripts
+
+    def _whisper(self, audios: list[np.ndarray], final: bool) -> list[Optional[Transcript]]:
+        """The model itself on utterances (< 30 s each), each as a single Whisper window, in one call.
+
+        faster-whisper's `transcribe` pads every input to a 30 s window. We run
+        the same model parts ourselves with a window trimmed to the utterance
+        (see `window_frames`): the encoder and the decoder's cross-attention
+        then cost a fraction as much, which is most of a final's latency.
+        Partials of several streams share one call, padded to the longest
+        window among them (at least 10 s, so most partials need no extra
+        padding); a final is always decoded alone (beam search, word times).
+        An utterance whose text the hallucination guards reject gets None.
+        """
+        features = [self._model.feature_extractor(audio) for audio in audios]
         if self.config.trim_window:
             window = max(window_frames(f.shape[-1]) for f in features)
         else:
@@ -228,20 +247,22 @@ class AsrEngine:
         encoder_output = self._model.encode(np.stack([pad_or_trim(f, window) for f in features]))
         results = self._model.model.generate(
             encoder_output,
-            [self._prompt] * len(speech),
-            beam_size=self._beam_size(final, max(len(audios[index]) for index in speech) / SAMPLE_RATE),
+            [self._prompt] * len(audios),
+            beam_size=self._beam_size(final, max(len(audio) for audio in audios) / SAMPLE_RATE),
             return_scores=True,
             return_no_speech_prob=True,
             max_length=self._model.max_length,
             suppress_blank=True,
             suppress_tokens=self._suppress_tokens,
         )
-        for index, feature, result in zip(speech, features, results):
+        transcripts: list[Optional[Transcript]] = []
+        for audio, feature, result in zip(audios, features, results):
             tokens = [t for t in result.sequences_ids[0] if t < self._tokenizer.eot]
             text = self._tokenizer.decode(tokens).strip()
             # Same score Whisper's own thresholds use: length-normalised log-probability.
             avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
             if not believable(text, avg_logprob, result.no_speech_prob, self.config):
+                transcripts.append(None)
                 continue
             words: tuple[Word, ...] = ()
             if final:
@@ -251,7 +272,7 @@ class AsrEngine:
                     for w in aligned
                     if w["word"].strip()
                 )
-            transcripts[index] = Transcript(text, words, len(audios[index]) / SAMPLE_RATE, 0.0, 0.0)
+            transcripts.append(Transcript(text, words, len(audio) / SAMPLE_RATE, 0.0, 0.0))
         return transcripts
 
     def _beam_size(self, final: bool, audio_s: float) -> int:
