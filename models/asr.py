@@ -9,37 +9,32 @@ a small model splits poorly across cores. Two workers of one thread each
 decoded 8 partials in 0.074 s apiece, 1.8 times the throughput of one
 2-thread worker, and that throughput is what several sessions need.
 
-The queue the workers take from is what keeps latency flat as sessions are added:
-
-* finals before partials: a final is what a user waits on at end of speech;
-* partials are latest-only per stream: a newer partial request replaces the
-  queued one (its caller gets `None`), so a busy engine never works on stale
-  audio;
-* partials round-robin across streams: the stream served longest ago goes next,
-  so no session starves;
-* a worker takes up to `max_batch` partials of different streams at once and
-  decodes them in one model call (`scheduling="fifo"` is the naive baseline the
-  load test compares against: arrival order, nothing dropped, no batching).
+The queue the workers take from is what keeps latency flat as sessions are
+added: finals first, latest-only partials, round-robin across streams, and
+partials of several streams batched into one model call (`asr_queues.py`).
+What decides whether Whisper runs and whether its text is kept is in
+`asr_guards.py`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import os
 import threading
 import time
-from collections import deque
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
 from faster_whisper.audio import pad_or_trim
 from faster_whisper.tokenizer import Tokenizer
-from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
+from faster_whisper.transcribe import get_suppressed_tokens
 
+from earshot.models.asr_guards import SpeechCheck, believable, window_frames
+from earshot.models.asr_queues import DecodeJob, FairQueue, FifoQueue
 from earshot.models.audio import SAMPLE_RATE
 from earshot.models.model_files import whisper_model_dir
 
@@ -84,130 +79,6 @@ class Transcript:
     audio_s: float
     queued_s: float  # waited in the queue
     inference_s: float  # ran on the model
-
-
-@dataclass(eq=False)  # jobs are compared by identity: comparing their audio arrays is wrong and costly
-class _Job:
-    stream_id: str
-    audio: np.ndarray
-    final: bool
-    future: asyncio.Future
-    loop: asyncio.AbstractEventLoop
-    submitted: float = field(default_factory=time.monotonic)
-
-
-class _WorkerQueue:
-    """What both queues share: the condition the workers wait on, closing, and the depth."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._closed = False
-
-    def _waiting(self) -> int:
-        raise NotImplementedError
-
-    def _wait_for_work(self) -> bool:
-        """With the lock held: block until a job waits; False once closed."""
-        while not self._closed and not self._waiting():
-            self._cond.wait()
-        return not self._closed
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-
-    @property
-    def depth(self) -> int:
-        with self._cond:
-            return self._waiting()
-
-
-class FairQueue(_WorkerQueue):
-    """Finals FIFO first, then one partial per stream, least recently served first."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._finals: deque[_Job] = deque()
-        self._partials: dict[str, _Job] = {}
-        self._last_served: dict[str, int] = {}
-        self._turn = itertools.count()
-
-    def _waiting(self) -> int:
-        return len(self._finals) + len(self._partials)
-
-    def put(self, job: _Job) -> Optional[_Job]:
-        """Queue a job; returns a partial it displaced, whose caller should get None."""
-        with self._cond:
-            displaced = None
-            if job.final:
-                self._finals.append(job)
-            else:
-                displaced = self._partials.pop(job.stream_id, None)
-                self._partials[job.stream_id] = job
-            self._cond.notify()
-            return displaced
-
-    def remove(self, job: _Job) -> bool:
-        with self._cond:
-            if job.final and job in self._finals:
-                self._finals.remove(job)
-                return True
-            if not job.final and self._partials.get(job.stream_id) is job:
-                del self._partials[job.stream_id]
-                return True
-            return False
-
-    def get(self, max_batch: int = 1) -> list[_Job]:
-        """Block until work is ready: one final, or up to `max_batch` partials of different
-        streams, least recently served first. Empty once closed."""
-        with self._cond:
-            if not self._wait_for_work():
-                return []
-            if self._finals:
-                jobs = [self._finals.popleft()]
-            else:
-                streams = sorted(self._partials, key=lambda s: self._last_served.get(s, -1))[:max_batch]
-                jobs = [self._partials.pop(stream_id) for stream_id in streams]
-            for job in jobs:
-                self._last_served[job.stream_id] = next(self._turn)
-            return jobs
-
-    def forget(self, stream_id: str) -> None:
-        with self._cond:
-            self._last_served.pop(stream_id, None)
-
-
-class FifoQueue(_WorkerQueue):
-    """Arrival order, nothing displaced, finals not promoted: the naive baseline
-    (`scheduling="fifo"`), kept so the load test can measure what FairQueue wins."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._jobs: deque[_Job] = deque()
-
-    def _waiting(self) -> int:
-        return len(self._jobs)
-
-    def put(self, job: _Job) -> Optional[_Job]:
-        with self._cond:
-            self._jobs.append(job)
-            self._cond.notify()
-            return None
-
-    def remove(self, job: _Job) -> bool:
-        with self._cond:
-            if job in self._jobs:
-                self._jobs.remove(job)
-                return True
-            return False
-
-    def get(self, max_batch: int = 1) -> list[_Job]:
-        with self._cond:
-            return [self._jobs.popleft()] if self._wait_for_work() else []
-
-    def forget(self, stream_id: str) -> None:
-        pass
 
 
 @dataclass(frozen=True)
@@ -260,8 +131,19 @@ class AsrEngine:
             local_files_only=True,
         )
         engine = cls(model, config)
-        engine._decode(np.zeros(SAMPLE_RATE, dtype=np.float32), final=True)  # first call allocates; pay it now
+        engine._warm_up()
         return engine
+
+    def _warm_up(self) -> None:
+        """Run the model once per worker, all at once, so each CTranslate2 replica pays its first call now.
+
+        A replica allocates its buffers on its own first call; left to the first
+        real finals, that cost lands on the first answers a user waits on. Straight
+        to the model, not through `_decode`: the speech check turns silence away.
+        """
+        silence = np.zeros(SAMPLE_RATE, dtype=np.float32)
+        with ThreadPoolExecutor(len(self._workers), thread_name_prefix="asr-warm-up") as pool:
+            list(pool.map(lambda _: self._whisper([silence], final=True), self._workers))
 
     @property
     def queue_depth(self) -> int:
@@ -271,7 +153,7 @@ class AsrEngine:
         """Decode 16 kHz int16 audio. Returns None when a newer partial of the stream replaced this one."""
         audio = np.frombuffer(pcm16, dtype=np.int16).astype(np.float32) / 32768.0
         loop = asyncio.get_running_loop()
-        job = _Job(stream_id=stream_id, audio=audio, final=final, future=loop.create_future(), loop=loop)
+        job = DecodeJob(stream_id=stream_id, audio=audio, final=final, future=loop.create_future(), loop=loop)
         displaced = self._queue.put(job)
         if displaced is not None:
             _hand_back(displaced, None, None)
@@ -330,16 +212,7 @@ class AsrEngine:
         return self._decode_batch(audios, final=False)
 
     def _decode_batch(self, audios: list[np.ndarray], final: bool) -> list[Transcript]:
-        """Decode utterances (< 30 s each), each as a single Whisper window, in one model call.
-
-        faster-whisper's `transcribe` pads every input to a 30 s window. We run
-        the same model parts ourselves with a window trimmed to the utterance
-        (see `window_frames`): the encoder and the decoder's cross-attention
-        then cost a fraction as much, which is most of a final's latency.
-        Partials of several streams share one call, padded to the longest
-        window among them (at least 10 s, so most partials need no extra
-        padding); a final is always decoded alone (beam search, word times).
-        """
+        """Decode utterances in one model call; those that do not hold speech come back empty, unheard."""
         assert not final or len(audios) == 1, "finals are decoded one at a time"
         transcripts = [Transcript("", (), len(audio) / SAMPLE_RATE, 0.0, 0.0) for audio in audios]  # empty unless decoded
         # webrtcvad hears "voice" in hum or clicks; when Silero disagrees, Whisper never sees the audio.
@@ -348,9 +221,25 @@ class AsrEngine:
             for index, audio in enumerate(audios)
             if self._speech_check is None or self._speech_check.speech_ms(audio) >= self.config.speech_check_ms
         ]
-        if not speech:
-            return transcripts
-        features = [self._model.feature_extractor(audios[index]) for index in speech]
+        if speech:
+            for index, transcript in zip(speech, self._whisper([audios[index] for index in speech], final)):
+                if transcript is not None:
+                    transcripts[index] = transcript
+        return transcripts
+
+    def _whisper(self, audios: list[np.ndarray], final: bool) -> list[Optional[Transcript]]:
+        """The model itself on utterances (< 30 s each), each as a single Whisper window, in one call.
+
+        faster-whisper's `transcribe` pads every input to a 30 s window. We run
+        the same model parts ourselves with a window trimmed to the utterance
+        (see `window_frames`): the encoder and the decoder's cross-attention
+        then cost a fraction as much, which is most of a final's latency.
+        Partials of several streams share one call, padded to the longest
+        window among them (at least 10 s, so most partials need no extra
+        padding); a final is always decoded alone (beam search, word times).
+        An utterance whose text the hallucination guards reject gets None.
+        """
+        features = [self._model.feature_extractor(audio) for audio in audios]
         if self.config.trim_window:
             window = max(window_frames(f.shape[-1]) for f in features)
         else:
@@ -358,20 +247,22 @@ class AsrEngine:
         encoder_output = self._model.encode(np.stack([pad_or_trim(f, window) for f in features]))
         results = self._model.model.generate(
             encoder_output,
-            [self._prompt] * len(speech),
-            beam_size=self._beam_size(final, max(len(audios[index]) for index in speech) / SAMPLE_RATE),
+            [self._prompt] * len(audios),
+            beam_size=self._beam_size(final, max(len(audio) for audio in audios) / SAMPLE_RATE),
             return_scores=True,
             return_no_speech_prob=True,
             max_length=self._model.max_length,
             suppress_blank=True,
             suppress_tokens=self._suppress_tokens,
         )
-        for index, feature, result in zip(speech, features, results):
+        transcripts: list[Optional[Transcript]] = []
+        for audio, feature, result in zip(audios, features, results):
             tokens = [t for t in result.sequences_ids[0] if t < self._tokenizer.eot]
             text = self._tokenizer.decode(tokens).strip()
             # Same score Whisper's own thresholds use: length-normalised log-probability.
             avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
-            if not self._believable(text, avg_logprob, result.no_speech_prob):
+            if not believable(text, avg_logprob, result.no_speech_prob, self.config):
+                transcripts.append(None)
                 continue
             words: tuple[Word, ...] = ()
             if final:
@@ -381,7 +272,7 @@ class AsrEngine:
                     for w in aligned
                     if w["word"].strip()
                 )
-            transcripts[index] = Transcript(text, words, len(audios[index]) / SAMPLE_RATE, 0.0, 0.0)
+            transcripts.append(Transcript(text, words, len(audio) / SAMPLE_RATE, 0.0, 0.0))
         return transcripts
 
     def _beam_size(self, final: bool, audio_s: float) -> int:
@@ -396,41 +287,6 @@ class AsrEngine:
         if not final or audio_s > self.config.beam_max_s:
             return 1
         return self.config.beam_size
-
-    def _believable(self, text: str, avg_logprob: float, no_speech_prob: float) -> bool:
-        """Whisper's hallucination guards, applied to the one window we decoded."""
-        if not any(ch.isalnum() for ch in text):
-            return False  # " . . ." on noise
-        if no_speech_prob > self.config.no_speech_threshold and avg_logprob < self.config.log_prob_threshold:
-            return False  # the "Thanks for watching!" family: probably no speech, and unsure
-        if get_compression_ratio(text) > self.config.compression_ratio_threshold:
-            return False  # "you you you you": a decoding loop, not speech
-        return True
-
-
-class SpeechCheck:
-    """Second opinion on whether audio holds speech, from the Silero VAD model faster-whisper ships.
-
-    webrtcvad is fast and frame-exact, which is why it cuts utterances, but it
-    takes steady tones (mains hum, fans) for voice. Silero does not, and costs
-    about 2 ms per second of audio, so every decode is checked first.
-    """
-
-    WINDOW = 512  # samples per Silero step (32 ms)
-
-    def __init__(self, threshold: float = 0.5) -> None:
-        from faster_whisper.vad import get_vad_model
-
-        self._model = get_vad_model()
-        self._threshold = threshold
-
-    def speech_ms(self, audio: np.ndarray) -> int:
-        usable = len(audio) - len(audio) % self.WINDOW
-        if usable == 0:
-            return 0
-        # A copy: faster-whisper's Silero wrapper writes into the array it is given.
-        probabilities = self._model(audio[:usable].copy())
-        return int((probabilities > self._threshold).sum()) * self.WINDOW * 1000 // SAMPLE_RATE
 
 
 def worker_count(config: AsrConfig) -> int:
@@ -447,22 +303,11 @@ def threads_per_worker(config: AsrConfig) -> int:
     return max(1, (os.cpu_count() or 1) // worker_count(config))
 
 
-def window_frames(num_frames: int) -> int:
-    """Encoder window for an utterance of `num_frames` mel frames (100 a second).
-
-    Whisper was trained on 30 s windows; cut too close to the speech it loops
-    or drops the last words. Measured on the corpus with tiny.en: at least
-    10 s and 3 s of padding after the speech keep the word error rate of the
-    full window (4.9% vs 5.1%) at less than half the decode time.
-    """
-    return min(3000, max(num_frames + 300, 1000))
-
-
 def _with_timing(result: Transcript, queued_s: float, inference_s: float) -> Transcript:
     return Transcript(result.text, result.words, result.audio_s, round(queued_s, 4), round(inference_s, 4))
 
 
-def _hand_back(job: _Job, result: Optional[Transcript], error: Optional[BaseException]) -> None:
+def _hand_back(job: DecodeJob, result: Optional[Transcript], error: Optional[BaseException]) -> None:
     """Deliver a result to the job's event loop, from any thread."""
     try:
         job.loop.call_soon_threadsafe(_resolve, job.future, result, error)

@@ -1,8 +1,10 @@
 """The shared Whisper engine with the real tiny.en model: batched partials, the FIFO baseline, the observer."""
 
 import asyncio
+import threading
 
 import pytest
+from faster_whisper import WhisperModel
 
 from earshot.models.asr import AsrConfig, AsrEngine
 from earshot.models.audio import read_audio
@@ -77,3 +79,21 @@ def test_an_observer_failure_does_not_stop_transcription(audio):
     finally:
         asr.close()
     assert "modern" in result.text.lower()
+
+
+def test_loading_runs_the_model_once_per_worker_at_once(monkeypatch):
+    """Each CTranslate2 replica allocates on its own first call: load pays that, not the first finals.
+
+    Silence sent through the speech check never reaches Whisper, so load must call the model itself.
+    """
+    callers: list[str] = []
+    encode = WhisperModel.encode
+
+    def counted(model, *args, **kwargs):
+        callers.append(threading.current_thread().name)
+        return encode(model, *args, **kwargs)
+
+    monkeypatch.setattr(WhisperModel, "encode", counted)
+    asr = AsrEngine.load(AsrConfig(workers=2))
+    asr.close()
+    assert len(callers) == 2 and len(set(callers)) == 2, callers  # one call per worker, side by side

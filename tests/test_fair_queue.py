@@ -4,14 +4,14 @@ import asyncio
 
 import numpy as np
 
-from earshot.models.asr import FairQueue, FifoQueue, _Job
+from earshot.models.asr_queues import DecodeJob, FairQueue, FifoQueue
 from earshot.models.audio import read_audio
 from tests.conftest import corpus_file
 
 
-def job(stream: str, final: bool, seconds: float = 1.0) -> _Job:
+def job(stream: str, final: bool, seconds: float = 1.0) -> DecodeJob:
     loop = asyncio.new_event_loop()
-    return _Job(stream, np.zeros(int(seconds * 16000), np.float32), final, loop.create_future(), loop)
+    return DecodeJob(stream, np.zeros(int(seconds * 16000), np.float32), final, loop.create_future(), loop)
 
 
 def test_finals_go_before_partials():

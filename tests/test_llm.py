@@ -25,17 +25,9 @@ import pytest
 from conftest import free_port
 
 from earshot.agents.followup import follow_up_messages, warm_prompt_cache
-from earshot.models.llm import (
-    ChatMessage,
-    EmbeddedLlm,
-    HttpLlm,
-    LlmConfig,
-    LlmError,
-    LlmTimeout,
-    bundled_llm_path,
-    fold_system,
-    load_llm,
-)
+from earshot.models.llm import ChatMessage, LlmConfig, LlmError, LlmTimeout, load_llm
+from earshot.models.llm.embedded import EmbeddedLlm, bundled_llm_path
+from earshot.models.llm.http import HttpLlm, fold_system
 from earshot.models.model_files import ModelMissingError
 
 ROLE = "Data scientist"
