@@ -26,7 +26,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Protocol
 
 import numpy as np
 from faster_whisper.audio import pad_or_trim
@@ -79,6 +79,23 @@ class Transcript:
     audio_s: float
     queued_s: float  # waited in the queue
     inference_s: float  # ran on the model
+
+
+class SpeechRecognizer(Protocol):
+    """What a stream's decode scheduling (models/streaming.py) asks of an ASR engine.
+
+    `AsrEngine` is the one Earshot ships; another engine implements these two
+    and is loaded where server/serve_command.py loads `AsrEngine` (the server
+    also reads its `queue_depth`, calls `observe` for metrics and `close`).
+    """
+
+    async def transcribe(self, stream_id: str, pcm16: bytes, final: bool) -> Optional[Transcript]:
+        """Decode 16 kHz int16 audio; None when a newer partial of the stream replaced this one."""
+        ...
+
+    def forget_stream(self, stream_id: str) -> None:
+        """The stream ended: drop what the engine keeps for it (its place in the fair queue)."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ import logging
 from dataclasses import dataclass
 from typing import AsyncIterator, Optional, Union
 
-from earshot.models.asr import AsrEngine, Transcript, Word
+from earshot.models.asr import SpeechRecognizer, Transcript, Word
 from earshot.models.audio import BYTES_PER_SAMPLE, SAMPLE_RATE
 from earshot.models.stabilizer import LocalAgreement
 from earshot.models.vad import VadSegmenter, VadSpeechEnd, VadSpeechStart
@@ -91,7 +91,7 @@ class StreamingAsr:
 
     def __init__(
         self,
-        engine: AsrEngine,
+        engine: SpeechRecognizer,
         stream_id: str,
         config: StreamingConfig,
         segmenter: VadSegmenter,

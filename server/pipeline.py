@@ -34,7 +34,7 @@ from typing import Callable, Iterator, Optional
 import av
 
 from earshot.agents.pace import PaceReport, PaceTracker
-from earshot.models.asr import AsrEngine
+from earshot.models.asr import SpeechRecognizer
 from earshot.models.audio import FrameResampler
 from earshot.models.streaming import AsrFailed, AsrFinal, AsrPartial, StreamingAsr
 from earshot.models.vad import VadEvent, VadOnset, VadPause, VadResume, VadSegmenter, VadSpeechEnd, VadSpeechStart
@@ -67,7 +67,7 @@ class TrackPipeline:
     def __init__(
         self,
         session_id: str,
-        engine: AsrEngine,
+        engine: SpeechRecognizer,
         settings: Settings,
         publish: Publish,
         resume: ResumePoint = ResumePoint(),

@@ -19,7 +19,7 @@ from aiortc import MediaStreamTrack, RTCDataChannel, RTCPeerConnection, RTCRtpRe
 from aiortc.jitterbuffer import JitterBuffer
 from aiortc.mediastreams import MediaStreamError
 
-from earshot.models.asr import AsrEngine
+from earshot.models.asr import SpeechRecognizer
 from earshot.server import protocol
 from earshot.server.ice import rtc_configuration
 from earshot.server.intent_stage import IntentOptions
@@ -58,7 +58,7 @@ class LiveSession:
         record: SessionRecord,
         resume: ResumePoint,
         resumed_finals: int,
-        engine: AsrEngine,
+        engine: SpeechRecognizer,
         settings: Settings,
         writer_factory: Callable[[Callable[[bool], Awaitable[None]]], WriteBehind],
         on_closed: Callable[["LiveSession"], None],
