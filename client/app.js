@@ -2,13 +2,10 @@
 // api.js talks HTTP, signalling.js talks WebRTC, render.js owns the DOM.
 
 import * as api from "./api.js";
-import { closePeer, createPeer, negotiate, openMicrophone, stopMicrophone } from "./signalling.js";
+import { CHANNEL_OPEN_TIMEOUT_MS, closePeer, createPeer, negotiate, openMicrophone, stopMicrophone } from "./signalling.js";
 import * as view from "./render.js";
 
 const STORAGE_KEY = "earshot.session";
-// After the answer is applied the data channel normally opens within a second;
-// past this, something between browser and server blocks the media path.
-const CHANNEL_OPEN_TIMEOUT_MS = 15000;
 // How long a resume keeps retrying while the server still holds the old connection.
 const SESSION_LIVE_WAIT_MS = 40000;
 const SESSION_LIVE_RETRY_MS = 2000;
@@ -195,10 +192,7 @@ async function connect(session, attempt) {
   conn.peer = createPeer(conn.mic, {
     onOpen: guard(attempt, goLive),
     onMessage: guard(attempt, handleMessage),
-    onClose: guard(attempt, connectionLost),
-    onConnectionState: guard(attempt, (state) => {
-      if (state === "failed" || state === "disconnected") connectionLost();
-    }),
+    onLost: guard(attempt, connectionLost),
     onTrack: guard(attempt, (event) =>
       view.playRemoteStream(event.streams[0] ?? new MediaStream([event.track]), guard(attempt, audioBlocked)),
     ),

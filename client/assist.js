@@ -8,6 +8,7 @@
 
 import * as api from "./api.js";
 import {
+  CHANNEL_OPEN_TIMEOUT_MS,
   closePeer,
   createMultiTrackPeer,
   listAudioInputs,
@@ -30,8 +31,6 @@ import {
   svg,
 } from "./page.js";
 
-// After the answer is applied the data channel normally opens within a second.
-const CHANNEL_OPEN_TIMEOUT_MS = 15000;
 // When a recording ends, keep streaming silence this long so the last utterance ends and gets its final…
 const FILE_TAIL_MS = 1500;
 // …and, if a side is still mid-utterance then, wait for its final at most this much longer.
@@ -415,10 +414,7 @@ async function start() {
     conn.peer = createMultiTrackPeer(sources, {
       onOpen: guard(attempt, goLive),
       onMessage: guard(attempt, onMessage),
-      onClose: guard(attempt, connectionLost),
-      onConnectionState: guard(attempt, (state) => {
-        if (state === "failed" || state === "disconnected") connectionLost();
-      }),
+      onLost: guard(attempt, connectionLost),
     });
     const tracks = Object.fromEntries(sources.map(({ track, speaker }) => [track.id, speaker]));
     await negotiate(conn.peer.pc, (offer) => api.sendOffer(session, offer, tracks));
