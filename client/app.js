@@ -1,50 +1,30 @@
-// Earshot browser client: session lifecycle and event handling.
-// api.js talks HTTP, signalling.js talks WebRTC, render.js owns the DOM.
+// Earshot browser client: the interview page's session lifecycle. api.js talks HTTP,
+// signalling.js talks WebRTC, events.js handles what the server sends, render.js and
+// render-interviewer.js own the DOM.
 
 import * as api from "./api.js";
-import { closePeer, createPeer, negotiate, openMicrophone, stopMicrophone } from "./signalling.js";
+import * as events from "./events.js";
+import { earshot } from "./events.js";
+import { Attempts, Superseded, describeCallError } from "./page.js";
+import * as interviewer from "./render-interviewer.js";
 import * as view from "./render.js";
+import { CHANNEL_OPEN_TIMEOUT_MS, closePeer, createPeer, negotiate, openMicrophone, stopMicrophone } from "./signalling.js";
 
 const STORAGE_KEY = "earshot.session";
-// After the answer is applied the data channel normally opens within a second;
-// past this, something between browser and server blocks the media path.
-const CHANNEL_OPEN_TIMEOUT_MS = 15000;
 // How long a resume keeps retrying while the server still holds the old connection.
 const SESSION_LIVE_WAIT_MS = 40000;
 const SESSION_LIVE_RETRY_MS = 2000;
-// The report page reads the token from its URL fragment; this key is its fallback.
-const REPORT_TOKEN_PREFIX = "earshot.token.";
 
-// Errors the call survives (it goes on, perhaps in text only): shown as notices, not in the status.
-const NOTICE_TEXT = {
-  llm_timeout: "The interviewer took too long to think, so it used a prepared follow-up.",
-  llm_unavailable: "The interviewer's language model is unavailable, so it uses prepared follow-ups.",
-  tts_failed: "The interviewer's voice failed: going on in text only.",
-  report_failed: "The report could not be built yet: it is built again when you open it.",
-  interviewer_failed: "The interviewer stopped because of an internal error: transcription goes on.",
-};
-
-// Exposed for tests and for poking at from the console. `mode` is the running (or last)
-// session's; `reportUrl` is the report link, with its token, once the interview has finished.
-const earshot = { events: [], state: "idle", mode: "interview", reportUrl: null };
-window.earshot = earshot;
-
-// The one connection this page may hold. `attempt` grows every time a
-// connection starts or is torn down, so the async steps and callbacks of an
-// abandoned attempt can tell they are stale and do nothing.
+// The one connection this page may hold. Every connection started or torn down
+// begins a new attempt, so the async steps and callbacks of an abandoned one can
+// tell they are stale and do nothing.
+const attempts = new Attempts();
 const conn = {
-  attempt: 0,
   session: null, // {session_id, token}
   mic: null,
   peer: null, // {pc, channel}
   openTimer: null,
-  lastFinalUtterance: -1, // partials of an utterance that already has its final are late: drop them
-  partialUtterance: null, // whose words the partial line shows now
-  agentVoice: null, // the interviewer utterance whose audio plays now
-  shownSession: null, // whose conversation is on screen, so a resume of it keeps the interviewer's lines
 };
-
-class Superseded extends Error {}
 
 // ---- state ------------------------------------------------------------------
 
@@ -52,17 +32,6 @@ function setState(state) {
   earshot.state = state;
   view.setControls(state, { canResume: storedSession() !== null });
 }
-
-const isCurrent = (attempt) => attempt === conn.attempt;
-
-function ensureCurrent(attempt) {
-  if (!isCurrent(attempt)) throw new Superseded();
-}
-
-/** Runs `fn` only if `attempt` is still the live one (callbacks outlive their connection). */
-const guard = (attempt, fn) => (...args) => {
-  if (isCurrent(attempt)) fn(...args);
-};
 
 // ---- session storage (survives a reload, not a closed tab) ------------------
 
@@ -95,7 +64,7 @@ function forgetSession() {
 
 /** Releases mic and peer and invalidates every pending step of the current attempt. */
 function teardownLocal() {
-  conn.attempt += 1;
+  attempts.next();
   clearTimeout(conn.openTimer);
   closePeer(conn.peer);
   stopMicrophone(conn.mic);
@@ -103,14 +72,14 @@ function teardownLocal() {
   conn.mic = null;
   view.setSpeaking(false);
   view.clearPartial();
-  view.stopRemoteStream();
-  view.closeAgentLines();
-  setAgentVoice(null);
+  interviewer.stopRemoteStream();
+  interviewer.closeAgentLines();
+  events.setAgentVoice(null);
 }
 
 function beginAttempt() {
   teardownLocal();
-  return conn.attempt;
+  return attempts.current;
 }
 
 async function start() {
@@ -127,9 +96,9 @@ async function start() {
   conn.session = null;
   if (previous) api.deleteSession(previous).catch(() => {});
 
-  clearConversation();
+  events.clearConversation();
   view.resetPace();
-  setMode(choices.mode);
+  events.setMode(choices.mode);
   view.showSessionInfo(choices);
   setState("connecting");
 
@@ -140,11 +109,11 @@ async function start() {
 
     view.setStatus("Connecting…");
     const session = await api.createSession(choices);
-    if (!isCurrent(attempt)) {
+    if (!attempts.isCurrent(attempt)) {
       api.deleteSession(session).catch(() => {});
       throw new Superseded();
     }
-    conn.shownSession = session.session_id;
+    events.showingSession(session.session_id);
     storeSession({ ...session, ...choices });
     await connect(session, attempt);
   } catch (error) {
@@ -161,8 +130,8 @@ async function resume() {
   try {
     view.setStatus("Restoring the session…");
     const snapshot = await api.getSession(session);
-    ensureCurrent(attempt);
-    restoreSnapshot(snapshot, session);
+    attempts.ensureCurrent(attempt);
+    events.showSnapshot(snapshot, session);
     if (snapshot.state === "ended") {
       fail("This session has ended: press Start for a new one", { forget: true });
       return;
@@ -178,7 +147,7 @@ async function resume() {
 
 async function acquireMicrophone(attempt) {
   const mic = await openMicrophone();
-  if (!isCurrent(attempt)) {
+  if (!attempts.isCurrent(attempt)) {
     stopMicrophone(mic);
     throw new Superseded();
   }
@@ -188,27 +157,24 @@ async function acquireMicrophone(attempt) {
 /** Step 2 of the protocol for an existing session: peer, offer, answer. Goes live when the channel opens. */
 async function connect(session, attempt) {
   conn.session = session;
-  conn.lastFinalUtterance = -1;
-  conn.partialUtterance = null;
+  events.listenTo(session);
   view.setStatus("Connecting…");
 
+  const guard = (fn) => attempts.guard(attempt, fn);
   conn.peer = createPeer(conn.mic, {
-    onOpen: guard(attempt, goLive),
-    onMessage: guard(attempt, handleMessage),
-    onClose: guard(attempt, connectionLost),
-    onConnectionState: guard(attempt, (state) => {
-      if (state === "failed" || state === "disconnected") connectionLost();
-    }),
-    onTrack: guard(attempt, (event) =>
-      view.playRemoteStream(event.streams[0] ?? new MediaStream([event.track]), guard(attempt, audioBlocked)),
+    onOpen: guard(goLive),
+    onMessage: guard(events.handleMessage),
+    onLost: guard(connectionLost),
+    onTrack: guard((event) =>
+      interviewer.playRemoteStream(event.streams[0] ?? new MediaStream([event.track]), guard(events.audioBlocked)),
     ),
   });
 
   await negotiate(conn.peer.pc, (offer) => sendOfferPatiently(session, offer, attempt));
-  ensureCurrent(attempt);
+  attempts.ensureCurrent(attempt);
 
   conn.openTimer = setTimeout(
-    guard(attempt, () => {
+    guard(() => {
       if (earshot.state === "connecting") fail("Could not connect: the audio link to the server did not open");
     }),
     CHANNEL_OPEN_TIMEOUT_MS,
@@ -224,7 +190,7 @@ async function connect(session, attempt) {
 async function sendOfferPatiently(session, offer, attempt) {
   const deadline = Date.now() + SESSION_LIVE_WAIT_MS;
   for (;;) {
-    ensureCurrent(attempt);
+    attempts.ensureCurrent(attempt);
     try {
       return await api.sendOffer(session, offer);
     } catch (error) {
@@ -242,7 +208,7 @@ function goLive() {
   if (earshot.mode === "interview") {
     // The interview may have finished before a reconnect: its report link stays the news.
     if (!view.reportShown()) view.setStatus("Live — listen to the interviewer, then answer aloud", "live");
-    if (view.turnState() === "idle" || view.turnState() === "offline") view.setTurn("waiting");
+    if (interviewer.turnState() === "idle" || interviewer.turnState() === "offline") interviewer.setTurn("waiting");
   } else {
     view.setStatus("Live — speak now", "live");
   }
@@ -262,7 +228,7 @@ function stop() {
 
 /** The turn indicator must not keep saying "Listening" once nobody is. */
 function markCallOver(state) {
-  if (view.turnState() !== "ended") view.setTurn(state);
+  if (interviewer.turnState() !== "ended") interviewer.setTurn(state);
 }
 
 /** The link dropped: keep the stored session so the user can resume it. */
@@ -283,185 +249,16 @@ function fail(message, { forget = false } = {}) {
 
 function handleConnectError(error, attempt, action) {
   // Stop (or a newer Start/Resume) took over and has already updated the page.
-  if (error instanceof Superseded || !isCurrent(attempt)) return;
+  if (error instanceof Superseded || !attempts.isCurrent(attempt)) return;
   console.error("Earshot: connection failed", error);
   // A session the server no longer knows cannot be resumed: stop offering to.
   const sessionGone = error instanceof api.ApiError && error.sessionGone;
-  fail(describeError(error, action), { forget: sessionGone });
-}
-
-/** Turns what went wrong into a sentence that says what to do about it. */
-function describeError(error, action) {
-  switch (error?.name) {
-    case "NotAllowedError":
-    case "PermissionDeniedError":
-    case "SecurityError":
-      return `Microphone blocked: allow it in the browser and press ${action} again`;
-    case "NotFoundError":
-    case "OverconstrainedError":
-      return `No microphone found: connect one and press ${action} again`;
-    case "NotReadableError":
-    case "AbortError":
-      return `The microphone is in use by another app: free it and press ${action} again`;
-    case "InsecureContextError":
-      return `Microphone unavailable: ${error.message}`;
-  }
-  if (error instanceof api.ApiError) {
-    return error.status === 0 ? "Cannot reach the server: check it is running" : `Server error: ${error.message}`;
-  }
-  return `Could not connect: ${error?.message ?? error}`;
-}
-
-// ---- resume -----------------------------------------------------------------
-
-/**
- * Puts a stored session's finals and pace back on screen before reconnecting. The
- * snapshot has no interviewer lines: if this page still shows the session (a dropped
- * link, not a reload), they stay; its finals are skipped by seq.
- */
-function restoreSnapshot(snapshot, session) {
-  view.setChoices(snapshot);
-  setMode(snapshot.mode);
-  view.showSessionInfo(snapshot);
-  if (conn.shownSession !== session.session_id) clearConversation();
-  conn.shownSession = session.session_id;
-  for (const final of snapshot.finals ?? []) view.appendFinal(final);
-  if (snapshot.pace) view.showPace(snapshot.pace);
-  else view.resetPace();
-}
-
-// ---- events from the server -------------------------------------------------
-
-const EVENT_HANDLERS = {
-  ready(event) {
-    if (event.mode) setMode(event.mode);
-    view.showSessionInfo(event);
-    view.setPaceRange(event.pace_min_wps, event.pace_max_wps);
-  },
-
-  speech_start() {
-    view.setSpeaking(true);
-  },
-
-  partial(event) {
-    if (event.utterance_id <= conn.lastFinalUtterance) return;
-    conn.partialUtterance = event.utterance_id;
-    view.showPartial(event.committed ?? "", event.tentative ?? "");
-  },
-
-  speech_end(event) {
-    view.setSpeaking(false);
-    // A dropped utterance (a cough, a click) gets no final to replace its partial.
-    if (event.dropped && conn.partialUtterance === event.utterance_id) clearPartialLine();
-  },
-
-  final(event) {
-    conn.lastFinalUtterance = Math.max(conn.lastFinalUtterance, event.utterance_id);
-    // The next utterance may already be showing partials; only clear our own (or older) words.
-    if (conn.partialUtterance === null || conn.partialUtterance <= event.utterance_id) clearPartialLine();
-    view.appendFinal(event);
-  },
-
-  pace(event) {
-    view.showPace(event);
-  },
-
-  error(event) {
-    const notice = NOTICE_TEXT[event.code];
-    if (notice) {
-      // The interviewer's trouble: the call goes on, so it must not look like a failed connection.
-      view.addNotice(event.code, notice, { detail: event.message });
-      if (event.code === "tts_failed") setAgentVoice(null);
-      if (event.code === "interviewer_failed") view.setTurn("failed");
-      return;
-    }
-    // Server-side trouble with one step (e.g. a slow transcription): report it, keep listening.
-    view.setStatus(`Server error: ${event.message}`, "error");
-  },
-
-  agent(event) {
-    view.showAgentText(event);
-  },
-
-  agent_audio_start(event) {
-    setAgentVoice(event.utterance_id);
-  },
-
-  agent_audio_end(event) {
-    // An end for an older utterance must not hide the indicator of the one playing now.
-    if (conn.agentVoice === event.utterance_id) setAgentVoice(null);
-  },
-
-  turn(event) {
-    view.setTurn(event.state);
-  },
-
-  question(event) {
-    view.showQuestion(event);
-  },
-
-  report_ready(event) {
-    const href = reportHref(event);
-    earshot.reportUrl = href;
-    view.showReportLink(href);
-    view.setStatus("The interview has finished: your report is ready. Press Stop to hang up.", "done");
-  },
-};
-
-/** The report page reads the token from the fragment, which browsers never send to the server. */
-function reportHref(event) {
-  const session = conn.session;
-  if (!session) return event.url;
-  try {
-    sessionStorage.setItem(REPORT_TOKEN_PREFIX + session.session_id, session.token);
-  } catch {
-    /* storage disabled: the fragment still carries the token */
-  }
-  return `${event.url}#token=${encodeURIComponent(session.token)}`;
-}
-
-function setAgentVoice(utteranceId) {
-  conn.agentVoice = utteranceId;
-  view.setAgentSpeaking(utteranceId);
-}
-
-function setMode(mode) {
-  earshot.mode = mode === "transcribe" ? "transcribe" : "interview";
-  view.setMode(earshot.mode);
-}
-
-/** Empties everything that belonged to the previous session's conversation. */
-function clearConversation() {
-  view.clearTranscript();
-  view.resetInterviewer();
-  view.clearNotices();
-  view.hideReportLink();
-  earshot.reportUrl = null;
-  conn.shownSession = null;
-}
-
-/** Autoplay refused: say so, and let a click (which browsers accept) start the voice. */
-function audioBlocked() {
-  view.addNotice("audio_blocked", "The browser blocked the interviewer's voice.", {
-    action: { label: "Play the voice", onClick: () => view.resumeRemoteAudio() },
+  const message = describeCallError(error, {
+    action,
+    notFound: "No microphone found: connect one",
+    inUse: "The microphone is in use by another app",
   });
-}
-
-function clearPartialLine() {
-  conn.partialUtterance = null;
-  view.clearPartial();
-}
-
-function handleMessage(data) {
-  let event;
-  try {
-    event = JSON.parse(data);
-  } catch {
-    console.warn("Earshot: ignoring a data-channel message that is not JSON", data);
-    return;
-  }
-  earshot.events.push(event);
-  EVENT_HANDLERS[event.type]?.(event);
+  fail(message, { forget: sessionGone });
 }
 
 // ---- page setup -------------------------------------------------------------
@@ -471,7 +268,7 @@ function init() {
   view.controls.stop.addEventListener("click", stop);
   view.controls.resume.addEventListener("click", resume);
   // Only between sessions (the select is disabled during one): preview what the mode shows.
-  view.controls.mode.addEventListener("change", () => setMode(view.controls.mode.value));
+  view.controls.mode.addEventListener("change", () => events.setMode(view.controls.mode.value));
   // The report opens in this tab: hang up properly first rather than let the page drop the
   // call, which would leave a session to "resume" on the way back.
   view.controls.reportLink.addEventListener("click", () => {
@@ -479,7 +276,7 @@ function init() {
   });
 
   view.resetPace();
-  view.resetInterviewer();
+  interviewer.resetInterviewer();
   const interrupted = storedSession();
   if (interrupted) {
     view.setChoices(interrupted);
@@ -487,7 +284,7 @@ function init() {
   } else {
     view.setStatus("Choose a mode, role and difficulty, then press Start.");
   }
-  setMode(view.controls.mode.value);
+  events.setMode(view.controls.mode.value);
   setState("idle");
 }
 

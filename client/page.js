@@ -1,5 +1,9 @@
-// What the report, summary and assist pages share: building DOM nodes, the
-// session token a report or summary link carries, and the assist call's names.
+// What the pages share: building and finding DOM nodes, the session token a report
+// or summary link carries, the report and summary pages' loading and errors, holding
+// one call at a time (the interview and assist pages), and the assist call's names,
+// intent chips and talk share (the overlay and the summary).
+
+import { ApiError } from "./api.js";
 
 export const SVG_NS = "http://www.w3.org/2000/svg";
 export const TOKEN_PREFIX = "earshot.token.";
@@ -20,6 +24,17 @@ export function h(tag, attrs = {}, ...children) {
   return node;
 }
 
+export const byTestId = (id) => document.querySelector(`[data-testid="${id}"]`);
+export const byRole = (role) => document.querySelector(`[data-role="${role}"]`);
+
+/** tone: info | live | error | done (only changes the colour) */
+export function showStatus(node, text, tone = "info") {
+  node.textContent = text;
+  node.dataset.tone = tone;
+}
+
+export const capitalise = (text) => (text ? text[0].toUpperCase() + text.slice(1) : text);
+
 /** An SVG element with attributes and, optionally, text. */
 export function svg(tag, attrs = {}, text) {
   const node = document.createElementNS(SVG_NS, tag);
@@ -34,11 +49,13 @@ export function sessionIdFromPath(pathname, page) {
   return match ? decodeURIComponent(match[1]) : null;
 }
 
+const STORAGES = [() => sessionStorage, () => localStorage];
+
 /** The token from the URL fragment (#token=...), else where the page that opened the link left it. */
 export function tokenFor(sessionId, hash) {
   const fromHash = new URLSearchParams(hash.replace(/^#/, "")).get("token");
   if (fromHash) return fromHash;
-  for (const storage of [() => sessionStorage, () => localStorage]) {
+  for (const storage of STORAGES) {
     try {
       const token = storage().getItem(TOKEN_PREFIX + sessionId);
       if (token) return token;
@@ -47,6 +64,20 @@ export function tokenFor(sessionId, hash) {
     }
   }
   return null;
+}
+
+/**
+ * Leaves a session's token where tokenFor looks: this tab's sessionStorage, and
+ * localStorage too for a link that opens in another tab.
+ */
+export function rememberToken(session, { otherTabs = false } = {}) {
+  for (const storage of otherTabs ? STORAGES : STORAGES.slice(0, 1)) {
+    try {
+      storage().setItem(TOKEN_PREFIX + session.session_id, session.token);
+    } catch {
+      /* storage disabled: the fragment still carries the token */
+    }
+  }
 }
 
 /** What the server refused (status, code) or why it could not be asked (status 0). */
@@ -93,9 +124,10 @@ export async function fetchSessionDocument(sessionId, token, kind, isReadable) {
  * Boots a page that shows one session's document (the report, the summary): the
  * session id from the path, the token from the link, then `load` and `render`.
  * `load` throws errors with a numeric `status` for what the server refused;
- * anything else is a bug in the page, shown as 500.
+ * anything else is a bug in the page, shown as 500, with the hint `errorHints[status]`.
  */
-export async function openSessionPage({ page, what, noSession, load, render, showError }) {
+export async function openSessionPage({ page, what, noSession, errorHints, load, render }) {
+  const showError = (status, message) => showPageError(page, status, message, errorHints);
   const sessionId = sessionIdFromPath(location.pathname, page);
   if (!sessionId) {
     showError(404, noSession);
@@ -117,7 +149,92 @@ export async function openSessionPage({ page, what, noSession, load, render, sho
   }
 }
 
-// ---- the assist call's names ------------------------------------------------------
+/** Hides the page's document (data-role `page`) and shows its error box (data-testid `page`-error). */
+function showPageError(page, status, message, hints) {
+  document.body.dataset.state = "error";
+  byRole("loading").hidden = true;
+  byRole(page).hidden = true;
+  const box = byTestId(`${page}-error`);
+  box.hidden = false;
+  box.dataset.status = String(status);
+  const text = capitalise(message);
+  byRole("error-message").textContent = status ? `${text} (HTTP ${status})` : text;
+  byRole("error-hint").textContent = hints[status] ?? "Try reloading the page.";
+}
+
+// ---- one call at a time (the interview and assist pages) ----------------------------
+
+/** Thrown by a step of a call that was abandoned (Stop, or a newer Start) while it waited. */
+export class Superseded extends Error {}
+
+/**
+ * Counts the calls a page starts and abandons: `next()` invalidates the current one,
+ * so the async steps and callbacks of an abandoned call can tell they are stale.
+ */
+export class Attempts {
+  current = 0;
+
+  next() {
+    this.current += 1;
+    return this.current;
+  }
+
+  isCurrent(attempt) {
+    return attempt === this.current;
+  }
+
+  ensureCurrent(attempt) {
+    if (!this.isCurrent(attempt)) throw new Superseded();
+  }
+
+  /** `fn` that runs only while `attempt` is the live one (callbacks outlive their call). */
+  guard(attempt, fn) {
+    return (...args) => {
+      if (this.isCurrent(attempt)) fn(...args);
+    };
+  }
+}
+
+/**
+ * Turns what went wrong while starting a call into a sentence that says what to do
+ * about it. The page names the button to press again and says what a missing
+ * (`notFound`) or a busy (`inUse`) audio input means for it.
+ */
+export function describeCallError(error, { action, notFound, inUse }) {
+  switch (error?.name) {
+    case "NotAllowedError":
+    case "PermissionDeniedError":
+    case "SecurityError":
+      return `Microphone blocked: allow it in the browser and press ${action} again`;
+    case "NotFoundError":
+    case "OverconstrainedError":
+      return `${notFound} and press ${action} again`;
+    case "NotReadableError":
+    case "AbortError":
+      return `${inUse}: free it and press ${action} again`;
+    case "InsecureContextError":
+      return `Microphone unavailable: ${error.message}`;
+  }
+  if (error instanceof ApiError) {
+    return error.status === 0 ? "Cannot reach the server: check it is running" : `Server error: ${error.message}`;
+  }
+  return `Could not connect: ${error?.message ?? error}`;
+}
+
+/** A data-channel message as an event object, or null (with a warning) when it is not one. */
+export function parseEvent(data, page) {
+  let event = null;
+  try {
+    event = JSON.parse(data);
+  } catch {
+    /* not JSON */
+  }
+  if (event && typeof event === "object") return event;
+  console.warn(`${page}: ignoring a data-channel message that is not a JSON object`, data);
+  return null;
+}
+
+// ---- the assist call: names, intent chips, talk share (the overlay and the summary) ----
 
 export const SPEAKER_NAMES = { agent: "Agent", customer: "Customer" };
 export const INTENT_NAMES = {
@@ -136,6 +253,37 @@ export const TREND_SIGNS = { improving: "↗", steady: "→", worsening: "↘" }
 
 export const intentName = (name) => INTENT_NAMES[name] ?? String(name ?? "").replaceAll("_", " ");
 export const speakerName = (speaker) => SPEAKER_NAMES[speaker] ?? (speaker || "Speaker");
+
+export const moodOf = (score) => (score > 0.05 ? "positive" : score < -0.05 ? "negative" : "neutral");
+/** The server's mood label, or the one its score falls in. */
+export const moodLabel = (label, score) => (MOOD_NAMES[label] ? label : moodOf(score));
+
+/** An intent as a chip: with its score in the tooltip, a count, or marked provisional (a partial's). */
+export function intentChip(name, { score, count, provisional } = {}) {
+  const label = intentName(name);
+  const title = score === undefined ? label : `${label}: ${fixed(score, 2)}`;
+  const chip = h("span", { class: "as-chip", "data-intent": name, title }, label);
+  if (count !== undefined) chip.append(h("b", { class: "as-chip-count", text: `×${count}` }));
+  if (provisional) chip.classList.add("provisional");
+  return chip;
+}
+
+/** How the agent and the customer shared the talking (`share`: seconds or fractions each), for a share bar. */
+export function talkShare(share) {
+  const agent = num(share?.agent) ?? 0;
+  const customer = num(share?.customer) ?? 0;
+  const total = agent + customer;
+  const agentPct = total > 0 ? (agent / total) * 100 : 50;
+  const said = (pct) => (total > 0 ? `${Math.round(pct)}%` : "–");
+  return {
+    empty: total <= 0,
+    agentPct,
+    customerPct: 100 - agentPct,
+    agentText: said(agentPct),
+    customerText: said(100 - agentPct),
+    label: total > 0 ? `Talk share: agent ${Math.round(agentPct)}%, customer ${Math.round(100 - agentPct)}%` : null,
+  };
+}
 
 // ---- numbers --------------------------------------------------------------------------
 

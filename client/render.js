@@ -1,5 +1,8 @@
-// Everything that touches the page's DOM. app.js decides *what* to show;
-// this module decides *how*.
+// The interview page's DOM: controls and status, the conversation, notices, the
+// report link and the pace gauge. render-interviewer.js shows the interviewer.
+// app.js and events.js decide *what* to show; these modules decide *how*.
+
+import { byTestId, formatClock, h, showStatus } from "./page.js";
 
 const GAUGE_MAX_WPS = 5; // the pace bar spans 0..5 words per second
 
@@ -10,29 +13,7 @@ const VERDICT_LABELS = {
   listening: "Listening…",
 };
 
-// What the turn indicator says in each interview state (`turn` events, plus the client's own
-// idle/waiting/failed/stopped/offline, which the server never sends).
-const TURN_LABELS = {
-  idle: "Waiting to start",
-  waiting: "Waiting for the interviewer",
-  greeting: "Interviewer speaking",
-  asking: "Interviewer speaking",
-  listening: "Listening — answer when ready",
-  follow_up: "Thinking of a follow-up",
-  next: "Moving on to the next question",
-  closing: "Wrapping up",
-  ended: "Interview finished",
-  failed: "Interviewer stopped — transcription goes on",
-  stopped: "Call ended",
-  offline: "Disconnected",
-};
-
-// A small tag on the interviewer's lines that are not plain speech.
-const AGENT_KIND_TAGS = { follow_up: "follow-up", hint: "hint", repeat: "repeat", notice: "notice" };
-
 const MODE_LABELS = { interview: "Interview", transcribe: "Transcribe" };
-
-const byTestId = (id) => document.querySelector(`[data-testid="${id}"]`);
 
 const el = {
   mode: byTestId("mode"),
@@ -57,16 +38,7 @@ const el = {
   gaugeBand: byTestId("pace").querySelector(".gauge-band"),
   gaugeNeedle: byTestId("pace").querySelector(".gauge-needle"),
   paceCounts: byTestId("pace").querySelector(".pace-counts"),
-  agentAudio: byTestId("agent-audio"),
   interviewer: byTestId("interviewer"),
-  turn: byTestId("turn"),
-  agentSpeaking: byTestId("agent-speaking"),
-  questionEmpty: byTestId("interviewer").querySelector(".question-empty"),
-  question: byTestId("question"),
-  questionNumber: byTestId("question").querySelector(".question-number"),
-  questionText: byTestId("question-text"),
-  followUp: byTestId("follow-up"),
-  followUpText: byTestId("follow-up").querySelector(".follow-up-text"),
   notices: byTestId("notices"),
   reportReady: byTestId("report-ready"),
   reportLink: byTestId("report-link"),
@@ -82,26 +54,10 @@ export const controls = {
   reportLink: el.reportLink,
 };
 
-// ---- formatting -------------------------------------------------------------
-
-/** 3.2 -> "0:03", 754 -> "12:34", 3725 -> "1:02:05" */
-export function formatClock(seconds) {
-  const total = Math.max(0, Math.floor(seconds ?? 0));
-  const h = Math.floor(total / 3600);
-  const m = Math.floor((total % 3600) / 60);
-  const s = String(total % 60).padStart(2, "0");
-  return h > 0 ? `${h}:${String(m).padStart(2, "0")}:${s}` : `${m}:${s}`;
-}
-
-const percentOfGauge = (wps) => `${(Math.min(Math.max(wps, 0), GAUGE_MAX_WPS) / GAUGE_MAX_WPS) * 100}%`;
-
 // ---- status and controls ----------------------------------------------------
 
-/** tone: "info" | "live" | "error" (only changes the colour) */
-export function setStatus(text, tone = "info") {
-  el.status.textContent = text;
-  el.status.dataset.tone = tone;
-}
+/** tone: "info" | "live" | "error" | "done" (only changes the colour) */
+export const setStatus = (text, tone = "info") => showStatus(el.status, text, tone);
 
 /** Enables the controls that make sense in `state`; the Resume button only when a stored session exists. */
 export function setControls(state, { canResume }) {
@@ -175,34 +131,22 @@ export function setMode(mode) {
 export function appendFinal(final) {
   if (el.transcript.querySelector(`.final[data-seq="${Number(final.seq)}"]`)) return;
 
-  const line = document.createElement("p");
-  line.className = "final";
-  line.dataset.seq = String(final.seq);
-
-  const time = document.createElement("time");
-  time.className = "timestamp";
-  time.textContent = formatClock(final.start);
-  time.title = `${final.start.toFixed(2)} s into the session`;
-
-  const text = document.createElement("span");
-  text.className = "text";
-  text.textContent = final.text;
-
-  line.append(time, " ", text);
-
   const latency = finalLatency(final);
-  if (latency !== null) {
-    const badge = document.createElement("span");
-    badge.className = "latency";
-    badge.textContent = `${latency.toFixed(2)} s`;
-    badge.title = "Time from the end of your speech to this line";
-    line.append(" ", badge);
-  }
-
+  const badge = latency === null ? null
+    : h("span", { class: "latency", text: `${latency.toFixed(2)} s`, title: "Time from the end of your speech to this line" });
+  const line = h(
+    "p",
+    { class: "final", "data-seq": String(final.seq) },
+    h("time", { class: "timestamp", text: formatClock(final.start), title: `${final.start.toFixed(2)} s into the session` }),
+    " ",
+    h("span", { class: "text", text: final.text }),
+    badge ? [" ", badge] : null,
+  );
   appendToConversation(line);
 }
 
-function appendToConversation(line) {
+/** Adds a line (the candidate's or the interviewer's) at the end of the conversation. */
+export function appendToConversation(line) {
   el.emptyNote.hidden = true;
   el.transcript.append(line);
   line.scrollIntoView({ block: "nearest" });
@@ -213,180 +157,23 @@ function finalLatency({ emitted_audio_s, speech_end_audio_s }) {
   return Math.max(0, emitted_audio_s - speech_end_audio_s);
 }
 
-// ---- the interviewer ---------------------------------------------------------
-
-/** The line of an utterance still being spoken; a finished line is never reopened. */
-function openAgentLine(utteranceId) {
-  const lines = el.transcript.querySelectorAll(`[data-testid="agent"][data-utterance-id="${Number(utteranceId)}"]`);
-  const last = lines[lines.length - 1];
-  return last && last.dataset.final !== "true" ? last : null;
-}
-
-function createAgentLine({ utterance_id, kind, emitted_audio_s }) {
-  const line = document.createElement("div");
-  line.className = "agent-line";
-  line.dataset.testid = "agent";
-  line.dataset.utteranceId = String(utterance_id);
-  line.dataset.kind = kind ?? "";
-  line.dataset.final = "false";
-  line.dataset.interrupted = "false";
-
-  const head = document.createElement("p");
-  head.className = "agent-head";
-  const speaker = document.createElement("span");
-  speaker.className = "speaker";
-  speaker.textContent = "Interviewer";
-  head.append(speaker);
-  if (AGENT_KIND_TAGS[kind]) {
-    const tag = document.createElement("span");
-    tag.className = "kind-tag";
-    tag.textContent = AGENT_KIND_TAGS[kind];
-    head.append(" ", tag);
-  }
-  if (typeof emitted_audio_s === "number") {
-    const time = document.createElement("time");
-    time.className = "timestamp";
-    time.textContent = formatClock(emitted_audio_s);
-    time.title = `${emitted_audio_s.toFixed(2)} s into the session`;
-    head.prepend(time, " ");
-  }
-
-  const text = document.createElement("p");
-  text.className = "text";
-  line.append(head, text);
-  return line;
-}
-
-/**
- * One `agent` event: the first delta of an utterance opens its line, later deltas extend
- * it, and the final one closes it (marking it when the candidate cut the interviewer off).
- */
-export function showAgentText(event) {
-  let line = openAgentLine(event.utterance_id);
-  if (!line) {
-    // A final with no words (stopped before its first sentence) said nothing: show nothing.
-    if (!event.text_delta) return;
-    line = createAgentLine(event);
-    appendToConversation(line);
-  }
-  if (event.text_delta) {
-    // Each sentence its own node, so a screen reader announces it as an addition.
-    line.querySelector(".text").append(document.createTextNode(event.text_delta));
-    line.scrollIntoView({ block: "nearest" });
-  }
-  if (event.final) {
-    line.dataset.final = "true";
-    if (event.interrupted) markInterrupted(line);
-  }
-}
-
-/**
- * The call ended mid-utterance: that line gets no final, and the next connection may
- * reuse its id for new words (the saved interview state can lag), so close it here.
- */
-export function closeAgentLines() {
-  for (const line of el.transcript.querySelectorAll('[data-testid="agent"][data-final="false"]')) {
-    line.dataset.final = "true";
-  }
-}
-
-function markInterrupted(line) {
-  line.dataset.interrupted = "true";
-  if (line.querySelector(".interrupted")) return;
-  const marker = document.createElement("span");
-  marker.className = "interrupted";
-  marker.textContent = "(interrupted)";
-  marker.title = "You started speaking, so the interviewer stopped";
-  line.querySelector(".text").append(" ", marker);
-}
-
-/** The voice indicator, and a highlight on the line whose voice plays; null turns both off. */
-export function setAgentSpeaking(utteranceId) {
-  el.agentSpeaking.hidden = utteranceId === null;
-  for (const line of el.transcript.querySelectorAll('.agent-line[data-speaking="true"]')) {
-    delete line.dataset.speaking;
-  }
-  if (utteranceId === null) return;
-  const lines = el.transcript.querySelectorAll(`[data-testid="agent"][data-utterance-id="${Number(utteranceId)}"]`);
-  if (lines.length) lines[lines.length - 1].dataset.speaking = "true";
-}
-
-export function setTurn(state) {
-  el.turn.dataset.state = state;
-  el.turn.textContent = TURN_LABELS[state] ?? state.replaceAll("_", " ");
-}
-
-export const turnState = () => el.turn.dataset.state;
-
-/** {index, total, text, follow_up}: a follow-up shows under the question it follows. */
-export function showQuestion({ index, total, text, follow_up }) {
-  const sameQuestion = el.question.dataset.index === String(index);
-  el.questionEmpty.hidden = true;
-  el.question.hidden = false;
-  el.question.dataset.index = String(index);
-  el.question.dataset.total = String(total);
-  el.question.dataset.followUp = String(Boolean(follow_up));
-  el.questionNumber.textContent = `Question ${index} of ${total}`;
-
-  if (follow_up) {
-    // After a reconnect the follow-up may come without its question: show it alone.
-    if (!sameQuestion) el.questionText.textContent = "";
-    el.questionText.hidden = !el.questionText.textContent;
-    el.followUpText.textContent = text;
-    el.followUp.hidden = false;
-  } else {
-    el.questionText.textContent = text;
-    el.questionText.hidden = false;
-    el.followUpText.textContent = "";
-    el.followUp.hidden = true;
-  }
-}
-
-export function resetInterviewer() {
-  el.question.hidden = true;
-  delete el.question.dataset.index;
-  el.questionText.textContent = "";
-  el.followUpText.textContent = "";
-  el.followUp.hidden = true;
-  el.questionEmpty.hidden = false;
-  setTurn("idle");
-  setAgentSpeaking(null);
-}
-
 // ---- notices and the report -------------------------------------------------
 
 /** One notice per problem the call survives; `action` = {label, onClick} adds a button. */
 export function addNotice(code, text, { detail = "", action = null } = {}) {
-  const item = document.createElement("li");
-  item.className = "notice";
-  item.dataset.testid = "notice";
-  item.dataset.code = code;
-  if (detail) item.title = detail;
-
-  const message = document.createElement("span");
-  message.className = "notice-text";
-  message.textContent = text;
-  item.append(message);
-
+  const item = h("li", { class: "notice", "data-testid": "notice", "data-code": code, title: detail || undefined },
+    h("span", { class: "notice-text", text }));
   if (action) {
-    const button = document.createElement("button");
-    button.type = "button";
-    button.textContent = action.label;
+    const button = h("button", { type: "button", text: action.label });
     button.addEventListener("click", () => {
       item.remove();
       action.onClick();
     });
     item.append(button);
   }
-
-  const dismiss = document.createElement("button");
-  dismiss.type = "button";
-  dismiss.className = "dismiss";
-  dismiss.setAttribute("aria-label", "Dismiss this notice");
-  dismiss.textContent = "×";
+  const dismiss = h("button", { type: "button", class: "dismiss", "aria-label": "Dismiss this notice", text: "×" });
   dismiss.addEventListener("click", () => item.remove());
   item.append(dismiss);
-
   el.notices.append(item);
 }
 
@@ -407,6 +194,8 @@ export function hideReportLink() {
 export const reportShown = () => !el.reportReady.hidden;
 
 // ---- pace gauge -------------------------------------------------------------
+
+const percentOfGauge = (wps) => `${(Math.min(Math.max(wps, 0), GAUGE_MAX_WPS) / GAUGE_MAX_WPS) * 100}%`;
 
 export function setPaceRange(minWps, maxWps) {
   el.gaugeBand.style.left = percentOfGauge(minWps);
@@ -443,30 +232,4 @@ export function resetPace() {
   el.gaugeNeedle.hidden = true;
   el.gauge.setAttribute("aria-valuenow", "0");
   el.gauge.setAttribute("aria-valuetext", "no speech yet");
-}
-
-// ---- agent audio ------------------------------------------------------------
-
-/**
- * Plays the audio the server sends back (the interviewer's voice). `onBlocked` runs if
- * the browser refuses to autoplay it: rare, since Start was a click, but then only
- * another click can start it.
- */
-export function playRemoteStream(stream, onBlocked = () => {}) {
-  el.agentAudio.srcObject = stream;
-  el.agentAudio.play?.().catch((error) => {
-    if (error?.name === "NotAllowedError" && el.agentAudio.srcObject === stream) onBlocked();
-  });
-}
-
-/** Retries playback from a click; -> whether it plays now. */
-export function resumeRemoteAudio() {
-  return el.agentAudio.play?.().then(
-    () => true,
-    () => false,
-  );
-}
-
-export function stopRemoteStream() {
-  el.agentAudio.srcObject = null;
 }

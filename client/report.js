@@ -5,7 +5,7 @@
 // Everything the candidate said is user content: it goes in with textContent,
 // never as HTML.
 
-import { fetchSessionDocument, h, openSessionPage, svg } from "./page.js";
+import { byRole as $, capitalise, fetchSessionDocument, h, openSessionPage, svg } from "./page.js";
 
 const SCORE_LABELS = { content: "Content", pace: "Pace", fluency: "Fluency", grammar: "Grammar" };
 const PAUSE_KINDS = { within_final: "mid-sentence", between_finals: "between sentences" };
@@ -17,24 +17,10 @@ const ERROR_HINTS = {
   0: "Check your connection, then reload the page.",
 };
 
-const $ = (role) => document.querySelector(`[data-role="${role}"]`);
-
 // ---------------------------------------------------------------- loading
 
 const fetchReport = (sessionId, token) =>
   fetchSessionDocument(sessionId, token, "report", (report) => Array.isArray(report.questions));
-
-function showError(status, message) {
-  document.body.dataset.state = "error";
-  $("loading").hidden = true;
-  $("report").hidden = true;
-  const box = document.querySelector('[data-testid="report-error"]');
-  box.hidden = false;
-  box.dataset.status = String(status);
-  const text = capitalise(message);
-  $("error-message").textContent = status ? `${text} (HTTP ${status})` : text;
-  $("error-hint").textContent = ERROR_HINTS[status] ?? "Try reloading the page.";
-}
 
 // ---------------------------------------------------------------- formatting
 
@@ -52,8 +38,6 @@ function fmtDuration(seconds) {
   const rest = Math.round(seconds - minutes * 60);
   return minutes ? `${minutes} min ${rest} s` : `${rest} s`;
 }
-
-const capitalise = (text) => (text ? text[0].toUpperCase() + text.slice(1) : text);
 
 // ---------------------------------------------------------------- sections
 
@@ -354,7 +338,7 @@ openSessionPage({
   page: "report",
   what: "report",
   noSession: "This address does not name an interview session.",
+  errorHints: ERROR_HINTS,
   load: fetchReport,
   render: renderReport,
-  showError,
 });

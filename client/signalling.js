@@ -3,6 +3,9 @@
 // candidate, so we wait for gathering to finish before sending it.
 
 const ICE_GATHERING_TIMEOUT_MS = 3000;
+// After the answer is applied the data channel normally opens within a second;
+// past this, something between browser and server blocks the media path.
+export const CHANNEL_OPEN_TIMEOUT_MS = 15000;
 
 export const MIC_CONSTRAINTS = {
   audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
@@ -39,7 +42,8 @@ export async function listAudioInputs() {
 
 /**
  * Builds a peer connection that sends the mic and carries the "events" data channel.
- * handlers: {onOpen, onMessage, onClose, onConnectionState, onTrack}
+ * handlers: {onOpen, onMessage(data), onLost, onTrack(event)}; onLost runs when the
+ * channel closes or the connection fails or drops.
  */
 export function createPeer(stream, handlers) {
   const pc = new RTCPeerConnection({ iceServers: [] });
@@ -66,10 +70,12 @@ function wirePeer(pc, handlers) {
   // Created before the offer so the offer includes the SCTP (data) section.
   const channel = pc.createDataChannel("events", { ordered: true });
   channel.onopen = () => handlers.onOpen?.();
-  channel.onclose = () => handlers.onClose?.();
+  channel.onclose = () => handlers.onLost?.();
   channel.onmessage = (message) => handlers.onMessage?.(message.data);
 
-  pc.onconnectionstatechange = () => handlers.onConnectionState?.(pc.connectionState);
+  pc.onconnectionstatechange = () => {
+    if (pc.connectionState === "failed" || pc.connectionState === "disconnected") handlers.onLost?.();
+  };
   pc.ontrack = (event) => handlers.onTrack?.(event);
   return { pc, channel };
 }

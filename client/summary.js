@@ -1,25 +1,30 @@
 // The call summary page of an agent-assist call, served at /sessions/{id}/summary.
 //
 // The token comes from the URL fragment (#token=...), which browsers never send to the
-// server, or from sessionStorage / localStorage where the overlay left it. The JSON is
-// read defensively: any part may be missing. Everything said on the call is user
-// content: it goes in with textContent, never as HTML.
+// server, or from sessionStorage / localStorage where the overlay left it. summary-model.js
+// reads the JSON (defensively: any part may be missing); this module draws its sections.
+// Everything said on the call is user content: it goes in with textContent, never as HTML.
 
 import {
   MOOD_NAMES,
   PageError,
   TREND_SIGNS,
+  byRole as $,
   fetchSessionDocument,
   fixed,
   formatClock,
   h,
-  intentName,
+  intentChip,
+  moodLabel,
+  moodOf,
   num,
   openSessionPage,
   signed,
   speakerName,
   svg,
+  talkShare,
 } from "./page.js";
+import { normalise, obj } from "./summary-model.js";
 
 // Right after the call ends the summary may still be being stored: ask again a few times.
 const NOT_YET_RETRIES = 5;
@@ -33,13 +38,8 @@ const ERROR_HINTS = {
   0: "Check your connection, then reload the page.",
 };
 
-const $ = (role) => document.querySelector(`[data-role="${role}"]`);
-
 // ---------------------------------------------------------------- formatting
 
-const obj = (value) => (value && typeof value === "object" && !Array.isArray(value) ? value : {});
-const list = (value) => (Array.isArray(value) ? value : []);
-const capitalise = (text) => (text ? text[0].toUpperCase() + text.slice(1) : text);
 const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
 
 function fmtDuration(seconds) {
@@ -48,15 +48,6 @@ function fmtDuration(seconds) {
   if (s < 60) return `${s.toFixed(s < 10 ? 1 : 0)} s`;
   const minutes = Math.floor(s / 60);
   return `${minutes} min ${Math.round(s - minutes * 60)} s`;
-}
-
-const moodOf = (score) => (score > 0.05 ? "positive" : score < -0.05 ? "negative" : "neutral");
-
-function intentChip(name, { count, score } = {}) {
-  const chip = h("span", { class: "as-chip", "data-intent": name,
-    title: score === undefined ? undefined : `${intentName(name)}: ${fixed(score, 2)}` }, intentName(name));
-  if (count !== undefined) chip.append(h("b", { class: "as-chip-count", text: `×${count}` }));
-  return chip;
 }
 
 // ---------------------------------------------------------------- loading
@@ -72,92 +63,6 @@ async function fetchWhenReady(sessionId, token) {
       await new Promise((resolve) => setTimeout(resolve, NOT_YET_DELAY_MS));
     }
   }
-}
-
-function showError(status, message) {
-  document.body.dataset.state = "error";
-  $("loading").hidden = true;
-  $("summary").hidden = true;
-  const box = document.querySelector('[data-testid="summary-error"]');
-  box.hidden = false;
-  box.dataset.status = String(status);
-  const text = capitalise(message);
-  $("error-message").textContent = status ? `${text} (HTTP ${status})` : text;
-  $("error-hint").textContent = ERROR_HINTS[status] ?? "Try reloading the page.";
-}
-
-// ---------------------------------------------------------------- the model
-
-/** The summary's parts, with defaults for whatever is missing. */
-export function normalise(summary) {
-  const metrics = obj(summary.metrics);
-  const transcript = list(summary.transcript)
-    .filter((line) => line && typeof line === "object")
-    .map((line) => ({
-      seq: line.seq,
-      speaker: line.speaker ?? "",
-      utterance_id: line.utterance_id,
-      text: String(line.text ?? ""),
-      start: num(line.start) ?? num(line.start_s),
-      end: num(line.end) ?? num(line.end_s),
-      intents: list(line.intents).map((i) => (typeof i === "string" ? { name: i } : obj(i))).filter((i) => i.name),
-    }));
-  transcript.sort((a, b) => (a.start ?? 0) - (b.start ?? 0) || (a.seq ?? 0) - (b.seq ?? 0));
-
-  const ends = transcript.map((line) => line.end).filter((end) => end !== null);
-  const duration = num(summary.duration_s) ?? num(metrics.call_s) ?? (ends.length ? Math.max(...ends) : null);
-
-  const sentiment = obj(summary.sentiment);
-  const customerBySeq = new Map(transcript.filter((l) => l.speaker === "customer").map((l) => [l.seq, l]));
-  const customerByUtterance = new Map(transcript.filter((l) => l.speaker === "customer").map((l) => [l.utterance_id, l]));
-  const scores = list(sentiment.scores)
-    .map((s, index) => {
-      if (typeof s === "number") return { score: s, index };
-      const line = customerBySeq.get(s?.seq) ?? customerByUtterance.get(s?.utterance_id);
-      return { ...obj(s), index, start: num(s?.start) ?? num(s?.start_s) ?? line?.start ?? null, line };
-    })
-    .filter((s) => num(s.score) !== null);
-  const average = num(sentiment.average) ?? num(sentiment.mean) ??
-    (scores.length ? scores.reduce((sum, s) => sum + s.score, 0) / scores.length : null);
-
-  const intents = obj(summary.intents);
-  let counts = obj(intents.counts);
-  const bySpeaker = obj(intents.by_speaker);
-  if (!Object.keys(counts).length) {
-    // No counts: make them from the transcript's lines.
-    counts = {};
-    for (const line of transcript) for (const { name } of line.intents) counts[name] = (counts[name] ?? 0) + 1;
-  }
-
-  const suggestions = Array.isArray(summary.suggestions) ? summary.suggestions.filter((s) => s && s.text) : [];
-  const suggestionCount = typeof summary.suggestions === "number" ? summary.suggestions
-    : new Set(suggestions.map((s) => s.utterance_id)).size;
-  // The last word on each customer line: the final suggestion (or the newest one).
-  const replies = new Map();
-  for (const s of suggestions) {
-    const current = replies.get(s.utterance_id);
-    if (!current || s.final !== false || current.final === false) replies.set(s.utterance_id, s);
-  }
-
-  return {
-    sessionId: summary.session_id,
-    startedAt: num(summary.started_at),
-    speakers: list(summary.speakers),
-    duration,
-    topic: summary.topic && typeof summary.topic === "object" ? summary.topic : null,
-    topicHistory: list(summary.topic_history),
-    counts,
-    bySpeaker,
-    scores,
-    average,
-    trend: num(sentiment.trend),
-    trendLabel: sentiment.trend_label,
-    metrics,
-    suggestionCount,
-    llmSuggestions: suggestions.filter((s) => s.source === "llm").length,
-    replies,
-    transcript,
-  };
 }
 
 // ---------------------------------------------------------------- sections
@@ -264,7 +169,7 @@ export function sentimentPlot(scores, duration) {
     }));
   }
   scores.forEach((s, i) => {
-    const mood = MOOD_NAMES[s.label] ? s.label : moodOf(s.score);
+    const mood = moodLabel(s.label, s.score);
     const dot = svg("circle", { class: `point ${mood}`, cx: x(xs[i]), cy: y(s.score), r: 4.5 });
     const said = s.line?.text ? `: “${s.line.text.slice(0, 80)}${s.line.text.length > 80 ? "…" : ""}”` : "";
     dot.append(svg("title", {}, `${timed ? formatClock(s.start) : `line ${i + 1}`} ${signed(s.score)} (${mood})${said}`));
@@ -315,17 +220,14 @@ function renderMetrics(model) {
     holder.replaceChildren(h("p", { class: "muted", text: "No metrics were recorded for this call." }));
     return;
   }
-  const share = obj(m.talk_share);
-  const agent = num(share.agent) ?? 0, customer = num(share.customer) ?? 0, total = agent + customer;
-  const agentPct = total > 0 ? (agent / total) * 100 : 50;
+  const share = talkShare(obj(m.talk_share));
   const shareBlock = h("div", { class: "share-block" },
-    h("div", { class: "as-share", role: "img", "data-empty": String(total <= 0),
-      "aria-label": total > 0 ? `Talk share: agent ${Math.round(agentPct)}%, customer ${Math.round(100 - agentPct)}%` : "No speech" },
-      h("span", { class: "as-share-agent", style: `width: ${agentPct}%` }),
-      h("span", { class: "as-share-customer", style: `width: ${100 - agentPct}%` })),
+    h("div", { class: "as-share", role: "img", "data-empty": String(share.empty), "aria-label": share.label ?? "No speech" },
+      h("span", { class: "as-share-agent", style: `width: ${share.agentPct}%` }),
+      h("span", { class: "as-share-customer", style: `width: ${share.customerPct}%` })),
     h("p", { class: "as-share-legend" },
-      h("span", { class: "agent" }, "Agent ", h("b", { text: total > 0 ? `${Math.round(agentPct)}%` : "–" })),
-      h("span", { class: "customer" }, "Customer ", h("b", { text: total > 0 ? `${Math.round(100 - agentPct)}%` : "–" }))));
+      h("span", { class: "agent" }, "Agent ", h("b", { text: share.agentText })),
+      h("span", { class: "customer" }, "Customer ", h("b", { text: share.customerText }))));
 
   const per = (key, format) => {
     const values = obj(m[key]);
@@ -379,7 +281,7 @@ function renderTranscript(model) {
         line.intents.length || s
           ? h("div", { class: "as-chips" },
               line.intents.map((i) => intentChip(i.name, { score: num(i.score) ?? undefined })),
-              s ? h("span", { class: `sentiment-tag ${MOOD_NAMES[s.label] ? s.label : moodOf(s.score)}`,
+              s ? h("span", { class: `sentiment-tag ${moodLabel(s.label, s.score)}`,
                 text: `mood ${signed(s.score)}` }) : null)
           : null,
         reply ? h("p", { class: "question-stats muted" }, "Suggested reply",
@@ -405,7 +307,7 @@ openSessionPage({
   page: "summary",
   what: "summary",
   noSession: "This address does not name a call.",
+  errorHints: ERROR_HINTS,
   load: fetchWhenReady,
   render: renderSummary,
-  showError,
 });

@@ -1,0 +1,206 @@
+// The assist overlay's status line, controls and transcript: who said what, the words
+// still being said (partials), the intents of each line, and the notices of trouble
+// the call survives. assist-cards.js shows what the server makes of the call.
+// Everything said on the call goes in with textContent, never as HTML.
+
+import { byRole, byTestId, formatClock, h, intentChip, num, showStatus, speakerName } from "./page.js";
+
+const el = {
+  status: byTestId("assist-status"),
+  clock: byRole("clock"),
+  start: byTestId("assist-start"),
+  stop: byTestId("assist-stop"),
+  summaryLink: byTestId("assist-summary-link"),
+  notices: byRole("notices"),
+  transcript: byTestId("assist-transcript"),
+  transcriptEmpty: byRole("transcript-empty"),
+  lines: byRole("lines"),
+  partials: byRole("partials"),
+  speaking: { agent: byRole("speaking-agent"), customer: byRole("speaking-customer") },
+};
+
+export const controls = { start: el.start, stop: el.stop };
+
+// What the transcript shows so far.
+const shown = {
+  lines: new Map(), // speaker:utterance_id -> the final's <li>
+  pendingIntents: new Map(), // speaker:utterance_id -> intent labels that came before their final
+  partials: {}, // speaker -> {utteranceId, node}
+};
+
+export const lineKey = (speaker, utteranceId) => `${speaker ?? ""}:${utteranceId}`;
+
+// ---- status and controls ----------------------------------------------------------------
+
+/** tone: info | live | error | done (only changes the colour) */
+export const setStatus = (text, tone = "info") => showStatus(el.status, text, tone);
+
+/** Start while no call runs, Stop while one does. */
+export function showState(state, active) {
+  document.body.dataset.state = state;
+  el.start.disabled = active;
+  el.stop.disabled = !active;
+}
+
+export function setClock(seconds) {
+  el.clock.textContent = formatClock(seconds);
+}
+
+export function showSummaryLink(href) {
+  el.summaryLink.href = href;
+  el.summaryLink.hidden = false;
+}
+
+// ---- transcript ---------------------------------------------------------------------------
+
+const nearBottom = () => el.transcript.scrollHeight - el.transcript.scrollTop - el.transcript.clientHeight < 48;
+
+/** Keeps the newest words in view unless the agent has scrolled up to read. */
+function keepScrolled(update) {
+  const follow = nearBottom();
+  update();
+  if (follow) el.transcript.scrollTop = el.transcript.scrollHeight;
+}
+
+export function appendFinal(event) {
+  const speaker = event.speaker ?? "";
+  const key = lineKey(speaker, event.utterance_id);
+  if (shown.lines.has(key)) return; // a repeat (e.g. a resent event)
+  const start = num(event.start) ?? num(event.start_s) ?? 0;
+  const line = h(
+    "li",
+    { class: "final", "data-speaker": speaker, "data-utterance-id": event.utterance_id, "data-seq": event.seq, "data-start": start },
+    h("span", { class: "as-line-head" },
+      h("span", { class: "as-who", text: speakerName(speaker) }),
+      h("time", { class: "as-time", text: formatClock(start), title: `${start.toFixed(1)} s into the call` }),
+      h("span", { class: "as-chips as-line-intents" })),
+    h("span", { class: "as-text", text: event.text ?? "" }),
+  );
+  shown.lines.set(key, line);
+  el.transcriptEmpty.hidden = true;
+
+  keepScrolled(() => {
+    // In order of when the words were said: the two sides' finals can arrive out of order.
+    let after = el.lines.lastElementChild;
+    while (after && Number(after.dataset.start) > start) after = after.previousElementSibling;
+    if (after) after.after(line);
+    else el.lines.prepend(line);
+  });
+
+  const pending = shown.pendingIntents.get(key);
+  if (pending) {
+    shown.pendingIntents.delete(key);
+    setLineIntents(line, pending);
+  }
+}
+
+/** Whether any final is on screen. */
+export const hasFinals = () => shown.lines.size > 0;
+
+/** What a final line says, or null when it is not on screen. */
+export function lineText(speaker, utteranceId) {
+  return shown.lines.get(lineKey(speaker, utteranceId))?.querySelector(".as-text").textContent ?? null;
+}
+
+/** A final intent event: chips on its line, or kept for the line when the final comes later. */
+export function showLineIntents(event) {
+  const key = lineKey(event.speaker, event.utterance_id);
+  const line = shown.lines.get(key);
+  if (line) setLineIntents(line, event.labels);
+  else shown.pendingIntents.set(key, event.labels);
+}
+
+function setLineIntents(line, labels) {
+  const holder = line.querySelector(".as-line-intents");
+  holder.replaceChildren(...(labels ?? []).map((l) => intentChip(l.name, { score: l.score })));
+}
+
+function partialNode(speaker) {
+  let entry = shown.partials[speaker];
+  if (!entry) {
+    const node = h("p", { class: "partial", "data-speaker": speaker },
+      h("span", { class: "as-who", text: speakerName(speaker) }),
+      h("span", { class: "committed" }), " ", h("span", { class: "tentative" }),
+      h("span", { class: "as-chips as-line-intents" }));
+    entry = shown.partials[speaker] = { utteranceId: null, node };
+    keepScrolled(() => el.partials.append(node));
+  }
+  return entry;
+}
+
+export function showPartial(speaker, utteranceId, committed, tentative) {
+  if (!committed && !tentative) return;
+  const entry = partialNode(speaker);
+  if (entry.utteranceId !== utteranceId) entry.node.querySelector(".as-line-intents").replaceChildren();
+  entry.utteranceId = utteranceId;
+  el.transcriptEmpty.hidden = true;
+  keepScrolled(() => {
+    entry.node.querySelector(".committed").textContent = committed;
+    entry.node.querySelector(".tentative").textContent = tentative;
+  });
+}
+
+/** The utterance a speaker's partial line shows, or null when it shows none. */
+export const partialUtterance = (speaker) => shown.partials[speaker]?.utteranceId ?? null;
+
+/** A provisional intent event: chips on the partial line of its utterance. */
+export function showPartialIntents(event) {
+  const entry = shown.partials[event.speaker];
+  if (entry && entry.utteranceId === event.utterance_id) {
+    entry.node.querySelector(".as-line-intents").replaceChildren(
+      ...(event.labels ?? []).map((l) => intentChip(l.name, { score: l.score, provisional: true })),
+    );
+  }
+}
+
+export function clearPartial(speaker) {
+  shown.partials[speaker]?.node.remove();
+  delete shown.partials[speaker];
+}
+
+export function clearPartials() {
+  for (const speaker of Object.keys(shown.partials)) clearPartial(speaker);
+}
+
+export function setSpeaking(speaker, on) {
+  const indicator = el.speaking[speaker];
+  if (indicator) indicator.hidden = !on;
+}
+
+export function clearSpeaking() {
+  for (const speaker of Object.keys(el.speaking)) setSpeaking(speaker, false);
+}
+
+// ---- notices ----------------------------------------------------------------------------------
+
+/** One notice per kind of trouble (`code`); a repeat counts up. */
+export function addNotice(code, text, event = {}) {
+  let item = el.notices.querySelector(`[data-code="${CSS.escape(code)}"]`);
+  if (item) {
+    const count = Number(item.dataset.count) + 1;
+    item.dataset.count = String(count);
+    item.querySelector(".as-notice-count").textContent = `×${count}`;
+    return;
+  }
+  item = h("li", { class: "as-notice", "data-code": code, "data-count": 1, title: event.detail ?? event.message ?? "" },
+    h("span", { class: "as-notice-text", text }),
+    h("span", { class: "as-notice-count" }),
+    h("button", { type: "button", class: "as-dismiss", "aria-label": "Dismiss", text: "×" }));
+  item.querySelector("button").addEventListener("click", () => item.remove());
+  el.notices.append(item);
+}
+
+// ---- reset --------------------------------------------------------------------------------------
+
+/** Empties the transcript, the notices, the clock and the summary link for a new call. */
+export function clearView() {
+  shown.lines.clear();
+  shown.pendingIntents.clear();
+  clearPartials();
+  el.lines.replaceChildren();
+  el.transcriptEmpty.hidden = false;
+  el.notices.replaceChildren();
+  el.summaryLink.hidden = true;
+  el.summaryLink.href = "#";
+  setClock(0);
+}
