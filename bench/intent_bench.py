@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import json
 import sys
 import tempfile
@@ -33,18 +32,18 @@ from typing import Any
 
 import numpy as np
 
-from bench.run_bench import REPO_ROOT, machine_info, progress
+from bench.common import DEFAULT_CORPUS, RESULTS_DIR, machine_info, progress, utc_timestamp, write_results
 from earshot.loadtest.caller import HeadlessCaller
 from earshot.loadtest.server_process import start_server
 from earshot.loadtest.stats import percentiles
-from earshot.models.audio import BYTES_PER_SAMPLE, SAMPLE_RATE
+from earshot.models.audio import BYTES_PER_SAMPLE, SAMPLE_RATE, read_audio
 from earshot.models.intent import HEADS_DIR, LABEL_SETS, IntentClassifier
 from earshot.models.intent_dataset import load_dataset
 from earshot.models.intent_training import evaluation_path
 from earshot.server.ice import restrict_ice_to_loopback
 from earshot.server.redis_server import PrivateRedis
 
-CALL = REPO_ROOT.parent / "shared" / "corpus" / "calls" / "call-1.wav"
+CALL = DEFAULT_CORPUS / "calls" / "call-1.wav"
 WARM_UP = 10
 
 
@@ -79,12 +78,9 @@ def bench_intent(quick: bool) -> dict[str, Any]:
 
 
 def call_channels() -> dict[str, bytes]:
-    import wave
-
-    with wave.open(str(CALL)) as wav:
-        samples = np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16).reshape(-1, 2)
+    """speaker -> their channel of the call, as 16 kHz mono PCM."""
     turns = json.loads(CALL.with_suffix(".json").read_text())
-    return {turns["channels"][str(c)]: samples[:, c].copy().tobytes() for c in (0, 1)}
+    return {turns["channels"][str(c)]: read_audio(CALL, channel=c) for c in (0, 1)}
 
 
 async def one_call(base_url: str, speakers: dict[str, bytes]) -> dict[str, list[float]]:
@@ -133,7 +129,7 @@ def bench_assist(calls: int) -> dict[str, Any]:
         try:
             server = start_server(redis.start(), Path(tmp) / "server")
             for index in range(calls):
-                progress(f"assist call {index + 1}/{calls} ({len(speakers['agent']) / 32000:.0f} s real time)")
+                progress(f"assist call {index + 1}/{calls} ({len(speakers['agent']) / BYTES_PER_SAMPLE / SAMPLE_RATE:.0f} s real time)")
                 for name, values in asyncio.run(one_call(server.base_url, speakers)).items():
                     merged.setdefault(name, []).extend(values)
         finally:
@@ -182,11 +178,11 @@ def plot(report: dict[str, Any], path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "results")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     parser.add_argument("--quick", action="store_true", help="fewer utterances and one call")
     args = parser.parse_args(argv)
     report: dict[str, Any] = {
-        "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "when": utc_timestamp(),
         "machine": machine_info(),
         "intent": bench_intent(args.quick),
     }
@@ -200,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     for part in report.values():
         if isinstance(part, dict):
             part.pop("_samples", None)
-    (args.out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_results(args.out, stem, report)
     print(json.dumps({k: v for k, v in report.items() if k != "machine"}, indent=2))
     return 0
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import json
 import sys
 import tempfile
@@ -36,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from bench.run_bench import DEFAULT_CORPUS, REPO_ROOT, machine_info, progress
+from bench.common import DEFAULT_CORPUS, RESULTS_DIR, machine_info, progress, utc_timestamp, write_results
 from earshot.agents.followup import STOP, TEMPERATURE, FollowUpStream, follow_up_messages, warm_prompt_cache
 from earshot.agents.question_bank import load_question_bank
 from earshot.agents.roles import ROLES as ROLE_TITLES
@@ -291,7 +290,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.voice_bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--interviews", type=int, default=3)
     parser.add_argument("--questions", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "results")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     parser.add_argument("--quick", action="store_true", help="one interview of two questions")
     return parser.parse_args(argv)
@@ -321,7 +320,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     progress("TTS alone")
     tts = asyncio.run(tts_pass("software_engineer"))
     report = {
-        "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "timestamp": utc_timestamp(),
         "quick": args.quick,
         "machine": machine_info(),
         "interviews": args.interviews,
@@ -337,13 +336,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         "voice_to_voice_after_turn_pause_p95": {"limit_s": V2V_P95_LIMIT_S, "value": after["p95"],
                                                 "pass": after["p95"] is not None and after["p95"] <= V2V_P95_LIMIT_S},
     }
-    args.out.mkdir(parents=True, exist_ok=True)
     stem = "voice-quick" if args.quick else "voice"
-    (args.out / f"{stem}.json").write_text(json.dumps(report, indent=2))
+    json_path = write_results(args.out, stem, report)
     plot(report, [t.voice_to_voice_s - TURN_PAUSE_MS / 1000 for c in calls for t in c.turns], args.out / f"{stem}.png")
     print(json.dumps({k: report["calls"][k] for k in ("voice_to_voice_after_turn_pause_s", "barge_in_stop_s", "final_s", "reply_text_s", "reply_kinds", "errors")}, indent=1))
     print(json.dumps({"llm_ttft": llm["time_to_first_token_s"], "guard_pass_rate": llm["guard_pass_rate"], "tts_rtf": tts["rtf"]}, indent=1))
-    print(f"wrote {args.out / (stem + '.json')}")
+    print(f"wrote {json_path}")
     return 0 if all(t["pass"] for t in report["targets"].values()) else 1
 
 

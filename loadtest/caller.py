@@ -25,12 +25,13 @@ import httpx
 import numpy as np
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 
-from earshot.models.audio import SAMPLE_RATE
+from earshot.models.audio import BYTES_PER_SAMPLE, SAMPLE_RATE
 from earshot.server.ice import rtc_configuration
 from earshot.server.protocol import EVENTS_CHANNEL
 
 FRAME_MS = 20
 FRAME_SAMPLES = SAMPLE_RATE * FRAME_MS // 1000
+FRAME_BYTES = FRAME_SAMPLES * BYTES_PER_SAMPLE
 # Received agent audio above this RMS (int16 scale) counts as audible. Opus
 # decodes digital silence to exact zeros; speech sits in the thousands.
 AUDIBLE_RMS = 100.0
@@ -58,15 +59,15 @@ class PcmTrack(MediaStreamTrack):
 
     @property
     def pcm_done(self) -> bool:
-        return self._sent_samples * 2 >= len(self._pcm)
+        return self._sent_samples * BYTES_PER_SAMPLE >= len(self._pcm)
 
     def append(self, pcm16: bytes) -> tuple[float, float]:
         """Queue more audio after what is pending (now, if nothing is); returns its (start, end) on the clock."""
-        start_sample = max(self._sent_samples, len(self._pcm) // 2)
-        if start_sample * 2 > len(self._pcm):
-            self._pcm += bytes(start_sample * 2 - len(self._pcm))  # the silence sent meanwhile
+        start_sample = max(self._sent_samples, len(self._pcm) // BYTES_PER_SAMPLE)
+        if start_sample * BYTES_PER_SAMPLE > len(self._pcm):
+            self._pcm += bytes(start_sample * BYTES_PER_SAMPLE - len(self._pcm))  # the silence sent meanwhile
         self._pcm += pcm16
-        return start_sample / SAMPLE_RATE, len(self._pcm) / 2 / SAMPLE_RATE
+        return start_sample / SAMPLE_RATE, len(self._pcm) / BYTES_PER_SAMPLE / SAMPLE_RATE
 
     def wall_at(self, clock_s: float) -> Optional[float]:
         """time.monotonic() at which the sample at `clock_s` is (or was) sent: frames are paced in real time."""
@@ -83,12 +84,12 @@ class PcmTrack(MediaStreamTrack):
         delay = due - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        offset = self._sent_samples * 2
-        chunk = self._pcm[offset : offset + FRAME_SAMPLES * 2]
-        if len(chunk) < FRAME_SAMPLES * 2:
+        offset = self._sent_samples * BYTES_PER_SAMPLE
+        chunk = self._pcm[offset : offset + FRAME_BYTES]
+        if len(chunk) < FRAME_BYTES:
             if not chunk and not self._silence_after:
                 self.stop()
-            chunk = chunk + bytes(FRAME_SAMPLES * 2 - len(chunk))
+            chunk = chunk + bytes(FRAME_BYTES - len(chunk))
         frame = av.AudioFrame(format="s16", layout="mono", samples=FRAME_SAMPLES)
         frame.planes[0].update(chunk)
         frame.sample_rate = SAMPLE_RATE

@@ -18,8 +18,9 @@ from typing import Iterator, Optional
 from urllib.parse import urlparse
 
 from earshot.loadtest.faults import FAULT_KINDS
-from earshot.loadtest.runner import LoadTest, LoadTestConfig, LoadTestError, Slo
+from earshot.loadtest.runner import LoadTest, LoadTestConfig, LoadTestError
 from earshot.loadtest.script import ScriptError, load_clips
+from earshot.loadtest.slo import Slo
 from earshot.models.audio import AudioFormatError
 from earshot.server.cli import Command
 
@@ -32,7 +33,9 @@ def add_loadtest_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", default="http://127.0.0.1:8000", help="the Earshot server to load")
     parser.add_argument("--serve", action="store_true", help="start a private server (and Redis) for the run instead of --url")
     parser.add_argument("--sessions", default="1,2,4,8", help="concurrent sessions per level, e.g. 1,2,4,8")
-    parser.add_argument("--audio", type=Path, default=DEFAULT_AUDIO, help="a WAV or a folder of WAVs (references from manifest.tsv or NAME.txt)")
+    parser.add_argument("--audio", type=Path, default=DEFAULT_AUDIO,
+                        help="an audio file in any format FFmpeg reads (WAV, FLAC, MP3, M4A, Ogg, Opus...) or a folder of them "
+                             "(references from manifest.tsv or NAME.txt)")
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of speech each caller streams per level")
     parser.add_argument("--ramp-up", type=float, default=5.0, help="seconds over which a level's callers start")
     parser.add_argument("--gap", type=float, default=1.0, help="seconds of silence between clips")

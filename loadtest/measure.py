@@ -1,4 +1,5 @@
-"""What one load-test call measured, computed at the caller from what it sent and received.
+"""What one load-test call measured, computed at the caller from what it sent and received,
+and what a level's calls measured together (`summarize_level`).
 
 Every latency is wall time at the caller: the moment a sample of speech left
 its microphone (the audio track paces frames in real time, so clock position
@@ -13,18 +14,23 @@ its microphone (the audio track paces frames in real time, so clock position
 Finals are matched to clips by where they sit on the audio clock. A final
 that matches no clip is something the server heard in silence: its words
 count as insertions in the WER, so a load that makes Whisper hallucinate
-shows up there.
+shows up there. Words are scored as published ASR results score them
+(loadtest/wer.py: jiwer over OpenAI's English normaliser).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from earshot.loadtest.caller import AgentFrame, ReceivedEvent
+from earshot.loadtest.scrape import MetricsScraper, lag_percentile, timeline
 from earshot.loadtest.script import PlacedClip
-from earshot.models.text import normalize_text, word_errors
+from earshot.loadtest.stats import percentiles
+from earshot.loadtest.wer import normalize, word_errors
 
+MEASURES = ("connect_s", "first_partial_s", "final_latency_s", "partial_lag_s", "agent_reply_s")
 MATCH_SLACK_S = 0.4  # VAD bounds vs the energy bounds of a clip
 AGENT_REPLY_WINDOW_S = 15.0
 
@@ -105,7 +111,7 @@ def measure_call(record: CallRecord) -> CallMeasures:
             errors_words += errors
             reference_words += words
     # Words finalized where no clip was spoken: hallucinations count against the WER.
-    errors_words += sum(len(normalize_text(r.event["text"]).split()) for r in finals if id(r) not in matched_finals)
+    errors_words += sum(len(normalize(r.event["text"]).split()) for r in finals if id(r) not in matched_finals)
 
     partial_lag = [
         r.wall - wall_at(r.event["audio_end_s"])
@@ -130,6 +136,73 @@ def measure_call(record: CallRecord) -> CallMeasures:
         finals=len(finals),
         errors=errors,
     )
+
+
+# --- one level: its calls together ------------------------------------------------------------
+def summarize_level(
+    sessions: int,
+    records: list[CallRecord],
+    measures: list[CallMeasures],
+    scraper: MetricsScraper,
+    origin: float,
+    wall_s: float,
+    live_after: int,
+) -> dict[str, Any]:
+    failed = [m for m in measures if m.connect_s is None or _fatal(m.errors)]
+    errors = Counter(code for m in measures for code in m.errors)
+    reference_words = sum(m.reference_words for m in measures)
+    scrapes = scraper.since(origin - 2.0)
+    points = timeline(scrapes, origin)
+    rss = [p["rss_mib"] for p in points]
+    queue = [p["asr_queue_depth"] for p in points]
+    return {
+        "sessions": sessions,
+        "wall_s": round(wall_s, 2),
+        "calls": {
+            "started": sum(1 for r in records if r.started_at_s is not None),
+            "connected": sum(1 for m in measures if m.connect_s is not None),
+            "completed": len(measures) - len(failed),
+            "failed": len(failed),
+        },
+        "errors": dict(sorted(errors.items())),
+        "latency": {
+            "connect_s": percentiles(m.connect_s for m in measures if m.connect_s is not None),
+            "first_partial_s": percentiles(v for m in measures for v in m.first_partial_s),
+            "final_latency_s": percentiles(v for m in measures for _, v in m.final_latency_s),
+            "partial_lag_s": percentiles(v for m in measures for v in m.partial_lag_s),
+            "agent_reply_s": percentiles(v for m in measures for v in m.agent_reply_s),
+        },
+        "utterances": {
+            "sent": sum(m.utterances_sent for m in measures),
+            "finalized": sum(m.utterances_finalized for m in measures),
+            "missed": sum(m.utterances_sent - m.utterances_finalized for m in measures),
+        },
+        "wer": round(sum(m.word_errors for m in measures) / reference_words, 4) if reference_words else None,
+        "server": {
+            "cpu_percent": percentiles(p["cpu_percent"] for p in points),
+            "rss_mib": {"start": rss[0] if rss else None, "end": rss[-1] if rss else None, "max": max(rss, default=None)},
+            "asr_queue_depth": {"max": max(queue, default=None), "p95": percentiles(queue)["p95"]},
+            "event_loop_lag_p95_s": lag_percentile(scrapes[0], scrapes[-1]) if len(scrapes) >= 2 else None,
+            "live_sessions_max": max((p["live_sessions"] for p in points), default=0),
+            "live_sessions_after": live_after,
+            "scrape_failures": scraper.failures,
+        },
+        "meets_slo": None,
+        "timeline": points,
+        "final_points": sorted(
+            ({"t": round(wall - origin, 3), "latency_s": round(latency, 4), "call": m.call} for m in measures for wall, latency in m.final_latency_s),
+            key=lambda p: p["t"],
+        ),
+        "per_call": [m.summary(origin) for m in measures],
+    }
+
+
+FATAL_ERRORS = ("connect_failed", "no_finals", "cut_off", "call_failed", "http_")
+
+
+def _fatal(errors: list[str]) -> bool:
+    """Errors that mean the call failed; server `error` events are counted, not fatal by themselves."""
+    return any(code.startswith(FATAL_ERRORS) for code in errors)
 
 
 def _overlaps(final: dict[str, Any], placed: PlacedClip) -> bool:

@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import itertools
 import logging
 import os
 import platform
 import random
-import re
 import time
-from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -34,48 +33,22 @@ import httpx
 
 from earshot.loadtest.caller import ApiCallError, HeadlessCaller
 from earshot.loadtest.faults import FAULT_KINDS, FaultResult, run_fault
-from earshot.loadtest.measure import MATCH_SLACK_S, CallMeasures, CallRecord, measure_call
+from earshot.loadtest.measure import MATCH_SLACK_S, CallRecord, measure_call, summarize_level
 from earshot.loadtest.progress import Progress, bar
-from earshot.loadtest.scrape import MetricsScraper, lag_percentile, timeline
+from earshot.loadtest.scrape import MetricsScraper
 from earshot.loadtest.script import Clip, PlacedClip, lay_out, render
-from earshot.loadtest.stats import percentiles
+from earshot.loadtest.slo import Slo, capacity_of, search_capacity
+from earshot.loadtest.wer import method as wer_method
 
 log = logging.getLogger(__name__)
 
 SCHEMA = "earshot-loadtest/1"
-MEASURES = ("connect_s", "first_partial_s", "final_latency_s", "partial_lag_s", "agent_reply_s")
 MODES = ("transcribe", "interview")
 CONNECT_TIMEOUT_S = 30.0
 HANGUP_TIMEOUT_S = 10.0
 SERVER_IDLE_TIMEOUT_S = 30.0
 AGENT_QUIET_S = 0.8  # interview mode: the interviewer is done when its audio has been quiet this long
 AGENT_TURN_TIMEOUT_S = 20.0
-
-
-@dataclass(frozen=True)
-class Slo:
-    """A service-level objective on one measure, e.g. `p95 final_latency_s <= 1.5`."""
-
-    measure: str
-    percentile: str
-    limit_s: float
-
-    PATTERN = re.compile(r"^\s*(p50|p90|p95|p99|max)\s+([a-z_]+?)(?:_s)?\s*<=\s*([0-9.]+)\s*s?\s*$")
-
-    @classmethod
-    def parse(cls, text: str) -> "Slo":
-        match = cls.PATTERN.match(text)
-        measures = ", ".join(m[:-2] for m in MEASURES)
-        if not match or match.group(2) + "_s" not in MEASURES:
-            raise ValueError(f"--slo must look like 'p95 final_latency <= 1.5' (measures: {measures}); got {text!r}")
-        return cls(match.group(2) + "_s", match.group(1), float(match.group(3)))
-
-    def describe(self) -> str:
-        return f"{self.percentile} {self.measure} <= {self.limit_s:g}"
-
-    def met_by(self, level: dict[str, Any]) -> bool:
-        value = level["latency"][self.measure][self.percentile]
-        return value is not None and value <= self.limit_s and level["calls"]["failed"] == 0
 
 
 @dataclass(frozen=True)
@@ -165,7 +138,7 @@ class LoadTest:
             capacity = None
             if config.slo is not None:
                 if config.search:
-                    await self._bisect(http, levels)
+                    await search_capacity(levels, config.slo, functools.partial(self._run_extra_level, http), self._budget_allows)
                 capacity = {"sessions": capacity_of(levels, config.slo), "tried": [lv["sessions"] for lv in levels]}
             faults: list[dict[str, Any]] = []
             if config.faults and self._budget_allows(self._fault_sessions()):
@@ -180,6 +153,7 @@ class LoadTest:
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(), "server": server},
             "slo": asdict(config.slo) if config.slo else None,
             "capacity": capacity,
+            "wer_method": wer_method(),
             "levels": levels,
             "faults": faults,
             "server_after": server_after,
@@ -188,19 +162,10 @@ class LoadTest:
     def _budget_allows(self, sessions: int) -> bool:
         return self.config.max_calls is None or self.calls_made + sessions <= self.config.max_calls
 
-    async def _bisect(self, http: httpx.AsyncClient, levels: list[dict[str, Any]]) -> None:
-        """Between the largest level that met the SLO and the next that did not, halve the gap."""
-        while True:
-            passed = capacity_of(levels, self.config.slo)
-            failed = min((lv["sessions"] for lv in levels if not lv["meets_slo"] and lv["sessions"] > (passed or 0)), default=None)
-            if passed is None or failed is None or failed - passed <= 1:
-                return
-            middle = (passed + failed) // 2
-            if not self._budget_allows(middle):
-                return
-            self.state.levels += 1
-            levels.append(await self._run_level(http, middle))
-            levels.sort(key=lambda lv: lv["sessions"])
+    async def _run_extra_level(self, http: httpx.AsyncClient, sessions: int) -> dict[str, Any]:
+        """A level the capacity search adds to the planned ones."""
+        self.state.levels += 1
+        return await self._run_level(http, sessions)
 
     def _fault_sessions(self) -> int:
         if self.config.fault_sessions is not None:
@@ -387,83 +352,6 @@ def _last_clip_final(caller: HeadlessCaller, placed: list[PlacedClip]) -> bool:
         return True
     last_end = placed[-1].speech_end_s
     return any(e["end"] >= last_end - MATCH_SLACK_S for e in caller.of_type("final"))
-
-
-# --- summaries ------------------------------------------------------------------------------
-def summarize_level(
-    sessions: int,
-    records: list[CallRecord],
-    measures: list[CallMeasures],
-    scraper: MetricsScraper,
-    origin: float,
-    wall_s: float,
-    live_after: int,
-) -> dict[str, Any]:
-    failed = [m for m in measures if m.connect_s is None or _fatal(m.errors)]
-    errors = Counter(code for m in measures for code in m.errors)
-    reference_words = sum(m.reference_words for m in measures)
-    scrapes = scraper.since(origin - 2.0)
-    points = timeline(scrapes, origin)
-    rss = [p["rss_mib"] for p in points]
-    queue = [p["asr_queue_depth"] for p in points]
-    return {
-        "sessions": sessions,
-        "wall_s": round(wall_s, 2),
-        "calls": {
-            "started": sum(1 for r in records if r.started_at_s is not None),
-            "connected": sum(1 for m in measures if m.connect_s is not None),
-            "completed": len(measures) - len(failed),
-            "failed": len(failed),
-        },
-        "errors": dict(sorted(errors.items())),
-        "latency": {
-            "connect_s": percentiles(m.connect_s for m in measures if m.connect_s is not None),
-            "first_partial_s": percentiles(v for m in measures for v in m.first_partial_s),
-            "final_latency_s": percentiles(v for m in measures for _, v in m.final_latency_s),
-            "partial_lag_s": percentiles(v for m in measures for v in m.partial_lag_s),
-            "agent_reply_s": percentiles(v for m in measures for v in m.agent_reply_s),
-        },
-        "utterances": {
-            "sent": sum(m.utterances_sent for m in measures),
-            "finalized": sum(m.utterances_finalized for m in measures),
-            "missed": sum(m.utterances_sent - m.utterances_finalized for m in measures),
-        },
-        "wer": round(sum(m.word_errors for m in measures) / reference_words, 4) if reference_words else None,
-        "server": {
-            "cpu_percent": percentiles(p["cpu_percent"] for p in points),
-            "rss_mib": {"start": rss[0] if rss else None, "end": rss[-1] if rss else None, "max": max(rss, default=None)},
-            "asr_queue_depth": {"max": max(queue, default=None), "p95": percentiles(queue)["p95"]},
-            "event_loop_lag_p95_s": lag_percentile(scrapes[0], scrapes[-1]) if len(scrapes) >= 2 else None,
-            "live_sessions_max": max((p["live_sessions"] for p in points), default=0),
-            "live_sessions_after": live_after,
-            "scrape_failures": scraper.failures,
-        },
-        "meets_slo": None,
-        "timeline": points,
-        "final_points": sorted(
-            ({"t": round(wall - origin, 3), "latency_s": round(latency, 4), "call": m.call} for m in measures for wall, latency in m.final_latency_s),
-            key=lambda p: p["t"],
-        ),
-        "per_call": [m.summary(origin) for m in measures],
-    }
-
-
-FATAL_ERRORS = ("connect_failed", "no_finals", "cut_off", "call_failed", "http_")
-
-
-def _fatal(errors: list[str]) -> bool:
-    """Errors that mean the call failed; server `error` events are counted, not fatal by themselves."""
-    return any(code.startswith(FATAL_ERRORS) for code in errors)
-
-
-def capacity_of(levels: list[dict[str, Any]], slo: Slo) -> Optional[int]:
-    """The largest level that met the SLO with every smaller level tested also meeting it."""
-    capacity = None
-    for level in sorted((lv for lv in levels if not lv.get("with_faults")), key=lambda lv: lv["sessions"]):
-        if not slo.met_by(level):
-            break
-        capacity = level["sessions"]
-    return capacity
 
 
 def _code(body: Any) -> str:

@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Optional
 
 from earshot.loadtest.caller import speech_bounds
-from earshot.models.audio import BYTES_PER_SAMPLE, SAMPLE_RATE, read_audio
+from earshot.models.audio import BYTES_PER_SAMPLE, SAMPLE_RATE, AudioFormatError, read_audio
 
 BYTES_PER_S = SAMPLE_RATE * BYTES_PER_SAMPLE
+# What a folder of clips is searched for; a single file of any other name is tried too (FFmpeg decides).
+AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".m4a", ".ogg", ".opus")
 
 
 class ScriptError(ValueError):
@@ -52,20 +54,26 @@ class PlacedClip:
 
 
 def load_clips(source: Path) -> list[Clip]:
-    """A WAV file or a folder of them; references come from a `manifest.tsv` (path, text) beside
-    or above them, or from `NAME.txt` next to `NAME.wav`."""
+    """An audio file or a folder of them, in any format FFmpeg reads (a folder: the files named
+    AUDIO_SUFFIXES); references come from a `manifest.tsv` (path, text) beside or above them, or
+    from `NAME.txt` next to `NAME.flac` (or .wav, ...)."""
     if source.is_dir():
-        paths = sorted(source.glob("*.wav"))
+        paths = sorted(p for p in source.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
     elif source.is_file():
         paths = [source]
     else:
         raise ScriptError(f"{source}: no such file or folder")
     if not paths:
-        raise ScriptError(f"{source}: no .wav files in it")
+        raise ScriptError(f"{source}: no audio files in it ({' '.join(AUDIO_SUFFIXES)})")
     references = _manifest_references(paths[0].parent)
     clips = []
     for path in paths:
-        pcm = read_audio(path)  # raises AudioFormatError naming the file
+        try:
+            pcm = read_audio(path)  # raises AudioFormatError naming the file
+        except AudioFormatError:
+            raise
+        except ValueError as exc:  # PyAV's own, e.g. "Invalid layout: 0 channels" for a .flac that is not FLAC
+            raise ScriptError(f"{path}: not an audio file FFmpeg can read ({exc})") from None
         start, end = speech_bounds(pcm)
         if end <= start:
             raise ScriptError(f"{path}: no speech found in it (too quiet?)")
@@ -106,8 +114,8 @@ def render(placed: list[PlacedClip]) -> bytes:
     if not placed:
         return b""
     end = placed[-1].start_s + placed[-1].clip.seconds
-    audio = bytearray(int(end * SAMPLE_RATE) * 2 + 2)
+    audio = bytearray((int(end * SAMPLE_RATE) + 1) * BYTES_PER_SAMPLE)
     for item in placed:
-        offset = int(round(item.start_s * SAMPLE_RATE)) * 2
+        offset = int(round(item.start_s * SAMPLE_RATE)) * BYTES_PER_SAMPLE
         audio[offset : offset + len(item.clip.pcm16)] = item.clip.pcm16
     return bytes(audio)

@@ -11,7 +11,8 @@ rates), so long clips weigh what they hold.
 
 from __future__ import annotations
 
-from typing import Sequence
+import importlib.metadata
+from typing import Any, Sequence
 
 import jiwer
 from whisper_normalizer.english import EnglishTextNormalizer
@@ -38,3 +39,13 @@ def wer(references: Sequence[str], hypotheses: Sequence[str]) -> float:
     """Corpus word error rate: all edits over all reference words."""
     counts = [word_errors(ref, hyp) for ref, hyp in zip(references, hypotheses, strict=True)]
     return sum(e for e, _ in counts) / max(1, sum(n for _, n in counts))
+
+
+def method() -> dict[str, Any]:
+    """What produced a WER, for results files: rates are comparable only under the same normaliser and counting."""
+    return {
+        "normalizer": "whisper_normalizer.english.EnglishTextNormalizer",
+        "normalizer_package": f"whisper-normalizer {importlib.metadata.version('whisper-normalizer')}",
+        "wer_tool": f"jiwer {importlib.metadata.version('jiwer')}",
+        "corpus_wer": "total edits / total reference words",
+    }

@@ -1,9 +1,11 @@
-"""Text normalisation, English number words, and word error rate.
+"""Text normalisation, English number words, and word edit distance, for the product's own comparisons.
 
-One normaliser for everything that compares words: tests, benchmarks, the pace
-agent's filler counts. Whisper writes "1455", "Mr." and "ill-disposed" where
-reference transcripts write "fourteen fifty-five", "mister" and "ill disposed",
-so both sides go through `normalize_text` before they are compared.
+The one normaliser for what the product compares words for: voice commands,
+the pace agent's filler counts, grammar suggestions. Whisper writes "1455",
+"Mr." and "ill-disposed" where people write "fourteen fifty-five", "mister" and
+"ill disposed", so both sides go through `normalize_text` before they are
+compared. Word error rates (tests, benchmarks, load tests) are measured as
+published ASR results measure them instead: earshot.loadtest.wer.
 """
 
 from __future__ import annotations
@@ -128,8 +130,3 @@ def word_errors(reference: str, hypothesis: str) -> tuple[int, int]:
             )
         previous = current
     return previous[-1], len(ref)
-
-
-def word_error_rate(reference: str, hypothesis: str) -> float:
-    errors, length = word_errors(reference, hypothesis)
-    return errors / max(length, 1)

@@ -6,9 +6,9 @@ import threading
 import pytest
 from faster_whisper import WhisperModel
 
+from earshot.loadtest.wer import word_errors
 from earshot.models.asr import AsrConfig, AsrEngine
 from earshot.models.audio import read_audio
-from earshot.models.text import word_errors
 from tests.conftest import corpus_file, reference_text
 
 CLIPS = ("utterances/LJ001-0002.wav", "utterances/LJ001-0004.wav", "utterances/LJ001-0005.wav")

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from earshot.loadtest.caller import ApiCallError, HeadlessCaller, speech_bounds
-from earshot.models.text import word_error_rate
+from earshot.loadtest.wer import wer
 from tests.calls import utterances_settled
 from tests.conftest import corpus_file, serve_expecting_failure
 
@@ -90,8 +90,8 @@ def test_each_side_is_transcribed_under_its_own_label(finished_call):
     assert sorted(f["seq"] for f in finals) == list(range(1, len(finals) + 1)), "one numbering for both tracks"
     for speaker in ("agent", "customer"):
         heard = " ".join(f["text"] for f in sorted(finals, key=lambda f: f["start"]) if f["speaker"] == speaker)
-        wer = word_error_rate(spoken_by(turns, speaker), heard)
-        assert wer <= WER_BOUND, (speaker, wer, heard)
+        rate = wer([spoken_by(turns, speaker)], [heard])
+        assert rate <= WER_BOUND, (speaker, rate, heard)
         # Each side's words land at its own turns' times (one clock for both tracks).
         for final in (f for f in finals if f["speaker"] == speaker):
             assert any(t["start"] - 0.6 <= final["start"] and final["end"] <= t["end"] + 0.6

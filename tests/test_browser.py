@@ -6,8 +6,8 @@ from urllib.parse import urljoin
 
 import pytest
 
+from earshot.loadtest.wer import wer
 from earshot.models.audio import read_audio
-from earshot.models.text import word_error_rate
 from tests.conftest import corpus_file, reference_text
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -77,7 +77,7 @@ def test_speaking_into_the_page_shows_partials_finals_and_pace(server, browser_p
     pace = page.get_by_test_id("pace").inner_text()
     page.screenshot(path=str(SCREENSHOT_DIR / "browser-live.png"))
 
-    assert word_error_rate(reference_text(CLIP), strip_times(text)) <= WER_BOUND, text
+    assert wer([reference_text(CLIP)], [strip_times(text)]) <= WER_BOUND, text
     assert "w/s" in pace
     assert any(verdict in pace for verdict in ("Good pace", "Too slow", "Too fast")), pace
 

@@ -18,12 +18,13 @@ import pytest
 from earshot.loadtest.caller import HeadlessCaller, ReceivedEvent
 from earshot.loadtest.faults import FAULT_KINDS, run_fault
 from earshot.loadtest.measure import CallRecord, measure_call
-from earshot.loadtest.runner import Slo
 from earshot.loadtest.script import Clip, PlacedClip, lay_out, load_clips
 from earshot.loadtest.server_process import free_port, start_server
+from earshot.loadtest.slo import Slo
+from earshot.loadtest.wer import wer
 from earshot.models.audio import read_audio
-from earshot.models.text import word_errors
 from tests.conftest import CORPUS, REPO, corpus_file, reference_text
+from tests.test_transcribe_cli import encode
 
 # The server frees silent or unconnected calls after these, so the faults test is quick.
 CONNECT_TIMEOUT_S = 4
@@ -126,10 +127,40 @@ def test_fault_callers_are_freed_and_others_unaffected(load_server):
     assert "0 held live" in by_kind["idle"].notes
     assert "malformed RTP" in by_kind["garbage_rtp"].notes
     # The well-behaved caller beside them was transcribed as usual.
-    errors_, words = word_errors(reference_text("utterances/LJ001-0001.wav"), text)
-    assert errors_ / words < 0.2 and errors == []
+    assert wer([reference_text("utterances/LJ001-0001.wav")], [text]) < 0.2 and errors == []
     assert live_sessions(load_server) == 0
     assert load_server.process.poll() is None
+
+
+def test_flac_clips_are_spoken_and_scored(load_server, tmp_path):
+    """--audio takes any format FFmpeg reads: a FLAC copy of a corpus clip, its reference in NAME.txt."""
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    relative = "utterances/LJ001-0002.wav"
+    encode(read_audio(corpus_file(relative)), clips / "clip.flac", "flac", 16000, 1, "s16")
+    (clips / "clip.txt").write_text(reference_text(relative))
+    (loaded,) = load_clips(clips)
+    assert loaded.pcm16 == read_audio(corpus_file(relative)) and loaded.reference == reference_text(relative)  # lossless
+    out = tmp_path / "report"
+    result = run_cli("--url", load_server.base_url, "--sessions", "1", "--duration", "5", "--ramp-up", "0",
+                     "--audio", str(clips), "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    (level,) = json.loads((out / "loadtest.json").read_text())["levels"]
+    assert level["calls"]["completed"] == 1 and level["utterances"]["sent"] >= 1 and level["utterances"]["missed"] == 0
+    assert level["wer"] is not None and level["wer"] < 0.25
+
+
+def test_folders_without_audio_and_unreadable_files_give_clear_errors(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no audio here")
+    result = run_cli("--audio", str(empty), timeout=60)
+    assert result.returncode == 2 and "no audio files in it" in result.stderr
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "clip.flac").write_bytes(b"not audio at all" * 64)
+    result = run_cli("--audio", str(broken), timeout=60)
+    assert result.returncode == 2 and "clip.flac: not an audio file FFmpeg can read" in result.stderr
 
 
 def test_bad_arguments_and_no_server_give_clear_errors(tmp_path):

@@ -3,7 +3,7 @@
 import httpx
 import pytest
 
-from earshot.models.text import word_errors
+from earshot.loadtest.wer import word_errors
 from tests.calls import call_with
 from tests.conftest import corpus_file, reference_text
 
