@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Optional
 
 from earshot.loadtest.caller import speech_bounds
-from earshot.models.audio import BYTES_PER_SAMPLE, SAMPLE_RATE, AudioFormatError, read_audio
+from earshot.models.audio import BYTES_PER_SAMPLE, SAMPLE_RATE, read_audio
 
 BYTES_PER_S = SAMPLE_RATE * BYTES_PER_SAMPLE
 # What a folder of clips is searched for; a single file of any other name is tried too (FFmpeg decides).
@@ -68,12 +68,7 @@ def load_clips(source: Path) -> list[Clip]:
     references = _manifest_references(paths[0].parent)
     clips = []
     for path in paths:
-        try:
-            pcm = read_audio(path)  # raises AudioFormatError naming the file
-        except AudioFormatError:
-            raise
-        except ValueError as exc:  # PyAV's own, e.g. "Invalid layout: 0 channels" for a .flac that is not FLAC
-            raise ScriptError(f"{path}: not an audio file FFmpeg can read ({exc})") from None
+        pcm = read_audio(path)  # raises AudioFormatError naming the file
         start, end = speech_bounds(pcm)
         if end <= start:
             raise ScriptError(f"{path}: no speech found in it (too quiet?)")

@@ -5,6 +5,10 @@ package: the normaliser the Whisper paper scores with), and jiwer counts the
 word edits. Earshot's numbers then compare with published ones. The product's
 own normaliser (models/text.py) stays what commands and pace use.
 
+The normaliser is used as published, quirks included, so the rates stay
+comparable: it leaves a trailing "..." as a lone "." word (one insertion on a
+hypothesis that ends in an ellipsis, as Whisper's cut-off text can).
+
 A corpus WER is total edits over total reference words (not a mean of per-clip
 rates), so long clips weigh what they hold.
 """

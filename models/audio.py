@@ -49,6 +49,8 @@ def read_audio(path: Path, channel: Optional[int] = None) -> bytes:
             if stream is None:
                 raise AudioFormatError(f"{path}: has no audio stream")
             channels = stream.codec_context.channels
+            if channels < 1:  # e.g. a text file named .flac: FFmpeg probes a stream it cannot decode
+                raise AudioFormatError(f"{path}: not an audio file FFmpeg can read (no audio channels)")
             if channel is not None and not 0 <= channel < channels:
                 raise AudioFormatError(f"{path}: has {channels} channel(s), no channel {channel}")
             # Packed s16 at 16 kHz in the file's own layout: channels are chosen or mixed below,

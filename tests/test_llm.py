@@ -464,6 +464,22 @@ def test_fold_system_without_a_user_message():
     assert fold_system([ChatMessage("user", "U")]) == [ChatMessage("user", "U")]
 
 
+async def test_credentials_in_the_llm_url_are_never_shown():
+    async def answer(body: dict, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\noops")
+
+    async with FakeOpenAi(answer) as fake:
+        with_credentials = fake.url.replace("http://", "http://user:s3cret@")
+        llm = HttpLlm(LlmConfig(backend="http", url=with_credentials))
+        try:
+            with pytest.raises(LlmError) as caught:
+                async for _ in llm.stream_chat(SHORT, max_tokens=8):
+                    pass
+        finally:
+            await llm.close()
+    assert "s3cret" not in llm.name and "s3cret" not in str(caught.value)
+
+
 def test_http_needs_a_url():
     with pytest.raises(LlmError, match="base URL"):
         load_llm(LlmConfig(backend="http", url=""))

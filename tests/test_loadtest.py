@@ -23,8 +23,8 @@ from earshot.loadtest.server_process import free_port, start_server
 from earshot.loadtest.slo import Slo
 from earshot.loadtest.wer import wer
 from earshot.models.audio import read_audio
+from tests.audio_files import encode
 from tests.conftest import CORPUS, REPO, corpus_file, reference_text
-from tests.test_transcribe_cli import encode
 
 # The server frees silent or unconnected calls after these, so the faults test is quick.
 CONNECT_TIMEOUT_S = 4

@@ -3,14 +3,12 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
-import av
-import numpy as np
 import pytest
 
 from earshot.loadtest.wer import wer
-from earshot.models.audio import SAMPLE_RATE, read_audio, resample
+from earshot.models.audio import read_audio
+from tests.audio_files import encode
 from tests.conftest import REPO, corpus_file, reference_text
 
 # tiny.en on these clips measures 0-8% WER per clip; 15% leaves room for thread timing, not for a regression.
@@ -78,24 +76,6 @@ def test_missing_model_names_what_to_do():
     assert "unknown ASR model" in result.stderr and "tiny.en" in result.stderr
 
 
-def encode(pcm16: bytes, path: Path, codec: str, rate: int, channels: int, sample_format: str) -> Path:
-    """Write 16 kHz mono PCM as another file format, resampled to `rate`, copied to `channels` channels."""
-    mono = resample(np.frombuffer(pcm16, dtype=np.int16), SAMPLE_RATE, rate)
-    layout = "mono" if channels == 1 else "stereo"
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream(codec, rate=rate, layout=layout)
-        stream.format = sample_format
-        frame = av.AudioFrame.from_ndarray(np.tile(mono, (channels, 1)).T.reshape(1, -1).copy(), format="s16", layout=layout)
-        frame.sample_rate = rate
-        resampler = av.AudioResampler(format=sample_format, layout=layout, rate=rate)
-        for converted in resampler.resample(frame):
-            for packet in stream.encode(converted):
-                container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
-    return path
-
-
 FORMATS = {  # name: (codec, sample rate, channels, sample format)
     "talk.flac": ("flac", 16000, 1, "s16"),
     "talk.mp3": ("libmp3lame", 44100, 2, "s16p"),
@@ -113,8 +93,9 @@ def test_any_audio_format_is_transcribed(tmp_path, name):
     assert wer([reference_text(relative)], [text]) <= CLIP_WER_BOUND, text
 
 
-def test_not_audio_is_a_clear_error(tmp_path):
-    bogus = tmp_path / "notes.wav"
+@pytest.mark.parametrize("name", ["notes.wav", "notes.flac"])
+def test_not_audio_is_a_clear_error(tmp_path, name):
+    bogus = tmp_path / name
     bogus.write_text("this is text, not audio")
     result = transcribe(str(bogus))
     assert result.returncode == 2

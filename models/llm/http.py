@@ -8,6 +8,7 @@ import logging
 import re
 from contextlib import aclosing
 from typing import Any, AsyncGenerator, Optional, Sequence
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -66,7 +67,7 @@ class HttpLlm:
         self._url = config.url.rstrip("/")
         self._model = config.model
         self._fold = "mistral" in config.model.lower()
-        self.name = f"http:{config.model or self._url}"
+        self.name = f"http:{config.model or _without_credentials(self._url)}"
         headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
         # A backstop only: the deadlines that matter are enforced per read in stream_chat.
         timeout = httpx.Timeout(config.timeout_s, connect=config.first_token_timeout_s)
@@ -105,9 +106,10 @@ class HttpLlm:
         """The configured model, or the first the server lists (asked once)."""
         if self._model:
             return self._model
-        url = f"{self._url}/models"
+        request_url = f"{self._url}/models"
+        url = _without_credentials(request_url)  # what messages show
         try:
-            response = await asyncio.wait_for(self._client.get(url), max(clock.remaining(), 0.0))
+            response = await asyncio.wait_for(self._client.get(request_url), max(clock.remaining(), 0.0))
         except asyncio.TimeoutError:
             raise clock.timeout() from None
         except httpx.HTTPError as exc:
@@ -121,7 +123,7 @@ class HttpLlm:
         self._model = model
         self._fold = self._fold or "mistral" in model.lower()
         self.name = clock.name = f"http:{model}"
-        log.info("LLM server at %s serves %s", self._url, model)
+        log.info("LLM server at %s serves %s", _without_credentials(self._url), model)
         return model
 
     async def _open(
@@ -156,8 +158,8 @@ class HttpLlm:
                 self._fold = True
 
     async def _send(self, payload: dict[str, Any], clock: ReplyClock) -> httpx.Response:
-        url = f"{self._url}/chat/completions"
-        request = self._client.build_request("POST", url, json=payload)
+        request = self._client.build_request("POST", f"{self._url}/chat/completions", json=payload)
+        url = _without_credentials(str(request.url))  # what messages show
         try:
             response = await asyncio.wait_for(self._client.send(request, stream=True), max(clock.remaining(), 0.0))
         except asyncio.TimeoutError:
@@ -182,7 +184,7 @@ class HttpLlm:
 
     async def _read_stream(self, response: httpx.Response, clock: ReplyClock) -> AsyncGenerator[str, None]:
         """Parse server-sent events: `data: {chunk}` lines until `data: [DONE]`."""
-        url = str(response.request.url)
+        url = _without_credentials(str(response.request.url))
         lines = response.aiter_lines()
         finished = False
         while True:
@@ -209,7 +211,7 @@ class HttpLlm:
             raise LlmError(f"stream from {url} ended before the reply did (no [DONE])")
 
     async def _whole_reply(self, response: httpx.Response, clock: ReplyClock) -> str:
-        url = str(response.request.url)
+        url = _without_credentials(str(response.request.url))
         try:
             body = await asyncio.wait_for(response.aread(), max(clock.remaining(), 0.0))
         except asyncio.TimeoutError:
@@ -253,3 +255,11 @@ def _error_message(body: str) -> str:
     except (ValueError, AttributeError):
         pass
     return body.strip()[:300] or "(empty body)"
+
+
+def _without_credentials(url: str) -> str:
+    """The URL as it may be shown (/healthz, logs): any user:password in it removed."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")))
