@@ -24,6 +24,7 @@ from aiortc import RTCDataChannel
 
 from earshot.server import protocol
 from earshot.server.store import WriteBehind
+from earshot.server.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -98,12 +99,7 @@ class Outbox:
 
     async def close(self) -> None:
         await self.drain()
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._task)
 
     async def _run(self) -> None:
         while True:

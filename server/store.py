@@ -37,6 +37,8 @@ from typing import Any, Awaitable, Callable, Optional
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
+from earshot.server.tasks import cancel_and_wait
+
 log = logging.getLogger(__name__)
 
 KEY_PREFIX = "earshot:session:"
@@ -284,12 +286,7 @@ class WriteBehind:
         return not self.pending
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._task)
 
     async def _run(self) -> None:
         while True:

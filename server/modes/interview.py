@@ -35,6 +35,7 @@ from earshot.server.outbound_track import PlaybackEnd
 from earshot.server.report_service import ReportService
 from earshot.server.settings import Settings
 from earshot.server.store import SessionStore
+from earshot.server.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -136,12 +137,7 @@ class InterviewMode:
             self._finals.on_event(event)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._task)
         self.voice.close()
         self.save(self.interviewer.state)
 
