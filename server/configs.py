@@ -7,7 +7,7 @@ knows which setting feeds which field.
 
 from __future__ import annotations
 
-from earshot.agents.assist import AssistConfig
+from earshot.agents.assist_agent import AssistConfig
 from earshot.agents.interview_config import InterviewConfig
 from earshot.agents.pace import PaceConfig
 from earshot.models.asr import AsrConfig

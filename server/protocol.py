@@ -269,7 +269,7 @@ class ReportReady(Event):
 class AssistUpdate(Event):
     """A live assist update on the wire: one of the `AssistPayload` records below.
 
-    The assist agent (agents/assist.py) builds the payloads; the call adds the
+    The assist agent (agents/assist_agent.py) builds the payloads; the call adds the
     session and the clock. The payload's `kind` is the event's `type`, and its
     fields are the event's fields.
     """

@@ -10,7 +10,7 @@ from typing import Callable, Optional, Sequence
 
 import pytest
 
-from earshot.agents.assist import AssistAgent, AssistConfig
+from earshot.agents.assist_agent import AssistAgent, AssistConfig
 from earshot.agents.topic import TopicDetector
 from earshot.models.llm import LlmError, LlmTimeout
 from earshot.server.protocol import CallMetricsUpdate, SentimentUpdate, SuggestionUpdate, TopicUpdate

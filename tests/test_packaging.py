@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -32,9 +33,14 @@ from tests.conftest import REPO, corpus_file
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
+    """Built from a copy of the source: setuptools writes build/ beside what it builds, and a stale
+    build/ in the checkout would slip deleted modules into later wheels."""
+    source = tmp_path_factory.mktemp("source") / "earshot"
+    ignored = shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", "__pycache__", ".earshot", "test-artifacts", "results")
+    shutil.copytree(REPO, source, ignore=ignored)
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(REPO)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(source)],
         check=True, capture_output=True, text=True, timeout=300,
     )
     (built,) = out.glob("earshot-*.whl")

@@ -1,7 +1,7 @@
 """The assist mode: the agent-assist overlay on a live call, both sides' events in, assist updates out.
 
     agent track    -> TrackPipeline(speaker="agent")    \\
-                                                         --> AssistMode --> AssistAgent (agents/assist.py)
+                                                         --> AssistMode --> AssistAgent (agents/assist_agent.py)
     customer track -> TrackPipeline(speaker="customer") /       (metrics, sentiment, topic,
                                                                   suggested reply) --> assist updates
 
@@ -21,7 +21,7 @@ from typing import Any, Optional
 
 from aiortc import MediaStreamTrack
 
-from earshot.agents.assist import AssistAgent
+from earshot.agents.assist_agent import AssistAgent
 from earshot.agents.knowledge import KnowledgeBase, KnowledgeError
 from earshot.agents.topic import LlmTopic, TopicDetector, TopicError, TopicList
 from earshot.models.llm import LlmBackend
