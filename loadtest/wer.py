@@ -16,6 +16,7 @@ rates), so long clips weigh what they hold.
 from __future__ import annotations
 
 import importlib.metadata
+import re
 from typing import Any, Sequence
 
 import jiwer
@@ -28,9 +29,18 @@ def normalize(text: str) -> str:
     return " ".join(_NORMALIZE(text).split())
 
 
+# The normaliser drops whatever stands in brackets or parentheses: in Whisper's output those are
+# annotations, not speech. In the corpus references they are words the reader says ("dated
+# (which also was printed at Mainz ...)"), so a reference's brackets go before it is normalised.
+# Measured on the ASR bench's 34 files: without this the same transcripts scored 5.64 % WER
+# (LJ001-0024 alone lost 11 reference words); with it 3.26 %, against 3.43 % under the
+# project's own normaliser.
+_BRACKETS = re.compile(r"[\[\](){}]")
+
+
 def word_errors(reference: str, hypothesis: str) -> tuple[int, int]:
-    """(word edits, reference words) after normalisation."""
-    ref, hyp = normalize(reference), normalize(hypothesis)
+    """(word edits, reference words) after normalisation; a reference's bracketed words count as spoken."""
+    ref, hyp = normalize(_BRACKETS.sub(" ", reference)), normalize(hypothesis)
     if not ref:
         return len(hyp.split()), 0
     if not hyp:
@@ -52,4 +62,5 @@ def method() -> dict[str, Any]:
         "normalizer_package": f"whisper-normalizer {importlib.metadata.version('whisper-normalizer')}",
         "wer_tool": f"jiwer {importlib.metadata.version('jiwer')}",
         "corpus_wer": "total edits / total reference words",
+        "references": "brackets removed before normalising (their words are spoken)",
     }

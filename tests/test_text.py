@@ -26,3 +26,10 @@ def test_word_errors_counts_substitutions_insertions_deletions():
     assert word_errors("a b c d", "a x c d e") == (2, 4)
     assert word_errors("a b c", "") == (3, 3)
     assert wer(["He was not an ill disposed young man"], ["he was not an ill-disposed young man."]) == 0.0
+
+
+def test_published_wer_counts_bracketed_reference_words_as_spoken():
+    reference = "but the first Bible actually dated (which also was printed at Mainz by Peter Schoeffer in the year 1462)"
+    hypothesis = "But the first Bible actually dated, which also was printed at Mainz by Peter Schoeffer in the year 1462."
+    assert wer([reference], [hypothesis]) == 0.0
+    assert wer(["the year 1462"], ["the year fourteen sixty two"]) == 0.0  # numbers compare as published results compare them
