@@ -197,6 +197,6 @@ class TrackPipeline:
     async def abort(self) -> None:
         """The call is gone: drop the decodes in flight."""
         self._asr.abort()
-        await asyncio.wait_for(self._output, timeout=1.0)
+        await asyncio.wait({self._output}, timeout=1.0)  # it ends once the queued hypotheses are out
         if self._intents is not None:
             await self._intents.close()
