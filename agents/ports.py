@@ -69,5 +69,3 @@ class InterviewOutput(Protocol):
     async def finished(self, state: InterviewState) -> None:
         """The interview ended: build and store the report."""
 
-
-ClockFn = Callable[[], float]

@@ -70,7 +70,7 @@ class CallMeasures:
     def wer(self) -> Optional[float]:
         return self.word_errors / self.reference_words if self.reference_words else None
 
-    def summary(self, level_start_wall: float) -> dict[str, Any]:
+    def summary(self) -> dict[str, Any]:
         latencies = sorted(latency for _, latency in self.final_latency_s)
         p95 = latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))] if latencies else None
         return {
@@ -193,7 +193,7 @@ def summarize_level(
             ({"t": round(wall - origin, 3), "latency_s": round(latency, 4), "call": m.call} for m in measures for wall, latency in m.final_latency_s),
             key=lambda p: p["t"],
         ),
-        "per_call": [m.summary(origin) for m in measures],
+        "per_call": [m.summary() for m in measures],
     }
 
 

@@ -13,8 +13,6 @@ import os
 import shutil
 from pathlib import Path
 
-WHISPER_FILES = ("model.bin", "config.json", "tokenizer.json", "vocabulary.txt")
-
 
 class ModelMissingError(RuntimeError):
     """The weights a setting asks for are not on this machine."""

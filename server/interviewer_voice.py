@@ -109,7 +109,6 @@ class SessionVoice:
     ) -> None:
         self._phrases = phrases
         self._text_only = not phrases.available
-        self._on_audio_start = on_audio_start
         self._on_audio_end = on_audio_end
         self._on_tts_failed = on_tts_failed
         self.track = AgentVoiceTrack(on_start=on_audio_start, on_end=self._ended, on_sentence=self._sentence_heard)

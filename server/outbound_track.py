@@ -204,10 +204,6 @@ class AgentVoiceTrack(MediaStreamTrack):
         """An utterance is queued or playing (paused counts), including one waiting for its next sentence."""
         return bool(self._queue)
 
-    @property
-    def paused(self) -> bool:
-        return self._paused
-
     # --- aiortc's side ----------------------------------------------------------
     async def recv(self) -> av.AudioFrame:
         if self.readyState != "live":
