@@ -50,6 +50,16 @@ class ServerProcess:
                 self.process.wait()
 
 
+# The API's abuse limits are sized for real users (server/limits.py); tests, benchmarks and load
+# tests create sessions and calls from loopback far faster than any user, so their servers lift them.
+TEST_LIMITS = (
+    "--rate-sessions-per-min", "0",
+    "--rate-offers-per-min", "0",
+    "--max-pending-sessions", "100000",
+    "--max-live-calls", "64",
+)
+
+
 def start_server(
     redis_url: str,
     data_dir: Path,
@@ -68,6 +78,7 @@ def start_server(
             "--redis-url", redis_url,
             "--data-dir", str(data_dir),
             "--ice-loopback-only",
+            *TEST_LIMITS,
             *extra_args,
         ],
         env=env,

@@ -7,11 +7,9 @@ that, and anything else that goes wrong, into a JSON error.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from aiortc.sdp import SessionDescription
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
@@ -28,11 +26,12 @@ from earshot.server.metrics import ServerMetrics
 from earshot.server.modes import MODE_KINDS, ModeKind, ModeServices
 from earshot.server.modes.assist import AssistMode
 from earshot.server.modes.interview import InterviewServices
+from earshot.server.offer_checks import check_offer_sdp
 from earshot.server.pipeline import ResumePoint
-from earshot.server.protocol import EVENTS_CHANNEL
+from earshot.server.request_checks import authorised_session, read_json
 from earshot.server.settings import Settings
 from earshot.server.speakers import SpeakerError, assign_speakers
-from earshot.server.store import SessionRecord, SessionStore, StoreUnavailable, WriteBehind
+from earshot.server.store import SessionStore, StoreUnavailable, WriteBehind
 from earshot.server.webrtc import LiveSession
 
 
@@ -205,55 +204,3 @@ async def health(request: Request) -> JSONResponse:
 
 async def metrics(request: Request) -> Response:
     return Response(_state(request).metrics.render(), media_type=METRICS_CONTENT_TYPE)
-
-
-# --- request checks -------------------------------------------------------------------------
-async def read_json(request: Request) -> dict[str, Any]:
-    limit = _state(request).settings.max_body_bytes
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, "body_too_large", f"request body over {limit} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise ApiError(413, "body_too_large", f"request body over {limit} bytes")
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise ApiError(400, "bad_json", "request body must be a JSON object") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, "bad_json", "request body must be a JSON object")
-    return data
-
-
-async def authorised_session(request: Request) -> SessionRecord:
-    session_id = request.path_params["session_id"]
-    record = await _state(request).store.get(session_id)
-    if record is None:
-        raise ApiError(404, "unknown_session", f"no session {session_id}")
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise ApiError(401, "missing_token", "send the session token as 'Authorization: Bearer <token>'")
-    if not SessionStore.token_matches(record, token.strip()):
-        raise ApiError(401, "bad_token", "the token does not belong to this session")
-    return record
-
-
-def check_offer_sdp(sdp: str) -> SessionDescription:
-    """400 for an offer we can tell is unusable before aiortc sees it; else the parsed offer."""
-    try:
-        parsed = SessionDescription.parse(sdp)
-    except Exception:
-        raise ApiError(400, "bad_sdp", "the offer is not valid SDP") from None
-    kinds = [media.kind for media in parsed.media]
-    if not kinds:
-        raise ApiError(400, "bad_sdp", "the offer has no media sections")
-    if "audio" not in kinds:
-        raise ApiError(400, "no_audio", "the offer has no audio track; add the microphone before creating it")
-    if "application" not in kinds:
-        raise ApiError(
-            400, "no_data_channel", f"the offer has no data channel; create one named '{EVENTS_CHANNEL}' before the offer"
-        )
-    return parsed

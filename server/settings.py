@@ -17,6 +17,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from earshot.server.settings_checks import settings_problems
+
 
 class SettingsError(ValueError):
     """A setting has a value the server cannot run with."""
@@ -60,6 +62,31 @@ class Settings:
     host: str = field(default="127.0.0.1", metadata=_help("address the HTTP server binds"))
     port: int = field(default=8000, metadata=_help("HTTP port"))
     max_body_bytes: int = field(default=65536, metadata=_help("largest accepted request body"))
+    header_timeout_s: float = field(
+        default=10.0, metadata=_help("a request whose headers have not all arrived this long after it began is dropped")
+    )
+    body_timeout_s: float = field(
+        default=10.0, metadata=_help("a request body that has not all arrived this long after the headers: 408")
+    )
+
+    # --- HTTPS and browser safety (server/security.py, server/tls.py) ---
+    tls: str = field(
+        default="",
+        metadata=_help("self-signed: make a certificate for this machine's names and addresses (LAN demos); "
+                       "empty = tls_cert/tls_key if given, else plain HTTP"),
+    )
+    tls_cert: str = field(default="", metadata=_help("PEM certificate (chain) to serve HTTPS with"))
+    tls_key: str = field(default="", metadata=_help("PEM private key of tls_cert"))
+    allowed_hosts: str = field(
+        default="",
+        metadata=_help("comma-separated Host names the server answers (* = any); "
+                       "empty = loopback names, plus this machine's names and addresses when bound beyond loopback"),
+    )
+    allowed_origins: str = field(
+        default="",
+        metadata=_help("comma-separated extra origins (https://app.example.com) that may make state-changing "
+                       "requests; the page's own origin always may"),
+    )
 
     # --- Redis ---
     redis_url: str = field(
@@ -214,9 +241,27 @@ class Settings:
         metadata=_help("offer only 127.0.0.1 ICE candidates (tests, load tests, one-box demos)"),
     )
 
+    ice_addresses: str = field(
+        default="",
+        metadata=_help("comma-separated IP addresses the server's answer may offer as host candidates; "
+                       "empty = every host address (127.0.0.1 only with ice_loopback_only)"),
+    )
     ice_servers: str = field(
         default="",
-        metadata=_help("comma-separated STUN/TURN URLs for callers behind NAT; empty = host candidates only"),
+        metadata=_help("comma-separated STUN/TURN URLs (stun:, turn:, turns:) for callers behind NAT, used by "
+                       "the browser and the server; empty = host candidates only"),
+    )
+    turn_secret: Secret = field(
+        default=Secret(),
+        metadata=_help("TURN REST shared secret (coturn static-auth-secret): each session gets its own "
+                       "expiring TURN username and password for the turn: URLs (never shown)"),
+    )
+    turn_username: str = field(
+        default="", metadata=_help("a fixed TURN username, when the TURN server has no shared secret")
+    )
+    turn_password: Secret = field(default=Secret(), metadata=_help("the fixed TURN username's password (never shown)"))
+    turn_ttl_s: int = field(
+        default=14400, metadata=_help("lifetime of a session's TURN credentials; longer than the longest call")
     )
     connect_timeout_s: float = field(
         default=30.0, metadata=_help("a call whose ICE/DTLS has not connected this long after its offer is closed")
@@ -225,58 +270,54 @@ class Settings:
         default=15.0, metadata=_help("a connected call that sends no audio this long is closed (a vanished caller)")
     )
 
+    # --- Access (server/auth.py) ---
+    auth: str = field(
+        default="none",
+        metadata=_help("none (anyone who reaches the port; loopback only unless insecure_allow_anyone), "
+                       "or on: OIDC bearer tokens (oidc_issuer) and/or API keys (api_keys_file)"),
+    )
+    insecure_allow_anyone: bool = field(
+        default=False, metadata=_help("allow auth none on an address beyond loopback (anyone may use the server)")
+    )
+    oidc_issuer: str = field(default="", metadata=_help("identity provider's issuer URL (the tokens' iss)"))
+    oidc_audience: str = field(default="", metadata=_help("the tokens' required aud (this API's client id)"))
+    oidc_jwks_url: str = field(
+        default="", metadata=_help("the provider's JWKS URL; empty = <oidc_issuer>/.well-known/jwks.json")
+    )
+    oidc_roles_claim: str = field(default="roles", metadata=_help("claim listing the caller's Earshot roles"))
+    oidc_team_claim: str = field(default="team", metadata=_help("claim naming the caller's team"))
+    api_keys_file: str = field(
+        default="", metadata=_help("TOML file of static API keys (their SHA-256), each with a name, role and team")
+    )
+    internal_port: int = field(
+        default=0,
+        metadata=_help("port for /metrics and the detailed /healthz, on loopback; 0 = on the main port, admin only"),
+    )
+
+    # --- Limits (server/limits.py) ---
+    rate_sessions_per_min: int = field(
+        default=30, metadata=_help("sessions one identity (or IP address) may create per minute; 0 = no limit")
+    )
+    rate_offers_per_min: int = field(
+        default=60, metadata=_help("offers one identity (or IP address) may send per minute; 0 = no limit")
+    )
+    max_pending_sessions: int = field(
+        default=200, metadata=_help("sessions created but never connected, kept at once; past it: 503 at_capacity")
+    )
+    pending_session_ttl_s: int = field(
+        default=600, metadata=_help("a session that never connects is deleted after this long")
+    )
+    max_live_calls: int = field(
+        default=6,
+        metadata=_help("live calls at once, past which an offer gets 503 at_capacity; set it to the capacity "
+                       "make bench measures on your box (6 on the 2-core reference machine)"),
+    )
+    redis_maxmemory: str = field(
+        default="256mb", metadata=_help("maxmemory of the private Redis (policy noeviction: writes fail, nothing is evicted)")
+    )
+
     def __post_init__(self) -> None:
-        problems: list[str] = []
-
-        def check(ok: bool, message: str) -> None:
-            if not ok:
-                problems.append(message)
-
-        check(0 < self.port < 65536, f"port must be 1-65535, got {self.port}")
-        check(self.max_body_bytes >= 1024, "max_body_bytes must be at least 1024")
-        check(self.session_ttl_s > 0, "session_ttl_s must be positive")
-        check(
-            not self.redis_url or self.redis_url.startswith(("redis://", "rediss://", "unix://")),
-            f"redis_url must start with redis://, rediss:// or unix://, got {self.redis_url!r}",
-        )
-        check(self.asr_device in ("cpu", "cuda", "auto"), f"asr_device must be cpu, cuda or auto, got {self.asr_device!r}")
-        check(self.asr_threads >= 0, "asr_threads must be >= 0")
-        check(0 <= self.asr_workers <= 16, "asr_workers must be in 0..16")
-        check(self.asr_beam_size >= 1, "asr_beam_size must be >= 1")
-        check(self.asr_beam_max_s >= 0, "asr_beam_max_s must be >= 0")
-        check(self.asr_scheduling in ("fair", "fifo"), f"asr_scheduling must be fair or fifo, got {self.asr_scheduling!r}")
-        check(1 <= self.asr_max_batch <= 32, "asr_max_batch must be in 1..32")
-        check(0.0 < self.asr_no_speech_threshold <= 1.0, "asr_no_speech_threshold must be in (0, 1]")
-        check(self.vad_aggressiveness in (0, 1, 2, 3), "vad_aggressiveness must be 0, 1, 2 or 3")
-        check(self.vad_frame_ms in (10, 20, 30), "vad_frame_ms must be 10, 20 or 30")
-        check(0 < self.speech_start_ms <= 150, "speech_start_ms must be in 1..150")
-        check(0 <= self.pre_roll_ms <= 1000, "pre_roll_ms must be in 0..1000")
-        check(100 <= self.end_of_speech_ms <= 5000, "end_of_speech_ms must be in 100..5000")
-        check(self.min_speech_ms >= 0, "min_speech_ms must be >= 0")
-        check(100 <= self.partial_interval_ms <= 5000, "partial_interval_ms must be in 100..5000")
-        check(2.0 <= self.max_utterance_s <= 28.0, "max_utterance_s must be in 2..28 (Whisper sees 30 s at most)")
-        check(0 < self.pace_min_wps < self.pace_max_wps, "need 0 < pace_min_wps < pace_max_wps")
-        check(self.pace_window_s > 0, "pace_window_s must be positive")
-        check(self.long_pause_s > 0, "long_pause_s must be positive")
-        check(0 <= self.turn_pause_ms <= 10000, "turn_pause_ms must be in 0..10000")
-        check(self.answer_timeout_s >= 3, "answer_timeout_s must be at least 3")
-        check(1 <= self.interview_questions <= 50, "interview_questions must be in 1..50")
-        check(self.interview_max_minutes > 0, "interview_max_minutes must be positive")
-        check(0 <= self.max_follow_ups <= 5, "max_follow_ups must be in 0..5")
-        check(self.llm_backend in ("embedded", "http"), f"llm_backend must be embedded or http, got {self.llm_backend!r}")
-        check(
-            self.llm_backend != "http" or self.llm_url.startswith(("http://", "https://")),
-            "llm_backend http needs llm_url, e.g. http://127.0.0.1:8001/v1",
-        )
-        check(self.llm_threads >= 0, "llm_threads must be >= 0")
-        check(8 <= self.llm_max_tokens <= 1024, "llm_max_tokens must be in 8..1024")
-        check(0 < self.llm_first_token_timeout_s <= self.llm_timeout_s, "need 0 < llm_first_token_timeout_s <= llm_timeout_s")
-        check(0.0 < self.key_point_threshold < 1.0, "key_point_threshold must be in (0, 1)")
-        check(self.grammar_llm in ("auto", "on", "off"), "grammar_llm must be auto, on or off")
-        check(self.assist_topic_llm in ("auto", "on", "off"), "assist_topic_llm must be auto, on or off")
-        check(self.connect_timeout_s >= 1, "connect_timeout_s must be at least 1")
-        check(self.media_timeout_s >= 1, "media_timeout_s must be at least 1")
-        check(self.long_silence_s > 0, "long_silence_s must be positive")
+        problems = settings_problems(self)
         if problems:
             raise SettingsError("invalid settings:\n  - " + "\n  - ".join(problems))
 

@@ -1,0 +1,85 @@
+"""The checks every `Settings` passes when it is made: each problem is reported, all at once."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from earshot.server.settings import Settings
+
+
+def settings_problems(s: "Settings") -> list[str]:
+    problems: list[str] = []
+
+    def check(ok: bool, message: str) -> None:
+        if not ok:
+            problems.append(message)
+
+    check(0 < s.port < 65536, f"port must be 1-65535, got {s.port}")
+    check(s.max_body_bytes >= 1024, "max_body_bytes must be at least 1024")
+    check(s.session_ttl_s > 0, "session_ttl_s must be positive")
+    check(
+        not s.redis_url or s.redis_url.startswith(("redis://", "rediss://", "unix://")),
+        f"redis_url must start with redis://, rediss:// or unix://, got {s.redis_url!r}",
+    )
+    check(s.asr_device in ("cpu", "cuda", "auto"), f"asr_device must be cpu, cuda or auto, got {s.asr_device!r}")
+    check(s.asr_threads >= 0, "asr_threads must be >= 0")
+    check(0 <= s.asr_workers <= 16, "asr_workers must be in 0..16")
+    check(s.asr_beam_size >= 1, "asr_beam_size must be >= 1")
+    check(s.asr_beam_max_s >= 0, "asr_beam_max_s must be >= 0")
+    check(s.asr_scheduling in ("fair", "fifo"), f"asr_scheduling must be fair or fifo, got {s.asr_scheduling!r}")
+    check(1 <= s.asr_max_batch <= 32, "asr_max_batch must be in 1..32")
+    check(0.0 < s.asr_no_speech_threshold <= 1.0, "asr_no_speech_threshold must be in (0, 1]")
+    check(s.vad_aggressiveness in (0, 1, 2, 3), "vad_aggressiveness must be 0, 1, 2 or 3")
+    check(s.vad_frame_ms in (10, 20, 30), "vad_frame_ms must be 10, 20 or 30")
+    check(0 < s.speech_start_ms <= 150, "speech_start_ms must be in 1..150")
+    check(0 <= s.pre_roll_ms <= 1000, "pre_roll_ms must be in 0..1000")
+    check(100 <= s.end_of_speech_ms <= 5000, "end_of_speech_ms must be in 100..5000")
+    check(s.min_speech_ms >= 0, "min_speech_ms must be >= 0")
+    check(100 <= s.partial_interval_ms <= 5000, "partial_interval_ms must be in 100..5000")
+    check(2.0 <= s.max_utterance_s <= 28.0, "max_utterance_s must be in 2..28 (Whisper sees 30 s at most)")
+    check(0 < s.pace_min_wps < s.pace_max_wps, "need 0 < pace_min_wps < pace_max_wps")
+    check(s.pace_window_s > 0, "pace_window_s must be positive")
+    check(s.long_pause_s > 0, "long_pause_s must be positive")
+    check(0 <= s.turn_pause_ms <= 10000, "turn_pause_ms must be in 0..10000")
+    check(s.answer_timeout_s >= 3, "answer_timeout_s must be at least 3")
+    check(1 <= s.interview_questions <= 50, "interview_questions must be in 1..50")
+    check(s.interview_max_minutes > 0, "interview_max_minutes must be positive")
+    check(0 <= s.max_follow_ups <= 5, "max_follow_ups must be in 0..5")
+    check(s.llm_backend in ("embedded", "http"), f"llm_backend must be embedded or http, got {s.llm_backend!r}")
+    check(
+        s.llm_backend != "http" or s.llm_url.startswith(("http://", "https://")),
+        "llm_backend http needs llm_url, e.g. http://127.0.0.1:8001/v1",
+    )
+    check(s.llm_threads >= 0, "llm_threads must be >= 0")
+    check(8 <= s.llm_max_tokens <= 1024, "llm_max_tokens must be in 8..1024")
+    check(0 < s.llm_first_token_timeout_s <= s.llm_timeout_s, "need 0 < llm_first_token_timeout_s <= llm_timeout_s")
+    check(0.0 < s.key_point_threshold < 1.0, "key_point_threshold must be in (0, 1)")
+    check(s.grammar_llm in ("auto", "on", "off"), "grammar_llm must be auto, on or off")
+    check(s.assist_topic_llm in ("auto", "on", "off"), "assist_topic_llm must be auto, on or off")
+    check(s.connect_timeout_s >= 1, "connect_timeout_s must be at least 1")
+    check(s.media_timeout_s >= 1, "media_timeout_s must be at least 1")
+    check(s.long_silence_s > 0, "long_silence_s must be positive")
+    # HTTPS
+    check(s.tls in ("", "self-signed"), f"tls must be empty or self-signed, got {s.tls!r}")
+    check(bool(s.tls_cert) == bool(s.tls_key), "tls_cert and tls_key go together")
+    check(not (s.tls and s.tls_cert), "tls self-signed and tls_cert/tls_key exclude each other")
+    check(s.header_timeout_s > 0, "header_timeout_s must be positive")
+    check(s.body_timeout_s > 0, "body_timeout_s must be positive")
+    # TURN
+    check(s.turn_ttl_s >= 60, "turn_ttl_s must be at least 60")
+    check(not (s.turn_secret and s.turn_username), "turn_secret (minted credentials) and turn_username exclude each other")
+    check(bool(s.turn_username) == bool(s.turn_password), "turn_username and turn_password go together")
+    # Access
+    check(s.auth in ("none", "on"), f"auth must be none or on, got {s.auth!r}")
+    check(s.auth != "on" or bool(s.oidc_issuer or s.api_keys_file), "auth on needs oidc_issuer or api_keys_file")
+    check(not s.oidc_issuer or bool(s.oidc_audience), "oidc_issuer needs oidc_audience")
+    check(0 <= s.internal_port < 65536, "internal_port must be 0-65535")
+    check(s.internal_port != s.port, "internal_port must differ from port")  # 0 never equals a valid port
+    # Limits
+    check(s.rate_sessions_per_min >= 0, "rate_sessions_per_min must be >= 0")
+    check(s.rate_offers_per_min >= 0, "rate_offers_per_min must be >= 0")
+    check(s.max_pending_sessions >= 1, "max_pending_sessions must be at least 1")
+    check(s.pending_session_ttl_s >= 30, "pending_session_ttl_s must be at least 30")
+    check(s.max_live_calls >= 1, "max_live_calls must be at least 1")
+    return problems
