@@ -16,6 +16,8 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from earshot.agents.roles import DIFFICULTIES, ROLES
 from earshot.models.asr import AsrEngine
 from earshot.models.llm import LlmBackend
+from earshot.server.access import auth_on, may, require
+from earshot.server.auth import Authenticator
 from earshot.server.calls import LiveCalls
 from earshot.server.client_files import client_dir
 from earshot.server.encoder_service import EncoderService
@@ -47,6 +49,7 @@ class AppState:
     modes: dict[str, ModeServices]  # keyed like MODE_KINDS
     metrics: ServerMetrics
     calls: LiveCalls
+    auth: Optional[Authenticator] = None  # None: auth none, every caller anonymous
 
     def intent_options(self, kind: ModeKind) -> Optional[IntentOptions]:
         if kind.intent_label_set is None or self.encoders.intents is None:
@@ -72,14 +75,16 @@ async def create_session(request: Request) -> JSONResponse:
     difficulty = data.get("difficulty", "medium")
     if difficulty not in DIFFICULTIES:
         raise ApiError(400, "bad_difficulty", f"difficulty must be one of: {', '.join(DIFFICULTIES)}")
-    record, token = await state.store.create(mode, role, difficulty)
+    identity = require(request, f"create {mode}")
+    owner, team = (identity.name, identity.team) if identity is not None else ("", "")
+    record, token = await state.store.create(mode, role, difficulty, owner=owner, team=team)
     return JSONResponse({"session_id": record.session_id, "token": token}, status_code=201)
 
 
 async def offer(request: Request) -> JSONResponse:
     state = _state(request)
     data = await read_json(request)
-    record = await authorised_session(request)
+    record = await authorised_session(request, "session offer")
     sdp = data.get("sdp")
     if data.get("type") != "offer" or not isinstance(sdp, str):
         raise ApiError(400, "bad_offer", 'body must be {"sdp": "<offer SDP>", "type": "offer"}')
@@ -126,7 +131,7 @@ async def offer(request: Request) -> JSONResponse:
 
 async def get_session(request: Request) -> JSONResponse:
     state = _state(request)
-    record = await authorised_session(request)
+    record = await authorised_session(request, "session read")
     finals = await state.store.finals(record.session_id)
     live = state.calls.is_live(record.session_id)
     return JSONResponse({**record.public(), "live": live, "finals": finals, "pace": record.pace})
@@ -134,7 +139,7 @@ async def get_session(request: Request) -> JSONResponse:
 
 async def delete_session(request: Request) -> JSONResponse:
     state = _state(request)
-    record = await authorised_session(request)
+    record = await authorised_session(request, "session delete")
     call = state.calls.get(record.session_id)
     if call is not None:
         await call.close("ended by the caller", state="ended")  # also when it was already closing
@@ -149,7 +154,7 @@ async def delete_session(request: Request) -> JSONResponse:
 # --- after the call -------------------------------------------------------------------------
 async def report(request: Request) -> JSONResponse:
     state = _state(request)
-    record = await authorised_session(request)
+    record = await authorised_session(request, "report read")
     interview = state.modes.get("interview")
     if record.mode != "interview" or not isinstance(interview, InterviewServices):
         raise ApiError(404, "no_report", "only interview sessions have a report")
@@ -161,7 +166,7 @@ async def report(request: Request) -> JSONResponse:
 
 async def summary(request: Request) -> JSONResponse:
     state = _state(request)
-    record = await authorised_session(request)
+    record = await authorised_session(request, "summary read")
     if record.mode != "assist":
         raise ApiError(404, "no_summary", "only assist sessions have a call summary")
     call = state.calls.get(record.session_id)
@@ -182,12 +187,20 @@ async def summary_page(request: Request) -> FileResponse:
 
 
 # --- operations -----------------------------------------------------------------------------
+# The main port's /healthz: the detailed answer for whoever may see it (anyone with auth none, admins
+# with auth on) unless an internal port serves it; else a minimal liveness answer, public.
+# /metrics there: anyone with auth none, admins with auth on; with an internal port, admins only.
+# The internal port (127.0.0.1:internal_port, server/app.py) serves both without checks.
 async def health(request: Request) -> JSONResponse:
+    if _state(request).settings.internal_port == 0 and may(request, "health detail"):
+        return await health_detail(request)
+    redis_ok = await _redis_ok(_state(request))
+    return JSONResponse({"status": "ok" if redis_ok else "degraded"}, status_code=200 if redis_ok else 503)
+
+
+async def health_detail(request: Request) -> JSONResponse:
     state = _state(request)
-    try:
-        redis_ok = await state.store.ping()
-    except StoreUnavailable:
-        redis_ok = False
+    redis_ok = await _redis_ok(state)
     interview = state.modes.get("interview")
     body = {
         "status": "ok" if redis_ok else "degraded",
@@ -202,5 +215,24 @@ async def health(request: Request) -> JSONResponse:
     return JSONResponse(body, status_code=200 if redis_ok else 503)
 
 
+async def _redis_ok(state: AppState) -> bool:
+    try:
+        return await state.store.ping()
+    except StoreUnavailable:
+        return False
+
+
 async def metrics(request: Request) -> Response:
+    if _state(request).settings.internal_port and not auth_on(request):
+        raise ApiError(403, "forbidden", "metrics are served on the internal port")
+    require(request, "metrics")
+    return await metrics_internal(request)
+
+
+async def metrics_internal(request: Request) -> Response:
     return Response(_state(request).metrics.render(), media_type=METRICS_CONTENT_TYPE)
+
+
+async def admin_settings(request: Request) -> JSONResponse:
+    require(request, "settings read")
+    return JSONResponse(_state(request).settings.public())

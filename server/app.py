@@ -10,9 +10,13 @@
     GET    /sessions/{id}/report         the report page (reads the token from the URL fragment)
     GET    /api/sessions/{id}/summary    Bearer token -> an assist call's summary (JSON)
     GET    /sessions/{id}/summary        the summary page (token from the URL fragment)
-    GET    /healthz                      Redis and engine state
+    GET    /healthz                      Redis and engine state (or a minimal liveness answer)
     GET    /metrics                      Prometheus metrics (server/metrics.py)
+    GET    /api/admin/settings           the settings, secrets masked (admin)
     GET    /                             the client (client/index.html and its files)
+
+With `auth on`, who may call what is server/access.py; /healthz and /metrics
+may instead be served on 127.0.0.1:internal_port (`create_internal_app`).
 
 The endpoints are in server/api.py. Every error is JSON,
 `{"error": {"code": "...", "message": "..."}}`, from the exception handlers
@@ -30,12 +34,14 @@ from typing import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from earshot.server import api
 from earshot.server.api import AppState
+from earshot.server.auth import IdentityMiddleware
 from earshot.server.client_files import ClientFiles
 from earshot.server.errors import ApiError
 from earshot.server.store import StoreUnavailable
@@ -51,7 +57,9 @@ def error_response(status: int, code: str, message: str) -> JSONResponse:
 
 async def refused(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    return error_response(exc.status, exc.code, exc.message)
+    response = error_response(exc.status, exc.code, exc.message)
+    response.headers.update(exc.headers)
+    return response
 
 
 async def store_unavailable(request: Request, exc: Exception) -> JSONResponse:
@@ -96,6 +104,7 @@ def create_app(state: AppState) -> Starlette:
         Route("/sessions/{session_id}/summary", api.summary_page, methods=["GET"]),
         Route("/healthz", api.health, methods=["GET"]),
         Route("/metrics", api.metrics, methods=["GET"]),
+        Route("/api/admin/settings", api.admin_settings, methods=["GET"]),
         # A route, not a mount: a path the API knows with another method stays a 405 with its own
         # Allow header, instead of falling through to the files (which allow GET and HEAD only).
         Route("/{path:path}", ClientFiles(), methods=["GET", "HEAD"], name="client"),
@@ -106,6 +115,19 @@ def create_app(state: AppState) -> Starlette:
         HTTPException: http_error,
         Exception: internal_error,
     }
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
+    middleware = [Middleware(IdentityMiddleware, authenticator=state.auth)]
+    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan, exception_handlers=handlers)
+    app.state.earshot = state
+    return app
+
+
+def create_internal_app(state: AppState) -> Starlette:
+    """/metrics and the detailed /healthz for 127.0.0.1:internal_port: no checks, the main app's lifespan."""
+    routes = [
+        Route("/healthz", api.health_detail, methods=["GET"]),
+        Route("/metrics", api.metrics_internal, methods=["GET"]),
+    ]
+    handlers = {HTTPException: http_error, StoreUnavailable: store_unavailable, Exception: internal_error}
+    app = Starlette(routes=routes, exception_handlers=handlers)
     app.state.earshot = state
     return app

@@ -1,4 +1,4 @@
-"""What every endpoint checks of a request before it acts: its JSON body, and the session's bearer token."""
+"""What every endpoint checks of a request before it acts: its JSON body, and who may use the session."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from typing import Any
 
 from starlette.requests import Request
 
+from earshot.server.access import check_session_access
 from earshot.server.errors import ApiError
-from earshot.server.store import SessionRecord, SessionStore
+from earshot.server.store import SessionRecord
 
 
 async def read_json(request: Request) -> dict[str, Any]:
@@ -30,15 +31,11 @@ async def read_json(request: Request) -> dict[str, Any]:
     return data
 
 
-async def authorised_session(request: Request) -> SessionRecord:
+async def authorised_session(request: Request, action: str) -> SessionRecord:
+    """The session of the path, when the caller may do `action` with it (server/access.py)."""
     session_id = request.path_params["session_id"]
     record = await request.app.state.earshot.store.get(session_id)
     if record is None:
         raise ApiError(404, "unknown_session", f"no session {session_id}")
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise ApiError(401, "missing_token", "send the session token as 'Authorization: Bearer <token>'")
-    if not SessionStore.token_matches(record, token.strip()):
-        raise ApiError(401, "bad_token", "the token does not belong to this session")
+    check_session_access(request, record, action)
     return record

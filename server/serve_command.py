@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import logging
 import signal
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from earshot.models.model_files import ModelMissingError
 from earshot.server.cli import Command
@@ -14,6 +15,9 @@ from earshot.server.errors import StartupError
 from earshot.server.settings import Settings
 from earshot.server.settings_sources import add_settings_arguments, settings_from_args
 from earshot.server.store import SessionStore, StoreUnavailable, connect
+
+if TYPE_CHECKING:
+    import uvicorn
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +28,8 @@ def run_server(settings: Settings) -> int:
     from earshot.models.asr import AsrEngine
     from earshot.models.llm import load_llm
     from earshot.server.api import AppState
-    from earshot.server.app import create_app
+    from earshot.server.app import create_app, create_internal_app
+    from earshot.server.auth import Authenticator
     from earshot.server.calls import LiveCalls
     from earshot.server.configs import asr_config, llm_config
     from earshot.server.encoder_service import EncoderService
@@ -33,6 +38,8 @@ def run_server(settings: Settings) -> int:
     from earshot.server.modes import load_modes
     from earshot.server.redis_server import PrivateRedis, RedisStartError
 
+    check_exposure(settings)
+    auth = Authenticator.from_settings(settings)
     private: Optional[PrivateRedis] = None
     url = settings.redis_url
     if not url:
@@ -60,18 +67,63 @@ def run_server(settings: Settings) -> int:
         calls = LiveCalls()
         metrics = ServerMetrics(live_sessions=lambda: len(calls), asr_queue_depth=lambda: engine.queue_depth)
         engine.observe(metrics.observe_decode)
-        app = create_app(AppState(settings, store, engine, encoders, llm, modes, metrics, calls))
+        state = AppState(settings, store, engine, encoders, llm, modes, metrics, calls, auth)
+        app = create_app(state)
         config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", lifespan="on")
         log.info("Earshot listening on http://%s:%d", settings.host, settings.port)
         # uvicorn shuts down gracefully on SIGTERM, then re-raises it; with this handler that
         # becomes SystemExit, so the finally below still stops the private Redis.
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
-        uvicorn.Server(config).run()
+        internal = None
+        if settings.internal_port:
+            internal = uvicorn.Config(
+                create_internal_app(state), host="127.0.0.1", port=settings.internal_port, log_level="warning", lifespan="off"
+            )
+            log.info("/metrics and /healthz (detailed) on http://127.0.0.1:%d", settings.internal_port)
+        _serve(config, internal)
         engine.close()
     finally:
         if private is not None:
             private.stop()
     return 0
+
+
+def check_exposure(settings: Settings) -> None:
+    """auth none serves anyone who reaches the port: only on loopback, unless the user insists."""
+    if settings.auth == "none" and not settings.insecure_allow_anyone and not _is_loopback(settings.host):
+        raise StartupError(
+            f"--auth none on {settings.host} would let anyone who reaches this address use the server; "
+            "use --auth on (with --oidc-issuer or --api-keys-file), bind a loopback address (--host 127.0.0.1), "
+            "or pass --insecure-allow-anyone"
+        )
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _serve(config: "uvicorn.Config", internal: "Optional[uvicorn.Config]") -> None:
+    import uvicorn
+
+    if internal is None:
+        uvicorn.Server(config).run()
+        return
+    asyncio.run(_serve_both(uvicorn.Server(config), uvicorn.Server(internal)))
+
+
+async def _serve_both(main: "uvicorn.Server", internal: "uvicorn.Server") -> None:
+    # Each server takes SIGINT/SIGTERM while it serves and hands them on when it stops: the
+    # internal one starts first, so the main one holds the signals, and its stop stops both.
+    side = asyncio.ensure_future(internal.serve())
+    await asyncio.sleep(0)
+    try:
+        await main.serve()
+    finally:
+        internal.should_exit = True
+        await side
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:

@@ -3,7 +3,8 @@
 Keys (all expire `session_ttl_s` after the last write):
 
     earshot:session:{id}          hash: mode, role, difficulty, state, token_sha256,
-                                  created_at, audio_s, next_utterance_id, pace (JSON)
+                                  created_at, audio_s, next_utterance_id, pace (JSON),
+                                  owner, team (who created it; empty with auth none)
     earshot:session:{id}:finals   stream: one entry per final, entry ID "{seq}-0",
                                   field "event" = the final event's JSON
     earshot:session:{id}:report   string: the post-interview report's JSON
@@ -61,6 +62,8 @@ class SessionRecord:
     pace: Optional[dict[str, Any]]
     token_sha256: str
     interview: str = ""  # the interviewer's state, JSON; empty before it starts
+    owner: str = ""  # the name of the identity that created it (server/auth.py); empty with auth none
+    team: str = ""  # that identity's team
 
     def public(self) -> dict[str, Any]:
         return {
@@ -102,7 +105,9 @@ class SessionStore:
     async def close(self) -> None:
         await self._redis.aclose()
 
-    async def create(self, mode: str, role: str, difficulty: str) -> tuple[SessionRecord, str]:
+    async def create(
+        self, mode: str, role: str, difficulty: str, owner: str = "", team: str = ""
+    ) -> tuple[SessionRecord, str]:
         session_id = secrets.token_hex(8)
         token = secrets.token_urlsafe(24)
         fields = {
@@ -114,6 +119,8 @@ class SessionStore:
             "audio_s": "0",
             "next_utterance_id": "1",
             "token_sha256": _hash_token(token),
+            "owner": owner,
+            "team": team,
         }
         key = KEY_PREFIX + session_id
 
@@ -216,6 +223,8 @@ def _record(session_id: str, fields: dict[str, str]) -> SessionRecord:
         pace=json.loads(pace) if pace else None,
         token_sha256=fields.get("token_sha256", ""),
         interview=fields.get("interview", ""),
+        owner=fields.get("owner", ""),
+        team=fields.get("team", ""),
     )
 
 

@@ -1,0 +1,105 @@
+"""Who may do what: the role x action policy, and the checks the endpoints call.
+
+With `auth none` nothing here refuses anything an endpoint allowed before: the
+session endpoints ask for the session's token as they always have, and every other
+endpoint is open (a laptop on loopback; see serve_command.py).
+
+With `auth on`, the policy below decides. A session-scoped action is allowed for
+`own` sessions (created by this identity), `team` sessions (created by anyone of its
+team) or `any` session; the others are `yes` or `-`. A session's own token stays a
+capability for that one session (its media connection, reading it, ending it, its
+report or summary link): the session endpoints try it first, then the identity.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from starlette.requests import Request
+
+from earshot.server.auth import ROLES, Identity
+from earshot.server.errors import ApiError
+from earshot.server.store import SessionRecord, SessionStore
+
+# fmt: off
+POLICY: dict[str, tuple[str, str, str, str]] = {
+    #                        candidate  agent   supervisor  admin
+    "create interview":     ("yes",     "-",    "-",        "yes"),
+    "create transcribe":    ("yes",     "-",    "-",        "yes"),
+    "create assist":        ("-",       "yes",  "-",        "yes"),
+    "session read":         ("own",     "own",  "team",     "any"),
+    "session offer":        ("own",     "own",  "-",        "any"),
+    "session delete":       ("own",     "own",  "-",        "any"),
+    "report read":          ("own",     "-",    "team",     "any"),
+    "summary read":         ("-",       "own",  "team",     "any"),
+    "metrics":              ("-",       "-",    "-",        "yes"),
+    "health detail":        ("-",       "-",    "-",        "yes"),
+    "settings read":        ("-",       "-",    "-",        "yes"),
+}
+# fmt: on
+
+WWW_AUTHENTICATE = {"WWW-Authenticate": "Bearer"}
+
+
+def allowed(identity: Identity, action: str, record: Optional[SessionRecord] = None) -> bool:
+    scope = POLICY[action][ROLES.index(identity.role)]
+    if scope in ("yes", "any"):
+        return True
+    if scope == "own":
+        return record is not None and bool(record.owner) and record.owner == identity.name
+    if scope == "team":
+        return record is not None and bool(record.team) and record.team == identity.team
+    return False
+
+
+def auth_on(request: Request) -> bool:
+    return request.app.state.earshot.auth is not None
+
+
+def caller(request: Request) -> Optional[Identity]:
+    return getattr(request.state, "identity", None)
+
+
+def unauthorised(request: Request) -> ApiError:
+    if getattr(request.state, "credential", "missing") == "missing":
+        return ApiError(401, "missing_credentials", "send a credential as 'Authorization: Bearer <token or key>'",
+                        headers=WWW_AUTHENTICATE)
+    return ApiError(401, "bad_credentials", "the credential is not valid", headers=WWW_AUTHENTICATE)
+
+
+def require(request: Request, action: str) -> Optional[Identity]:
+    """The caller, when the policy lets it do `action` (always with auth none); else 401 or 403."""
+    if not auth_on(request):
+        return None
+    identity = caller(request)
+    if identity is None:
+        raise unauthorised(request)
+    if not allowed(identity, action):
+        raise ApiError(403, "forbidden", "your role may not do this")
+    return identity
+
+
+def may(request: Request, action: str) -> bool:
+    """Whether the caller may do `action`, without refusing: auth none allows everything."""
+    identity = caller(request)
+    return not auth_on(request) or (identity is not None and allowed(identity, action))
+
+
+def check_session_access(request: Request, record: SessionRecord, action: str) -> None:
+    """The session's own token, or (auth on) an identity the policy allows for this session."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    token = token.strip() if scheme.lower() == "bearer" else ""
+    if not auth_on(request):
+        if not token:
+            raise ApiError(401, "missing_token", "send the session token as 'Authorization: Bearer <token>'")
+        if not SessionStore.token_matches(record, token):
+            raise ApiError(401, "bad_token", "the token does not belong to this session")
+        return
+    if token and SessionStore.token_matches(record, token):
+        return
+    identity = caller(request)
+    if identity is None:
+        raise unauthorised(request)
+    if not allowed(identity, action, record):
+        raise ApiError(403, "forbidden", "this session is not yours to do this with")
