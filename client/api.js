@@ -1,6 +1,8 @@
 // HTTP calls to the Earshot server. URLs are relative so the page works
 // wherever the server mounts it.
 
+import { askForCredential, identityCredential } from "./credential.js";
+
 /** An error the server reported as {"error": {"code", "message"}}, or a transport failure. */
 export class ApiError extends Error {
   constructor(status, code, message) {
@@ -59,9 +61,19 @@ async function readJson(response) {
 
 const sessionPath = (sessionId) => `api/sessions/${encodeURIComponent(sessionId)}`;
 
-/** mode: "interview" (the interviewer talks) or "transcribe" (transcript and pace only). -> {session_id, token} */
-export function createSession({ mode = "interview", role, difficulty }) {
-  return request("POST", "api/sessions", { body: { mode, role, difficulty } });
+/**
+ * mode: "interview" (the interviewer talks) or "transcribe" (transcript and pace only). -> {session_id, token}
+ * Sends this tab's identity credential when it has one (credential.js); a server with --auth on that
+ * refuses it (401) gets the "Access key" field shown.
+ */
+export async function createSession({ mode = "interview", role, difficulty }) {
+  try {
+    return await request("POST", "api/sessions", { token: identityCredential(), body: { mode, role, difficulty } });
+  } catch (error) {
+    if (error.status !== 401) throw error;
+    askForCredential();
+    throw new ApiError(401, error.code, "this server needs an access key: enter it above, then start again");
+  }
 }
 
 /**
