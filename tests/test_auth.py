@@ -258,3 +258,36 @@ def test_internal_port_serves_metrics_and_the_detailed_health(redis_url, tmp_pat
     finally:
         srv.stop()
     assert srv.process.returncode != -9, srv.log()  # both servers stopped on SIGINT; not killed after the grace time
+
+
+# --- the page ---------------------------------------------------------------------------------------
+CREATE_IN_PAGE = """async () => {
+  const api = await import(location.origin + "/api.js");
+  try {
+    return await api.createSession({mode: "interview", role: "data_scientist", difficulty: "easy"});
+  } catch (error) {
+    return {status: error.status, code: error.code};
+  }
+}"""
+
+
+@pytest.mark.browser
+def test_the_page_sends_its_credential(auth_server, credentials):
+    playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (make test does)")
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        try:
+            # From the embedding site's sign-in: the token arrives in the fragment and leaves the address bar.
+            page = browser.new_page()
+            page.goto(f"{auth_server.base_url}/#access_token={credentials['candidate']}")
+            assert "access_token" not in page.url
+            assert page.evaluate(CREATE_IN_PAGE)["token"]
+            # Without one: the server's 401 shows the Access key field, and a key entered there is used.
+            page = browser.new_page()
+            page.goto(f"{auth_server.base_url}/")
+            assert page.evaluate(CREATE_IN_PAGE) == {"status": 401, "code": "missing_credentials"}
+            page.fill("[data-testid=access-key] input", credentials["admin"])
+            page.click("[data-testid=access-key] button")
+            assert page.evaluate(CREATE_IN_PAGE)["token"]
+        finally:
+            browser.close()
