@@ -67,7 +67,7 @@ def run_server(settings: Settings) -> int:
         calls = LiveCalls()
         metrics = ServerMetrics(live_sessions=lambda: len(calls), asr_queue_depth=lambda: engine.queue_depth)
         engine.observe(metrics.observe_decode)
-        state = AppState(settings, store, engine, encoders, llm, modes, metrics, calls, auth)
+        state = AppState(settings, store, engine, encoders, llm, modes, metrics, calls, auth=auth)
         app = create_app(state)
         config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", lifespan="on")
         log.info("Earshot listening on http://%s:%d", settings.host, settings.port)
