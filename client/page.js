@@ -214,6 +214,8 @@ export function describeCallError(error, { action, notFound, inUse }) {
       return `${inUse}: free it and press ${action} again`;
     case "InsecureContextError":
       return `Microphone unavailable: ${error.message}`;
+    case "RelayError": // signalling.js: relay forced and the TURN server gave no relay candidate
+      return error.message;
   }
   if (error instanceof ApiError) {
     return error.status === 0 ? "Cannot reach the server: check it is running" : `Server error: ${error.message}`;

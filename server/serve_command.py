@@ -28,7 +28,7 @@ def run_server(settings: Settings) -> int:
     from earshot.server.calls import LiveCalls
     from earshot.server.configs import asr_config, llm_config
     from earshot.server.encoder_service import EncoderService
-    from earshot.server.ice import restrict_ice_to_loopback
+    from earshot.server.ice import restrict_ice_as_configured
     from earshot.server.metrics import ServerMetrics
     from earshot.server.modes import load_modes
     from earshot.server.redis_server import PrivateRedis, RedisStartError
@@ -44,8 +44,7 @@ def run_server(settings: Settings) -> int:
         log.info("private Redis at %s", url)
     try:
         asyncio.run(_check_store(url))
-        if settings.ice_loopback_only:
-            restrict_ice_to_loopback()
+        restrict_ice_as_configured(settings)
         engine = AsrEngine.load(asr_config(settings))
         log.info("ASR model %s loaded", settings.asr_model)
         store = SessionStore(connect(url), settings.session_ttl_s)

@@ -327,7 +327,15 @@ class Settings:
 
     @property
     def ice_server_urls(self) -> tuple[str, ...]:
-        return tuple(url.strip() for url in self.ice_servers.split(",") if url.strip())
+        return _comma_list(self.ice_servers)
+
+    @property
+    def ice_address_list(self) -> tuple[str, ...]:
+        return _comma_list(self.ice_addresses)
+
+
+def _comma_list(value: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in value.split(",") if item.strip())
 
 
 def _public(value: Any) -> Any:
