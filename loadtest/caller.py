@@ -123,7 +123,7 @@ class ReceivedEvent:
 
 
 class IceFailed(ConnectionError):
-    """The peer connection failed before its data channel opened: no candidate pair worked (e.g. TURN refused us)."""
+    """The peer connection failed (or closed) before its data channel opened: no candidate pair worked (e.g. TURN refused us)."""
 
 
 class ApiCallError(RuntimeError):
@@ -199,7 +199,8 @@ class HeadlessCaller:
 
         @pc.on("connectionstatechange")
         def on_state() -> None:
-            if pc.connectionState == "failed":
+            # aiortc closes (rather than fails) a connection whose ICE has no candidate pair at all
+            if pc.connectionState in ("failed", "closed"):
                 opened.set()  # wakes connect() below, which raises IceFailed
 
         @channel.on("message")
@@ -211,13 +212,16 @@ class HeadlessCaller:
         started = time.monotonic()
         await pc.setLocalDescription(await pc.createOffer())
         self.offer_sdp = pc.localDescription.sdp
+        if not self.local_candidate_types:  # aiortc would wait forever: it starts no ICE without a candidate
+            await pc.close()
+            raise IceFailed("no local ICE candidate" + (": the TURN server gave no relay address" if self.relay_only else ""))
         offer: dict[str, Any] = {"sdp": self.offer_sdp, "type": "offer"}
         if self.speakers:
             offer["tracks"] = {track.id: speaker for speaker, track in self.tracks.items()}
         answer = await self._api("POST", f"/api/sessions/{self.session_id}/offer", offer)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
         await asyncio.wait_for(opened.wait(), timeout=20)
-        if pc.connectionState == "failed":
+        if pc.connectionState in ("failed", "closed"):
             raise IceFailed(f"ICE failed; local candidate types: {', '.join(self.local_candidate_types) or 'none'}")
         self.connect_s = time.monotonic() - started
 
