@@ -33,6 +33,7 @@ from earshot.server.settings_sources import settings_from_env
 from earshot.server.turn import IceServers, mint_turn_credentials
 from tests.calls import call_with_pcm
 from tests.conftest import corpus_file, free_port, start_server
+from tests.test_browser import browser_page  # noqa: F401 (the fixture: Chromium with a corpus WAV as its microphone)
 
 TURNSERVER = "/usr/bin/turnserver"
 CLIP = "utterances/LJ001-0002.wav"
@@ -117,8 +118,12 @@ class Coturn:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def entries(self, secret: str, ttl_s: int, user_id: str, now: float) -> list[dict]:
-        minted = mint_turn_credentials(secret, ttl_s, user_id, now)
+    def refused_entries(self, problem: str, session_id: str) -> list[dict]:
+        """ICE server entries for this TURN server whose credentials it must refuse."""
+        if problem == "expired":  # signed right, but their expiry passed an hour ago
+            minted = mint_turn_credentials(self.secret, 60, session_id, now=time.time() - 3600)
+        else:  # "wrong secret": not yet expired, signed with another secret
+            minted = mint_turn_credentials("not-" + self.secret, 3600, session_id, now=time.time())
         return [{"urls": [self.url], "username": minted.username, "credential": minted.credential}]
 
 
@@ -204,10 +209,7 @@ async def test_a_relay_only_call_streams_speech_through_turn(turn_server, coturn
 async def test_refused_turn_credentials_fail_the_call_with_an_ice_error(turn_server, coturn, problem):
     caller = HeadlessCaller(turn_server.base_url, read_audio(corpus_file(CLIP)), relay_only=True)
     session_id = await caller.create_session()
-    if problem == "expired":
-        caller.ice_servers = coturn.entries(coturn.secret, 60, session_id, now=time.time() - 3600)
-    else:
-        caller.ice_servers = coturn.entries("not-" + coturn.secret, 3600, session_id, now=time.time())
+    caller.ice_servers = coturn.refused_entries(problem, session_id)
     try:
         with pytest.raises(IceFailed, match="the TURN server gave no relay address"):
             await caller.connect()
@@ -216,3 +218,43 @@ async def test_refused_turn_credentials_fail_the_call_with_an_ice_error(turn_ser
     assert caller.local_candidate_types == []
     assert not allocations_for(coturn, session_id)
     assert re.search(rf"user <\d+:{session_id}>.*(401|438|unauthorized|Unauthorized)", coturn.log()), coturn.log()[-3000:]
+
+
+# --- Chromium, relay forced by the page's ?ice=relay ------------------------------------------
+def page_session_id(page) -> str:
+    return page.evaluate("JSON.parse(sessionStorage.getItem('earshot.session')).session_id")
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_the_page_with_relay_forced_calls_through_turn(turn_server, coturn, browser_page):
+    page = browser_page
+    page.goto(turn_server.base_url + "/?ice=relay")
+    page.get_by_test_id("role").select_option("data_scientist")
+    page.get_by_test_id("start").click()
+    page.wait_for_function("window.earshot && window.earshot.state === 'live'", timeout=20000)
+    page.get_by_test_id("transcript").locator(".final").first.wait_for(timeout=30000)
+    assert page.get_by_test_id("transcript").locator(".final").first.inner_text().strip()
+    assert allocations_for(coturn, page_session_id(page)), coturn.log()[-3000:]
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.parametrize("problem", ["expired", "wrong secret"])
+def test_the_page_says_the_relay_refused_it(turn_server, coturn, browser_page, problem):
+    """The session's answer is rewritten to carry credentials the TURN server refuses."""
+
+    def refused_credentials(route):
+        response = route.fetch()
+        body = response.json()
+        body["ice_servers"] = coturn.refused_entries(problem, body["session_id"])
+        route.fulfill(response=response, json=body)
+
+    page = browser_page
+    page.route("**/api/sessions", refused_credentials)
+    page.goto(turn_server.base_url + "/?ice=relay")
+    page.get_by_test_id("role").select_option("data_scientist")
+    page.get_by_test_id("start").click()
+    page.wait_for_function("window.earshot && window.earshot.state === 'error'", timeout=20000)
+    status = page.get_by_test_id("status").inner_text()
+    assert "Could not reach the media relay (TURN)" in status, status
