@@ -11,6 +11,7 @@ from aiortc.rtcconfiguration import RTCIceTransportPolicy
 
 from earshot.server.errors import StartupError
 from earshot.server.settings import Settings
+from earshot.server.settings_checks import comma_list
 
 LOOPBACK = "127.0.0.1"
 _HOST_ADDRESSES = aioice.ice.get_host_addresses  # aioice's own lister, kept before any replacement
@@ -50,8 +51,9 @@ def restrict_ice_to_loopback() -> None:
 
 def restrict_ice_as_configured(settings: Settings) -> None:
     """`earshot serve`: ice_addresses, or loopback with ice_loopback_only; neither leaves every host address."""
-    if settings.ice_address_list:
-        restrict_ice_addresses(settings.ice_address_list)
+    addresses = comma_list(settings.ice_addresses)
+    if addresses:
+        restrict_ice_addresses(addresses)
     elif settings.ice_loopback_only:
         restrict_ice_to_loopback()
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from earshot.server.settings_checks import settings_problems
+from earshot.server.settings_checks import comma_list, settings_problems
 
 
 class SettingsError(ValueError):
@@ -327,15 +327,7 @@ class Settings:
 
     @property
     def ice_server_urls(self) -> tuple[str, ...]:
-        return _comma_list(self.ice_servers)
-
-    @property
-    def ice_address_list(self) -> tuple[str, ...]:
-        return _comma_list(self.ice_addresses)
-
-
-def _comma_list(value: str) -> tuple[str, ...]:
-    return tuple(item.strip() for item in value.split(",") if item.strip())
+        return comma_list(self.ice_servers)
 
 
 def _public(value: Any) -> Any:

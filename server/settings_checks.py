@@ -70,7 +70,7 @@ def settings_problems(s: "Settings") -> list[str]:
     # ICE and TURN
     bad_urls = [url for url in s.ice_server_urls if not url.startswith(("stun:", "turn:", "turns:"))]
     check(not bad_urls, f"ice_servers entries must start with stun:, turn: or turns:, got {', '.join(bad_urls)}")
-    bad_addresses = [address for address in s.ice_address_list if not _is_ip(address)]
+    bad_addresses = [address for address in comma_list(s.ice_addresses) if not _is_ip(address)]
     check(not bad_addresses, f"ice_addresses must be IP addresses, got {', '.join(bad_addresses)}")
     check(
         not (s.ice_loopback_only and s.ice_addresses),
@@ -96,6 +96,11 @@ def settings_problems(s: "Settings") -> list[str]:
     check(s.pending_session_ttl_s >= 30, "pending_session_ttl_s must be at least 30")
     check(s.max_live_calls >= 1, "max_live_calls must be at least 1")
     return problems
+
+
+def comma_list(value: str) -> tuple[str, ...]:
+    """A comma-separated setting's items, stripped, empty ones dropped."""
+    return tuple(item.strip() for item in value.split(",") if item.strip())
 
 
 def _is_ip(text: str) -> bool:
