@@ -77,10 +77,10 @@ def settings_problems(s: "Settings") -> list[str]:
         "ice_loopback_only and ice_addresses exclude each other (ice_loopback_only is ice_addresses 127.0.0.1)",
     )
     check(s.turn_ttl_s >= 60, "turn_ttl_s must be at least 60")
-    check(
-        not (s.turn_secret or s.turn_username) or any(url.startswith("turn") for url in s.ice_server_urls),
-        "turn_secret and turn_username need a turn: or turns: URL in ice_servers",
-    )
+    has_turn_url = any(url.startswith("turn") for url in s.ice_server_urls)
+    check(not (s.turn_secret or s.turn_username) or has_turn_url, "turn_secret and turn_username need a turn: or turns: URL in ice_servers")
+    # a browser refuses to build a peer connection with a TURN URL that has no credentials
+    check(not has_turn_url or bool(s.turn_secret or s.turn_username), "turn: and turns: URLs need turn_secret or turn_username")
     check(not (s.turn_secret and s.turn_username), "turn_secret (minted credentials) and turn_username exclude each other")
     check(bool(s.turn_username) == bool(s.turn_password), "turn_username and turn_password go together")
     # Access

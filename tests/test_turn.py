@@ -76,6 +76,7 @@ def test_session_entries_stun_bare_turn_with_credentials():
         ({"EARSHOT_ICE_ADDRESSES": "10.0.0.1, not-an-ip"}, "ice_addresses must be IP addresses"),
         ({"EARSHOT_ICE_ADDRESSES": "127.0.0.1", "EARSHOT_ICE_LOOPBACK_ONLY": "1"}, "exclude each other"),
         ({"EARSHOT_TURN_SECRET": "s3cret"}, "need a turn: or turns: URL"),
+        ({"EARSHOT_ICE_SERVERS": "stun:stun.example.org, turn:turn.example.org"}, "need turn_secret or turn_username"),
     ],
 )
 def test_ice_settings_are_checked(env, message):
