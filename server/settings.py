@@ -9,6 +9,12 @@ without touching that code.
 A field typed `Secret` (the LLM's API key) is never printed, logged or
 written out: its repr is masked, and `public()` gives the settings as a
 JSON-ready dict with every secret masked, for results files.
+
+Why this module is long: `Settings` is one flat list of fields, each with its
+help text, because a flat field is what becomes a flag, an environment
+variable and a file key with no code of its own; splitting it into nested
+objects would give every setting a longer name and the sources module a
+walker. Its checks live in server/settings_checks.py.
 """
 
 from __future__ import annotations
