@@ -85,8 +85,8 @@ class Settings:
     tls_key: str = field(default="", metadata=_help("PEM private key of tls_cert"))
     allowed_hosts: str = field(
         default="",
-        metadata=_help("comma-separated Host names the server answers (* = any); "
-                       "empty = loopback names, plus this machine's names and addresses when bound beyond loopback"),
+        metadata=_help("comma-separated Host names the server answers besides the loopback names (* = any); "
+                       "empty = this machine's names and addresses when bound beyond loopback or with tls self-signed"),
     )
     allowed_origins: str = field(
         default="",
