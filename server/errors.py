@@ -1,6 +1,8 @@
-"""Errors with a message for a person: at start (`StartupError`) and on the HTTP API (`ApiError`)."""
+"""Errors with a message for a person: at start (`StartupError`) and on the HTTP API (`ApiError`, `error_response`)."""
 
 from typing import Optional
+
+from starlette.responses import JSONResponse
 
 
 class StartupError(RuntimeError):
@@ -14,3 +16,8 @@ class ApiError(Exception):
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
         self.headers = headers or {}  # e.g. WWW-Authenticate on a 401
+
+
+def error_response(status: int, code: str, message: str) -> JSONResponse:
+    """The body of every API error: `{"error": {"code", "message"}}`."""
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)

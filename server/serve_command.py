@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
 import logging
 import signal
 from typing import TYPE_CHECKING, Optional
@@ -12,6 +11,7 @@ from typing import TYPE_CHECKING, Optional
 from earshot.models.model_files import ModelMissingError
 from earshot.server.cli import Command
 from earshot.server.errors import StartupError
+from earshot.server.machine_names import is_loopback
 from earshot.server.settings import Settings
 from earshot.server.settings_sources import add_settings_arguments, settings_from_args
 from earshot.server.store import SessionStore, StoreUnavailable, connect
@@ -33,10 +33,12 @@ def run_server(settings: Settings) -> int:
     from earshot.server.calls import LiveCalls
     from earshot.server.configs import asr_config, llm_config
     from earshot.server.encoder_service import EncoderService
-    from earshot.server.ice import restrict_ice_to_loopback
+    from earshot.server.http_protocol import with_header_timeout
+    from earshot.server.ice import restrict_ice_as_configured
     from earshot.server.metrics import ServerMetrics
     from earshot.server.modes import load_modes
     from earshot.server.redis_server import PrivateRedis, RedisStartError
+    from earshot.server.tls import serving_tls
 
     check_exposure(settings)
     auth = Authenticator.from_settings(settings)
@@ -51,8 +53,8 @@ def run_server(settings: Settings) -> int:
         log.info("private Redis at %s", url)
     try:
         asyncio.run(_check_store(url))
-        if settings.ice_loopback_only:
-            restrict_ice_to_loopback()
+        tls = serving_tls(settings)
+        restrict_ice_as_configured(settings)
         engine = AsrEngine.load(asr_config(settings))
         log.info("ASR model %s loaded", settings.asr_model)
         store = SessionStore(connect(url), settings.session_ttl_s)
@@ -69,15 +71,20 @@ def run_server(settings: Settings) -> int:
         engine.observe(metrics.observe_decode)
         state = AppState(settings, store, engine, encoders, llm, modes, metrics, calls, auth=auth)
         app = create_app(state)
-        config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", lifespan="on")
-        log.info("Earshot listening on http://%s:%d", settings.host, settings.port)
+        config = uvicorn.Config(
+            app, host=settings.host, port=settings.port, log_level="warning", lifespan="on",
+            server_header=False, http=with_header_timeout(settings.header_timeout_s),
+            ssl_certfile=tls.cert if tls else None, ssl_keyfile=tls.key if tls else None,
+        )
+        log.info("Earshot listening on %s://%s:%d", "https" if tls else "http", settings.host, settings.port)
         # uvicorn shuts down gracefully on SIGTERM, then re-raises it; with this handler that
         # becomes SystemExit, so the finally below still stops the private Redis.
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
         internal = None
         if settings.internal_port:
             internal = uvicorn.Config(
-                create_internal_app(state), host="127.0.0.1", port=settings.internal_port, log_level="warning", lifespan="off"
+                create_internal_app(state), host="127.0.0.1", port=settings.internal_port, log_level="warning",
+                lifespan="off", server_header=False,
             )
             log.info("/metrics and /healthz (detailed) on http://127.0.0.1:%d", settings.internal_port)
         _serve(config, internal)
@@ -90,19 +97,12 @@ def run_server(settings: Settings) -> int:
 
 def check_exposure(settings: Settings) -> None:
     """auth none serves anyone who reaches the port: only on loopback, unless the user insists."""
-    if settings.auth == "none" and not settings.insecure_allow_anyone and not _is_loopback(settings.host):
+    if settings.auth == "none" and not settings.insecure_allow_anyone and not is_loopback(settings.host):
         raise StartupError(
             f"--auth none on {settings.host} would let anyone who reaches this address use the server; "
             "use --auth on (with --oidc-issuer or --api-keys-file), bind a loopback address (--host 127.0.0.1), "
             "or pass --insecure-allow-anyone"
         )
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _serve(config: "uvicorn.Config", internal: "Optional[uvicorn.Config]") -> None:
