@@ -15,6 +15,7 @@ import pytest
 
 from earshot.server.app import create_app
 from earshot.server.jwks import LEEWAY_S
+from earshot.server.settings import Settings
 from tests.auth_fixtures import IdentityProvider, auth_args, rsa_key, unsigned_token, write_api_keys
 from tests.conftest import ServerProcess, free_port, serve_expecting_failure, start_server
 
@@ -129,7 +130,7 @@ def matrix_rows() -> list[tuple[str, str, str, dict[str, str]]]:
 
 
 def test_the_matrix_walks_every_endpoint():
-    app = create_app(SimpleNamespace(auth=None))  # type: ignore[arg-type] (only its routes are read)
+    app = create_app(SimpleNamespace(auth=None, settings=Settings()))  # type: ignore[arg-type] (only its routes are read)
     routes = {(method, route.path) for route in app.routes for method in route.methods - {"HEAD"}}
     as_route = {"{I}": "{session_id}", "{S}": "{session_id}", "{D}": "{session_id}"}
     walked = set()
