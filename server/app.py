@@ -12,6 +12,7 @@
     GET    /sessions/{id}/summary        the summary page (token from the URL fragment)
     GET    /healthz                      Redis and engine state
     GET    /metrics                      Prometheus metrics (server/metrics.py)
+    GET    /openapi.json                 this API as OpenAPI 3 (server/openapi.py)
     GET    /                             the client (client/index.html and its files)
 
 The endpoints are in server/api.py. Every error is JSON,
@@ -38,6 +39,7 @@ from earshot.server import api
 from earshot.server.api import AppState
 from earshot.server.client_files import ClientFiles
 from earshot.server.errors import ApiError
+from earshot.server.openapi import openapi_route
 from earshot.server.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -96,6 +98,9 @@ def create_app(state: AppState) -> Starlette:
         Route("/sessions/{session_id}/summary", api.summary_page, methods=["GET"]),
         Route("/healthz", api.health, methods=["GET"]),
         Route("/metrics", api.metrics, methods=["GET"]),
+    ]
+    routes += [
+        openapi_route(routes),  # the document of every route above and of itself (server/openapi.py)
         # A route, not a mount: a path the API knows with another method stays a 405 with its own
         # Allow header, instead of falling through to the files (which allow GET and HEAD only).
         Route("/{path:path}", ClientFiles(), methods=["GET", "HEAD"], name="client"),
