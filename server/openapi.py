@@ -57,9 +57,10 @@ COMPONENTS: dict[str, Any] = {
         },
         "NewSession": {
             "type": "object",
+            "required": ["role"],  # an assist session may leave it out
             "properties": {
                 "mode": {"type": "string", "enum": list(MODE_KINDS), "default": "interview"},
-                "role": {"type": "string", "enum": list(ROLES), "description": "required unless the mode is assist"},
+                "role": {"type": "string", "enum": list(ROLES)},
                 "difficulty": {"type": "string", "enum": list(DIFFICULTIES), "default": "medium"},
             },
             "example": {"mode": "interview", "role": "software_engineer", "difficulty": "easy"},
