@@ -57,10 +57,13 @@ COMPONENTS: dict[str, Any] = {
         },
         "NewSession": {
             "type": "object",
-            "required": ["role"],  # an assist session may leave it out
+            "anyOf": [  # a role, unless the mode needs none
+                {"required": ["role"]},
+                {"required": ["mode"], "properties": {"mode": {"enum": [n for n, k in MODE_KINDS.items() if not k.needs_role]}}},
+            ],
             "properties": {
                 "mode": {"type": "string", "enum": list(MODE_KINDS), "default": "interview"},
-                "role": {"type": "string", "enum": list(ROLES)},
+                "role": {"type": "string", "enum": [*ROLES, ""], "description": "empty or left out: assist only"},
                 "difficulty": {"type": "string", "enum": list(DIFFICULTIES), "default": "medium"},
             },
             "example": {"mode": "interview", "role": "software_engineer", "difficulty": "easy"},

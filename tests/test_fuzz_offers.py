@@ -11,21 +11,15 @@ import json
 import httpx
 
 from earshot.loadtest.faults import run_fault
+from tests import fuzz_support as fuzz
 from tests.calls import call_with
 from tests.conftest import corpus_file
-from tests.fuzz_support import (  # noqa: F401 (fuzz_server is a fixture)
-    assert_json_error,
-    assert_no_tracebacks,
-    fuzz_server,
-    new_session,
-    record_figures,
-    tracebacks,
-)
 from tests.sdp_corpus import MAY_CONNECT, malformed_offers
 from tests.test_api_errors import offer_sdp
 
 REQUEST_TIMEOUT_S = 15  # an offer that takes longer is a hang
 CLIP = "utterances/LJ001-0002.wav"
+fuzz_server = fuzz.fuzz_server  # the module's own live server (a fixture)
 
 
 async def test_malformed_offers_are_json_4xx(fuzz_server):
@@ -34,7 +28,7 @@ async def test_malformed_offers_are_json_4xx(fuzz_server):
     failures = []
     async with httpx.AsyncClient(base_url=fuzz_server.base_url, timeout=REQUEST_TIMEOUT_S) as http:
         for name, body in offers.items():
-            session_id, token = new_session(fuzz_server.base_url)
+            session_id, token = fuzz.new_session(fuzz_server.base_url)
             content = body if isinstance(body, bytes) else json.dumps(body).encode()  # ASCII: lone surrogates escaped
             headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
             try:
@@ -48,32 +42,32 @@ async def test_malformed_offers_are_json_4xx(fuzz_server):
                 outcomes[name] = "200 answer"
                 continue
             try:
-                outcomes[name] = f"{response.status_code} {assert_json_error(response, name)}"
+                outcomes[name] = f"{response.status_code} {fuzz.assert_json_error(response, name)}"
             except AssertionError as exc:
                 outcomes[name] = f"{response.status_code}"
                 failures.append(str(exc).splitlines()[0][:200])
     print("\n".join(f"  {name}: {outcome}" for name, outcome in outcomes.items()))
-    record_figures(
+    fuzz.record_figures(
         "sdp_corpus",
         {"offers": len(offers), "refused_4xx": sum(o[0] == "4" for o in outcomes.values()), "failed": len(failures),
-         "server_errors": sum(o[0] == "5" for o in outcomes.values()), "tracebacks": len(tracebacks(fuzz_server)),
+         "server_errors": sum(o[0] == "5" for o in outcomes.values()), "tracebacks": len(fuzz.tracebacks(fuzz_server)),
          "outcomes": outcomes},
     )
     assert not failures, "\n".join(failures)
-    assert_no_tracebacks(fuzz_server)
+    fuzz.assert_no_tracebacks(fuzz_server)
 
 
 async def test_garbage_media_leaves_the_server_serving(fuzz_server):
     since = len(fuzz_server.log())  # this test's own part of the log
     result = await run_fault("garbage_rtp", fuzz_server.base_url, corpus_file(CLIP))
-    record_figures(
+    fuzz.record_figures(
         "garbage_rtp",
         {"error": result.error, "freed_after_s": result.freed_after_s, "notes": result.notes,
-         "tracebacks": len(tracebacks(fuzz_server, since))},
+         "tracebacks": len(fuzz.tracebacks(fuzz_server, since))},
     )
     assert result.error is None, result.error
     assert result.freed_after_s is not None
-    assert_no_tracebacks(fuzz_server, since)
+    fuzz.assert_no_tracebacks(fuzz_server, since)
     async with httpx.AsyncClient(base_url=fuzz_server.base_url, timeout=10) as http:
         assert (await http.get("/healthz")).status_code == 200
     caller = await call_with(fuzz_server.base_url, corpus_file(CLIP))
@@ -81,4 +75,4 @@ async def test_garbage_media_leaves_the_server_serving(fuzz_server):
         assert caller.of_type("final"), "a normal call after the garbage got no final"
     finally:
         await caller.hangup()
-    assert_no_tracebacks(fuzz_server, since)
+    fuzz.assert_no_tracebacks(fuzz_server, since)
