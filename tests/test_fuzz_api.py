@@ -99,7 +99,7 @@ def test_schemathesis_finds_no_server_error(fuzz_server, tmp_path):
         "seed": report["seed"],
     }
     record_figures("schemathesis", figures)
-    assert report["operations"]["tested"] == report["operations"]["total"] >= 10
+    assert report["operations"]["tested"] == report["operations"]["total"] >= 8
     assert figures["server_errors"] == 0, run.stdout[-8000:]
     assert run.returncode == 0, run.stdout[-8000:] + run.stderr[-2000:]
     assert_no_tracebacks(fuzz_server)
