@@ -78,13 +78,15 @@ def test_schemathesis_finds_no_server_error(fuzz_server, tmp_path):
         "--report", "json", "--report-dir", str(tmp_path / "report"),
         "--no-color",
     ]
+    # The run's folder is tmp_path (schemathesis keeps a cache there); the hooks module is found on PYTHONPATH.
     env = {
         **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, (str(REPO), os.environ.get("PYTHONPATH")))),
         "SCHEMATHESIS_HOOKS": "tests.fuzz_hooks",
         "EARSHOT_FUZZ_SESSIONS": str(tmp_path / "sessions.json"),
         "EARSHOT_FUZZ_RESPONSES": str(responses),
     }
-    run = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+    run = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
     report = json.loads(next((tmp_path / "report").glob("json-*.json")).read_text())
 
     statuses = Counter(int(line.split(" ", 1)[0]) for line in responses.read_text().splitlines())
