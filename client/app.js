@@ -8,7 +8,16 @@ import { earshot } from "./events.js";
 import { Attempts, Superseded, describeCallError } from "./page.js";
 import * as interviewer from "./render-interviewer.js";
 import * as view from "./render.js";
-import { CHANNEL_OPEN_TIMEOUT_MS, closePeer, createPeer, negotiate, openMicrophone, stopMicrophone } from "./signalling.js";
+import {
+  CHANNEL_OPEN_TIMEOUT_MS,
+  closePeer,
+  createPeer,
+  iceConfiguration,
+  linkFailureMessage,
+  negotiate,
+  openMicrophone,
+  stopMicrophone,
+} from "./signalling.js";
 
 const STORAGE_KEY = "earshot.session";
 // How long a resume keeps retrying while the server still holds the old connection.
@@ -20,7 +29,7 @@ const SESSION_LIVE_RETRY_MS = 2000;
 // tell they are stale and do nothing.
 const attempts = new Attempts();
 const conn = {
-  session: null, // {session_id, token}
+  session: null, // {session_id, token, ice_servers}
   mic: null,
   peer: null, // {pc, channel}
   openTimer: null,
@@ -161,10 +170,11 @@ async function connect(session, attempt) {
   view.setStatus("Connecting…");
 
   const guard = (fn) => attempts.guard(attempt, fn);
-  conn.peer = createPeer(conn.mic, {
+  const ice = iceConfiguration(session);
+  conn.peer = createPeer(conn.mic, ice, {
     onOpen: guard(goLive),
     onMessage: guard(events.handleMessage),
-    onLost: guard(connectionLost),
+    onLost: guard((failed) => connectionLost(failed, ice)),
     onTrack: guard((event) =>
       interviewer.playRemoteStream(event.streams[0] ?? new MediaStream([event.track]), guard(events.audioBlocked)),
     ),
@@ -175,7 +185,9 @@ async function connect(session, attempt) {
 
   conn.openTimer = setTimeout(
     guard(() => {
-      if (earshot.state === "connecting") fail("Could not connect: the audio link to the server did not open");
+      if (earshot.state === "connecting") {
+        fail(linkFailureMessage(ice, "Could not connect: the audio link to the server did not open"));
+      }
     }),
     CHANNEL_OPEN_TIMEOUT_MS,
   );
@@ -231,9 +243,10 @@ function markCallOver(state) {
   if (interviewer.turnState() !== "ended") interviewer.setTurn(state);
 }
 
-/** The link dropped: keep the stored session so the user can resume it. */
-function connectionLost() {
-  fail("Connection lost");
+/** The link dropped (or never came up): keep the stored session so the user can resume it. */
+function connectionLost(failed, ice) {
+  const neverLive = failed && earshot.state === "connecting";
+  fail(neverLive ? linkFailureMessage(ice, "Could not connect: the audio link to the server failed") : "Connection lost");
 }
 
 function fail(message, { forget = false } = {}) {

@@ -11,7 +11,7 @@ import * as cards from "./assist-cards.js";
 import { CallAudio, UserError, idleHint, initSetup, lockSetup, sourceKind } from "./assist-sources.js";
 import * as view from "./assist-view.js";
 import { Attempts, Superseded, describeCallError, formatClock, parseEvent, rememberToken, speakerName } from "./page.js";
-import { CHANNEL_OPEN_TIMEOUT_MS, closePeer, createMultiTrackPeer, negotiate } from "./signalling.js";
+import { CHANNEL_OPEN_TIMEOUT_MS, closePeer, createMultiTrackPeer, iceConfiguration, linkFailureMessage, negotiate } from "./signalling.js";
 
 // When a recording ends, keep streaming silence this long so the last utterance ends and gets its final…
 const FILE_TAIL_MS = 1500;
@@ -113,10 +113,11 @@ async function start() {
     rememberToken(session, { otherTabs: true });
 
     const guard = (fn) => attempts.guard(attempt, fn);
-    conn.peer = createMultiTrackPeer(sources, {
+    const ice = iceConfiguration(session);
+    conn.peer = createMultiTrackPeer(sources, ice, {
       onOpen: guard(goLive),
       onMessage: guard(onMessage),
-      onLost: guard(connectionLost),
+      onLost: guard((failed) => connectionLost(failed, ice)),
     });
     const tracks = Object.fromEntries(sources.map(({ track, speaker }) => [track.id, speaker]));
     await negotiate(conn.peer.pc, (offer) => api.sendOffer(session, offer, tracks));
@@ -124,7 +125,9 @@ async function start() {
 
     conn.openTimer = setTimeout(
       guard(() => {
-        if (earshotAssist.state === "connecting") fail("Could not connect: the audio link to the server did not open");
+        if (earshotAssist.state === "connecting") {
+          fail(linkFailureMessage(ice, "Could not connect: the audio link to the server did not open"));
+        }
       }),
       CHANNEL_OPEN_TIMEOUT_MS,
     );
@@ -194,7 +197,11 @@ async function stop(message = "Call ended.") {
   setStatus(`${message} The call summary is ready.`, "done");
 }
 
-function connectionLost() {
+function connectionLost(failed, ice) {
+  if (failed && earshotAssist.state === "connecting") {
+    fail(linkFailureMessage(ice, "Could not connect: the audio link to the server failed"));
+    return;
+  }
   const session = conn.session;
   const attempt = fail("Connection lost: the call has ended");
   // What was said so far is in the summary, stored when the server hangs up.

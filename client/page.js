@@ -8,13 +8,18 @@ import { ApiError } from "./api.js";
 export const SVG_NS = "http://www.w3.org/2000/svg";
 export const TOKEN_PREFIX = "earshot.token.";
 
-/** An element with attributes and children; strings become text nodes (never HTML). */
+/**
+ * An element with attributes and children; strings become text nodes (never HTML).
+ * `style` is an object of CSS properties, set through the DOM: the server's Content-Security-Policy
+ * refuses style attributes (as it refuses inline scripts).
+ */
 export function h(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
   for (const [key, value] of Object.entries(attrs)) {
     if (value === undefined || value === null || value === false) continue;
     if (key === "class") node.className = value;
     else if (key === "text") node.textContent = value;
+    else if (key === "style") Object.assign(node.style, value);
     else node.setAttribute(key, value === true ? "" : String(value));
   }
   for (const child of children.flat()) {
@@ -214,6 +219,8 @@ export function describeCallError(error, { action, notFound, inUse }) {
       return `${inUse}: free it and press ${action} again`;
     case "InsecureContextError":
       return `Microphone unavailable: ${error.message}`;
+    case "RelayError": // signalling.js: relay forced and the TURN server gave no relay candidate
+      return error.message;
   }
   if (error instanceof ApiError) {
     return error.status === 0 ? "Cannot reach the server: check it is running" : `Server error: ${error.message}`;

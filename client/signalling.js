@@ -41,12 +41,37 @@ export async function listAudioInputs() {
 }
 
 /**
- * Builds a peer connection that sends the mic and carries the "events" data channel.
- * handlers: {onOpen, onMessage(data), onLost, onTrack(event)}; onLost runs when the
- * channel closes or the connection fails or drops.
+ * The RTCPeerConnection configuration for a session: the STUN/TURN servers the server
+ * handed out with it (session.ice_servers: [{urls, username?, credential?}]).
+ * The page's URL may force relay: `?ice=relay` gathers TURN relay candidates only
+ * (iceTransportPolicy "relay"), to check that calls get through the TURN server.
  */
-export function createPeer(stream, handlers) {
-  const pc = new RTCPeerConnection({ iceServers: [] });
+export function iceConfiguration(session, search = location.search) {
+  const relay = new URLSearchParams(search).get("ice") === "relay";
+  return { iceServers: session?.ice_servers ?? [], iceTransportPolicy: relay ? "relay" : "all" };
+}
+
+/** Whether the media goes (or may go) through a TURN server: relay forced, or turn:/turns: URLs given. */
+export function usesRelay(config) {
+  if (config.iceTransportPolicy === "relay") return true;
+  const urls = config.iceServers.flatMap((server) => [server.urls].flat());
+  return urls.some((url) => /^turns?:/.test(url));
+}
+
+export const RELAY_ERROR = "Could not reach the media relay (TURN): check its address and credentials";
+
+/** Why the audio link failed, for a person: the TURN server when one is in play, else `fallback`. */
+export function linkFailureMessage(config, fallback) {
+  return usesRelay(config) ? RELAY_ERROR : fallback;
+}
+
+/**
+ * Builds a peer connection that sends the mic and carries the "events" data channel.
+ * config: iceConfiguration(session). handlers: {onOpen, onMessage(data), onLost, onTrack(event)};
+ * onLost(failed) runs when the channel closes or the connection fails (failed = true) or drops.
+ */
+export function createPeer(stream, config, handlers) {
+  const pc = new RTCPeerConnection(config);
   for (const track of stream.getAudioTracks()) pc.addTrack(track, stream);
   return wirePeer(pc, handlers);
 }
@@ -56,10 +81,10 @@ export function createPeer(stream, handlers) {
  * assist overlay's agent and customer), plus the "events" data channel.
  * sources: [{track, stream}]; the server tells the tracks apart by track id
  * (the offer's a=msid lines), so label them in the offer body.
- * handlers: as createPeer's.
+ * config and handlers: as createPeer's.
  */
-export function createMultiTrackPeer(sources, handlers) {
-  const pc = new RTCPeerConnection({ iceServers: [] });
+export function createMultiTrackPeer(sources, config, handlers) {
+  const pc = new RTCPeerConnection(config);
   for (const { track, stream } of sources) {
     pc.addTransceiver(track, { direction: "sendonly", streams: stream ? [stream] : [] });
   }
@@ -74,19 +99,34 @@ function wirePeer(pc, handlers) {
   channel.onmessage = (message) => handlers.onMessage?.(message.data);
 
   pc.onconnectionstatechange = () => {
-    if (pc.connectionState === "failed" || pc.connectionState === "disconnected") handlers.onLost?.();
+    if (pc.connectionState === "failed" || pc.connectionState === "disconnected") {
+      handlers.onLost?.(pc.connectionState === "failed");
+    }
   };
   pc.ontrack = (event) => handlers.onTrack?.(event);
   return { pc, channel };
 }
 
-/** Offer, wait for ICE, let `exchange(offer)` deliver it to the server, apply the answer. */
+/**
+ * Offer, wait for ICE, let `exchange(offer)` deliver it to the server, apply the answer.
+ * With relay forced, an offer without a relay candidate cannot connect: the TURN
+ * server refused or never answered, so say so now rather than after ICE times out.
+ */
 export async function negotiate(pc, exchange) {
   const offer = await pc.createOffer();
   await pc.setLocalDescription(offer);
   await iceGatheringComplete(pc);
+  const forcedRelay = pc.getConfiguration().iceTransportPolicy === "relay";
+  if (forcedRelay && !/ typ relay/.test(pc.localDescription.sdp)) throw new RelayError();
   const answer = await exchange(pc.localDescription);
   await pc.setRemoteDescription(answer);
+}
+
+export class RelayError extends Error {
+  constructor() {
+    super(RELAY_ERROR);
+    this.name = "RelayError";
+  }
 }
 
 function iceGatheringComplete(pc) {

@@ -223,8 +223,8 @@ function renderMetrics(model) {
   const share = talkShare(obj(m.talk_share));
   const shareBlock = h("div", { class: "share-block" },
     h("div", { class: "as-share", role: "img", "data-empty": String(share.empty), "aria-label": share.label ?? "No speech" },
-      h("span", { class: "as-share-agent", style: `width: ${share.agentPct}%` }),
-      h("span", { class: "as-share-customer", style: `width: ${share.customerPct}%` })),
+      h("span", { class: "as-share-agent", style: { width: `${share.agentPct}%` } }),
+      h("span", { class: "as-share-customer", style: { width: `${share.customerPct}%` } })),
     h("p", { class: "as-share-legend" },
       h("span", { class: "agent" }, "Agent ", h("b", { text: share.agentText })),
       h("span", { class: "customer" }, "Customer ", h("b", { text: share.customerText }))));

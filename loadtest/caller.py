@@ -9,6 +9,11 @@ interviewer's audio that comes back is measured frame by frame.
 
 An assist caller sends two labelled tracks instead of one (`speakers`:
 speaker -> PCM, e.g. the two channels of a call recording).
+
+Like the browser, it connects through the ICE servers (STUN/TURN) the server
+handed out with the session, unless given its own (`ice_servers`), and with
+`relay_only` it gathers TURN relay candidates only (a browser's
+iceTransportPolicy "relay").
 """
 
 from __future__ import annotations
@@ -117,6 +122,10 @@ class ReceivedEvent:
     event: dict[str, Any]
 
 
+class IceFailed(ConnectionError):
+    """The peer connection failed (or closed) before its data channel opened: no candidate pair worked (e.g. TURN refused us)."""
+
+
 class ApiCallError(RuntimeError):
     def __init__(self, status: int, body: Any) -> None:
         super().__init__(f"HTTP {status}: {body}")
@@ -137,6 +146,9 @@ class HeadlessCaller:
     agent_frames: list[AgentFrame] = field(default_factory=list)  # the interviewer's audio, frame by frame
     speakers: Optional[dict[str, bytes]] = None  # assist: one labelled track per speaker instead of `pcm16`
     track_class: type[PcmTrack] = PcmTrack  # the load test's fault callers send through misbehaving tracks
+    ice_servers: Optional[list[dict[str, Any]]] = None  # None = the ones the session came with
+    relay_only: bool = False  # TURN relay candidates only
+    offer_sdp: Optional[str] = None  # the offer as sent, with every local candidate
 
     def __post_init__(self) -> None:
         self._http = httpx.AsyncClient(base_url=self.base_url, timeout=30)
@@ -160,13 +172,15 @@ class HeadlessCaller:
             body["role"] = self.role
         data = await self._api("POST", "/api/sessions", body)
         self.session_id, self.token = data["session_id"], data["token"]
+        if self.ice_servers is None:
+            self.ice_servers = data.get("ice_servers", [])
         return self.session_id
 
     async def connect(self) -> None:
         """Offer audio + the `events` channel; return once the channel is open."""
         if self.session_id is None:
             await self.create_session()
-        self._pc = pc = RTCPeerConnection(rtc_configuration())
+        self._pc = pc = RTCPeerConnection(rtc_configuration(self.ice_servers or (), relay_only=self.relay_only))
         if self.speakers:
             self.tracks = {speaker: self.track_class(pcm) for speaker, pcm in self.speakers.items()}
         else:
@@ -183,6 +197,12 @@ class HeadlessCaller:
                 self._audio_task = asyncio.ensure_future(self._listen_to_agent(track))
         channel.on("open", opened.set)
 
+        @pc.on("connectionstatechange")
+        def on_state() -> None:
+            # aiortc closes (rather than fails) a connection whose ICE has no candidate pair at all
+            if pc.connectionState in ("failed", "closed"):
+                opened.set()  # wakes connect() below, which raises IceFailed
+
         @channel.on("message")
         def on_message(message: str) -> None:
             clock = self.track.audio_clock_s if self.track else 0.0
@@ -191,12 +211,18 @@ class HeadlessCaller:
 
         started = time.monotonic()
         await pc.setLocalDescription(await pc.createOffer())
-        offer: dict[str, Any] = {"sdp": pc.localDescription.sdp, "type": "offer"}
+        self.offer_sdp = pc.localDescription.sdp
+        if not self.local_candidate_types:  # aiortc would wait forever: it starts no ICE without a candidate
+            await pc.close()
+            raise IceFailed("no local ICE candidate" + (": the TURN server gave no relay address" if self.relay_only else ""))
+        offer: dict[str, Any] = {"sdp": self.offer_sdp, "type": "offer"}
         if self.speakers:
             offer["tracks"] = {track.id: speaker for speaker, track in self.tracks.items()}
         answer = await self._api("POST", f"/api/sessions/{self.session_id}/offer", offer)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
         await asyncio.wait_for(opened.wait(), timeout=20)
+        if pc.connectionState in ("failed", "closed"):
+            raise IceFailed(f"ICE failed; local candidate types: {', '.join(self.local_candidate_types) or 'none'}")
         self.connect_s = time.monotonic() - started
 
     async def _listen_to_agent(self, track: MediaStreamTrack) -> None:
@@ -213,6 +239,12 @@ class HeadlessCaller:
                     self._new_event.set()
         except MediaStreamError:
             pass
+
+    @property
+    def local_candidate_types(self) -> list[str]:
+        """The type (host, srflx, relay) of each candidate in the offer: all relay with `relay_only`."""
+        lines = (self.offer_sdp or "").splitlines()
+        return [line.split(" typ ")[1].split()[0] for line in lines if line.startswith("a=candidate:")]
 
     def say(self, pcm16: bytes) -> tuple[float, float]:
         """Speak `pcm16` next on the microphone; returns its (start, end) on the caller's audio clock."""

@@ -85,14 +85,16 @@ def start_server(
         stdout=open(log_path, "ab"),
         stderr=subprocess.STDOUT,
     )
-    server = ServerProcess(f"http://127.0.0.1:{port}", process, log_path)
+    # HTTPS when the arguments ask for it; the health check below trusts any certificate on loopback.
+    scheme = "https" if {"--tls", "--tls-cert"} & set(extra_args) else "http"
+    server = ServerProcess(f"{scheme}://127.0.0.1:{port}", process, log_path)
     if wait:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise RuntimeError(f"server exited at start:\n{server.log()}")
             try:
-                if httpx.get(server.base_url + "/healthz", timeout=1).status_code == 200:
+                if httpx.get(server.base_url + "/healthz", timeout=1, verify=False).status_code == 200:
                     return server
             except httpx.HTTPError:
                 pass

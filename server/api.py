@@ -32,6 +32,7 @@ from earshot.server.request_checks import authorised_session, read_json
 from earshot.server.settings import Settings
 from earshot.server.speakers import SpeakerError, assign_speakers
 from earshot.server.store import SessionStore, StoreUnavailable, WriteBehind
+from earshot.server.turn import IceServers
 from earshot.server.webrtc import LiveSession
 
 
@@ -47,6 +48,11 @@ class AppState:
     modes: dict[str, ModeServices]  # keyed like MODE_KINDS
     metrics: ServerMetrics
     calls: LiveCalls
+    turn: Optional[IceServers] = None  # the sessions' STUN/TURN servers; None = from settings
+
+    def __post_init__(self) -> None:
+        if self.turn is None:
+            self.turn = IceServers.from_settings(self.settings)
 
     def intent_options(self, kind: ModeKind) -> Optional[IntentOptions]:
         if kind.intent_label_set is None or self.encoders.intents is None:
@@ -73,7 +79,8 @@ async def create_session(request: Request) -> JSONResponse:
     if difficulty not in DIFFICULTIES:
         raise ApiError(400, "bad_difficulty", f"difficulty must be one of: {', '.join(DIFFICULTIES)}")
     record, token = await state.store.create(mode, role, difficulty)
-    return JSONResponse({"session_id": record.session_id, "token": token}, status_code=201)
+    ice_servers = state.turn.entries(record.session_id)  # TURN credentials named after the session, not the caller
+    return JSONResponse({"session_id": record.session_id, "token": token, "ice_servers": ice_servers}, status_code=201)
 
 
 async def offer(request: Request) -> JSONResponse:

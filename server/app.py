@@ -19,7 +19,8 @@ The endpoints are in server/api.py. Every error is JSON,
 `{"error": {"code": "...", "message": "..."}}`, from the exception handlers
 below: a refused request (ApiError) with its 4xx status, Redis away with 503,
 an unknown path or method with 404/405, and anything unexpected with 500.
-No error ends the server.
+No error ends the server. Every response, errors included, passes the
+browser-safety middleware of server/security.py (headers, Host, Origin).
 """
 
 from __future__ import annotations
@@ -38,17 +39,14 @@ from starlette.routing import Route
 from earshot.server import api
 from earshot.server.api import AppState
 from earshot.server.client_files import ClientFiles
-from earshot.server.errors import ApiError
+from earshot.server.errors import ApiError, error_response
 from earshot.server.openapi import openapi_route
+from earshot.server.security import security_headers, security_middleware
 from earshot.server.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
 HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
-
-
-def error_response(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
 
 
 async def refused(request: Request, exc: Exception) -> JSONResponse:
@@ -70,7 +68,10 @@ async def http_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def internal_error(request: Request, exc: Exception) -> JSONResponse:
     log.exception("%s %s failed", request.method, request.url.path, exc_info=exc)
-    return error_response(500, "internal_error", "the server failed on this request; it is logged")
+    response = error_response(500, "internal_error", "the server failed on this request; it is logged")
+    # Starlette answers with this handler from outside the app's middleware: the headers are added here.
+    response.raw_headers.extend(security_headers(request.url.scheme))
+    return response
 
 
 def create_app(state: AppState) -> Starlette:
@@ -111,6 +112,11 @@ def create_app(state: AppState) -> Starlette:
         HTTPException: http_error,
         Exception: internal_error,
     }
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
+    app = Starlette(
+        routes=routes,
+        middleware=security_middleware(state.settings),
+        lifespan=lifespan,
+        exception_handlers=handlers,
+    )
     app.state.earshot = state
     return app

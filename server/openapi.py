@@ -26,6 +26,7 @@ ERROR_STATUSES = {
     401: "missing or wrong bearer token",
     403: "not allowed for this caller",
     404: "no such session, or nothing there yet",
+    408: "the request body did not arrive in time",
     409: "the session is live or has ended",
     413: "request body too large",
     429: "too many requests; see Retry-After",
@@ -161,11 +162,11 @@ SESSION_ERRORS = (400, 401, 403, 404, 503)
 OPERATIONS: dict[str, Operation] = {
     "create_session": Operation(
         "Create a session", _ok(201, "the session and its token", _json(_ref("SessionCreated"))),
-        body="NewSession", errors=(400, 401, 403, 413, 429, 503),
+        body="NewSession", errors=(400, 401, 403, 408, 413, 429, 503),
     ),
     "offer": Operation(
         "Connect: post the caller's WebRTC offer", _ok(200, "the server's answer", _json(_ref("Answer"))),
-        body="Offer", token=True, errors=(*SESSION_ERRORS, 409, 413, 429),
+        body="Offer", token=True, errors=(*SESSION_ERRORS, 408, 409, 413, 429),
     ),
     "get_session": Operation(
         "The session, its finals and pace", _ok(200, "the session", _json(_ref("Session"))), token=True,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -12,15 +13,15 @@ from earshot.server.store import SessionRecord, SessionStore
 
 
 async def read_json(request: Request) -> dict[str, Any]:
-    limit = request.app.state.earshot.settings.max_body_bytes
+    settings = request.app.state.earshot.settings
+    limit = settings.max_body_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise ApiError(413, "body_too_large", f"request body over {limit} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise ApiError(413, "body_too_large", f"request body over {limit} bytes")
+    try:
+        body = await asyncio.wait_for(_read_body(request, limit), settings.body_timeout_s)
+    except asyncio.TimeoutError:
+        raise ApiError(408, "body_timeout", "the request body did not arrive in time") from None
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError):
@@ -28,6 +29,15 @@ async def read_json(request: Request) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ApiError(400, "bad_json", "request body must be a JSON object")
     return data
+
+
+async def _read_body(request: Request, limit: int) -> bytearray:
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise ApiError(413, "body_too_large", f"request body over {limit} bytes")
+    return body
 
 
 async def authorised_session(request: Request) -> SessionRecord:

@@ -28,10 +28,12 @@ def run_server(settings: Settings) -> int:
     from earshot.server.calls import LiveCalls
     from earshot.server.configs import asr_config, llm_config
     from earshot.server.encoder_service import EncoderService
-    from earshot.server.ice import restrict_ice_to_loopback
+    from earshot.server.http_protocol import with_header_timeout
+    from earshot.server.ice import restrict_ice_as_configured
     from earshot.server.metrics import ServerMetrics
     from earshot.server.modes import load_modes
     from earshot.server.redis_server import PrivateRedis, RedisStartError
+    from earshot.server.tls import serving_tls
 
     private: Optional[PrivateRedis] = None
     url = settings.redis_url
@@ -44,8 +46,8 @@ def run_server(settings: Settings) -> int:
         log.info("private Redis at %s", url)
     try:
         asyncio.run(_check_store(url))
-        if settings.ice_loopback_only:
-            restrict_ice_to_loopback()
+        tls = serving_tls(settings)
+        restrict_ice_as_configured(settings)
         engine = AsrEngine.load(asr_config(settings))
         log.info("ASR model %s loaded", settings.asr_model)
         store = SessionStore(connect(url), settings.session_ttl_s)
@@ -61,8 +63,12 @@ def run_server(settings: Settings) -> int:
         metrics = ServerMetrics(live_sessions=lambda: len(calls), asr_queue_depth=lambda: engine.queue_depth)
         engine.observe(metrics.observe_decode)
         app = create_app(AppState(settings, store, engine, encoders, llm, modes, metrics, calls))
-        config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", lifespan="on")
-        log.info("Earshot listening on http://%s:%d", settings.host, settings.port)
+        config = uvicorn.Config(
+            app, host=settings.host, port=settings.port, log_level="warning", lifespan="on",
+            server_header=False, http=with_header_timeout(settings.header_timeout_s),
+            ssl_certfile=tls.cert if tls else None, ssl_keyfile=tls.key if tls else None,
+        )
+        log.info("Earshot listening on %s://%s:%d", "https" if tls else "http", settings.host, settings.port)
         # uvicorn shuts down gracefully on SIGTERM, then re-raises it; with this handler that
         # becomes SystemExit, so the finally below still stops the private Redis.
         signal.signal(signal.SIGTERM, _exit_on_sigterm)

@@ -9,6 +9,12 @@ without touching that code.
 A field typed `Secret` (the LLM's API key) is never printed, logged or
 written out: its repr is masked, and `public()` gives the settings as a
 JSON-ready dict with every secret masked, for results files.
+
+Why this module is long: `Settings` is one flat list of fields, each with its
+help text, because a flat field is what becomes a flag, an environment
+variable and a file key with no code of its own; splitting it into nested
+objects would give every setting a longer name and the sources module a
+walker. Its checks live in server/settings_checks.py.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from earshot.server.settings_checks import settings_problems
+from earshot.server.settings_checks import comma_list, settings_problems
 
 
 class SettingsError(ValueError):
@@ -79,8 +85,8 @@ class Settings:
     tls_key: str = field(default="", metadata=_help("PEM private key of tls_cert"))
     allowed_hosts: str = field(
         default="",
-        metadata=_help("comma-separated Host names the server answers (* = any); "
-                       "empty = loopback names, plus this machine's names and addresses when bound beyond loopback"),
+        metadata=_help("comma-separated Host names the server answers besides the loopback names (* = any); "
+                       "empty = this machine's names and addresses when bound beyond loopback or with tls self-signed"),
     )
     allowed_origins: str = field(
         default="",
@@ -327,7 +333,7 @@ class Settings:
 
     @property
     def ice_server_urls(self) -> tuple[str, ...]:
-        return tuple(url.strip() for url in self.ice_servers.split(",") if url.strip())
+        return comma_list(self.ice_servers)
 
 
 def _public(value: Any) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -66,8 +67,20 @@ def settings_problems(s: "Settings") -> list[str]:
     check(not (s.tls and s.tls_cert), "tls self-signed and tls_cert/tls_key exclude each other")
     check(s.header_timeout_s > 0, "header_timeout_s must be positive")
     check(s.body_timeout_s > 0, "body_timeout_s must be positive")
-    # TURN
+    # ICE and TURN
+    bad_urls = [url for url in s.ice_server_urls if not url.startswith(("stun:", "turn:", "turns:"))]
+    check(not bad_urls, f"ice_servers entries must start with stun:, turn: or turns:, got {', '.join(bad_urls)}")
+    bad_addresses = [address for address in comma_list(s.ice_addresses) if not _is_ip(address)]
+    check(not bad_addresses, f"ice_addresses must be IP addresses, got {', '.join(bad_addresses)}")
+    check(
+        not (s.ice_loopback_only and s.ice_addresses),
+        "ice_loopback_only and ice_addresses exclude each other (ice_loopback_only is ice_addresses 127.0.0.1)",
+    )
     check(s.turn_ttl_s >= 60, "turn_ttl_s must be at least 60")
+    has_turn_url = any(url.startswith("turn") for url in s.ice_server_urls)
+    check(not (s.turn_secret or s.turn_username) or has_turn_url, "turn_secret and turn_username need a turn: or turns: URL in ice_servers")
+    # a browser refuses to build a peer connection with a TURN URL that has no credentials
+    check(not has_turn_url or bool(s.turn_secret or s.turn_username), "turn: and turns: URLs need turn_secret or turn_username")
     check(not (s.turn_secret and s.turn_username), "turn_secret (minted credentials) and turn_username exclude each other")
     check(bool(s.turn_username) == bool(s.turn_password), "turn_username and turn_password go together")
     # Access
@@ -83,3 +96,16 @@ def settings_problems(s: "Settings") -> list[str]:
     check(s.pending_session_ttl_s >= 30, "pending_session_ttl_s must be at least 30")
     check(s.max_live_calls >= 1, "max_live_calls must be at least 1")
     return problems
+
+
+def comma_list(value: str) -> tuple[str, ...]:
+    """A comma-separated setting's items, stripped, empty ones dropped."""
+    return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True

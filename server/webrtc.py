@@ -28,6 +28,7 @@ from earshot.server.outbox import EventChannel, Outbox
 from earshot.server.pipeline import ResumePoint, TrackPipeline, final_numbers
 from earshot.server.settings import Settings
 from earshot.server.store import SessionRecord, WriteBehind
+from earshot.server.turn import IceServers
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,8 @@ class LiveSession:
         context = CallContext(record, self.outbox.publish, self.audio_s, self.writer.fields, intents is not None)
         self.mode = open_mode(context)
         self.outbox.deliver_to(self.mode)
-        self._pc = RTCPeerConnection(rtc_configuration(settings.ice_server_urls))
+        # Its own TURN credentials, minted now (server/turn.py): the caller's came with the session.
+        self._pc = RTCPeerConnection(rtc_configuration(IceServers.from_settings(settings).entries(self.session_id)))
         self._audio_tasks: dict[str, asyncio.Task] = {}
         self._watchdog: Optional[asyncio.Task] = None
         self._closing: Optional[asyncio.Task] = None

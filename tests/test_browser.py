@@ -1,14 +1,27 @@
-"""A real browser: Debian Chromium, driven by Playwright, with a corpus WAV as its microphone."""
+"""A real browser: Debian Chromium, driven by Playwright, with a corpus WAV as its microphone.
 
+The interview flow runs twice: over plain http on 127.0.0.1 (a secure context
+because it is loopback), and over HTTPS from `earshot serve --tls self-signed`
+under a name that is not loopback (earshot.test, which Chromium maps to
+127.0.0.1), as a second device on the LAN sees it. Chromium trusts that one
+certificate by its public key (--ignore-certificate-errors-spki-list), not by
+ignoring certificate errors. On every page, a Content-Security-Policy
+violation fails the test.
+"""
+
+import time
 import wave
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import pytest
 
 from earshot.loadtest.wer import wer
 from earshot.models.audio import read_audio
-from tests.conftest import corpus_file, reference_text
+from earshot.server.tls import spki_sha256
+from tests.conftest import corpus_file, reference_text, start_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -34,8 +47,8 @@ def microphone_wav(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.fixture
-def browser_page(tmp_path):
+@contextmanager
+def chromium_page(tmp_path, extra_args: tuple[str, ...] = ()):
     SCREENSHOT_DIR.mkdir(exist_ok=True)
     playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (make test does)")
     if not Path(CHROMIUM).exists():
@@ -53,23 +66,78 @@ def browser_page(tmp_path):
                 "--disable-component-update",
                 "--disable-sync",
                 "--no-first-run",
+                *extra_args,
             ],
         )
         page = browser.new_page()
+        violations: list[str] = []
+        page.on("console", lambda message: "Content Security Policy" in message.text and violations.append(message.text))
         yield page
         browser.close()
+        assert not violations, violations
 
 
-def test_speaking_into_the_page_shows_partials_finals_and_pace(server, browser_page, tmp_path):
-    page = browser_page
-    page.goto(server.base_url + "/")
+def wait_for_js(page, expression: str, timeout: float) -> None:
+    """page.wait_for_function, without eval: Playwright polls that predicate through eval, which the CSP refuses."""
+    deadline = time.monotonic() + timeout / 1000
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"still false after {timeout / 1000:.0f} s: {expression}")
+        page.wait_for_timeout(100)
+
+
+@pytest.fixture
+def browser_page(tmp_path):
+    with chromium_page(tmp_path) as page:
+        yield page
+
+
+@dataclass
+class Site:
+    base_url: str
+    chromium_args: tuple[str, ...] = ()
+
+
+TLS_NAME = "earshot.test"
+
+
+@pytest.fixture(scope="module")
+def tls_site(redis_url, tmp_path_factory):
+    """`earshot serve --tls self-signed`, opened as https://earshot.test:PORT with its certificate trusted."""
+    data_dir = tmp_path_factory.mktemp("tls-server")
+    srv = start_server(redis_url, data_dir, extra_args=("--tls", "self-signed", "--allowed-hosts", TLS_NAME))
+    spki = spki_sha256((data_dir / "tls" / "self-signed-cert.pem").read_bytes())
+    yield Site(
+        f"https://{TLS_NAME}:{urlsplit(srv.base_url).port}",
+        (f"--ignore-certificate-errors-spki-list={spki}", f"--host-resolver-rules=MAP {TLS_NAME} 127.0.0.1"),
+    )
+    srv.stop()
+
+
+@pytest.fixture(params=["http", "https"])
+def site(request) -> Site:
+    if request.param == "http":
+        return Site(request.getfixturevalue("server").base_url)
+    return request.getfixturevalue("tls_site")
+
+
+@pytest.fixture
+def site_page(site, tmp_path):
+    with chromium_page(tmp_path, site.chromium_args) as page:
+        yield page
+
+
+def test_speaking_into_the_page_shows_partials_finals_and_pace(site, site_page, tmp_path):
+    page = site_page
+    page.goto(site.base_url + "/")
+    assert page.evaluate("window.isSecureContext")  # the microphone is only offered to secure pages
     page.get_by_test_id("role").select_option("data_scientist")
     page.get_by_test_id("difficulty").select_option("hard")
     page.get_by_test_id("start").click()
 
-    page.wait_for_function("window.earshot && window.earshot.state === 'live'", timeout=20000)
-    page.wait_for_function(
-        "window.earshot.events.some(e => e.type === 'partial' && (e.committed || e.tentative))", timeout=20000
+    wait_for_js(page, "window.earshot && window.earshot.state === 'live'", timeout=20000)
+    wait_for_js(
+        page, "window.earshot.events.some(e => e.type === 'partial' && (e.committed || e.tentative))", timeout=20000
     )
     transcript = page.get_by_test_id("transcript")
     transcript.locator(".final").first.wait_for(timeout=30000)
@@ -99,7 +167,7 @@ def test_speaking_into_the_page_shows_partials_finals_and_pace(server, browser_p
     page.screenshot(path=str(SCREENSHOT_DIR / "browser-interview.png"))
 
     page.get_by_test_id("stop").click()
-    page.wait_for_function("window.earshot.state === 'stopped'", timeout=10000)
+    wait_for_js(page, "window.earshot.state === 'stopped'", timeout=10000)
     assert "Stopped" in page.get_by_test_id("status").inner_text()
     assert transcript.locator(".final").count() >= 1  # the transcript stays after Stop
 
@@ -121,12 +189,13 @@ def test_the_assist_overlay_follows_a_recorded_call(server, browser_page):
     page.get_by_test_id("assist-source").select_option("file")
     page.get_by_test_id("assist-file").set_input_files(str(corpus_file("calls/call-1.wav")))
     page.get_by_test_id("assist-start").click()
-    page.wait_for_function("window.earshotAssist && window.earshotAssist.state === 'live'", timeout=20000)
+    wait_for_js(page, "window.earshotAssist && window.earshotAssist.state === 'live'", timeout=20000)
 
     transcript = page.get_by_test_id("assist-transcript")
     transcript.locator(".final[data-speaker=agent]").first.wait_for(timeout=30000)
     transcript.locator(".final[data-speaker=customer]").first.wait_for(timeout=30000)
-    page.wait_for_function(
+    wait_for_js(
+        page,
         "window.earshotAssist.events.some(e => e.type === 'suggestion')"
         " && window.earshotAssist.events.some(e => e.type === 'call_metrics')"
         " && window.earshotAssist.events.some(e => e.type === 'intent' && e.speaker === 'customer')",
@@ -146,6 +215,6 @@ def test_the_assist_overlay_follows_a_recorded_call(server, browser_page):
     page.goto(urljoin(page.url, link.get_attribute("href")))
     summary = page.get_by_test_id("summary-transcript")
     summary.wait_for(timeout=15000)
-    page.wait_for_function("document.querySelector('[data-testid=summary-transcript]').innerText.length > 40", timeout=15000)
+    wait_for_js(page, "document.querySelector('[data-testid=summary-transcript]').innerText.length > 40", timeout=15000)
     assert page.get_by_test_id("summary-metrics").inner_text().strip()
     page.screenshot(path=str(SCREENSHOT_DIR / "browser-assist-summary.png"))

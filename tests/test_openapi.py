@@ -1,5 +1,7 @@
 """GET /openapi.json describes every API route of server/app.py, with its methods, as valid OpenAPI 3."""
 
+from types import SimpleNamespace
+
 import pytest
 import schemathesis
 from starlette.routing import Route
@@ -9,16 +11,18 @@ from earshot.agents.roles import DIFFICULTIES, ROLES
 from earshot.server.app import create_app
 from earshot.server.modes import MODE_KINDS
 from earshot.server.openapi import openapi_document
+from earshot.server.settings import Settings
 
 
 @pytest.fixture(scope="module")
 def app():
-    return create_app(None)  # the routes only: no request here reaches the state, and no lifespan runs
+    # The routes and the middleware only: no request here reaches the rest of the state, and no lifespan runs.
+    return create_app(SimpleNamespace(settings=Settings()))
 
 
 @pytest.fixture(scope="module")
 def document(app):
-    response = TestClient(app).get("/openapi.json")
+    response = TestClient(app, base_url="http://127.0.0.1").get("/openapi.json")
     assert response.status_code == 200 and response.headers["content-type"] == "application/json"
     return response.json()
 
