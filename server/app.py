@@ -13,6 +13,7 @@
     GET    /healthz                      Redis and engine state (or a minimal liveness answer)
     GET    /metrics                      Prometheus metrics (server/metrics.py)
     GET    /api/admin/settings           the settings, secrets masked (admin)
+    GET    /openapi.json                 this API as OpenAPI 3 (server/openapi.py)
     GET    /                             the client (client/index.html and its files)
 
 With `auth on`, who may call what is server/access.py; /healthz and /metrics
@@ -45,6 +46,7 @@ from earshot.server.api import AppState
 from earshot.server.auth import IdentityMiddleware
 from earshot.server.client_files import ClientFiles
 from earshot.server.errors import ApiError, error_response
+from earshot.server.openapi import openapi_route
 from earshot.server.security import security_headers, security_middleware
 from earshot.server.store import StoreUnavailable
 
@@ -106,6 +108,9 @@ def create_app(state: AppState) -> Starlette:
         Route("/healthz", api.health, methods=["GET"]),
         Route("/metrics", api.metrics, methods=["GET"]),
         Route("/api/admin/settings", api.admin_settings, methods=["GET"]),
+    ]
+    routes += [
+        openapi_route(routes),  # the document of every route above and of itself (server/openapi.py)
         # A route, not a mount: a path the API knows with another method stays a 405 with its own
         # Allow header, instead of falling through to the files (which allow GET and HEAD only).
         Route("/{path:path}", ClientFiles(), methods=["GET", "HEAD"], name="client"),

@@ -227,7 +227,10 @@ class LiveSession:
         log.info("session %s: closing (%s)", self.session_id, reason)
         if self._watchdog is not None:
             self._watchdog.cancel()
-        await self._pc.close()  # ends the tracks: each track's loop closes its pipeline (its last final goes out)
+        try:
+            await self._pc.close()  # ends the tracks: each track's loop closes its pipeline (its last final goes out)
+        except Exception as exc:  # aiortc fails to close what a rejected offer half-built: the rest must still run
+            log.warning("session %s: closing the peer connection failed: %r", self.session_id, exc)
         for speaker, pipeline in self._pipelines.items():
             if not await _finished(self._audio_tasks.get(speaker)):
                 await pipeline.abort()  # never got audio, or its last final is stuck: drop what is in flight

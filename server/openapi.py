@@ -1,0 +1,256 @@
+"""The API as an OpenAPI 3 document, served at GET /openapi.json, built from the app's routes.
+
+Each route's path and methods come from the route list in server/app.py; what an
+operation takes and answers comes from `OPERATIONS`, keyed by the endpoint's
+name. A route whose endpoint has no entry stops the app from being built, so the
+document cannot fall behind the routes (tests/test_openapi.py checks it, and
+tests/test_fuzz_api.py fuzzes the live server with it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from typing import Any, Optional, Sequence
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route
+
+from earshot.agents.roles import DIFFICULTIES, ROLES
+from earshot.server.modes import MODE_KINDS
+
+SESSION_ID_PATTERN = "^[0-9a-f]{16}$"  # store.py: secrets.token_hex(8)
+ERROR_STATUSES = {
+    400: "malformed request",
+    401: "missing or wrong bearer token",
+    403: "not allowed for this caller",
+    404: "no such session, or nothing there yet",
+    408: "the request body did not arrive in time",
+    409: "the session is live or has ended",
+    413: "request body too large",
+    429: "too many requests; see Retry-After",
+    503: "at capacity, or session storage unreachable; see Retry-After",
+}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+COMPONENTS: dict[str, Any] = {
+    "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "the session's token"}},
+    "schemas": {
+        "Error": {
+            "type": "object",
+            "required": ["error"],
+            "properties": {
+                "error": {
+                    "type": "object",
+                    "required": ["code", "message"],
+                    "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+                }
+            },
+        },
+        "NewSession": {
+            "type": "object",
+            "anyOf": [  # a role, unless the mode needs none
+                {"required": ["role"]},
+                {"required": ["mode"], "properties": {"mode": {"enum": [n for n, k in MODE_KINDS.items() if not k.needs_role]}}},
+            ],
+            "properties": {
+                "mode": {"type": "string", "enum": list(MODE_KINDS), "default": "interview"},
+                "role": {"type": "string", "enum": [*ROLES, ""], "description": "empty or left out: assist only"},
+                "difficulty": {"type": "string", "enum": list(DIFFICULTIES), "default": "medium"},
+            },
+            "example": {"mode": "interview", "role": "software_engineer", "difficulty": "easy"},
+        },
+        "IceServer": {
+            "type": "object",
+            "required": ["urls"],
+            "properties": {
+                "urls": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+                "username": {"type": "string"},
+                "credential": {"type": "string"},
+            },
+        },
+        "SessionCreated": {
+            "type": "object",
+            "required": ["session_id", "token"],
+            "properties": {
+                "session_id": {"type": "string", "pattern": SESSION_ID_PATTERN},
+                "token": {"type": "string"},
+                "ice_servers": {"type": "array", "items": _ref("IceServer")},
+            },
+        },
+        "Offer": {
+            "type": "object",
+            "required": ["sdp", "type"],
+            "properties": {
+                "sdp": {"type": "string"},
+                "type": {"type": "string", "enum": ["offer"]},
+                "tracks": {
+                    "type": "object",
+                    "additionalProperties": {"type": "string"},
+                    "description": "assist sessions: track id -> speaker",
+                },
+            },
+        },
+        "Answer": {
+            "type": "object",
+            "required": ["sdp", "type"],
+            "properties": {"sdp": {"type": "string"}, "type": {"type": "string", "enum": ["answer"]}},
+        },
+        "Session": {
+            "type": "object",
+            "required": ["session_id", "mode", "state", "live", "finals"],
+            "properties": {
+                "session_id": {"type": "string", "pattern": SESSION_ID_PATTERN},
+                "mode": {"type": "string", "enum": list(MODE_KINDS)},
+                "role": {"type": "string"},
+                "difficulty": {"type": "string"},
+                "state": {"type": "string"},
+                "created_at": {"type": "number"},
+                "audio_s": {"type": "number"},
+                "live": {"type": "boolean"},
+                "finals": {"type": "array", "items": {"type": "object"}},
+                "pace": {},
+            },
+        },
+        "Ended": {
+            "type": "object",
+            "required": ["session_id", "state", "finals"],
+            "properties": {
+                "session_id": {"type": "string", "pattern": SESSION_ID_PATTERN},
+                "state": {"type": "string", "enum": ["ended"]},
+                "finals": {"type": "integer", "minimum": 0},
+                "summary_url": {"type": "string"},
+            },
+        },
+        "Health": {
+            "type": "object",
+            "required": ["status"],
+            "properties": {"status": {"type": "string", "enum": ["ok", "degraded"]}},
+        },
+    },
+}
+
+
+@dataclass(frozen=True)
+class Operation:
+    """What one endpoint takes and answers; the path and method come from its route."""
+
+    summary: str
+    ok: dict[str, Any]  # the success response: {"status": int, "content": {...}}
+    body: Optional[str] = None  # the JSON request body's schema name
+    token: bool = False  # takes the session's bearer token
+    errors: tuple[int, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _ok(status: int, description: str, content: dict[str, Any]) -> dict[str, Any]:
+    return {"status": status, "description": description, "content": content}
+
+
+HTML = {"text/html": {"schema": {"type": "string"}}}
+SESSION_ERRORS = (400, 401, 403, 404, 503)
+
+OPERATIONS: dict[str, Operation] = {
+    "create_session": Operation(
+        "Create a session", _ok(201, "the session and its token", _json(_ref("SessionCreated"))),
+        body="NewSession", errors=(400, 401, 403, 408, 413, 429, 503),
+    ),
+    "offer": Operation(
+        "Connect: post the caller's WebRTC offer", _ok(200, "the server's answer", _json(_ref("Answer"))),
+        body="Offer", token=True, errors=(*SESSION_ERRORS, 408, 409, 413, 429),
+    ),
+    "get_session": Operation(
+        "The session, its finals and pace", _ok(200, "the session", _json(_ref("Session"))), token=True,
+        errors=SESSION_ERRORS,
+    ),
+    "delete_session": Operation(
+        "End the session", _ok(200, "ended", _json(_ref("Ended"))), token=True, errors=SESSION_ERRORS
+    ),
+    "report": Operation(
+        "An interview's report", _ok(200, "the report", _json({"type": "object"})), token=True, errors=SESSION_ERRORS
+    ),
+    "summary": Operation(
+        "An assist call's summary", _ok(200, "the summary", _json({"type": "object"})), token=True,
+        errors=SESSION_ERRORS,
+    ),
+    "report_page": Operation("The report page (token in the URL fragment)", _ok(200, "HTML", HTML), errors=(400, 404)),
+    "summary_page": Operation("The summary page (token in the URL fragment)", _ok(200, "HTML", HTML), errors=(400, 404)),
+    "health": Operation(
+        "Redis and engine state", _ok(200, "healthy", _json(_ref("Health"))),
+        extra={"503": {"description": "Redis unreachable", "content": _json(_ref("Health"))}},
+    ),
+    "metrics": Operation(
+        "Prometheus metrics", _ok(200, "metrics", {"text/plain": {"schema": {"type": "string"}}}), errors=(401, 403)
+    ),
+    "admin_settings": Operation(
+        "The server's settings, secrets masked (admin)", _ok(200, "settings", _json({"type": "object"})),
+        errors=(401, 403),
+    ),
+    "openapi": Operation("This document", _ok(200, "OpenAPI 3", _json({"type": "object"}))),
+}
+
+
+def api_routes(routes: Sequence[BaseRoute]) -> list[Route]:
+    """The routes the document describes: every Route but the client's files (the catch-all)."""
+    return [route for route in routes if isinstance(route, Route) and route.name != "client"]
+
+
+def operation_for(route: Route) -> Operation:
+    name = getattr(route.endpoint, "__name__", type(route.endpoint).__name__)
+    if name not in OPERATIONS:
+        raise LookupError(f"{route.path} ({name}) has no OpenAPI entry in server/openapi.py OPERATIONS")
+    return OPERATIONS[name]
+
+
+def _operation(route: Route, op: Operation) -> dict[str, Any]:
+    responses: dict[str, Any] = {
+        str(op.ok["status"]): {"description": op.ok["description"], "content": op.ok["content"]},
+        **op.extra,
+    }
+    for status in op.errors:
+        responses.setdefault(str(status), {"description": ERROR_STATUSES[status], "content": _json(_ref("Error"))})
+    spec: dict[str, Any] = {"operationId": route.name, "summary": op.summary, "responses": responses}
+    if "{session_id}" in route.path:
+        spec["parameters"] = [
+            {"name": "session_id", "in": "path", "required": True, "schema": {"type": "string", "pattern": SESSION_ID_PATTERN}}
+        ]
+    if op.body is not None:
+        spec["requestBody"] = {"required": True, "content": _json(_ref(op.body))}
+    if op.token:
+        spec["security"] = [{"bearer": []}]
+    return spec
+
+
+def openapi_document(routes: Sequence[BaseRoute]) -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    for route in api_routes(routes):
+        op = operation_for(route)
+        for method in sorted((route.methods or set()) - {"HEAD"}):
+            paths.setdefault(route.path, {})[method.lower()] = _operation(route, op)
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "Earshot", "version": version("earshot")},
+        "paths": paths,
+        "components": COMPONENTS,
+    }
+
+
+def openapi_route(routes: Sequence[BaseRoute]) -> Route:
+    """GET /openapi.json: the document of `routes` and of itself, built once."""
+    document: dict[str, Any] = {}
+
+    async def openapi(request: Request) -> JSONResponse:
+        return JSONResponse(document)
+
+    route = Route("/openapi.json", openapi, methods=["GET"])
+    document.update(openapi_document([*routes, route]))
+    return route
