@@ -17,7 +17,7 @@ from earshot.server.settings import Settings
 @pytest.fixture(scope="module")
 def app():
     # The routes and the middleware only: no request here reaches the rest of the state, and no lifespan runs.
-    return create_app(SimpleNamespace(settings=Settings()))
+    return create_app(SimpleNamespace(settings=Settings(), auth=None))
 
 
 @pytest.fixture(scope="module")
