@@ -33,7 +33,7 @@ from earshot.server.settings_sources import settings_from_env
 from earshot.server.turn import IceServers, mint_turn_credentials
 from tests.calls import call_with_pcm
 from tests.conftest import corpus_file, free_port, start_server
-from tests.test_browser import browser_page  # noqa: F401 (the fixture: Chromium with a corpus WAV as its microphone)
+from tests.test_browser import browser_page, wait_for_js  # noqa: F401 (the fixture: Chromium with a corpus WAV as its microphone)
 
 TURNSERVER = "/usr/bin/turnserver"
 CLIP = "utterances/LJ001-0002.wav"
@@ -233,7 +233,7 @@ def test_the_page_with_relay_forced_calls_through_turn(turn_server, coturn, brow
     page.goto(turn_server.base_url + "/?ice=relay")
     page.get_by_test_id("role").select_option("data_scientist")
     page.get_by_test_id("start").click()
-    page.wait_for_function("window.earshot && window.earshot.state === 'live'", timeout=20000)
+    wait_for_js(page, "window.earshot && window.earshot.state === 'live'", timeout=20000)
     page.get_by_test_id("transcript").locator(".final").first.wait_for(timeout=30000)
     assert page.get_by_test_id("transcript").locator(".final").first.inner_text().strip()
     assert allocations_for(coturn, page_session_id(page)), coturn.log()[-3000:]
@@ -256,6 +256,6 @@ def test_the_page_says_the_relay_refused_it(turn_server, coturn, browser_page, p
     page.goto(turn_server.base_url + "/?ice=relay")
     page.get_by_test_id("role").select_option("data_scientist")
     page.get_by_test_id("start").click()
-    page.wait_for_function("window.earshot && window.earshot.state === 'error'", timeout=20000)
+    wait_for_js(page, "window.earshot && window.earshot.state === 'error'", timeout=20000)
     status = page.get_by_test_id("status").inner_text()
     assert "Could not reach the media relay (TURN)" in status, status
