@@ -16,7 +16,8 @@
 
 The endpoints are in server/api.py. Every error is JSON,
 `{"error": {"code": "...", "message": "..."}}`, from the exception handlers
-below: a refused request (ApiError) with its 4xx status, Redis away with 503,
+below: a refused request (ApiError) with its 4xx status (429 and 503 at_capacity
+with Retry-After), Redis away with 503, Redis full (maxmemory) with 507,
 an unknown path or method with 404/405, and anything unexpected with 500.
 No error ends the server.
 """
@@ -38,7 +39,7 @@ from earshot.server import api
 from earshot.server.api import AppState
 from earshot.server.client_files import ClientFiles
 from earshot.server.errors import ApiError
-from earshot.server.store import StoreUnavailable
+from earshot.server.store import StoreFull, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +52,19 @@ def error_response(status: int, code: str, message: str) -> JSONResponse:
 
 async def refused(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    return error_response(exc.status, exc.code, exc.message)
+    response = error_response(exc.status, exc.code, exc.message)
+    response.headers.update(exc.headers)
+    return response
 
 
 async def store_unavailable(request: Request, exc: Exception) -> JSONResponse:
     log.warning("%s %s: %s", request.method, request.url.path, exc)
     return error_response(503, "store_unavailable", "session storage (Redis) is unreachable; try again")
+
+
+async def store_full(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("%s %s: %s", request.method, request.url.path, exc)
+    return error_response(507, "store_full", "session storage is full; try again once older sessions have expired")
 
 
 async def http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -103,6 +111,7 @@ def create_app(state: AppState) -> Starlette:
     handlers = {
         ApiError: refused,
         StoreUnavailable: store_unavailable,
+        StoreFull: store_full,
         HTTPException: http_error,
         Exception: internal_error,
     }

@@ -1,5 +1,7 @@
 """Errors with a message for a person: at start (`StartupError`) and on the HTTP API (`ApiError`)."""
 
+from typing import Optional
+
 
 class StartupError(RuntimeError):
     """Something the server needs at start is not there."""
@@ -8,6 +10,7 @@ class StartupError(RuntimeError):
 class ApiError(Exception):
     """A request the API refuses: answered as `{"error": {"code", "message"}}` with `status` (server/app.py)."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, headers: Optional[dict[str, str]] = None) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+        self.headers = headers or {}  # e.g. Retry-After, on a 429 or a 503

@@ -23,7 +23,7 @@ async def read_json(request: Request) -> dict[str, Any]:
             raise ApiError(413, "body_too_large", f"request body over {limit} bytes")
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep, "[" * 2000
         raise ApiError(400, "bad_json", "request body must be a JSON object") from None
     if not isinstance(data, dict):
         raise ApiError(400, "bad_json", "request body must be a JSON object")
@@ -32,9 +32,11 @@ async def read_json(request: Request) -> dict[str, Any]:
 
 async def authorised_session(request: Request) -> SessionRecord:
     session_id = request.path_params["session_id"]
+    # An id not of the form store.create makes (16 lowercase hex digits) names no session either:
+    # store.get answers None for it before anything reaches Redis, so it is a 404 like any unknown id.
     record = await request.app.state.earshot.store.get(session_id)
     if record is None:
-        raise ApiError(404, "unknown_session", f"no session {session_id}")
+        raise ApiError(404, "unknown_session", "no such session")
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:

@@ -97,7 +97,7 @@ async def test_malformed_and_non_audio_offers_are_400(http):
     # Audio in a codec the server cannot decode: refused with the reason, not accepted in silence.
     isac = only_codec(await offer_sdp(True, True), 103, "ISAC/16000")
     response = await http.post(url, json={"sdp": isac, "type": "offer"}, headers=auth)
-    assert_error(response, 400, "bad_offer")
+    assert_error(response, 400, "bad_codec")
     assert "cannot negotiate" in response.json()["error"]["message"]
     # Nothing was lost: the session is still usable.
     state = (await http.get(f"/api/sessions/{session_id}", headers=auth)).json()
