@@ -24,6 +24,9 @@ def check_offer_sdp(sdp: str) -> SessionDescription:
         raise ApiError(400, "bad_sdp", "the offer has no media sections")
     if len(kinds) > MAX_MEDIA_SECTIONS:
         raise ApiError(400, "too_many_media", f"the offer has {len(kinds)} media sections; at most {MAX_MEDIA_SECTIONS}")
+    mids = [media.rtp.muxId for media in parsed.media]
+    if not all(mids) or len(set(mids)) != len(mids):  # without one, aiortc half sets up a connection it cannot close
+        raise ApiError(400, "bad_sdp", "each media section of the offer needs an a=mid of its own")
     if "audio" not in kinds:
         raise ApiError(400, "no_audio", "the offer has no audio track; add the microphone before creating it")
     if "application" not in kinds:

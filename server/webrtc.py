@@ -229,7 +229,10 @@ class LiveSession:
         log.info("session %s: closing (%s)", self.session_id, reason)
         if self._watchdog is not None:
             self._watchdog.cancel()
-        await self._pc.close()  # ends the tracks: each track's loop closes its pipeline (its last final goes out)
+        try:
+            await self._pc.close()  # ends the tracks: each track's loop closes its pipeline (its last final goes out)
+        except Exception as exc:  # noqa: BLE001 - aiortc on an offer it half took; the rest must still be undone
+            log.warning("session %s: closing the peer connection failed: %r", self.session_id, exc)
         # aiortc ends a remote track only once its receiver has started, which happens on connecting:
         # a call that never connected has no audio to wait for, and its track loops would wait on.
         wait_s = PIPELINE_CLOSE_TIMEOUT_S if self._connected else 0.0

@@ -240,6 +240,10 @@ async def test_offers_past_what_a_call_needs_are_refused_before_aiortc(http):
     assert_error(await http.post(url, json={"sdp": with_audio_sections(sdp, 608), "type": "offer"}, headers=auth), 400, "too_many_media")
     assert_error(await http.post(url, json={"sdp": with_audio_sections(sdp, 7), "type": "offer"}, headers=auth), 400, "too_many_media")
     assert_error(await http.post(url, json={"sdp": without_fingerprints(sdp), "type": "offer"}, headers=auth), 400, "no_fingerprint")
+    # An audio section without its a=mid: aiortc half set up a connection it then could not close (a 500).
+    no_mid = sdp.replace("\r\na=mid:0\r\n", "\r\n", 1)
+    assert no_mid != sdp
+    assert_error(await http.post(url, json={"sdp": no_mid, "type": "offer"}, headers=auth), 400, "bad_sdp")
     made_up = only_codec(sdp, 101, "X-MADE-UP/48000/2")
     response = await http.post(url, json={"sdp": made_up, "type": "offer"}, headers=auth)
     assert_error(response, 400, "bad_codec")
