@@ -24,9 +24,12 @@ def check_offer_sdp(sdp: str) -> SessionDescription:
         raise ApiError(400, "bad_sdp", "the offer has no media sections")
     if len(kinds) > MAX_MEDIA_SECTIONS:
         raise ApiError(400, "too_many_media", f"the offer has {len(kinds)} media sections; at most {MAX_MEDIA_SECTIONS}")
+    # Without these, aiortc half sets up a connection it then fails to close.
     mids = [media.rtp.muxId for media in parsed.media]
-    if not all(mids) or len(set(mids)) != len(mids):  # without one, aiortc half sets up a connection it cannot close
+    if not all(mids) or len(set(mids)) != len(mids):
         raise ApiError(400, "bad_sdp", "each media section of the offer needs an a=mid of its own")
+    if any(item not in mids for group in parsed.group for item in group.items):
+        raise ApiError(400, "bad_sdp", "the offer's a=group names a media section it does not have")
     if "audio" not in kinds:
         raise ApiError(400, "no_audio", "the offer has no audio track; add the microphone before creating it")
     if "application" not in kinds:

@@ -244,6 +244,9 @@ async def test_offers_past_what_a_call_needs_are_refused_before_aiortc(http):
     no_mid = sdp.replace("\r\na=mid:0\r\n", "\r\n", 1)
     assert no_mid != sdp
     assert_error(await http.post(url, json={"sdp": no_mid, "type": "offer"}, headers=auth), 400, "bad_sdp")
+    stray_bundle = sdp.replace("a=group:BUNDLE 0 1", "a=group:BUNDLE 7 1", 1)
+    assert stray_bundle != sdp
+    assert_error(await http.post(url, json={"sdp": stray_bundle, "type": "offer"}, headers=auth), 400, "bad_sdp")
     made_up = only_codec(sdp, 101, "X-MADE-UP/48000/2")
     response = await http.post(url, json={"sdp": made_up, "type": "offer"}, headers=auth)
     assert_error(response, 400, "bad_codec")
