@@ -166,6 +166,8 @@ async def get_session(request: Request) -> JSONResponse:
 async def delete_session(request: Request) -> JSONResponse:
     state = _state(request)
     record = await authorised_session(request)
+    if state.calls.offer_in_progress(record.session_id):  # its call would go live on the ended session
+        raise ApiError(409, "offer_in_progress", "an offer for this session is being answered; DELETE after it")
     call = state.calls.get(record.session_id)
     state.limits.pending.remove(record.session_id)
     if call is not None:

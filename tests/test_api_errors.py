@@ -223,6 +223,22 @@ async def test_of_simultaneous_offers_to_one_session_exactly_one_is_answered(htt
     assert (await http.delete(f"/api/sessions/{session_id}", headers=auth)).status_code == 200
 
 
+async def test_a_delete_racing_an_offer_never_leaves_the_session_live(http):
+    for _ in range(3):
+        session_id, auth = await new_session(http)
+        offered, deleted = await asyncio.gather(
+            http.post(f"/api/sessions/{session_id}/offer", json={"sdp": await offer_sdp(True, True), "type": "offer"}, headers=auth),
+            http.delete(f"/api/sessions/{session_id}", headers=auth),
+        )
+        assert offered.status_code in (200, 409) and deleted.status_code in (200, 409), (offered.text, deleted.text)
+        if deleted.status_code == 409:
+            assert deleted.json()["error"]["code"] == "offer_in_progress"
+            assert (await http.delete(f"/api/sessions/{session_id}", headers=auth)).status_code == 200
+        await asyncio.sleep(0.5)  # the call's last writes
+        state = (await http.get(f"/api/sessions/{session_id}", headers=auth)).json()
+        assert state["state"] == "ended" and not state["live"], state
+
+
 def with_audio_sections(sdp: str, count: int) -> str:
     """The offer with `count` audio sections more (small ones: the body stays under its size limit)."""
     extra = "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=rtpmap:111 opus/48000/2\r\n"
