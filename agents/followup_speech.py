@@ -107,16 +107,19 @@ class FollowUpSpeech:
                     if guard.done:
                         break
             except LlmTimeout as exc:
-                self._out.error("llm_timeout", f"The language model was too slow ({exc}); using a prepared follow-up.")
+                log.warning("follow-up: %s", exc)  # the detail (it may name the LLM's URL) stays in the log
+                self._out.error("llm_timeout", "The language model was too slow; using a prepared follow-up.")
             except LlmError as exc:
-                self._out.error("llm_unavailable", f"The language model failed ({exc}); using a prepared follow-up.")
+                log.warning("follow-up: %s", exc)
+                self._out.error("llm_unavailable", "The language model failed; using a prepared follow-up.")
             finally:
                 await stream.aclose()
             verdict = guard.finish()
             if verdict.ok:
                 draft.question, draft.source = guard.text.strip(), "llm"
                 return
-            log.info("follow-up from the LLM rejected (%s): %r", verdict.reason, guard.text)
+            log.info("follow-up from the LLM rejected (%s)", verdict.reason)
+            log.debug("rejected follow-up: %r", guard.text)  # interview text: never at INFO
         stock = question.follow_ups[self._state.follow_ups_asked % len(question.follow_ups)]
         draft.question, draft.source = stock, "bank"
         yield stock

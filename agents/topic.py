@@ -214,7 +214,7 @@ class LlmTopic:
             return None
         name = self.parse(reply)
         if name is None:
-            log.info("LLM topic: %r names no single topic", reply[:80])
+            log.debug("LLM topic: %r names no single topic", reply[:80])  # call text: never at INFO
         return name
 
     async def _ask(self, window: list[tuple[str, str]]) -> str:

@@ -198,9 +198,9 @@ class StreamingAsr:
     ) -> None:
         try:
             transcript: Optional[Transcript] = await decode
-        except Exception as exc:  # the engine failed on this audio: say so, keep the stream going
+        except Exception:  # the engine failed on this audio: say so, keep the stream going
             log.exception("stream %s: final decode failed", self._stream_id)
-            self._results.put_nowait(AsrFailed(utterance.id, f"transcription failed: {exc}"))
+            self._results.put_nowait(AsrFailed(utterance.id, "transcription failed for this utterance"))  # detail: logged
             return
         if previous_final is not None:
             await asyncio.shield(previous_final)  # finals leave in utterance order

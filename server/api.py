@@ -7,9 +7,12 @@ that, and anything else that goes wrong, into a JSON error.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import logging
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from aiortc import RTCSessionDescription
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
@@ -23,6 +26,7 @@ from earshot.server.client_files import client_dir
 from earshot.server.encoder_service import EncoderService
 from earshot.server.errors import ApiError
 from earshot.server.intent_stage import IntentOptions
+from earshot.server.limits import Limits, pending_ttl_s
 from earshot.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from earshot.server.metrics import ServerMetrics
 from earshot.server.modes import MODE_KINDS, ModeKind, ModeServices
@@ -33,9 +37,11 @@ from earshot.server.pipeline import ResumePoint
 from earshot.server.request_checks import authorised_session, read_json
 from earshot.server.settings import Settings
 from earshot.server.speakers import SpeakerError, assign_speakers
-from earshot.server.store import SessionStore, StoreUnavailable, WriteBehind
+from earshot.server.store import SessionRecord, SessionStore, StoreUnavailable, WriteBehind
 from earshot.server.turn import IceServers
 from earshot.server.webrtc import LiveSession
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -52,10 +58,12 @@ class AppState:
     calls: LiveCalls
     turn: Optional[IceServers] = None  # the sessions' STUN/TURN servers; None = from settings
     auth: Optional[Authenticator] = None  # None: auth none, every caller anonymous
+    limits: Limits = field(init=False)  # from the settings
 
     def __post_init__(self) -> None:
         if self.turn is None:
             self.turn = IceServers.from_settings(self.settings)
+        self.limits = Limits.from_settings(self.settings)
 
     def intent_options(self, kind: ModeKind) -> Optional[IntentOptions]:
         if kind.intent_label_set is None or self.encoders.intents is None:
@@ -70,6 +78,7 @@ def _state(request: Request) -> AppState:
 # --- sessions -----------------------------------------------------------------------------
 async def create_session(request: Request) -> JSONResponse:
     state = _state(request)
+    state.limits.check_rate(state.limits.sessions, request)
     data = await read_json(request)
     mode = data.get("mode", "interview")
     kind = MODE_KINDS.get(mode) if isinstance(mode, str) else None
@@ -79,17 +88,23 @@ async def create_session(request: Request) -> JSONResponse:
     if not isinstance(role, str) or (role not in ROLES and not (not kind.needs_role and role == "")):
         raise ApiError(400, "bad_role", f"role must be one of: {', '.join(ROLES)}")
     difficulty = data.get("difficulty", "medium")
-    if difficulty not in DIFFICULTIES:
+    if not isinstance(difficulty, str) or difficulty not in DIFFICULTIES:
         raise ApiError(400, "bad_difficulty", f"difficulty must be one of: {', '.join(DIFFICULTIES)}")
     identity = require(request, f"create {mode}")
     owner, team = (identity.name, identity.team) if identity is not None else ("", "")
-    record, token = await state.store.create(mode, role, difficulty, owner=owner, team=team)
+    state.limits.admit_session()
+    with state.limits.pending.creating():
+        record, token = await state.store.create(
+            mode, role, difficulty, owner=owner, team=team, ttl_s=pending_ttl_s(state.settings)
+        )
+    state.limits.pending.add(record.session_id)  # until its offer, or until its key lapses
     ice_servers = state.turn.entries(record.session_id)  # TURN credentials named after the session, not the caller
     return JSONResponse({"session_id": record.session_id, "token": token, "ice_servers": ice_servers}, status_code=201)
 
 
 async def offer(request: Request) -> JSONResponse:
     state = _state(request)
+    state.limits.check_rate(state.limits.offers, request)
     data = await read_json(request)
     record = await authorised_session(request, "session offer")
     sdp = data.get("sdp")
@@ -105,11 +120,27 @@ async def offer(request: Request) -> JSONResponse:
             raise ApiError(400, exc.code, str(exc)) from None
     elif data.get("tracks") is not None:
         raise ApiError(400, "bad_tracks", f"labelled tracks are for {', '.join(k.name for k in MODE_KINDS.values() if k.speakers)} sessions only")
+    # From here to `offering` nothing awaits: of simultaneous offers to one session, one goes ahead.
+    if state.calls.offer_in_progress(record.session_id):
+        raise ApiError(409, "offer_in_progress", "another offer for this session is being answered")
     if state.calls.is_live(record.session_id):
         raise ApiError(409, "session_live", "this session already has a live connection; DELETE it or wait")
     if record.state == "ended":
         raise ApiError(409, "session_ended", "this session has ended; create a new one")
+    state.limits.admit_call(state.calls.busy)
+    with state.calls.offering(record.session_id):
+        answer = await _answer(state, record, kind, sdp, speakers)
+    state.limits.pending.remove(record.session_id)  # its key now lives session_ttl_s (the call's first write)
+    return JSONResponse({"sdp": answer.sdp, "type": answer.type})
 
+
+async def _answer(
+    state: AppState, record: SessionRecord, kind: ModeKind, sdp: str, speakers: dict[str, str]
+) -> RTCSessionDescription:
+    """A new call for the session, answering `sdp`: one peer connection per session at a time."""
+    previous = state.calls.get(record.session_id)
+    if previous is not None:  # still closing: its last finals and state are written before the next call counts them
+        await asyncio.shield(previous.close("replaced by a new offer"))
     resumed_finals = await state.store.final_count(record.session_id)
     resume = ResumePoint(
         audio_s=record.audio_s, next_utterance_id=record.next_utterance_id, next_final_seq=resumed_finals + 1
@@ -129,11 +160,11 @@ async def offer(request: Request) -> JSONResponse:
     )
     state.calls.add(call)
     try:
-        answer = await call.answer(sdp)
+        return await call.answer(sdp)
     except Exception as exc:  # aiortc rejects what it cannot negotiate (codecs, DTLS, ...)
+        log.warning("session %s: offer rejected: %r", record.session_id, exc)
         await call.close("offer rejected")
-        raise ApiError(400, "bad_offer", f"cannot negotiate this offer: {exc}") from None
-    return JSONResponse({"sdp": answer.sdp, "type": answer.type})
+        raise ApiError(400, "bad_offer", "cannot negotiate this offer") from None
 
 
 async def get_session(request: Request) -> JSONResponse:
@@ -147,7 +178,10 @@ async def get_session(request: Request) -> JSONResponse:
 async def delete_session(request: Request) -> JSONResponse:
     state = _state(request)
     record = await authorised_session(request, "session delete")
+    if state.calls.offer_in_progress(record.session_id):  # its call would go live on the ended session
+        raise ApiError(409, "offer_in_progress", "an offer for this session is being answered; DELETE after it")
     call = state.calls.get(record.session_id)
+    state.limits.pending.remove(record.session_id)
     if call is not None:
         await call.close("ended by the caller", state="ended")  # also when it was already closing
     await state.store.update(record.session_id, state="ended")  # also when the call had already closed

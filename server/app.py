@@ -21,7 +21,8 @@ may instead be served on 127.0.0.1:internal_port (`create_internal_app`).
 
 The endpoints are in server/api.py. Every error is JSON,
 `{"error": {"code": "...", "message": "..."}}`, from the exception handlers
-below: a refused request (ApiError) with its 4xx status, Redis away with 503,
+below: a refused request (ApiError) with its 4xx status (429 and 503 at_capacity
+with Retry-After), Redis away with 503, Redis full (maxmemory) with 507,
 an unknown path or method with 404/405, and anything unexpected with 500.
 No error ends the server. Every response, errors included, passes the
 browser-safety middleware of server/security.py (headers, Host, Origin).
@@ -48,7 +49,7 @@ from earshot.server.client_files import ClientFiles
 from earshot.server.errors import ApiError, error_response
 from earshot.server.openapi import openapi_route
 from earshot.server.security import security_headers, security_middleware
-from earshot.server.store import StoreUnavailable
+from earshot.server.store import StoreFull, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,11 @@ async def refused(request: Request, exc: Exception) -> JSONResponse:
 async def store_unavailable(request: Request, exc: Exception) -> JSONResponse:
     log.warning("%s %s: %s", request.method, request.url.path, exc)
     return error_response(503, "store_unavailable", "session storage (Redis) is unreachable; try again")
+
+
+async def store_full(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("%s %s: %s", request.method, request.url.path, exc)
+    return error_response(507, "store_full", "session storage is full; try again once older sessions have expired")
 
 
 async def http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -118,6 +124,7 @@ def create_app(state: AppState) -> Starlette:
     handlers = {
         ApiError: refused,
         StoreUnavailable: store_unavailable,
+        StoreFull: store_full,
         HTTPException: http_error,
         Exception: internal_error,
     }

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Optional
+from contextlib import contextmanager
+from typing import Iterator, Optional
 
 from earshot.server.store import WriteBehind
 from earshot.server.webrtc import LiveSession
@@ -15,9 +16,28 @@ class LiveCalls:
     def __init__(self) -> None:
         self._live: dict[str, LiveSession] = {}
         self._draining: set[WriteBehind] = set()  # writes of ended calls still waiting for Redis
+        self._offering: set[str] = set()  # sessions whose offer is being answered
 
     def __len__(self) -> int:
         return len(self._live)
+
+    @property
+    def busy(self) -> int:
+        """Calls held or being set up: what admission control counts."""
+        return len(self._live.keys() | self._offering)
+
+    def offer_in_progress(self, session_id: str) -> bool:
+        return session_id in self._offering
+
+    @contextmanager
+    def offering(self, session_id: str) -> Iterator[None]:
+        """Hold the session while its offer is answered: checked and taken with no await in between,
+        so of simultaneous offers to one session one goes ahead and the others see it taken."""
+        self._offering.add(session_id)
+        try:
+            yield
+        finally:
+            self._offering.discard(session_id)
 
     def get(self, session_id: str) -> Optional[LiveSession]:
         """The session's call, if this process holds one (it may be closing: see `LiveSession.closed`)."""

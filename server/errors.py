@@ -15,7 +15,7 @@ class ApiError(Exception):
     def __init__(self, status: int, code: str, message: str, headers: Optional[dict[str, str]] = None) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
-        self.headers = headers or {}  # e.g. WWW-Authenticate on a 401
+        self.headers = headers or {}  # WWW-Authenticate on a 401, Retry-After on a 429 or a 503
 
 
 def error_response(status: int, code: str, message: str) -> JSONResponse:

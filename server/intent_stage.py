@@ -116,7 +116,7 @@ class IntentStage:
                     protocol.Error(
                         self._session_id,
                         code="intent_failed",
-                        message=f"Intent classification failed ({reason}); transcription goes on.",
+                        message="Intent classification failed; transcription goes on.",  # the reason is in the log
                         detail={"utterance_id": job.utterance_id, "final": job.final, "speaker": self._speaker},
                     )
                 )

@@ -4,6 +4,11 @@ It listens on a Unix socket under `data_dir` (no TCP port to collide with or
 expose) and keeps an append-only file there, so finals survive a restart of
 Earshot and of Redis itself. If a server from an earlier run still answers on
 the socket (Earshot was killed), it is reused rather than started twice.
+
+With `maxmemory` (settings.redis_maxmemory) Redis stops at that size with the
+policy `noeviction`: nothing is ever evicted (an evicted key would be a live
+session's state or finals, lost in silence); a write past it fails, and the
+API answers 507 `store_full` (server/app.py) until sessions expire.
 """
 
 from __future__ import annotations
@@ -34,8 +39,9 @@ def _answers(socket_path: Path) -> bool:
 
 
 class PrivateRedis:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, maxmemory: Optional[str] = None) -> None:
         self.dir = (data_dir / "redis").resolve()
+        self.maxmemory = maxmemory  # e.g. "256mb"; None: Redis's own default (no limit)
         self.socket_path = self.dir / SOCKET_NAME
         self._process: Optional[subprocess.Popen] = None
         self._adopted = False  # left running by an earlier, killed run: ours to stop too
@@ -49,6 +55,10 @@ class PrivateRedis:
             raise RedisStartError(f"data_dir path too long for a Unix socket: {self.socket_path}")
         if _answers(self.socket_path):
             self._adopted = True  # left running by an earlier run: its data is ours
+            if self.maxmemory:
+                client = redis.Redis(unix_socket_path=str(self.socket_path), socket_timeout=5)
+                for name, value in self._memory_limit().items():
+                    client.config_set(name, value)
             return self.url
         binary = shutil.which("redis-server")
         if binary is None:
@@ -70,6 +80,7 @@ class PrivateRedis:
                 "--appendfsync", "everysec",
                 "--save", "",
                 "--daemonize", "no",
+                *(arg for name, value in self._memory_limit().items() for arg in (f"--{name}", value)),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -84,6 +95,11 @@ class PrivateRedis:
             time.sleep(0.05)
         self.stop()
         raise RedisStartError(f"redis-server did not answer within {timeout_s} s; see {self.dir / 'redis.log'}")
+
+    def _memory_limit(self) -> dict[str, str]:
+        if not self.maxmemory:
+            return {}
+        return {"maxmemory": self.maxmemory, "maxmemory-policy": "noeviction"}
 
     def stop(self) -> None:
         if self._adopted:

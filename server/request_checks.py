@@ -25,7 +25,7 @@ async def read_json(request: Request) -> dict[str, Any]:
         raise ApiError(408, "body_timeout", "the request body did not arrive in time") from None
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep, "[" * 2000
         raise ApiError(400, "bad_json", "request body must be a JSON object") from None
     if not isinstance(data, dict):
         raise ApiError(400, "bad_json", "request body must be a JSON object")
@@ -44,8 +44,10 @@ async def _read_body(request: Request, limit: int) -> bytearray:
 async def authorised_session(request: Request, action: str) -> SessionRecord:
     """The session of the path, when the caller may do `action` with it (server/access.py)."""
     session_id = request.path_params["session_id"]
+    # An id not of the form store.create makes (16 lowercase hex digits) names no session either:
+    # store.get answers None for it before anything reaches Redis, so it is a 404 like any unknown id.
     record = await request.app.state.earshot.store.get(session_id)
     if record is None:
-        raise ApiError(404, "unknown_session", f"no session {session_id}")
+        raise ApiError(404, "unknown_session", "no such session")
     check_session_access(request, record, action)
     return record

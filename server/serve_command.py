@@ -45,7 +45,7 @@ def run_server(settings: Settings) -> int:
     private: Optional[PrivateRedis] = None
     url = settings.redis_url
     if not url:
-        private = PrivateRedis(settings.data_dir)
+        private = PrivateRedis(settings.data_dir, maxmemory=settings.redis_maxmemory)
         try:
             url = private.start()
         except RedisStartError as exc:

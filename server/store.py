@@ -1,6 +1,7 @@
 """Session state in Redis.
 
-Keys (all expire `session_ttl_s` after the last write):
+Keys (all expire `session_ttl_s` after the last write; a new session's hash
+expires sooner, `pending_session_ttl_s`, until its call's first write):
 
     earshot:session:{id}          hash: mode, role, difficulty, state, token_sha256,
                                   created_at, audio_s, next_utterance_id, pace (JSON),
@@ -29,6 +30,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import secrets
 import time
 from collections import deque
@@ -36,17 +38,27 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Optional
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import OutOfMemoryError, RedisError, ResponseError
 
 from earshot.server.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
 KEY_PREFIX = "earshot:session:"
+SESSION_ID = re.compile(r"[0-9a-f]{16}")  # what `create` makes: 8 random bytes in lowercase hex
 
 
 class StoreUnavailable(RuntimeError):
     """Redis did not answer."""
+
+
+class StoreFull(StoreUnavailable):
+    """Redis refused a write: it is at its maxmemory, and its policy (noeviction) drops nothing to make room."""
+
+
+def is_session_id(text: str) -> bool:
+    """Whether `text` has the form of a session id; nothing else may become part of a key."""
+    return SESSION_ID.fullmatch(text) is not None
 
 
 @dataclass(frozen=True)
@@ -96,6 +108,8 @@ class SessionStore:
     async def _call(self, operation: Callable[[], Awaitable[Any]]) -> Any:
         try:
             return await operation()
+        except OutOfMemoryError as exc:
+            raise StoreFull(f"Redis is full: {exc}") from exc
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"Redis is unreachable: {exc}") from exc
 
@@ -106,8 +120,9 @@ class SessionStore:
         await self._redis.aclose()
 
     async def create(
-        self, mode: str, role: str, difficulty: str, owner: str = "", team: str = ""
+        self, mode: str, role: str, difficulty: str, owner: str = "", team: str = "", ttl_s: Optional[int] = None
     ) -> tuple[SessionRecord, str]:
+        """A new session; its key lives `ttl_s` (default: the store's TTL) until the next write extends it."""
         session_id = secrets.token_hex(8)
         token = secrets.token_urlsafe(24)
         fields = {
@@ -127,13 +142,15 @@ class SessionStore:
         async def write() -> None:
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.hset(key, mapping=fields)
-                pipe.expire(key, self._ttl_s)
+                pipe.expire(key, ttl_s or self._ttl_s)
                 await pipe.execute()
 
         await self._call(write)
         return _record(session_id, fields), token
 
     async def get(self, session_id: str) -> Optional[SessionRecord]:
+        if not is_session_id(session_id):
+            return None
         fields = await self._call(lambda: self._redis.hgetall(KEY_PREFIX + session_id))
         return _record(session_id, fields) if fields else None
 

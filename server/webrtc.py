@@ -28,6 +28,7 @@ from earshot.server.outbox import EventChannel, Outbox
 from earshot.server.pipeline import ResumePoint, TrackPipeline, final_numbers
 from earshot.server.settings import Settings
 from earshot.server.store import SessionRecord, WriteBehind
+from earshot.server.tasks import cancel_and_wait
 from earshot.server.turn import IceServers
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,7 @@ class LiveSession:
         self._audio_tasks: dict[str, asyncio.Task] = {}
         self._watchdog: Optional[asyncio.Task] = None
         self._closing: Optional[asyncio.Task] = None
+        self._connected = False  # ICE and DTLS got through at least once: aiortc's receivers started
         self._end_state = "created"
         self._wire_peer_connection()
 
@@ -137,6 +139,8 @@ class LiveSession:
         @pc.on("connectionstatechange")
         async def on_state() -> None:
             log.info("session %s: connection %s", self.session_id, pc.connectionState)
+            if pc.connectionState == "connected":
+                self._connected = True
             if pc.connectionState in ("failed", "closed"):
                 self.close("connection " + pc.connectionState)
 
@@ -231,8 +235,13 @@ class LiveSession:
             await self._pc.close()  # ends the tracks: each track's loop closes its pipeline (its last final goes out)
         except Exception as exc:  # aiortc fails to close what a rejected offer half-built: the rest must still run
             log.warning("session %s: closing the peer connection failed: %r", self.session_id, exc)
+        # aiortc ends a remote track only once its receiver has started, which happens on connecting:
+        # a call that never connected has no audio to wait for, and its track loops would wait on.
+        wait_s = PIPELINE_CLOSE_TIMEOUT_S if self._connected else 0.0
         for speaker, pipeline in self._pipelines.items():
-            if not await _finished(self._audio_tasks.get(speaker)):
+            track_loop = self._audio_tasks.get(speaker)
+            if not await _finished(track_loop, wait_s):
+                await cancel_and_wait(track_loop)
                 await pipeline.abort()  # never got audio, or its last final is stuck: drop what is in flight
         await self.outbox.drain()  # the last finals are stored and sent, and the mode has heard them
         await self.mode.close()  # the interviewer saves where it is; an assist call stores its summary
@@ -246,12 +255,12 @@ class LiveSession:
         self._on_closed(self)
 
 
-async def _finished(track_loop: Optional[asyncio.Task]) -> bool:
-    """Whether a track's loop (which closes its pipeline) ends in time; False when there is none."""
+async def _finished(track_loop: Optional[asyncio.Task], timeout_s: float) -> bool:
+    """Whether a track's loop (which closes its pipeline) ends within timeout_s; False when there is none."""
     if track_loop is None:
         return False
     try:
-        await asyncio.wait_for(asyncio.shield(track_loop), timeout=PIPELINE_CLOSE_TIMEOUT_S)
+        await asyncio.wait_for(asyncio.shield(track_loop), timeout=timeout_s)
     except asyncio.TimeoutError:
         return False
     return True

@@ -67,7 +67,7 @@ async def test_a_failing_classifier_reports_intent_failed_and_keeps_going():
     error, intent = sink.events
     assert isinstance(error, protocol.Error) and error.code == "intent_failed"
     assert error.detail == {"utterance_id": 1, "final": True, "speaker": ""}
-    assert "encoder crashed" in error.message
+    assert "encoder crashed" not in error.message  # the client hears that it failed; the reason goes to the log
     assert isinstance(intent, protocol.Intent) and intent.utterance_id == 2
 
 

@@ -174,9 +174,9 @@ class InterviewMode:
         self.save(state)
         try:
             await self._services.reports.build_and_store(self._context.record, state)
-        except Exception as exc:  # the report can be built again on request; the call must not die
+        except Exception:  # the report can be built again on request; the call must not die
             log.exception("session %s: report failed", self.session_id)
-            self.error("report_failed", f"The report could not be built now ({exc}); it is retried when you open it.")
+            self.error("report_failed", "The report could not be built now; it is retried when you open it.")
         self._publish(protocol.ReportReady(self.session_id, url=f"/sessions/{self.session_id}/report"))
 
     # --- voice callbacks ------------------------------------------------------------------
@@ -188,8 +188,9 @@ class InterviewMode:
             protocol.AgentAudioEnd(self.session_id, end.utterance_id, end.interrupted, round(end.played_s, 3), self._context.now())
         )
 
-    def _tts_failed(self, message: str) -> None:
-        self.error("tts_failed", f"The interviewer's voice failed ({message}); going on in text only.")
+    def _tts_failed(self, detail: str) -> None:
+        # The detail (the TTS's own words) is logged where it failed, never sent to the caller.
+        self.error("tts_failed", "The interviewer's voice failed; going on in text only.")
 
     def _publish(self, event: protocol.Event) -> None:
         self._context.publish(event)
