@@ -37,7 +37,7 @@ from earshot.server.pipeline import ResumePoint
 from earshot.server.request_checks import authorised_session, read_json
 from earshot.server.settings import Settings
 from earshot.server.speakers import SpeakerError, assign_speakers
-from earshot.server.store import SessionRecord, SessionStore, StoreUnavailable, WriteBehind
+from earshot.server.store import SessionRecord, SessionStore, StoreUnavailable, WriteBehind, is_session_id
 from earshot.server.turn import IceServers
 from earshot.server.webrtc import LiveSession
 
@@ -220,11 +220,17 @@ async def summary(request: Request) -> JSONResponse:
 
 async def report_page(request: Request) -> FileResponse:
     # The page itself is public; it fetches the JSON with the token from its URL fragment.
-    return FileResponse(client_dir() / "report.html")
+    return _session_page(request, "report.html")
 
 
 async def summary_page(request: Request) -> FileResponse:
-    return FileResponse(client_dir() / "summary.html")
+    return _session_page(request, "summary.html")
+
+
+def _session_page(request: Request, name: str) -> FileResponse:
+    if not is_session_id(request.path_params["session_id"]):
+        raise ApiError(404, "unknown_session", "no such session")
+    return FileResponse(client_dir() / name)
 
 
 # --- operations -----------------------------------------------------------------------------

@@ -45,7 +45,7 @@ from starlette.routing import Route
 from earshot.server import api
 from earshot.server.api import AppState
 from earshot.server.auth import IdentityMiddleware
-from earshot.server.client_files import ClientFiles
+from earshot.server.client_files import ClientOrNotAllowed
 from earshot.server.errors import ApiError, error_response
 from earshot.server.openapi import openapi_route
 from earshot.server.security import security_headers, security_middleware
@@ -117,9 +117,8 @@ def create_app(state: AppState) -> Starlette:
     ]
     routes += [
         openapi_route(routes),  # the document of every route above and of itself (server/openapi.py)
-        # A route, not a mount: a path the API knows with another method stays a 405 with its own
-        # Allow header, instead of falling through to the files (which allow GET and HEAD only).
-        Route("/{path:path}", ClientFiles(), methods=["GET", "HEAD"], name="client"),
+        # Last, and for every method: the client's files, or a 405 naming what the path allows.
+        Route("/{path:path}", ClientOrNotAllowed(list(routes)), name="client"),
     ]
     handlers = {
         ApiError: refused,

@@ -294,5 +294,21 @@ async def test_other_methods_and_paths_answer_json(http):
         ("POST", "/healthz", 405, "method_not_allowed"),
         ("POST", "/", 405, "method_not_allowed"),
         ("GET", "/api/sessions/0000000000000000/nothing", 404, "not_found"),
+        ("GET", "/sessions/not-a-session-id/report", 404, "unknown_session"),
+        ("GET", "/sessions/0000000000000000:x/summary", 404, "unknown_session"),
     ):
         assert_error(await http.request(method, path), status, code)
+
+
+async def test_a_405_allows_every_method_of_its_path(http):
+    # GET and DELETE of a session are two routes, and the client's files take GET: the Allow header
+    # must still list what the path takes, and GET of a POST-only path is no missing file.
+    for method, path, allowed in (
+        ("PUT", "/api/sessions/0000000000000000", "DELETE, GET, HEAD"),
+        ("GET", "/api/sessions", "POST"),
+        ("GET", "/api/sessions/0000000000000000/offer", "POST"),
+        ("POST", "/app.js", "GET, HEAD"),
+    ):
+        response = await http.request(method, path)
+        assert_error(response, 405, "method_not_allowed")
+        assert response.headers["allow"] == allowed, (method, path)

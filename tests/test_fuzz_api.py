@@ -41,12 +41,13 @@ CHECKS = ",".join(
         "response_schema_conformance",
         "negative_data_rejection",  # a request the schema forbids is a 4xx (ids, types, enums)
         "missing_required_header",
+        "unsupported_method",  # a method a path does not take is a 405 ...
+        "allow_header_conformance",  # ... whose Allow header lists exactly the methods it does take
     )
 )
 # Not run: positive_data_acceptance (a schema cannot say what a usable SDP offer is, so schema-valid
 # offers are refused, rightly); ignored_auth (the hooks hand out real tokens; tests/test_api_errors.py
-# checks bad ones); unsupported_method and allow_header_conformance (JSON 404/405 for unknown paths
-# and methods belong to the routing; see the report of issue 13); the stateful ones (no stateful phase).
+# checks bad ones); the stateful ones (no stateful phase).
 
 
 def test_schemathesis_finds_no_server_error(fuzz_server, tmp_path):
