@@ -28,6 +28,7 @@ REPO = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = REPO / "docker-compose.yml"
 CADDYFILE = REPO / "deploy" / "caddy" / "Caddyfile"
 CPU_FILE = REPO / "docker-compose.cpu.yml"
+TURN_FILE = REPO / "docker-compose.turn.yml"
 DOCS = REPO / "docs" / "docker.md"
 
 MODEL = "mistralai/Mistral-7B-Instruct-v0.2"
@@ -257,6 +258,34 @@ def test_earshot_env_is_valid_settings(config: dict):
     env = {k: str(v) for k, v in config["services"]["earshot"]["environment"].items()}
     settings = settings_from_env(env)
     assert (settings.host, settings.llm_backend, settings.llm_model) == ("0.0.0.0", "http", MODEL)
+
+
+TURN_ENV = {"EARSHOT_TURN_SECRET": "s3cret-for-the-test", "EARSHOT_TURN_HOST": "turn.example.com",
+            "EARSHOT_TURN_PUBLIC_IP": "203.0.113.10"}
+
+
+def test_turn_override_shares_its_secret_with_earshot(compose: Compose):
+    turn = Compose(compose.command, {**compose.env, **TURN_ENV}, compose.empty_env_file)
+    services = turn.config(COMPOSE_FILE, CPU_FILE, TURN_FILE)["services"]
+    coturn = services["coturn"]
+    assert coturn["network_mode"] == "host"
+    assert "--use-auth-secret" in coturn["command"]
+    assert f"--static-auth-secret={TURN_ENV['EARSHOT_TURN_SECRET']}" in coturn["command"]
+    assert "--external-ip=203.0.113.10" in coturn["command"]
+    from earshot.server.settings_sources import settings_from_env
+
+    env = {k: str(v) for k, v in services["earshot"]["environment"].items()}
+    settings = settings_from_env(env)  # the settings accept it: a turn: URL with minted credentials
+    assert settings.turn_secret.reveal() == TURN_ENV["EARSHOT_TURN_SECRET"]
+    assert "turn:turn.example.com:3478?transport=udp" in settings.ice_servers
+
+
+def test_turn_override_needs_its_secret(compose: Compose):
+    partial = {k: v for k, v in TURN_ENV.items() if k != "EARSHOT_TURN_SECRET"}
+    result = Compose(compose.command, {**compose.env, **partial}, compose.empty_env_file).run(
+        "config", files=(COMPOSE_FILE, TURN_FILE)
+    )
+    assert result.returncode != 0 and "EARSHOT_TURN_SECRET" in result.stderr
 
 
 def test_vllm_serves_mistral_on_a_gpu(config: dict):
