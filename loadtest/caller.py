@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import fractions
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
@@ -122,6 +123,15 @@ class ReceivedEvent:
     event: dict[str, Any]
 
 
+CREDENTIAL_ENV = "EARSHOT_LOADTEST_CREDENTIAL"
+
+
+def credential_headers() -> dict[str, str]:
+    """The load tester's identity for the server's own endpoints (/healthz details, /metrics: admin)."""
+    credential = os.environ.get(CREDENTIAL_ENV)
+    return {"Authorization": f"Bearer {credential}"} if credential else {}
+
+
 class IceFailed(ConnectionError):
     """The peer connection failed (or closed) before its data channel opened: no candidate pair worked (e.g. TURN refused us)."""
 
@@ -149,6 +159,9 @@ class HeadlessCaller:
     ice_servers: Optional[list[dict[str, Any]]] = None  # None = the ones the session came with
     relay_only: bool = False  # TURN relay candidates only
     offer_sdp: Optional[str] = None  # the offer as sent, with every local candidate
+    # The identity that creates the session on a server with `--auth on` (an API key or an access
+    # token): from the environment only, so no command line, log or results file holds it.
+    credential: Optional[str] = field(default_factory=lambda: os.environ.get(CREDENTIAL_ENV) or None, repr=False)
 
     def __post_init__(self) -> None:
         self._http = httpx.AsyncClient(base_url=self.base_url, timeout=30)
@@ -159,7 +172,8 @@ class HeadlessCaller:
         self._audio_task: Optional[asyncio.Task] = None
 
     async def _api(self, method: str, path: str, body: Optional[dict] = None) -> dict:
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        bearer = self.token or self.credential  # the session's own token once it has one
+        headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
         response = await self._http.request(method, path, json=body, headers=headers)
         data = response.json()
         if response.status_code >= 400:

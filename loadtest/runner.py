@@ -31,7 +31,7 @@ from typing import Any, Optional
 
 import httpx
 
-from earshot.loadtest.caller import ApiCallError, HeadlessCaller
+from earshot.loadtest.caller import ApiCallError, HeadlessCaller, credential_headers
 from earshot.loadtest.faults import FAULT_KINDS, FaultResult, run_fault
 from earshot.loadtest.measure import MATCH_SLACK_S, CallRecord, measure_call, summarize_level
 from earshot.loadtest.progress import Progress, bar
@@ -125,7 +125,7 @@ class LoadTest:
         config = self.config
         started = dt.datetime.now(dt.timezone.utc)
         self.run_origin = time.monotonic()
-        async with httpx.AsyncClient(base_url=config.url, timeout=10) as http:
+        async with httpx.AsyncClient(base_url=config.url, timeout=10, headers=credential_headers()) as http:
             server = await self._server_info(http)
             levels: list[dict[str, Any]] = []
             planned = list(config.levels)

@@ -13,6 +13,7 @@ from typing import Iterator
 import httpx
 import pytest
 
+from earshot.loadtest.caller import CREDENTIAL_ENV, ApiCallError, HeadlessCaller, credential_headers
 from earshot.server.app import create_app
 from earshot.server.jwks import LEEWAY_S
 from earshot.server.settings import Settings
@@ -217,6 +218,22 @@ def test_api_keys(http, api_keys):
     expect(http.get("/metrics", headers=bearer(keys["root"])), 200)
     expect(http.get("/metrics", headers=bearer(keys["root"] + "x")), 401, "bad_credentials")
     expect(http.get("/metrics", headers={"Authorization": keys["root"]}), 401, "missing_credentials")  # no scheme
+
+
+async def test_the_load_tester_creates_sessions_with_its_credential(auth_server, api_keys, monkeypatch):
+    _, keys = api_keys
+    monkeypatch.delenv(CREDENTIAL_ENV, raising=False)
+    with pytest.raises(ApiCallError) as refused:
+        await HeadlessCaller(auth_server.base_url, b"", mode="transcribe").create_session()
+    assert refused.value.status == 401
+    monkeypatch.setenv(CREDENTIAL_ENV, keys["root"])
+    caller = HeadlessCaller(auth_server.base_url, b"", mode="transcribe")
+    assert keys["root"] not in repr(caller)
+    session_id = await caller.create_session()
+    assert (await caller.session_state())["session_id"] == session_id  # then with the session's own token
+    await caller.close_api()
+    with httpx.Client(base_url=auth_server.base_url, headers=credential_headers()) as admin:
+        expect(admin.get("/metrics"), 200)  # what the load tester scrapes
 
 
 def test_no_credential_is_logged(http, auth_server, credentials):
