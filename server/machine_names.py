@@ -39,7 +39,7 @@ def machine_names() -> MachineNames:
     names = [*LOOPBACK_NAMES]
     for name in (socket.gethostname(), socket.getfqdn()):
         name = name.lower().rstrip(".")
-        if name and name not in names and not _is_ip(name):
+        if name and name not in names and not is_ip(name):
             names.append(name)
     addresses = [*LOOPBACK_ADDRESSES]
     for address in _interface_addresses():
@@ -69,7 +69,7 @@ def _interface_addresses() -> list[str]:
     return found
 
 
-def _is_ip(text: str) -> bool:
+def is_ip(text: str) -> bool:
     try:
         ipaddress.ip_address(text)
     except ValueError:

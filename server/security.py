@@ -28,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from earshot.server.errors import error_response
 from earshot.server.machine_names import MachineNames, is_loopback, loopback_names, machine_names
 from earshot.server.settings import Settings
+from earshot.server.settings_checks import comma_list
 
 # The client has no inline script or style (client/*.html load theirs from files): scripts,
 # styles and fetches come from this origin only; the interviewer's voice plays from a
@@ -58,13 +59,13 @@ def security_middleware(settings: Settings) -> list[Middleware]:
     return [
         Middleware(SecurityHeaders),
         Middleware(TrustedHosts, allowed_hosts=allowed_hosts(settings)),
-        Middleware(OriginCheck, allowed_origins=_split(settings.allowed_origins)),
+        Middleware(OriginCheck, allowed_origins=comma_list(settings.allowed_origins)),
     ]
 
 
 def allowed_hosts(settings: Settings, names: Optional[MachineNames] = None) -> list[str]:
     """The Host names to answer: loopback always (health checks), then the setting's, else this machine's when reachable."""
-    listed = _split(settings.allowed_hosts)
+    listed = comma_list(settings.allowed_hosts)
     if not listed and (settings.tls == "self-signed" or not is_loopback(settings.host)):
         listed = list((names or machine_names()).all)
     hosts = []
@@ -155,7 +156,3 @@ def _origin_key(origin: str) -> Optional[tuple[str, str, int]]:
 
 async def _discard(message: Message) -> None:
     pass
-
-
-def _split(text: str) -> list[str]:
-    return [item.strip() for item in text.split(",") if item.strip()]

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import ipaddress
 from typing import TYPE_CHECKING
+
+from earshot.server.machine_names import is_ip
 
 if TYPE_CHECKING:
     from earshot.server.settings import Settings
@@ -70,7 +71,7 @@ def settings_problems(s: "Settings") -> list[str]:
     # ICE and TURN
     bad_urls = [url for url in s.ice_server_urls if not url.startswith(("stun:", "turn:", "turns:"))]
     check(not bad_urls, f"ice_servers entries must start with stun:, turn: or turns:, got {', '.join(bad_urls)}")
-    bad_addresses = [address for address in comma_list(s.ice_addresses) if not _is_ip(address)]
+    bad_addresses = [address for address in comma_list(s.ice_addresses) if not is_ip(address)]
     check(not bad_addresses, f"ice_addresses must be IP addresses, got {', '.join(bad_addresses)}")
     check(
         not (s.ice_loopback_only and s.ice_addresses),
@@ -101,11 +102,3 @@ def settings_problems(s: "Settings") -> list[str]:
 def comma_list(value: str) -> tuple[str, ...]:
     """A comma-separated setting's items, stripped, empty ones dropped."""
     return tuple(item.strip() for item in value.split(",") if item.strip())
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
