@@ -129,7 +129,11 @@ async def offer(request: Request) -> JSONResponse:
         raise ApiError(409, "session_ended", "this session has ended; create a new one")
     state.limits.admit_call(state.calls.busy)
     with state.calls.offering(record.session_id):
-        answer = await _answer(state, record, kind, sdp, speakers)
+        # A DELETE may have ended the session after it was read above, and before this offer took it.
+        fresh = await state.store.get(record.session_id)
+        if fresh is None or fresh.state == "ended" or state.calls.is_ending(record.session_id):
+            raise ApiError(409, "session_ended", "this session has ended; create a new one")
+        answer = await _answer(state, fresh, kind, sdp, speakers)
     state.limits.pending.remove(record.session_id)  # its key now lives session_ttl_s (the call's first write)
     return JSONResponse({"sdp": answer.sdp, "type": answer.type})
 
@@ -180,11 +184,12 @@ async def delete_session(request: Request) -> JSONResponse:
     record = await authorised_session(request, "session delete")
     if state.calls.offer_in_progress(record.session_id):  # its call would go live on the ended session
         raise ApiError(409, "offer_in_progress", "an offer for this session is being answered; DELETE after it")
-    call = state.calls.get(record.session_id)
-    state.limits.pending.remove(record.session_id)
-    if call is not None:
-        await call.close("ended by the caller", state="ended")  # also when it was already closing
-    await state.store.update(record.session_id, state="ended")  # also when the call had already closed
+    with state.calls.ending(record.session_id):  # taken with no await since the check above
+        call = state.calls.get(record.session_id)
+        state.limits.pending.remove(record.session_id)
+        if call is not None:
+            await call.close("ended by the caller", state="ended")  # also when it was already closing
+        await state.store.update(record.session_id, state="ended")  # also when the call had already closed
     count = await state.store.final_count(record.session_id)
     body: dict[str, Any] = {"session_id": record.session_id, "state": "ended", "finals": count}
     if record.mode == "assist":

@@ -17,6 +17,7 @@ class LiveCalls:
         self._live: dict[str, LiveSession] = {}
         self._draining: set[WriteBehind] = set()  # writes of ended calls still waiting for Redis
         self._offering: set[str] = set()  # sessions whose offer is being answered
+        self._ending: set[str] = set()  # sessions a DELETE is ending (until Redis says so)
 
     def __len__(self) -> int:
         return len(self._live)
@@ -38,6 +39,19 @@ class LiveCalls:
             yield
         finally:
             self._offering.discard(session_id)
+
+    def is_ending(self, session_id: str) -> bool:
+        return session_id in self._ending
+
+    @contextmanager
+    def ending(self, session_id: str) -> Iterator[None]:
+        """Hold the session while a DELETE ends it: an offer that comes in meanwhile must not revive it.
+        With `offering`, whichever of the two takes the session first wins, and the other gets a 409."""
+        self._ending.add(session_id)
+        try:
+            yield
+        finally:
+            self._ending.discard(session_id)
 
     def get(self, session_id: str) -> Optional[LiveSession]:
         """The session's call, if this process holds one (it may be closing: see `LiveSession.closed`)."""
