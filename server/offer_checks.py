@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from aiortc.sdp import SessionDescription
 
 from earshot.server.errors import ApiError
@@ -10,7 +12,8 @@ from earshot.server.protocol import EVENTS_CHANNEL
 MAX_MEDIA_SECTIONS = 8  # a call has at most 2 audio tracks (assist) and 1 data channel
 # What aiortc can decode: an audio section must offer at least one of these.
 AUDIO_CODECS = ("opus", "PCMU", "PCMA")
-FINGERPRINT = "a=fingerprint:sha-256 "
+FINGERPRINT = re.compile(r"a=fingerprint:sha-256 ([0-9a-f]{2}:){31}[0-9a-f]{2}", re.IGNORECASE)
+MAX_MID_CHARS = 32  # browsers send "0", "1", ... or a short token
 
 
 def check_offer_sdp(sdp: str) -> SessionDescription:
@@ -26,8 +29,12 @@ def check_offer_sdp(sdp: str) -> SessionDescription:
         raise ApiError(400, "too_many_media", f"the offer has {len(kinds)} media sections; at most {MAX_MEDIA_SECTIONS}")
     # Without these, aiortc half sets up a connection it then fails to close.
     mids = [media.rtp.muxId for media in parsed.media]
-    if not all(mids) or len(set(mids)) != len(mids):
-        raise ApiError(400, "bad_sdp", "each media section of the offer needs an a=mid of its own")
+    if not all(mids) or len(set(mids)) != len(mids) or any(len(mid) > MAX_MID_CHARS for mid in mids):
+        raise ApiError(400, "bad_sdp", f"each media section of the offer needs a short a=mid of its own (at most {MAX_MID_CHARS} characters)")
+    if any(media.port == 0 for media in parsed.media):
+        raise ApiError(400, "bad_sdp", "the offer disables a media section (port 0); offer only the tracks you send")
+    if any(media.sctp_port is not None and not 0 < media.sctp_port < 65536 for media in parsed.media):
+        raise ApiError(400, "bad_sdp", "the offer's a=sctp-port is not a port")
     if any(item not in mids for group in parsed.group for item in group.items):
         raise ApiError(400, "bad_sdp", "the offer's a=group names a media section it does not have")
     if "audio" not in kinds:
@@ -37,7 +44,7 @@ def check_offer_sdp(sdp: str) -> SessionDescription:
             400, "no_data_channel", f"the offer has no data channel; create one named '{EVENTS_CHANNEL}' before the offer"
         )
     if not _fingerprinted(sdp):
-        raise ApiError(400, "no_fingerprint", "the offer has no DTLS fingerprint (a=fingerprint:sha-256) for its media")
+        raise ApiError(400, "no_fingerprint", "the offer has no well-formed DTLS fingerprint (a=fingerprint:sha-256 and 32 hex bytes) for its media")
     wanted = {codec.lower() for codec in AUDIO_CODECS}
     for media in parsed.media:
         offered = {codec.mimeType.partition("/")[2].lower() for codec in media.rtp.codecs}
@@ -49,10 +56,10 @@ def check_offer_sdp(sdp: str) -> SessionDescription:
 
 
 def _fingerprinted(sdp: str) -> bool:
-    """A sha-256 DTLS fingerprint at session level, or in every media section."""
+    """A well-formed sha-256 DTLS fingerprint (32 hex bytes) at session level, or in every media section."""
     session, *sections = sdp.replace("\r\n", "\n").split("\nm=")
 
     def has_one(block: str) -> bool:
-        return any(line.strip().lower().startswith(FINGERPRINT) for line in block.split("\n"))
+        return any(FINGERPRINT.fullmatch(line.strip()) for line in block.split("\n"))
 
     return has_one(session) or all(has_one(section) for section in sections)
