@@ -111,7 +111,8 @@ def installed_server(venv: Path, redis_url: str, tmp_path_factory) -> Iterator[S
 
 
 def test_the_installed_server_serves_the_pages_and_the_api(installed_server: ServerProcess):
-    for path in ("/", "/assist.html", "/sessions/abc/report", "/app.js"):
+    # The report page of a session id of the documented form (any other is a 404).
+    for path in ("/", "/assist.html", "/sessions/0123456789abcdef/report", "/app.js"):
         response = httpx.get(installed_server.base_url + path, timeout=10)
         assert response.status_code == 200, (path, response.text[:200])
     assert "<html" in httpx.get(installed_server.base_url + "/", timeout=10).text.lower()
