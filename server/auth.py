@@ -22,16 +22,21 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-import tomllib
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from earshot.server.errors import StartupError
 from earshot.server.jwks import JwksVerifier, OidcConfig, TokenRejected, jwks_url
 from earshot.server.settings import Settings
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
 
 log = logging.getLogger(__name__)
 
