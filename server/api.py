@@ -161,6 +161,8 @@ async def _answer(
         observe=state.metrics.observe,
         intents=state.intent_options(kind),
         speakers=speakers,
+        # Its own TURN credentials, minted now: the caller's came with the session.
+        ice_servers=state.turn.entries(record.session_id),
     )
     state.calls.add(call)
     try:

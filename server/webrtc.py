@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Awaitable, Callable, Optional
+from typing import Any, Awaitable, Callable, Optional, Sequence
 
 from aiortc import MediaStreamTrack, RTCDataChannel, RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
 from aiortc.jitterbuffer import JitterBuffer
@@ -29,7 +29,6 @@ from earshot.server.pipeline import ResumePoint, TrackPipeline, final_numbers
 from earshot.server.settings import Settings
 from earshot.server.store import SessionRecord, WriteBehind
 from earshot.server.tasks import cancel_and_wait
-from earshot.server.turn import IceServers
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +67,7 @@ class LiveSession:
         observe: Callable[[protocol.Event], None],
         intents: Optional[IntentOptions] = None,
         speakers: Optional[dict[str, str]] = None,  # SDP mid -> speaker label, for modes with labelled tracks
+        ice_servers: Sequence[dict[str, Any]] = (),  # the server side's STUN/TURN entries (server/turn.py)
     ) -> None:
         self.record = record
         self.session_id = record.session_id
@@ -88,8 +88,7 @@ class LiveSession:
         context = CallContext(record, self.outbox.publish, self.audio_s, self.writer.fields, intents is not None)
         self.mode = open_mode(context)
         self.outbox.deliver_to(self.mode)
-        # Its own TURN credentials, minted now (server/turn.py): the caller's came with the session.
-        self._pc = RTCPeerConnection(rtc_configuration(IceServers.from_settings(settings).entries(self.session_id)))
+        self._pc = RTCPeerConnection(rtc_configuration(ice_servers))
         self._audio_tasks: dict[str, asyncio.Task] = {}
         self._watchdog: Optional[asyncio.Task] = None
         self._closing: Optional[asyncio.Task] = None
