@@ -19,8 +19,9 @@ from starlette.routing import BaseRoute, Route
 
 from earshot.agents.roles import DIFFICULTIES, ROLES
 from earshot.server.modes import MODE_KINDS
+from earshot.server.store import SESSION_ID
 
-SESSION_ID_PATTERN = "^[0-9a-f]{16}$"  # store.py: secrets.token_hex(8)
+SESSION_ID_PATTERN = f"^{SESSION_ID.pattern}$"  # the form store.create makes
 ERROR_STATUSES = {
     400: "malformed request",
     401: "missing or wrong bearer token",
