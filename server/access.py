@@ -17,7 +17,7 @@ from typing import Optional
 
 from starlette.requests import Request
 
-from earshot.server.auth import ROLES, Identity
+from earshot.server.auth import ROLES, Identity, bearer
 from earshot.server.errors import ApiError
 from earshot.server.store import SessionRecord, SessionStore
 
@@ -87,9 +87,7 @@ def may(request: Request, action: str) -> bool:
 
 def check_session_access(request: Request, record: SessionRecord, action: str) -> None:
     """The session's own token, or (auth on) an identity the policy allows for this session."""
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    token = token.strip() if scheme.lower() == "bearer" else ""
+    token = bearer(request.headers) or ""
     if not auth_on(request):
         if not token:
             raise ApiError(401, "missing_token", "send the session token as 'Authorization: Bearer <token>'")

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from earshot.server.errors import StartupError
@@ -54,7 +55,7 @@ class BadCredentials(Exception):
     """The bearer is neither a valid token of the identity provider nor a known API key."""
 
 
-def bearer(headers: Any) -> Optional[str]:
+def bearer(headers: Headers) -> Optional[str]:
     """The credential of `Authorization: Bearer <credential>`, or None."""
     scheme, _, credential = headers.get("authorization", "").partition(" ")
     credential = credential.strip()
@@ -162,8 +163,7 @@ class IdentityMiddleware:
     async def _resolve(self, scope: Scope) -> tuple[Optional[Identity], str]:
         if self.authenticator is None:
             return None, "missing"
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"}
-        credential = bearer(headers)
+        credential = bearer(Headers(scope=scope))
         if credential is None:
             return None, "missing"
         try:
