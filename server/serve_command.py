@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import logging
 import signal
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from earshot.models.model_files import ModelMissingError
 from earshot.server.cli import Command
@@ -23,8 +23,6 @@ log = logging.getLogger(__name__)
 
 
 def run_server(settings: Settings) -> int:
-    import uvicorn
-
     from earshot.models.asr import AsrEngine
     from earshot.models.llm import load_llm
     from earshot.server.api import AppState
@@ -33,7 +31,6 @@ def run_server(settings: Settings) -> int:
     from earshot.server.calls import LiveCalls
     from earshot.server.configs import asr_config, llm_config
     from earshot.server.encoder_service import EncoderService
-    from earshot.server.http_protocol import with_header_timeout
     from earshot.server.ice import restrict_ice_as_configured
     from earshot.server.metrics import ServerMetrics
     from earshot.server.modes import load_modes
@@ -71,9 +68,8 @@ def run_server(settings: Settings) -> int:
         engine.observe(metrics.observe_decode)
         state = AppState(settings, store, engine, encoders, llm, modes, metrics, calls, auth=auth)
         app = create_app(state)
-        config = uvicorn.Config(
-            app, host=settings.host, port=settings.port, log_level="warning", lifespan="on",
-            server_header=False, http=with_header_timeout(settings.header_timeout_s),
+        config = _http_config(
+            settings, app, settings.host, settings.port, lifespan="on",
             ssl_certfile=tls.cert if tls else None, ssl_keyfile=tls.key if tls else None,
         )
         log.info("Earshot listening on %s://%s:%d", "https" if tls else "http", settings.host, settings.port)
@@ -82,10 +78,7 @@ def run_server(settings: Settings) -> int:
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
         internal = None
         if settings.internal_port:
-            internal = uvicorn.Config(
-                create_internal_app(state), host="127.0.0.1", port=settings.internal_port, log_level="warning",
-                lifespan="off", server_header=False,
-            )
+            internal = _http_config(settings, create_internal_app(state), "127.0.0.1", settings.internal_port, lifespan="off")
             log.info("/metrics and /healthz (detailed) on http://127.0.0.1:%d", settings.internal_port)
         _serve(config, internal)
         engine.close()
@@ -93,6 +86,18 @@ def run_server(settings: Settings) -> int:
         if private is not None:
             private.stop()
     return 0
+
+
+def _http_config(settings: Settings, app: Any, host: str, port: int, **options: Any) -> "uvicorn.Config":
+    """What every port of the server shares: no `server` banner, request heads due within header_timeout_s."""
+    import uvicorn
+
+    from earshot.server.http_protocol import with_header_timeout
+
+    return uvicorn.Config(
+        app, host=host, port=port, log_level="warning", server_header=False,
+        http=with_header_timeout(settings.header_timeout_s), **options,
+    )
 
 
 def check_exposure(settings: Settings) -> None:
