@@ -105,6 +105,51 @@ class Settings:
     )
     session_ttl_s: int = field(default=86400, metadata=_help("how long a session is kept in Redis"))
 
+    # --- Protecting what is stored (server/at_rest.py, server/retention.py, server/audit.py) ---
+    storage_key: Secret = field(
+        default=Secret(),
+        metadata=_help("base64 of a 32-byte AES-256 key that encrypts what is stored (never shown); "
+                       "empty = the keys in storage_key_file"),
+    )
+    storage_key_file: str = field(
+        default="",
+        metadata=_help("file of storage keys (the last one encrypts, all decrypt); "
+                       "empty = data_dir/keys/storage.keys, made (mode 0600) on first start"),
+    )
+    retention_live_s: int = field(
+        default=86400,
+        metadata=_help("a session's live state (where a reconnect resumes, the interview's state, pace) "
+                       "is deleted this long after the session was created"),
+    )
+    retention_transcripts_s: int = field(
+        default=7 * 86400, metadata=_help("a session's transcript is deleted this long after the session was created")
+    )
+    retention_reports_s: int = field(
+        default=30 * 86400,
+        metadata=_help("an interview's report and an assist call's summary are deleted this long after "
+                       "the session was created"),
+    )
+    audit_retention_s: int = field(
+        default=365 * 86400, metadata=_help("audit entries older than this are dropped from the audit stream")
+    )
+
+    # --- Redaction (models/redaction/) ---
+    redact_interview: str = field(
+        default="all",
+        metadata=_help("what is redacted from interview transcripts before they are stored, logged or sent to "
+                       "an LLM: all, none, or a comma list of card, phone, email, id, iban, account, dob, "
+                       "address, name"),
+    )
+    redact_assist: str = field(default="all", metadata=_help("what is redacted from assist calls (as redact_interview)"))
+    redact_transcribe: str = field(
+        default="all", metadata=_help("what is redacted from transcribe sessions (as redact_interview)")
+    )
+    assist_overlay_raw: bool = field(
+        default=False,
+        metadata=_help("the agent's live overlay shows finals unredacted (to read back an order number); "
+                       "what is stored and sent to an LLM stays redacted"),
+    )
+
     # --- ASR ---
     asr_model: str = field(
         default="tiny.en",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from earshot.models.redaction.kinds import KindsError, parse_kinds
 from earshot.server.machine_names import is_ip
 
 if TYPE_CHECKING:
@@ -96,6 +97,14 @@ def settings_problems(s: "Settings") -> list[str]:
     check(s.max_pending_sessions >= 1, "max_pending_sessions must be at least 1")
     check(s.pending_session_ttl_s >= 30, "pending_session_ttl_s must be at least 30")
     check(s.max_live_calls >= 1, "max_live_calls must be at least 1")
+    # What is stored, and for how long
+    for name in ("retention_live_s", "retention_transcripts_s", "retention_reports_s", "audit_retention_s"):
+        check(getattr(s, name) >= 60, f"{name} must be at least 60")
+    for name in ("redact_interview", "redact_assist", "redact_transcribe"):
+        try:
+            parse_kinds(getattr(s, name))
+        except KindsError as exc:
+            problems.append(f"{name}: {exc}")
     return problems
 
 
