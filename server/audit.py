@@ -1,0 +1,100 @@
+"""The audit stream: who read, deleted or re-keyed what, when, and from where.
+
+One Redis stream, `earshot:audit`, one entry per act:
+
+    at        seconds since the epoch, when the act was done
+    who       the identity's name; `session-token` for a holder of a session's own token;
+              `anonymous` with auth none; `cli` for a command run on the server's machine
+    role      the identity's role, or empty
+    action    transcript.read | report.read | summary.read | session.delete | session.purge |
+              identity.erase | keys.rotate | audit.read
+    session   the session id the act was on, or empty
+    remote    the caller's address as the server saw it (a proxy's, behind one), or empty
+    outcome   ok, or the error code it was refused with
+    detail    JSON of counts and names (keys deleted, values re-encrypted): never transcript text
+
+Entries older than `audit_retention_s` are trimmed as new ones are added
+(XADD with MINID, approximate: Redis trims whole nodes, so a few older
+entries may outlive it briefly). Only admins read the stream, through
+`GET /api/admin/audit`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Optional
+
+import redis.asyncio as aioredis
+
+AUDIT_KEY = "earshot:audit"
+ACTIONS = (
+    "transcript.read",
+    "report.read",
+    "summary.read",
+    "session.delete",
+    "session.purge",
+    "identity.erase",
+    "keys.rotate",
+    "audit.read",
+)
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    who: str
+    action: str
+    role: str = ""
+    session: str = ""
+    remote: str = ""
+    outcome: str = "ok"
+    detail: dict[str, Any] = field(default_factory=dict)  # counts and names only, never what was said
+    at: float = field(default_factory=time.time)
+
+    def __post_init__(self) -> None:
+        if self.action not in ACTIONS:
+            raise ValueError(f"unknown audit action {self.action!r}")
+
+    def fields(self) -> dict[str, str]:
+        values = asdict(self)
+        values["at"] = f"{self.at:.3f}"
+        values["detail"] = json.dumps(self.detail, sort_keys=True)
+        return values
+
+    @classmethod
+    def from_fields(cls, values: dict[str, str]) -> "AuditEntry":
+        return cls(
+            who=values.get("who", ""),
+            action=values.get("action", ""),
+            role=values.get("role", ""),
+            session=values.get("session", ""),
+            remote=values.get("remote", ""),
+            outcome=values.get("outcome", ""),
+            detail=json.loads(values.get("detail") or "{}"),
+            at=float(values.get("at", 0)),
+        )
+
+
+class AuditLog:
+    """Appends to and reads the audit stream; the client must decode responses (decode_responses=True)."""
+
+    def __init__(self, client: aioredis.Redis, retention_s: int) -> None:
+        self._redis = client
+        self._retention_s = retention_s
+
+    async def append(self, entry: AuditEntry) -> str:
+        oldest_ms = int((time.time() - self._retention_s) * 1000)
+        return await self._redis.xadd(AUDIT_KEY, entry.fields(), minid=oldest_ms, approximate=True)
+
+    async def read(self, after: str = "-", count: int = 100, session: Optional[str] = None) -> list[tuple[str, AuditEntry]]:
+        """Entries after the entry ID `after` ("-": from the oldest), oldest first, at most `count` of them.
+
+        With `session`, only that session's entries (the scan still stops after `count` stream entries).
+        """
+        start = "-" if after == "-" else f"({after}"
+        entries = await self._redis.xrange(AUDIT_KEY, min=start, max="+", count=count)
+        found = [(entry_id, AuditEntry.from_fields(values)) for entry_id, values in entries]
+        if session is not None:
+            found = [(entry_id, entry) for entry_id, entry in found if entry.session == session]
+        return found
