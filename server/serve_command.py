@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import signal
+import time
 from typing import TYPE_CHECKING, Any, Optional
 
 from earshot.models.model_files import ModelMissingError
@@ -18,6 +19,8 @@ from earshot.server.store import SessionStore, StoreUnavailable, connect
 
 if TYPE_CHECKING:
     import uvicorn
+
+    from earshot.models.redaction.redactor import Redactor
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +65,12 @@ def run_server(settings: Settings) -> int:
         except ModelMissingError as exc:
             raise StartupError(str(exc)) from None
         modes = load_modes(settings, store, encoders, llm)
+        redactor = load_redactor(settings)
         log.info("call modes ready (%s); LLM %s", ", ".join(modes), llm.name)
         calls = LiveCalls()
         metrics = ServerMetrics(live_sessions=lambda: len(calls), asr_queue_depth=lambda: engine.queue_depth)
         engine.observe(metrics.observe_decode)
-        state = AppState(settings, store, engine, encoders, llm, modes, metrics, calls, auth=auth)
+        state = AppState(settings, store, engine, encoders, llm, modes, metrics, calls, auth=auth, redactor=redactor)
         app = create_app(state)
         config = _http_config(
             settings, app, settings.host, settings.port, lifespan="on",
@@ -98,6 +102,23 @@ def _http_config(settings: Settings, app: Any, host: str, port: int, **options: 
         app, host=host, port=port, log_level="warning", server_header=False,
         http=with_header_timeout(settings.header_timeout_s), **options,
     )
+
+
+def load_redactor(settings: Settings) -> "Optional[Redactor]":
+    """The redactor, when any call mode redacts (the settings' redact_*); else None, and Presidio stays unloaded."""
+    from earshot.server.configs import redacted_kinds
+    from earshot.server.modes import MODE_KINDS
+
+    modes = [name for name in MODE_KINDS if redacted_kinds(settings, name)]
+    if not modes:
+        log.info("redaction off in every mode")
+        return None
+    from earshot.models.redaction.redactor import Redactor
+
+    started = time.perf_counter()
+    redactor = Redactor.load()
+    log.info("redactor loaded in %.2f s; redacting %s", time.perf_counter() - started, ", ".join(modes))
+    return redactor
 
 
 def check_exposure(settings: Settings) -> None:
