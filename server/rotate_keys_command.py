@@ -119,14 +119,21 @@ async def _rotate(url: str, settings: Settings, sealer: Sealer, source: KeySourc
         await client.aclose()
 
 
-async def _rewrite_append_only_file(client: aioredis.Redis) -> bool:
+async def _rewrite_append_only_file(client: aioredis.Redis, timeout_s: float = 120.0) -> bool:
+    """Have Redis rewrite its append-only file, and wait until it has (a Redis stopped meanwhile would not)."""
     try:
         if (await client.config_get("appendonly")).get("appendonly") != "yes":
             return False
         await client.bgrewriteaof()
     except ResponseError:  # CONFIG is disabled on some hosted Redis
         return False
-    return True
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        state = await client.info("persistence")
+        if not state["aof_rewrite_in_progress"] and not state["aof_rewrite_scheduled"]:
+            return state.get("aof_last_bgrewrite_status") == "ok"
+        await asyncio.sleep(0.1)
+    return False
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -154,7 +161,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.retire_old:
         print(f"retired keys: {', '.join(done.retired) or 'none'}")
     if done.aof_rewritten:
-        print("Redis is rewriting its append-only file: values under the retired keys leave it")
+        print("Redis rewrote its append-only file: it holds no value under the retired keys")
     if counts.unreadable:
         print("some values did not open (their key is missing, or they were altered): they are left as they are"
               + ("; no key was retired" if args.retire_old else ""))

@@ -102,7 +102,7 @@ def api_reads(server: ServerProcess, session_id: str, token: str, document: str)
     return state.json(), doc.json()
 
 
-async def test_rotation_re_encrypts_everything_and_the_running_server_still_reads_it(stack):
+async def test_rotation_re_encrypts_everything_and_the_running_server_still_reads_it(stack, tmp_path):
     url, data_dir, server = stack
     made = await store_sessions(url, data_dir)
     first = read_key_file(key_file_path(Settings(data_dir=data_dir)))[-1].id
@@ -145,12 +145,19 @@ async def test_rotation_re_encrypts_everything_and_the_running_server_still_read
     assert rotations[0].detail["key"] == new and rotations[0].detail["sealed_plain"] == 4
     assert rotations[0].detail["resealed"] == 8 and rotations[0].detail["unreadable"] == 0
 
-    # The server now writes with the new key; retiring the old one leaves everything readable.
+    # The server now writes with the new key; retiring the old one leaves everything readable,
+    # and the append-only file, rewritten, no longer holds values under it.
+    def append_only_files() -> bytes:
+        # After a rewrite, the base file is an RDB (aof-use-rdb-preamble); a value's first bytes stay literal in it.
+        return b"".join(path.read_bytes() for path in (tmp_path / "redis" / "redis" / "appendonlydir").iterdir())
+
+    assert f"es1:{first}:".encode() in append_only_files()
     result = rotate(url, data_dir, "--no-new-key", "--retire-old")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert f"retired keys: {first}" in result.stdout and "append-only file" in result.stdout
+    assert f"retired keys: {first}" in result.stdout and "rewrote its append-only file" in result.stdout
     assert [k.id for k in read_key_file(key_file_path(Settings(data_dir=data_dir)))] == [new]
     assert api_reads(server, *made["assist"], "summary")[1]["note"] == "summary text"
+    assert f"es1:{first}:".encode() not in append_only_files() and f"es1:{new}:".encode() in append_only_files()
     raw.close()
 
 
