@@ -61,9 +61,11 @@ def sealed_key_id(stored: str) -> Optional[str]:
 class Sealer:
     RECHECK_S = 1.0
 
-    def __init__(self, keys: list[StorageKey], source: Optional[KeySource] = None) -> None:
-        self._source = source
-        self._stamp = source.stamp() if source else None
+    def __init__(
+        self, keys: list[StorageKey], source: Optional[KeySource] = None, stamp: Optional[tuple[int, int, int]] = None
+    ) -> None:
+        self._source = source  # where to look for new keys (None: the keys given are all there are)
+        self._stamp = stamp  # the key file's stamp when `keys` were read from it
         self._checked_at = time.monotonic()
         self._ciphers: dict[str, AESGCM] = {}
         self._current = ""
@@ -74,9 +76,7 @@ class Sealer:
         """The keys the settings name (the key file is made on first start); StorageKeyError if unusable."""
         source = KeySource.from_settings(settings)
         stamp = source.stamp()  # before reading: a change during the read is seen at the next check
-        sealer = cls(source.load(), source)
-        sealer._stamp = stamp
-        return sealer
+        return cls(source.load(), source, stamp)
 
     @property
     def current_key_id(self) -> str:
@@ -94,11 +94,11 @@ class Sealer:
     def unseal(self, session_id: str, stored: str) -> str:
         if not stored.startswith(PREFIX):
             return stored  # stored before encryption existed
-        key_id, colon, body = stored[len(PREFIX):].partition(":")
+        key_id, _, body = stored[len(PREFIX):].partition(":")
         if key_id not in self._ciphers:
             self._reload_if_changed()
         cipher = self._ciphers.get(key_id)
-        if cipher is None or not colon:
+        if cipher is None:
             raise SealError(
                 f"a stored value of session {session_id} is sealed with key {key_id!r}, which is not among the "
                 f"storage keys ({', '.join(self._ciphers)}): put that key back into the key file"

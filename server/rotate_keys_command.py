@@ -149,7 +149,8 @@ def _run(args: argparse.Namespace) -> int:
         try:
             done = asyncio.run(_rotate(url, settings, sealer, source, args.retire_old))
         except (RedisError, OSError) as exc:
-            raise CommandError(f"cannot re-encrypt: Redis at {url}: {exc}") from None
+            again = "" if new_id is None else f"; key {new_id} is in the key file already: once Redis is back, run rotate-keys --no-new-key"
+            raise CommandError(f"cannot re-encrypt: Redis at {url}: {exc}{again}") from None
         except RotationError as exc:
             raise CommandError(str(exc)) from None
     counts = done.counts
