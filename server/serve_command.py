@@ -10,6 +10,7 @@ import time
 from typing import TYPE_CHECKING, Any, Optional
 
 from earshot.models.model_files import ModelMissingError
+from earshot.server.at_rest import Sealer
 from earshot.server.cli import Command
 from earshot.server.errors import StartupError
 from earshot.server.machine_names import is_loopback
@@ -42,6 +43,7 @@ def run_server(settings: Settings) -> int:
 
     check_exposure(settings)
     auth = Authenticator.from_settings(settings)
+    sealer = Sealer.from_settings(settings)  # the key file is made on first start; a bad one stops the start
     private: Optional[PrivateRedis] = None
     url = settings.redis_url
     if not url:
@@ -52,12 +54,12 @@ def run_server(settings: Settings) -> int:
             raise StartupError(str(exc)) from None
         log.info("private Redis at %s", url)
     try:
-        asyncio.run(_check_store(url))
+        asyncio.run(_check_store(url, sealer))
         tls = serving_tls(settings)
         restrict_ice_as_configured(settings)
         engine = AsrEngine.load(asr_config(settings))
         log.info("ASR model %s loaded", settings.asr_model)
-        store = SessionStore(connect(url), settings.session_ttl_s)
+        store = SessionStore(connect(url), settings.session_ttl_s, sealer)
         encoders = EncoderService.load(settings)
         log.info("sentence encoder loaded; intent head %s", "on" if encoders.intents else "off")
         try:
@@ -156,8 +158,8 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
-async def _check_store(url: str) -> None:
-    store = SessionStore(connect(url), ttl_s=1)
+async def _check_store(url: str, sealer: Sealer) -> None:
+    store = SessionStore(connect(url), ttl_s=1, sealer=sealer)
     try:
         await store.ping()
     except StoreUnavailable as exc:

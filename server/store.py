@@ -14,6 +14,10 @@ expires sooner, `pending_session_ttl_s`, until its call's first write):
 The hash also holds `interview`, the interviewer's state as JSON
 (agents/interview_state.py), so a reconnect resumes the interview.
 
+What people said is sealed before it reaches Redis (server/at_rest.py): the
+finals' `event`, the report, the summary, and the `interview` and `pace`
+fields (SEALED_FIELDS). The rest (mode, state, clocks, owner) is not.
+
 Using the final's sequence number as its stream ID makes a retried write
 idempotent: Redis refuses an ID that is not above the last one, so a final
 written twice (the first reply lost in an outage) is stored once.
@@ -40,12 +44,14 @@ from typing import Any, Awaitable, Callable, Optional
 import redis.asyncio as aioredis
 from redis.exceptions import OutOfMemoryError, RedisError, ResponseError
 
+from earshot.server.at_rest import Sealer
 from earshot.server.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
 KEY_PREFIX = "earshot:session:"
 SESSION_ID = re.compile(r"[0-9a-f]{16}")  # what `create` makes: 8 random bytes in lowercase hex
+SEALED_FIELDS = ("interview", "pace")  # the session hash fields that hold what was said
 
 
 class StoreUnavailable(RuntimeError):
@@ -101,9 +107,10 @@ def connect(url: str) -> aioredis.Redis:
 
 
 class SessionStore:
-    def __init__(self, client: aioredis.Redis, ttl_s: int) -> None:
+    def __init__(self, client: aioredis.Redis, ttl_s: int, sealer: Sealer) -> None:
         self._redis = client
         self._ttl_s = ttl_s
+        self._sealer = sealer
 
     async def _call(self, operation: Callable[[], Awaitable[Any]]) -> Any:
         try:
@@ -152,7 +159,7 @@ class SessionStore:
         if not is_session_id(session_id):
             return None
         fields = await self._call(lambda: self._redis.hgetall(KEY_PREFIX + session_id))
-        return _record(session_id, fields) if fields else None
+        return _record(session_id, self._unseal_fields(session_id, fields)) if fields else None
 
     @staticmethod
     def token_matches(record: SessionRecord, token: str) -> bool:
@@ -160,7 +167,7 @@ class SessionStore:
 
     async def update(self, session_id: str, **fields: Any) -> None:
         key = KEY_PREFIX + session_id
-        values = _encode(fields)
+        values = self._seal_fields(session_id, _encode(fields))
 
         async def write() -> None:
             async with self._redis.pipeline(transaction=True) as pipe:
@@ -174,11 +181,11 @@ class SessionStore:
     async def append_final(self, session_id: str, seq: int, final: dict[str, Any], fields: dict[str, Any]) -> None:
         """Store a final and the session fields that go with it (its audio clock), atomically."""
         key = KEY_PREFIX + session_id
-        values = _encode(fields)
+        values = self._seal_fields(session_id, _encode(fields))
 
         async def write() -> None:
             async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.xadd(key + ":finals", {"event": json.dumps(final)}, id=f"{seq}-0")
+                pipe.xadd(key + ":finals", {"event": self._sealer.seal(session_id, json.dumps(final))}, id=f"{seq}-0")
                 if values:
                     pipe.hset(key, mapping=values)
                 pipe.expire(key, self._ttl_s)
@@ -196,7 +203,7 @@ class SessionStore:
 
     async def finals(self, session_id: str) -> list[dict[str, Any]]:
         entries = await self._call(lambda: self._redis.xrange(KEY_PREFIX + session_id + ":finals"))
-        return [json.loads(entry["event"]) for _id, entry in entries]
+        return [json.loads(self._sealer.unseal(session_id, entry["event"])) for _id, entry in entries]
 
     async def save_report(self, session_id: str, report: dict[str, Any]) -> None:
         await self._save_document(session_id, "report", report)
@@ -212,14 +219,21 @@ class SessionStore:
 
     async def _save_document(self, session_id: str, kind: str, document: dict[str, Any]) -> None:
         key = f"{KEY_PREFIX}{session_id}:{kind}"
-        await self._call(lambda: self._redis.set(key, json.dumps(document), ex=self._ttl_s))
+        sealed = self._sealer.seal(session_id, json.dumps(document))
+        await self._call(lambda: self._redis.set(key, sealed, ex=self._ttl_s))
 
     async def _document(self, session_id: str, kind: str) -> Optional[dict[str, Any]]:
         raw = await self._call(lambda: self._redis.get(f"{KEY_PREFIX}{session_id}:{kind}"))
-        return json.loads(raw) if raw else None
+        return json.loads(self._sealer.unseal(session_id, raw)) if raw else None
 
     async def final_count(self, session_id: str) -> int:
         return int(await self._call(lambda: self._redis.xlen(KEY_PREFIX + session_id + ":finals")))
+
+    def _seal_fields(self, session_id: str, values: dict[str, str]) -> dict[str, str]:
+        return {k: self._sealer.seal(session_id, v) if k in SEALED_FIELDS else v for k, v in values.items()}
+
+    def _unseal_fields(self, session_id: str, values: dict[str, str]) -> dict[str, str]:
+        return {k: self._sealer.unseal(session_id, v) if k in SEALED_FIELDS else v for k, v in values.items()}
 
 
 def _encode(fields: dict[str, Any]) -> dict[str, str]:

@@ -9,8 +9,10 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from earshot.server import protocol
+from earshot.server.at_rest import Sealer
 from earshot.server.metrics import ServerMetrics
 from earshot.server.outbox import EventChannel, Outbox
+from earshot.server.storage_keys import StorageKey
 from earshot.server.store import SessionStore, WriteBehind, connect
 
 
@@ -49,7 +51,7 @@ def errors_counted(metrics: ServerMetrics) -> dict[str, float]:
 
 @pytest.fixture
 async def store(redis_url):
-    store = SessionStore(connect(redis_url), ttl_s=60)
+    store = SessionStore(connect(redis_url), ttl_s=60, sealer=Sealer([StorageKey.new()]))
     yield store
     await store.close()
 
