@@ -39,17 +39,18 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 
-from earshot.models.redaction.spoken import NUMBER_WORDS
+from earshot.models.redaction.numbers import NUMBER_WORDS, Token
 
 COMMON_FEMALE = 1500
 COMMON_MALE = 800
 
+# Cues are matched on words: "Mr." is "mr" and a full stop, which the match skips.
 STRONG_CUES = ("my name is", "my name's", "name is", "name's", "names is", "my name was", "call me", "mr", "mrs", "ms",
-               "mister", "missus", "mrs.", "mr.", "ms.")
+               "mister", "missus")
 WEAK_CUES = ("this is", "i'm", "i am", "it's", "it is", "speaking with", "speak with", "speak to", "spoke to",
              "spoke with", "talking to", "talking with", "talk to", "talked to", "ask for", "asked for",
              "transfer you to", "through to", "hi", "hello", "hey", "thanks", "thank you", "dear", "bye", "miss",
-             "doctor", "dr", "dr.", "my wife", "my husband", "my son", "my daughter",
+             "doctor", "dr", "my wife", "my husband", "my son", "my daughter",
              "my manager", "my colleague", "my friend")
 SUFFIX_CUES = ("speaking", "calling")
 SPELL_CUES = ("spelled", "spell", "spelling", "spelt")
@@ -86,23 +87,12 @@ class NameSpan:
     score: float
 
 
-@dataclass(frozen=True)
-class _Word:
-    text: str
-    start: int
-    end: int
-
-    @property
-    def lower(self) -> str:
-        return self.text.lower()
-
-    @property
-    def capitalised(self) -> bool:
-        """Written with a capital, as Whisper writes names; not an acronym ("SSN") or a spelled letter."""
-        return len(self.text) > 1 and self.text[0].isupper() and not self.text.isupper()
+def _capitalised(word: Token) -> bool:
+    """Written with a capital, as Whisper writes names; not an acronym ("SSN") or a spelled letter."""
+    return len(word.text) > 1 and word.text[0].isupper() and not word.text.isupper()
 
 
-def _letter(word: _Word) -> bool:
+def _letter(word: Token) -> bool:
     return len(word.text) == 1 and word.text.isupper()
 
 
@@ -121,26 +111,31 @@ _BARE = 0.6
 class NameFinder:
     """The gazetteer, read once; `find(text)` is pure and safe from any thread."""
 
-    def __init__(self, first: frozenset[str], common_first: frozenset[str], last: frozenset[str]) -> None:
+    def __init__(self, first: frozenset[str], common_first: frozenset[str], last: frozenset[str],
+                 stop_words: frozenset[str]) -> None:
         self.first = first
         self.common_first = common_first - AMBIGUOUS
         self.last = last
+        self.stop_words = stop_words  # spaCy's English list: never a name written lowercase
         self.cues = [(tuple(cue.split()), _STRONG) for cue in STRONG_CUES] + [(tuple(c.split()), _WEAK) for c in WEAK_CUES]
 
     @classmethod
     def load(cls) -> NameFinder:
+        """Reads the name lists (about 0.1 s): each line is a name, its frequency, and its rank, most frequent first."""
+        from spacy.lang.en.stop_words import STOP_WORDS
+
         folder = resources.files("names")
 
-        def read(name: str, limit: int) -> list[str]:
+        def read(name: str) -> list[str]:
             lines = folder.joinpath(name).read_text(encoding="ascii").splitlines()
-            return [line.split()[0].lower() for line in lines[:limit] if line.strip()]
+            return [line.split()[0].lower() for line in lines if line.strip()]
 
-        male, female = read("dist.male.first", 10**6), read("dist.female.first", 10**6)
+        male, female = read("dist.male.first"), read("dist.female.first")
         common = frozenset(male[:COMMON_MALE] + female[:COMMON_FEMALE])
-        return cls(frozenset(male + female), common, frozenset(read("dist.all.last", 10**6)))
+        return cls(frozenset(male + female), common, frozenset(read("dist.all.last")), frozenset(STOP_WORDS))
 
     def find(self, text: str) -> list[NameSpan]:
-        words = [_Word(m.group(), m.start(), m.end()) for m in _WORD.finditer(text)]
+        words = [Token(m.group(), m.start(), m.end()) for m in _WORD.finditer(text)]
         found: list[NameSpan] = []
         index = 0
         while index < len(words):
@@ -162,7 +157,7 @@ class NameFinder:
         return found
 
     @staticmethod
-    def _spelled_after(words: list[_Word], index: int) -> int:
+    def _spelled_after(words: list[Token], index: int) -> int:
         """The end (exclusive) of two or more letters spelled right after a name (a comma between), else `index`."""
         start = index + 1 if index < len(words) and words[index].text == "," else index
         end = start
@@ -170,7 +165,7 @@ class NameFinder:
             end += 1
         return end if end - start >= 2 else index
 
-    def _name_at(self, words: list[_Word], index: int) -> tuple[int, int, float] | None:
+    def _name_at(self, words: list[Token], index: int) -> tuple[int, int, float] | None:
         """(first word, last word, score) of a name starting at `index`, or None."""
         word = words[index]
         if self._spelled_after_cue(words, index):
@@ -183,9 +178,9 @@ class NameFinder:
         lower = _base(word.lower)
         cue = self._cue_before(words, index)
         known = lower in self.first or lower in self.last
-        if cue == _STRONG and (word.capitalised or known):
+        if cue == _STRONG and (_capitalised(word) or known):
             return index, self._surname_end(words, index, lowercase=True), _STRONG
-        if not word.capitalised:
+        if not _capitalised(word):
             return None
         end = self._surname_end(words, index, lowercase=False)
         opens = index == 0 or not words[index - 1].text[0].isalpha()
@@ -200,14 +195,14 @@ class NameFinder:
                 return index, end, _BARE  # "Mark Rivera": a common word as a first name, with a surname after it
         return None
 
-    def _name_like(self, word: _Word) -> bool:
+    def _name_like(self, word: Token) -> bool:
         lower = _base(word.lower)
         if ("'" in lower or "\u2019" in lower) and not _ELIDED_PREFIX.match(word.text):
             return False  # "I'm", "It's", "Don't"; not "O'Brien", "D'Angelo"
         return (len(lower) > 1 and word.text[0].isalpha() and lower not in NOT_NAMES and lower not in NUMBER_WORDS
-                and (lower not in _STOP_WORDS or word.capitalised and lower in self.first))  # "Will Thompson"
+                and (lower not in self.stop_words or _capitalised(word) and lower in self.first))  # "Will Thompson"
 
-    def _cue_before(self, words: list[_Word], index: int) -> float:
+    def _cue_before(self, words: list[Token], index: int) -> float:
         """The strongest cue that ends right before `index` (a title's full stop, commas and fillers skipped)."""
         end = index
         while end > 0 and (words[end - 1].text in (".", ",", ":") or words[end - 1].lower in ("uh", "um")):
@@ -215,32 +210,24 @@ class NameFinder:
         before = tuple(w.lower for w in words[max(0, end - 3):end])
         return max((score for cue, score in self.cues if before[-len(cue):] == cue), default=0.0)
 
-    def _spelled_after_cue(self, words: list[_Word], index: int) -> bool:
+    def _spelled_after_cue(self, words: list[Token], index: int) -> bool:
         if not _letter(words[index]):
             return False
         before = [w.lower for w in words[max(0, index - 3):index] if w.text not in (",", ":", "-")]
         return any(w in SPELL_CUES for w in before)
 
-    def _surname_end(self, words: list[_Word], index: int, lowercase: bool, known_only: bool = False) -> int:
+    def _surname_end(self, words: list[Token], index: int, lowercase: bool, known_only: bool = False) -> int:
         end = index
         while end + 1 < len(words) and end - index < 2:
             nxt = words[end + 1]
             lower = _base(nxt.lower)
-            if not self._name_like(nxt) or lower in AMBIGUOUS and not nxt.capitalised:
+            if not self._name_like(nxt) or lower in AMBIGUOUS and not _capitalised(nxt):
                 break
-            if nxt.capitalised and (not known_only or lower in self.last):
+            if _capitalised(nxt) and (not known_only or lower in self.last):
                 end += 1
-            elif lowercase and not nxt.capitalised and lower in self.last and lower not in _STOP_WORDS:
+            elif lowercase and not _capitalised(nxt) and lower in self.last and lower not in self.stop_words:
                 end += 1
             else:
                 break
         return end
 
-
-def _stop_words() -> frozenset[str]:
-    from spacy.lang.en.stop_words import STOP_WORDS
-
-    return frozenset(STOP_WORDS)
-
-
-_STOP_WORDS = _stop_words()

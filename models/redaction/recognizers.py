@@ -23,8 +23,15 @@ from typing import List, Optional
 import regex
 import spacy
 import tldextract
-from presidio_analyzer import AnalyzerEngine, EntityRecognizer, LocalRecognizer, Pattern, PatternRecognizer, RecognizerRegistry
-from presidio_analyzer import RecognizerResult
+from presidio_analyzer import (
+    AnalyzerEngine,
+    EntityRecognizer,
+    LocalRecognizer,
+    Pattern,
+    PatternRecognizer,
+    RecognizerRegistry,
+    RecognizerResult,
+)
 from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
 from presidio_analyzer.nlp_engine import NlpArtifacts, SpacyNlpEngine
 from presidio_analyzer.predefined_recognizers import (
