@@ -43,9 +43,10 @@ _NUMBER_WORD = "(?:" + "|".join(sorted({*UNITS, *TEENS, *TENS, *REPEATS} - {"o"}
 # ("rivera eighty four at ...").
 _LOCAL_SEP = rf"(?:\s+(?:dot|underscore|dash|hyphen)\s+|[._-]|\s+(?={_NUMBER_WORD}\b))"
 _DOMAIN_SEP = r"(?:\s+dot\s+|\.)"
+# The pieces are bounded: unbounded, a long line of number words (or of "a.a.a...") takes quadratic time to fail.
 _EMAIL = re.compile(
-    rf"\b(?P<local>{_PART}(?:{_LOCAL_SEP}{_PART})*)(?P<at>\s+at\s+|\s*@\s*)"
-    rf"(?P<domain>{_PART}(?:{_DOMAIN_SEP}{_PART})*{_DOMAIN_SEP}(?:{_TLDS}))\b",
+    rf"\b(?P<local>{_PART}(?:{_LOCAL_SEP}{_PART}){{0,8}})(?P<at>\s+at\s+|\s*@\s*)"
+    rf"(?P<domain>{_PART}(?:{_DOMAIN_SEP}{_PART}){{0,4}}{_DOMAIN_SEP}(?:{_TLDS}))\b",
     re.IGNORECASE,
 )
 _SPOKEN_SEP = {"dot": ".", "underscore": "_", "dash": "-", "hyphen": "-"}
