@@ -14,7 +14,8 @@ name only ever counts beside a first name or after a cue.
 
 A token is a name:
 1. after a strong cue ("my name is", "call me", "Mr."/"Mrs."/"Ms."/"mister"):
-   when capitalised, or in the gazetteer if Whisper wrote it lowercase;
+   when capitalised, or in the gazetteer if Whisper wrote it lowercase (a first
+   name that is also a month or a common word counts here: "my name is June");
 2. after a weak cue ("this is", "I'm", "speaking with", "ask for", "hi", ...):
    when capitalised and in the gazetteer;
 3. anywhere: a capitalised common first name (the 1,500 most frequent female
@@ -173,10 +174,10 @@ class NameFinder:
             while end + 1 < len(words) and _letter(words[end + 1]):
                 end += 1
             return (index, end, _STRONG) if end > index else None
-        if not self._name_like(word):
-            return None
         lower = _base(word.lower)
         cue = self._cue_before(words, index)
+        if not (self._name_like(word) or cue == _STRONG and lower in self.first):  # "my name is June"
+            return None
         known = lower in self.first or lower in self.last
         if cue == _STRONG and (_capitalised(word) or known):
             return index, self._surname_end(words, index, lowercase=True), _STRONG
