@@ -76,6 +76,21 @@ def test_money_counts_and_years_stay_untouched(redactor):
         assert redactor.redact(line, EVERYTHING) == Redaction(line, ())
 
 
+def test_names_come_from_cues_and_common_first_names_not_from_capitals(redactor):
+    named = {
+        "My name is June Carter.": "My name is [NAME].",
+        "Priya Raman speaking, how can I help?": "[NAME] speaking, how can I help?",
+        "Can I speak to Mr. Okafor?": "Can I speak to Mr. [NAME]?",
+        "it's spelled O K A F O R": "it's spelled [NAME]",
+        "The card is in Karen Smith's name.": "The card is in [NAME]'s name.",
+    }
+    for line, redacted in named.items():
+        assert redactor.redact(line, EVERYTHING).text == redacted
+    for line in ("I'm calling about my bill.", "Mark the date.", "We use Python and Ruby.", "It's Monday.",
+                 "Grace period is thirty days.", "Could you transfer me to someone in Billing?"):
+        assert redactor.redact(line, EVERYTHING).spans == (), line
+
+
 def test_spans_are_offsets_into_the_original_line_and_tags_replace_them(redactor):
     line = "hi this is Mark Rivera, my account number is seven seven three four one nine two two and my phone is 415 555 0132"
     result = redactor.redact(line, EVERYTHING)
