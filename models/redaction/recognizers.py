@@ -58,7 +58,6 @@ ENTITY_KINDS: dict[str, str] = {
     "STREET_ADDRESS": "address",
     "PERSON": "name",
 }
-ENTITIES: list[str] = list(ENTITY_KINDS)
 # Below this a result is dropped: a bare 9-digit number (SSN "very weak", 0.05) or a date (0.05) counts only
 # with a context word before it ("social", "born"), which lifts it to 0.4.
 SCORE_THRESHOLD = 0.4

@@ -59,15 +59,17 @@ class _Finding:
 
 
 class Redactor:
-    def __init__(self, analyzer) -> None:  # presidio_analyzer.AnalyzerEngine, from recognizers.build_analyzer()
-        self._analyzer = analyzer
+    def __init__(self, analyzer, entity_kinds: dict[str, str]) -> None:
+        self._analyzer = analyzer  # presidio_analyzer.AnalyzerEngine, from recognizers.build_analyzer()
+        self._entity_kinds = entity_kinds  # its entity names -> our kinds
+        self._entities = list(entity_kinds)
 
     @classmethod
     def load(cls) -> Redactor:
         started = time.perf_counter()
-        from earshot.models.redaction.recognizers import build_analyzer  # imports Presidio (seconds, see above)
+        from earshot.models.redaction.recognizers import ENTITY_KINDS, build_analyzer  # imports Presidio (seconds)
 
-        redactor = cls(build_analyzer())
+        redactor = cls(build_analyzer(), ENTITY_KINDS)
         redactor.redact(WARM_UP, frozenset(KINDS))
         log.info("redactor loaded in %.1f s", time.perf_counter() - started)
         return redactor
@@ -76,18 +78,16 @@ class Redactor:
         """The spans of `kinds` in `text`, merged, in order."""
         if not kinds or not text.strip():
             return ()
-        from earshot.models.redaction.recognizers import ENTITIES, ENTITY_KINDS
-
         normalised = normalise(text)
         findings = []
-        for result in self._analyzer.analyze(normalised.text, language="en", entities=ENTITIES):
+        for result in self._analyzer.analyze(normalised.text, language="en", entities=self._entities):
             start, end = normalised.span(result.start, result.end)
             while start < end and text[start].isspace():
                 start += 1
             while end > start and text[end - 1] in " \t,;:":
                 end -= 1
             if end > start:
-                findings.append(_Finding(ENTITY_KINDS[result.entity_type], start, end, result.score))
+                findings.append(_Finding(self._entity_kinds[result.entity_type], start, end, result.score))
         return tuple(PiiSpan(f.kind, f.start, f.end) for f in merge(findings) if f.kind in kinds)
 
     def redact(self, text: str, kinds: frozenset[str]) -> Redaction:
