@@ -10,6 +10,7 @@ registers itself the same way: the product never imports its test harness.
     train-intent  server/train_intent_command.py
     api-key       server/api_key_command.py
     rotate-keys   server/rotate_keys_command.py
+    redact        server/redact_command.py
     loadtest      loadtest/cli.py
 
 A command raises one of `USER_ERRORS` (or `CommandError`) for a problem the
@@ -87,6 +88,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         stream=sys.stderr,
     )
     logging.getLogger("faster_whisper").setLevel(logging.WARNING)  # it logs every decode at INFO
+    logging.getLogger("presidio-analyzer").setLevel(logging.WARNING)  # it logs every recognizer it loads at INFO
     try:
         return command.run(args)
     except USER_ERRORS as exc:
