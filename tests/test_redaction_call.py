@@ -54,8 +54,9 @@ def test_an_interview_stores_and_shows_tags_not_the_number(server, spoken_phone)
         try:
             live = caller.of_type("final")
             stored = await stored_finals(caller, len(live))
+            await caller.hangup(end_session=True)
         finally:
-            await caller.close()
+            await caller.close_api()
         return live, stored
 
     live, stored = asyncio.run(scenario())
@@ -65,9 +66,9 @@ def test_an_interview_stores_and_shows_tags_not_the_number(server, spoken_phone)
     assert all(final.get("raw_text") is None for final in live)  # only an assist overlay may see what was said
     assert [f["text"] for f in stored] == [f["text"] for f in live]
     assert all("raw_text" not in final for final in stored)
-    tag_words = [w for final in stored for w in final["words"] if w["text"] == "[PHONE]"]
+    tag_words = [w for final in stored for w in final["words"] if w["word"] == "[PHONE]"]
     assert len(tag_words) == 1 and tag_words[0]["end"] > tag_words[0]["start"]
-    assert not any(DIGITS.search(w["text"]) for final in stored for w in final["words"])
+    assert not any(DIGITS.search(w["word"]) for final in stored for w in final["words"])
 
 
 def test_the_assist_overlay_may_show_what_was_said_but_the_store_keeps_tags(raw_overlay_server, spoken_phone):
