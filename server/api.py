@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -26,7 +27,7 @@ from earshot.server.client_files import client_dir
 from earshot.server.encoder_service import EncoderService
 from earshot.server.errors import ApiError
 from earshot.server.intent_stage import IntentOptions
-from earshot.server.limits import Limits, pending_ttl_s
+from earshot.server.limits import Limits
 from earshot.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from earshot.server.metrics import ServerMetrics
 from earshot.server.modes import MODE_KINDS, ModeKind, ModeServices
@@ -94,9 +95,7 @@ async def create_session(request: Request) -> JSONResponse:
     owner, team = (identity.name, identity.team) if identity is not None else ("", "")
     state.limits.admit_session()
     with state.limits.pending.creating():
-        record, token = await state.store.create(
-            mode, role, difficulty, owner=owner, team=team, ttl_s=pending_ttl_s(state.settings)
-        )
+        record, token = await state.store.create(mode, role, difficulty, owner=owner, team=team)
     state.limits.pending.add(record.session_id)  # until its offer, or until its key lapses
     ice_servers = state.turn.entries(record.session_id)  # TURN credentials named after the session, not the caller
     return JSONResponse({"session_id": record.session_id, "token": token, "ice_servers": ice_servers}, status_code=201)
@@ -127,6 +126,9 @@ async def offer(request: Request) -> JSONResponse:
         raise ApiError(409, "session_live", "this session already has a live connection; DELETE it or wait")
     if record.state == "ended":
         raise ApiError(409, "session_ended", "this session has ended; create a new one")
+    if time.time() >= state.store.retention.live_until(record.created_at):
+        # Where it would resume (audio clock, utterance numbers, the interview's state) is deleted by now.
+        raise ApiError(409, "session_expired", "this session's live state has expired (retention_live_s); create a new one")
     state.limits.admit_call(state.calls.busy)
     with state.calls.offering(record.session_id):
         # A DELETE may have ended the session after it was read above, and before this offer took it.
@@ -134,7 +136,7 @@ async def offer(request: Request) -> JSONResponse:
         if fresh is None or fresh.state == "ended" or state.calls.is_ending(record.session_id):
             raise ApiError(409, "session_ended", "this session has ended; create a new one")
         answer = await _answer(state, fresh, kind, sdp, speakers)
-    state.limits.pending.remove(record.session_id)  # its key now lives session_ttl_s (the call's first write)
+    state.limits.pending.remove(record.session_id)  # the call's first write gave its record its full retention
     return JSONResponse({"sdp": answer.sdp, "type": answer.type})
 
 
@@ -191,7 +193,7 @@ async def delete_session(request: Request) -> JSONResponse:
         state.limits.pending.remove(record.session_id)
         if call is not None:
             await call.close("ended by the caller", state="ended")  # also when it was already closing
-        await state.store.update(record.session_id, state="ended")  # also when the call had already closed
+        await state.store.end(record.session_id)  # also when the call had already closed
     count = await state.store.final_count(record.session_id)
     body: dict[str, Any] = {"session_id": record.session_id, "state": "ended", "finals": count}
     if record.mode == "assist":

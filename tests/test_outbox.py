@@ -11,6 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from earshot.server import protocol
 from earshot.server.metrics import ServerMetrics
 from earshot.server.outbox import EventChannel, Outbox
+from earshot.server.retention import Retention
 from earshot.server.store import SessionStore, WriteBehind, connect
 
 
@@ -49,7 +50,7 @@ def errors_counted(metrics: ServerMetrics) -> dict[str, float]:
 
 @pytest.fixture
 async def store(redis_url):
-    store = SessionStore(connect(redis_url), ttl_s=60)
+    store = SessionStore(connect(redis_url), Retention(live_s=60, transcripts_s=60, reports_s=60, pending_s=60))
     yield store
     await store.close()
 
