@@ -92,9 +92,19 @@ class AuditLog:
 
         With `session`, only that session's entries (the scan still stops after `count` stream entries).
         """
+        return (await self.page(after, count, session))[0]
+
+    async def page(
+        self, after: str = "-", count: int = 100, session: Optional[str] = None
+    ) -> tuple[list[tuple[str, AuditEntry]], Optional[str]]:
+        """`read`'s entries, and the ID of the last stream entry scanned (None when there was none after `after`).
+
+        That ID is where the next page starts: with `session`, a page may hold fewer entries than it
+        scanned, none even, while more follow.
+        """
         start = "-" if after == "-" else f"({after}"
         entries = await self._redis.xrange(AUDIT_KEY, min=start, max="+", count=count)
         found = [(entry_id, AuditEntry.from_fields(values)) for entry_id, values in entries]
         if session is not None:
             found = [(entry_id, entry) for entry_id, entry in found if entry.session == session]
-        return found
+        return found, entries[-1][0] if entries else None

@@ -239,7 +239,7 @@ class SessionStore:
         """
         keys, args = [owner_key(owner)], [KEY_PREFIX, *SESSION_KEYS]
         ids, counts = await self._call(lambda: self._erase_script(keys=keys, args=args))
-        per_session = {session_id: int(count) for session_id, count in zip(ids, counts)}
+        per_session = {session_id: int(count) for session_id, count in sorted(zip(ids, counts))}
         return per_session, sum(per_session.values()) + (1 if ids else 0)
 
 
