@@ -74,7 +74,8 @@ export function appendFinal(event) {
       h("span", { class: "as-who", text: speakerName(speaker) }),
       h("time", { class: "as-time", text: formatClock(start), title: `${start.toFixed(1)} s into the call` }),
       h("span", { class: "as-chips as-line-intents" })),
-    h("span", { class: "as-text", text: event.text ?? "" }),
+    // raw_text: what was said, sent only when the server lets the overlay show it (assist_overlay_raw); else the redacted text.
+    h("span", { class: "as-text", text: event.raw_text ?? event.text ?? "" }),
   );
   shown.lines.set(key, line);
   el.transcriptEmpty.hidden = true;

@@ -66,6 +66,7 @@ def start_server(
     port: Optional[int] = None,
     extra_args: tuple[str, ...] = (),
     wait: bool = True,
+    log_level: Optional[str] = None,  # `earshot --log-level` (default INFO)
 ) -> ServerProcess:
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -73,7 +74,7 @@ def start_server(
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
         [
-            sys.executable, "-m", "earshot.server", "serve",
+            sys.executable, "-m", "earshot.server", *(("--log-level", log_level) if log_level else ()), "serve",
             "--port", str(port),
             "--redis-url", redis_url,
             "--data-dir", str(data_dir),

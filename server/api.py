@@ -26,6 +26,7 @@ from earshot.server.audit_trail import audited_session, record_act
 from earshot.server.auth import Authenticator
 from earshot.server.calls import LiveCalls
 from earshot.server.client_files import client_dir
+from earshot.server.configs import redacted_kinds
 from earshot.server.encoder_service import EncoderService
 from earshot.server.errors import ApiError
 from earshot.server.intent_stage import IntentOptions
@@ -37,6 +38,7 @@ from earshot.server.modes.assist import AssistMode
 from earshot.server.modes.interview import InterviewServices
 from earshot.server.offer_checks import check_offer_sdp
 from earshot.server.pipeline import ResumePoint
+from earshot.server.redaction_stage import RedactionOptions, Redacts
 from earshot.server.request_checks import authorised_session, read_json
 from earshot.server.settings import Settings
 from earshot.server.speakers import SpeakerError, assign_speakers
@@ -61,6 +63,7 @@ class AppState:
     calls: LiveCalls
     turn: Optional[IceServers] = None  # the sessions' STUN/TURN servers; None = from settings
     auth: Optional[Authenticator] = None  # None: auth none, every caller anonymous
+    redactor: Optional[Redacts] = None  # needed when any mode redacts (the settings' redact_*)
     limits: Limits = field(init=False)  # from the settings
     audit: AuditLog = field(init=False)  # on the store's connection
 
@@ -69,11 +72,19 @@ class AppState:
             self.turn = IceServers.from_settings(self.settings)
         self.limits = Limits.from_settings(self.settings)
         self.audit = AuditLog(self.store.client, self.settings.audit_retention_s)
+        if self.redactor is None and any(redacted_kinds(self.settings, name) for name in MODE_KINDS):
+            raise ValueError("the settings redact transcripts but no redactor was loaded")
 
     def intent_options(self, kind: ModeKind) -> Optional[IntentOptions]:
         if kind.intent_label_set is None or self.encoders.intents is None:
             return None
         return IntentOptions(self.encoders.classify, kind.intent_label_set, partials=self.settings.intent_partials)
+
+    def redaction_options(self, kind: ModeKind) -> Optional[RedactionOptions]:
+        kinds = redacted_kinds(self.settings, kind.name)
+        if not kinds or self.redactor is None:
+            return None
+        return RedactionOptions(self.redactor, kinds, show_raw=kind.name == "assist" and self.settings.assist_overlay_raw)
 
 
 def _state(request: Request) -> AppState:
@@ -166,6 +177,7 @@ async def _answer(
         open_mode=state.modes[record.mode].open,
         observe=state.metrics.observe,
         intents=state.intent_options(kind),
+        redaction=state.redaction_options(kind),
         speakers=speakers,
         # Its own TURN credentials, minted now: the caller's came with the session.
         ice_servers=state.turn.entries(record.session_id),

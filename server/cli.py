@@ -9,6 +9,7 @@ registers itself the same way: the product never imports its test harness.
     transcribe    server/transcribe_command.py
     train-intent  server/train_intent_command.py
     api-key       server/api_key_command.py
+    rotate-keys   server/rotate_keys_command.py
     loadtest      loadtest/cli.py
 
 A command raises one of `USER_ERRORS` (or `CommandError`) for a problem the

@@ -12,6 +12,7 @@ from earshot.agents.interview_config import InterviewConfig
 from earshot.agents.pace import PaceConfig
 from earshot.models.asr import AsrConfig
 from earshot.models.llm import LlmConfig
+from earshot.models.redaction.kinds import parse_kinds
 from earshot.models.streaming import StreamingConfig
 from earshot.models.vad import VadConfig
 from earshot.server.settings import Settings
@@ -90,3 +91,13 @@ def interview_config(settings: Settings) -> InterviewConfig:
 
 def assist_config(settings: Settings) -> AssistConfig:
     return AssistConfig(long_silence_s=settings.long_silence_s)
+
+
+def redacted_kinds(settings: Settings, mode: str) -> frozenset[str]:
+    """What a call mode's transcripts lose before they are stored, logged or sent to an LLM (models/redaction/kinds.py)."""
+    setting = {
+        "interview": settings.redact_interview,
+        "assist": settings.redact_assist,
+        "transcribe": settings.redact_transcribe,
+    }[mode]
+    return parse_kinds(setting)

@@ -116,7 +116,7 @@ class Outbox:
 
     async def _persist(self, event: protocol.Event) -> None:
         if isinstance(event, protocol.Final):
-            await self._writer.final_write_through(event.seq, event.to_dict(), self._progress())
+            await self._writer.final_write_through(event.seq, event.stored(), self._progress())
         elif isinstance(event, protocol.Pace) and event.final:
             self._writer.fields(pace=event.to_dict())
 

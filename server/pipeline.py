@@ -2,7 +2,8 @@
 
     frame --FrameResampler--> 16 kHz PCM --VadSegmenter--> boundaries (Vad*)
         boundaries --StreamingAsr--> decode requests --AsrEngine (shared)--> hypotheses (Asr*)
-        boundaries and hypotheses --> wire events (protocol) --> publish
+        hypotheses --TranscriptRedaction--> redacted text (tags for personal data)
+        boundaries and redacted hypotheses --> wire events (protocol) --> publish
                                       \\-> PaceTracker --> pace events
                                       \\-> IntentStage (finals) --> intent events
 
@@ -16,6 +17,7 @@ Each stage takes typed records in and hands typed records on:
     segmentation    VadOnset VadSpeechStart VadPause          models/vad.py
                     VadResume VadSpeechEnd
     transcription   AsrPartial AsrFinal AsrFailed             models/streaming.py
+    redaction       RedactedFinal                             server/redaction_stage.py
     the wire        VoiceOnset SpeechStart Partial SpeechEnd  server/protocol.py
                     Final Pace Intent Error
 
@@ -41,6 +43,7 @@ from earshot.models.vad import VadEvent, VadOnset, VadPause, VadResume, VadSegme
 from earshot.server import protocol
 from earshot.server.configs import pace_config, streaming_config, vad_config
 from earshot.server.intent_stage import IntentOptions, IntentStage
+from earshot.server.redaction_stage import RedactionOptions, TranscriptRedaction
 from earshot.server.settings import Settings
 
 Publish = Callable[[protocol.Event], None]
@@ -74,6 +77,7 @@ class TrackPipeline:
         speaker: str = "",  # agent | customer in an assist call; empty for a single-speaker call
         intents: Optional[IntentOptions] = None,
         seq_numbers: Optional[Iterator[int]] = None,
+        redaction: Optional[RedactionOptions] = None,
     ) -> None:
         self.session_id = session_id
         self.speaker = speaker
@@ -83,6 +87,7 @@ class TrackPipeline:
         self._vad = VadSegmenter(vad_config(settings), clock_offset_s=resume.audio_s)
         self._asr = StreamingAsr(engine, session_id, streaming_config(settings), self._vad, resume.next_utterance_id)
         self._pace = PaceTracker(pace_config(settings))
+        self._redaction = TranscriptRedaction(redaction)
         self._intents = IntentStage(session_id, intents, publish, speaker) if intents is not None else None
         self._seq_numbers = seq_numbers if seq_numbers is not None else final_numbers(resume.next_final_seq)
         self._output = asyncio.ensure_future(self._publish_hypotheses())
@@ -132,28 +137,34 @@ class TrackPipeline:
                 if not self._asr.is_open(hypothesis.utterance_id):
                     continue  # its utterance ended while it waited here: the final is coming
                 committed, tentative = " ".join(hypothesis.committed), " ".join(hypothesis.tentative)
+                pace_text = f"{committed} {tentative}".strip()  # pace counts what was said, tags or not
+                committed, tentative = await self._redaction.partial(committed, tentative)
+                if not self._asr.is_open(hypothesis.utterance_id):
+                    continue  # it ended while the redactor ran
                 self._publish(
                     protocol.Partial(sid, hypothesis.utterance_id, committed, tentative, hypothesis.audio_end_s, now, speaker)
                 )
-                text = f"{committed} {tentative}".strip()
-                self._publish_pace(self._pace.on_partial(text, hypothesis.start_s, hypothesis.audio_end_s), now)
+                self._publish_pace(self._pace.on_partial(pace_text, hypothesis.start_s, hypothesis.audio_end_s), now)
                 if self._intents is not None:
                     self._intents.partial(hypothesis.utterance_id, committed, now)
             elif isinstance(hypothesis, AsrFinal):
+                redacted = await self._redaction.final(hypothesis.text, hypothesis.words)
                 self._publish(
                     protocol.Final(
-                        sid, next(self._seq_numbers), hypothesis.utterance_id, hypothesis.text,
+                        sid, next(self._seq_numbers), hypothesis.utterance_id, redacted.text,
                         hypothesis.start_s, hypothesis.end_s,
-                        [protocol.FinalWord(w.text, w.start, w.end, w.probability) for w in hypothesis.words],
+                        [protocol.FinalWord(w.text, w.start, w.end, w.probability) for w in redacted.words],
                         speech_end_audio_s=hypothesis.end_s,
                         emitted_audio_s=now,
                         asr_queued_s=hypothesis.queued_s,
                         asr_inference_s=hypothesis.inference_s,
                         speaker=speaker,
+                        redact_s=redacted.redact_s,
+                        raw_text=redacted.raw_text,
                     )
                 )
                 if self._intents is not None:
-                    self._intents.final(hypothesis.utterance_id, hypothesis.text, now)
+                    self._intents.final(hypothesis.utterance_id, redacted.text, now)
                 report = self._pace.on_final(hypothesis.text, hypothesis.words, hypothesis.start_s, hypothesis.end_s)
                 self._publish_pace(report, now)
             elif isinstance(hypothesis, AsrFailed):

@@ -118,6 +118,16 @@ class Final(Event):
     asr_queued_s: float
     asr_inference_s: float
     speaker: str = ""  # agent | customer in an assist call; empty in single-speaker modes
+    redact_s: float = 0.0  # time in the redactor (server/redaction_stage.py) before this final was published
+    # What was said before redaction, only where the live view may show it (assist_overlay_raw) and only
+    # when something was redacted; never stored: the outbox stores `stored()`.
+    raw_text: Optional[str] = None
+
+    def stored(self) -> dict[str, Any]:
+        """What Redis keeps of this final: everything but the raw text."""
+        stored = self.to_dict()
+        del stored["raw_text"]
+        return stored
 
 
 @dataclass(frozen=True)

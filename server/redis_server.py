@@ -9,10 +9,16 @@ With `maxmemory` (settings.redis_maxmemory) Redis stops at that size with the
 policy `noeviction`: nothing is ever evicted (an evicted key would be a live
 session's state or finals, lost in silence); a write past it fails, and the
 API answers 507 `store_full` (server/app.py) until sessions expire.
+
+What it holds is private: the folder is 0700 and every file in it (the
+append-only files, the log, the socket) 0600. redis-server runs with a
+umask of 077, and a folder left by an older run, made before that, has its
+modes fixed at start.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import time
@@ -22,11 +28,28 @@ from typing import Optional
 import redis
 
 SOCKET_NAME = "redis.sock"
+FOLDER_MODE = 0o700
+FILE_MODE = 0o600
 MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes
 
 
 class RedisStartError(RuntimeError):
     pass
+
+
+def make_private(folder: Path) -> None:
+    """The folder and everything under it readable by its owner only (folders 0700, files 0600)."""
+    folder.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
+    folder.chmod(FOLDER_MODE)
+    for parent, folders, files in os.walk(folder):
+        for name in folders:
+            path = Path(parent, name)
+            if not path.is_symlink():
+                path.chmod(FOLDER_MODE)
+        for name in files:
+            path = Path(parent, name)
+            if not path.is_symlink():
+                path.chmod(FILE_MODE)
 
 
 def _answers(socket_path: Path) -> bool:
@@ -50,9 +73,14 @@ class PrivateRedis:
     def url(self) -> str:
         return f"unix://{self.socket_path}"
 
+    def answers(self) -> bool:
+        """Whether a redis-server (this one, or one another process started) answers on the socket."""
+        return _answers(self.socket_path)
+
     def start(self, timeout_s: float = 10.0) -> str:
         if len(str(self.socket_path)) > MAX_SOCKET_PATH:
             raise RedisStartError(f"data_dir path too long for a Unix socket: {self.socket_path}")
+        make_private(self.dir)
         if _answers(self.socket_path):
             self._adopted = True  # left running by an earlier run: its data is ours
             if self.maxmemory:
@@ -66,15 +94,14 @@ class PrivateRedis:
                 "redis-server is not installed: run `apt-get install redis-server` "
                 "(or `make setup`), or point REDIS_URL at a running Redis"
             )
-        self.dir.mkdir(parents=True, exist_ok=True)
         self.socket_path.unlink(missing_ok=True)
-        log = open(self.dir / "redis.log", "ab")
+        log = os.fdopen(os.open(self.dir / "redis.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE), "ab")
         self._process = subprocess.Popen(
             [
                 binary,
                 "--port", "0",
                 "--unixsocket", str(self.socket_path),
-                "--unixsocketperm", "700",
+                "--unixsocketperm", f"{FILE_MODE:o}",
                 "--dir", str(self.dir),
                 "--appendonly", "yes",
                 "--appendfsync", "everysec",
@@ -85,6 +112,7 @@ class PrivateRedis:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C in the terminal reaches Earshot, which stops it in order
+            umask=0o077,  # its append-only files: 0600
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

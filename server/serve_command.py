@@ -6,9 +6,11 @@ import argparse
 import asyncio
 import logging
 import signal
+import time
 from typing import TYPE_CHECKING, Any, Optional
 
 from earshot.models.model_files import ModelMissingError
+from earshot.server.at_rest import Sealer
 from earshot.server.cli import Command
 from earshot.server.errors import StartupError
 from earshot.server.machine_names import is_loopback
@@ -19,6 +21,8 @@ from earshot.server.store import SessionStore, StoreUnavailable, connect
 
 if TYPE_CHECKING:
     import uvicorn
+
+    from earshot.models.redaction.redactor import Redactor
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +44,7 @@ def run_server(settings: Settings) -> int:
 
     check_exposure(settings)
     auth = Authenticator.from_settings(settings)
+    sealer = Sealer.from_settings(settings)  # the key file is made on first start; a bad one stops the start
     private: Optional[PrivateRedis] = None
     url = settings.redis_url
     if not url:
@@ -50,12 +55,12 @@ def run_server(settings: Settings) -> int:
             raise StartupError(str(exc)) from None
         log.info("private Redis at %s", url)
     try:
-        asyncio.run(_check_store(url, settings))
+        asyncio.run(_check_store(url, settings, sealer))
         tls = serving_tls(settings)
         restrict_ice_as_configured(settings)
         engine = AsrEngine.load(asr_config(settings))
         log.info("ASR model %s loaded", settings.asr_model)
-        store = SessionStore(connect(url), Retention.from_settings(settings))
+        store = SessionStore(connect(url), Retention.from_settings(settings), sealer)
         encoders = EncoderService.load(settings)
         log.info("sentence encoder loaded; intent head %s", "on" if encoders.intents else "off")
         try:
@@ -63,11 +68,12 @@ def run_server(settings: Settings) -> int:
         except ModelMissingError as exc:
             raise StartupError(str(exc)) from None
         modes = load_modes(settings, store, encoders, llm)
+        redactor = load_redactor(settings)
         log.info("call modes ready (%s); LLM %s", ", ".join(modes), llm.name)
         calls = LiveCalls()
         metrics = ServerMetrics(live_sessions=lambda: len(calls), asr_queue_depth=lambda: engine.queue_depth)
         engine.observe(metrics.observe_decode)
-        state = AppState(settings, store, engine, encoders, llm, modes, metrics, calls, auth=auth)
+        state = AppState(settings, store, engine, encoders, llm, modes, metrics, calls, auth=auth, redactor=redactor)
         app = create_app(state)
         config = _http_config(
             settings, app, settings.host, settings.port, lifespan="on",
@@ -99,6 +105,23 @@ def _http_config(settings: Settings, app: Any, host: str, port: int, **options: 
         app, host=host, port=port, log_level="warning", server_header=False,
         http=with_header_timeout(settings.header_timeout_s), **options,
     )
+
+
+def load_redactor(settings: Settings) -> "Optional[Redactor]":
+    """The redactor, when any call mode redacts (the settings' redact_*); else None, and Presidio stays unloaded."""
+    from earshot.server.configs import redacted_kinds
+    from earshot.server.modes import MODE_KINDS
+
+    modes = [name for name in MODE_KINDS if redacted_kinds(settings, name)]
+    if not modes:
+        log.info("redaction off in every mode")
+        return None
+    from earshot.models.redaction.redactor import Redactor
+
+    started = time.perf_counter()
+    redactor = Redactor.load()
+    log.info("redactor loaded in %.2f s; redacting %s", time.perf_counter() - started, ", ".join(modes))
+    return redactor
 
 
 def check_exposure(settings: Settings) -> None:
@@ -136,8 +159,8 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
-async def _check_store(url: str, settings: Settings) -> None:
-    store = SessionStore(connect(url), Retention.from_settings(settings))
+async def _check_store(url: str, settings: Settings, sealer: Sealer) -> None:
+    store = SessionStore(connect(url), Retention.from_settings(settings), sealer)
     try:
         await store.ping()
     except StoreUnavailable as exc:

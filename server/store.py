@@ -9,6 +9,10 @@ creation, which no write, no end of a call and no DELETE extends.
 The live hash holds `interview`, the interviewer's state as JSON
 (agents/interview_state.py), so a reconnect resumes the interview.
 
+What people said is sealed before it reaches Redis (server/at_rest.py): the
+finals' `event`, the report, the summary, and the `interview` and `pace`
+fields (SEALED_FIELDS). The rest (mode, state, clocks, owner) is not.
+
 Using the final's sequence number as its stream ID makes a retried write
 idempotent: Redis refuses an ID that is not above the last one, so a final
 written twice (the first reply lost in an outage) is stored once.
@@ -39,6 +43,7 @@ from typing import Any, Awaitable, Callable, Optional
 import redis.asyncio as aioredis
 from redis.exceptions import OutOfMemoryError, RedisError
 
+from earshot.server.at_rest import Sealer
 from earshot.server.retention import Retention
 from earshot.server.store_keys import (
     CREATE_SCRIPT,
@@ -57,6 +62,7 @@ from earshot.server.tasks import cancel_and_wait
 log = logging.getLogger(__name__)
 
 SESSION_ID = re.compile(r"[0-9a-f]{16}")  # what `create` makes: 8 random bytes in lowercase hex
+SEALED_FIELDS = ("interview", "pace")  # the session hash fields that hold what was said
 
 
 class StoreUnavailable(RuntimeError):
@@ -112,9 +118,10 @@ def connect(url: str) -> aioredis.Redis:
 
 
 class SessionStore:
-    def __init__(self, client: aioredis.Redis, retention: Retention) -> None:
+    def __init__(self, client: aioredis.Redis, retention: Retention, sealer: Sealer) -> None:
         self._redis = client
         self.retention = retention
+        self._sealer = sealer
         self._create_script = client.register_script(CREATE_SCRIPT)
         self._write_script = client.register_script(WRITE_SCRIPT)
         self._purge_script = client.register_script(PURGE_SCRIPT)
@@ -172,7 +179,7 @@ class SessionStore:
                 return await pipe.execute()
 
         record, live = await self._call(read)
-        return _record(session_id, {**live, **record}) if record else None
+        return _record(session_id, self._unseal_fields(session_id, {**live, **record})) if record else None
 
     @staticmethod
     def token_matches(record: SessionRecord, token: str) -> bool:
@@ -184,7 +191,7 @@ class SessionStore:
 
     async def update(self, session_id: str, **fields: Any) -> bool:
         """A call's session fields (state, and the live state: audio clock, pace, interview); False: the session is gone."""
-        return await self._write(session_id, SessionWrite(_encode(fields)))
+        return await self._write(session_id, SessionWrite(self._seal_fields(session_id, _encode(fields))))
 
     async def end(self, session_id: str) -> bool:
         """State "ended", as a DELETE sets it: no expiry moves, a pending session stays as short-lived as it was."""
@@ -192,11 +199,12 @@ class SessionStore:
 
     async def append_final(self, session_id: str, seq: int, final: dict[str, Any], fields: dict[str, Any]) -> bool:
         """Store a final and the session fields that go with it (its audio clock), atomically."""
-        return await self._write(session_id, SessionWrite(_encode(fields), final=(f"{seq}-0", json.dumps(final))))
+        event = self._sealer.seal(session_id, json.dumps(final))
+        return await self._write(session_id, SessionWrite(self._seal_fields(session_id, _encode(fields)), final=(f"{seq}-0", event)))
 
     async def finals(self, session_id: str) -> list[dict[str, Any]]:
         entries = await self._call(lambda: self._redis.xrange(session_key(session_id, ":finals")))
-        return [json.loads(entry["event"]) for _id, entry in entries]
+        return [json.loads(self._sealer.unseal(session_id, entry["event"])) for _id, entry in entries]
 
     async def save_report(self, session_id: str, report: dict[str, Any]) -> None:
         await self._save_document(session_id, "report", report)
@@ -211,11 +219,12 @@ class SessionStore:
         return await self._document(session_id, "summary")
 
     async def _save_document(self, session_id: str, kind: str, document: dict[str, Any]) -> None:
-        await self._write(session_id, SessionWrite(document=(f":{kind}", json.dumps(document))))
+        sealed = self._sealer.seal(session_id, json.dumps(document))
+        await self._write(session_id, SessionWrite(document=(f":{kind}", sealed)))
 
     async def _document(self, session_id: str, kind: str) -> Optional[dict[str, Any]]:
         raw = await self._call(lambda: self._redis.get(session_key(session_id, f":{kind}")))
-        return json.loads(raw) if raw else None
+        return json.loads(self._sealer.unseal(session_id, raw)) if raw else None
 
     async def final_count(self, session_id: str) -> int:
         return int(await self._call(lambda: self._redis.xlen(session_key(session_id, ":finals"))))
@@ -241,6 +250,12 @@ class SessionStore:
         ids, counts = await self._call(lambda: self._erase_script(keys=keys, args=args))
         per_session = {session_id: int(count) for session_id, count in sorted(zip(ids, counts))}
         return per_session, sum(per_session.values()) + (1 if ids else 0)
+
+    def _seal_fields(self, session_id: str, values: dict[str, str]) -> dict[str, str]:
+        return {k: self._sealer.seal(session_id, v) if k in SEALED_FIELDS else v for k, v in values.items()}
+
+    def _unseal_fields(self, session_id: str, values: dict[str, str]) -> dict[str, str]:
+        return {k: self._sealer.unseal(session_id, v) if k in SEALED_FIELDS else v for k, v in values.items()}
 
 
 def _encode(fields: dict[str, Any]) -> dict[str, str]:

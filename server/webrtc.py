@@ -26,6 +26,7 @@ from earshot.server.intent_stage import IntentOptions
 from earshot.server.modes import CallContext, CallMode
 from earshot.server.outbox import EventChannel, Outbox
 from earshot.server.pipeline import ResumePoint, TrackPipeline, final_numbers
+from earshot.server.redaction_stage import RedactionOptions
 from earshot.server.settings import Settings
 from earshot.server.store import SessionRecord, WriteBehind
 from earshot.server.tasks import cancel_and_wait
@@ -66,6 +67,7 @@ class LiveSession:
         open_mode: Callable[[CallContext], CallMode],
         observe: Callable[[protocol.Event], None],
         intents: Optional[IntentOptions] = None,
+        redaction: Optional[RedactionOptions] = None,
         speakers: Optional[dict[str, str]] = None,  # SDP mid -> speaker label, for modes with labelled tracks
         ice_servers: Sequence[dict[str, Any]] = (),  # the server side's STUN/TURN entries (server/turn.py)
     ) -> None:
@@ -81,7 +83,7 @@ class LiveSession:
         seq_numbers = final_numbers(resume.next_final_seq)
         self._pipelines = {
             speaker: TrackPipeline(
-                self.session_id, engine, settings, self.outbox.publish, resume, speaker, intents, seq_numbers
+                self.session_id, engine, settings, self.outbox.publish, resume, speaker, intents, seq_numbers, redaction
             )
             for speaker in (sorted(set(self._speakers.values())) or [""])
         }

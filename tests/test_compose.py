@@ -288,6 +288,21 @@ def test_turn_override_needs_its_secret(compose: Compose):
     assert result.returncode != 0 and "EARSHOT_TURN_SECRET" in result.stderr
 
 
+def test_the_storage_key_file_outlives_the_container(config: dict):
+    """Redis holds sealed transcripts: the key that opens them lives on a named volume, not in the container."""
+    from earshot.server.settings_sources import settings_from_env
+    from earshot.server.storage_keys import key_file_path
+
+    earshot = config["services"]["earshot"]
+    env = {k: str(v) for k, v in earshot["environment"].items()}
+    assert "EARSHOT_STORAGE_KEY" not in env  # the key file is the source, so rotate-keys can rotate it
+    path = key_file_path(settings_from_env(env))
+    volumes = [v for v in earshot["volumes"] if v["type"] == "volume"]
+    holding = [v for v in volumes if path.is_relative_to(v["target"])]
+    assert holding and holding[0]["source"] in config["volumes"], (path, volumes)
+    assert not holding[0].get("read_only")  # the first start writes it
+
+
 def test_vllm_serves_mistral_on_a_gpu(config: dict):
     vllm = config["services"]["vllm"]
     image, _, tag = vllm["image"].partition(":")

@@ -24,7 +24,8 @@ def pcm_of(clips: list[str]) -> bytes:
 
 async def test_server_killed_mid_session_loses_no_final(own_redis, tmp_path):
     port = free_port()
-    first = start_server(own_redis.url, tmp_path / "a", port=port)
+    shared_keys = ("--storage-key-file", str(tmp_path / "storage.keys"))  # servers on one Redis share its keys
+    first = start_server(own_redis.url, tmp_path / "a", port=port, extra_args=shared_keys)
     caller = HeadlessCaller(first.base_url, pcm_of(FIRST_PART))
     try:
         await caller.connect()
@@ -36,7 +37,7 @@ async def test_server_killed_mid_session_loses_no_final(own_redis, tmp_path):
     finally:
         await caller.hangup(end_session=False)
 
-    second = start_server(own_redis.url, tmp_path / "b", port=port)
+    second = start_server(own_redis.url, tmp_path / "b", port=port, extra_args=shared_keys)
     try:
         again = HeadlessCaller(second.base_url, pcm_of(SECOND_PART), session_id=caller.session_id, token=caller.token)
         await call_with_pcm(again)

@@ -8,18 +8,21 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
+from earshot.server.at_rest import Sealer
 from earshot.server.redis_server import PrivateRedis
 from earshot.server.retention import Retention
+from earshot.server.storage_keys import StorageKey
 from earshot.server.store import SessionStore, StoreFull, WriteBehind, connect
 from earshot.server.store_keys import SESSION_KEYS, owner_key, session_key
 
 RETENTION = Retention(live_s=3600, transcripts_s=7 * 86400, reports_s=30 * 86400, pending_s=600)
 FINAL = {"type": "final", "text": "hello there", "seq": 1}
+SEALER = Sealer([StorageKey.new()])
 
 
 @pytest.fixture
 async def store(redis_url):
-    store = SessionStore(connect(redis_url), RETENTION)
+    store = SessionStore(connect(redis_url), RETENTION, SEALER)
     yield store
     await store.close()
 
@@ -159,8 +162,8 @@ async def test_erasure_takes_every_session_of_one_identity_and_no_other(store, r
 
 
 async def test_an_owner_index_never_expires_before_a_session_it_lists(redis_url, raw):
-    long_store = SessionStore(connect(redis_url), RETENTION)
-    short_store = SessionStore(connect(redis_url), Retention(live_s=60, transcripts_s=60, reports_s=60, pending_s=60))
+    long_store = SessionStore(connect(redis_url), RETENTION, SEALER)
+    short_store = SessionStore(connect(redis_url), Retention(live_s=60, transcripts_s=60, reports_s=60, pending_s=60), SEALER)
     try:
         first, _ = await long_store.create("interview", "data_scientist", "easy", owner="ivy")
         kept_until = await expires_at_ms(raw, owner_key("ivy"))
@@ -176,7 +179,7 @@ async def test_a_full_redis_still_purges_and_erases(tmp_path):
     """At maxmemory (noeviction) Redis refuses writes, and every command of a MULTI: deleting must still work."""
     private = PrivateRedis(tmp_path, maxmemory="4mb")
     url = private.start()
-    store = SessionStore(connect(url), RETENTION)
+    store = SessionStore(connect(url), RETENTION, SEALER)
     try:
         purged, _ = await store.create("interview", "data_scientist", "easy", owner="zed")
         erased, _ = await store.create("interview", "data_scientist", "easy", owner="zed")
