@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from earshot.models.redaction.kinds import KINDS, parse_kinds
+from earshot.models.redaction.kinds import KINDS
+from earshot.server.configs import redacted_kinds
 from earshot.server.modes import MODE_KINDS
 from earshot.server.retention import Retention
 from earshot.server.settings import Settings
@@ -39,8 +40,8 @@ def duration_words(seconds: int) -> str:
     return f"{minutes} minute{'' if minutes == 1 else 's'}"
 
 
-def redacted_kinds(settings: Settings, mode: str) -> list[str]:
-    chosen = parse_kinds(getattr(settings, f"redact_{mode}"))
+def kinds_in_order(settings: Settings, mode: str) -> list[str]:
+    chosen = redacted_kinds(settings, mode)
     return [kind for kind in KINDS if kind in chosen]
 
 
@@ -50,7 +51,7 @@ def consent_sentence(settings: Settings, mode: str) -> str:
     if mode in DOCUMENTS:
         kept += f" (the {DOCUMENTS[mode]} for {duration_words(retention.reports_s)})"
     kept += "; the audio itself is not kept."
-    kinds = [KIND_WORDS[kind] for kind in redacted_kinds(settings, mode)]
+    kinds = [KIND_WORDS[kind] for kind in kinds_in_order(settings, mode)]
     if not kinds:
         return kept + " Nothing said is removed before it is stored."
     listed = kinds[0] if len(kinds) == 1 else f"{', '.join(kinds[:-1])} and {kinds[-1]}"
@@ -63,7 +64,7 @@ def privacy_document(settings: Settings) -> dict[str, Any]:
     return {
         "retention_s": kept,
         "retention": {kind: duration_words(seconds) for kind, seconds in kept.items()},
-        "redacted": {mode: redacted_kinds(settings, mode) for mode in MODE_KINDS},
+        "redacted": {mode: kinds_in_order(settings, mode) for mode in MODE_KINDS},
         "consent": {mode: consent_sentence(settings, mode) for mode in MODE_KINDS},
         "audio_stored": False,
     }
