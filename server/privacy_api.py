@@ -32,6 +32,7 @@ from earshot.server.store import StoreUnavailable, is_session_id
 MAX_NAME_CHARS = 256
 AUDIT_PAGE = 100  # entries per page unless `count` says otherwise
 MAX_AUDIT_PAGE = 1000
+SESSION_SCAN = 10_000  # audit entries looked through per page for one session's
 STREAM_ID = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
 U64_MAX = 2**64 - 1
 
@@ -78,7 +79,7 @@ async def admin_audit(request: Request) -> JSONResponse:
     await _require_admin(request, "audit read", "audit.read")
     after, count, session = _audit_query(request)
     try:
-        found, last = await _state(request).audit.page(after, count, session)
+        found, last = await _state(request).audit.page(after, count, session, SESSION_SCAN if session else count)
     except (RedisError, OSError) as exc:
         raise StoreUnavailable(f"Redis is unreachable: {exc}") from exc
     await record_act(request, "audit.read", session or "", entries=len(found))
