@@ -14,7 +14,7 @@ export class ApiError extends Error {
 
   /** The session no longer exists, has ended, or the token is wrong: resuming is pointless. */
   get sessionGone() {
-    return [401, 403, 404, 410].includes(this.status) || this.code === "session_ended";
+    return [401, 403, 404, 410].includes(this.status) || ["session_ended", "session_expired"].includes(this.code);
   }
 }
 
@@ -93,6 +93,11 @@ export function getSession(session) {
 
 export function deleteSession(session) {
   return request("DELETE", sessionPath(session.session_id), { token: session.token, keepalive: true });
+}
+
+/** What a call stores, for how long, what is removed first -> {retention_s, retention, redacted, consent: {mode: sentence}} */
+export function getPrivacy() {
+  return request("GET", "api/privacy");
 }
 
 /** An assist call's summary -> {session_id, transcript, intents, topic, sentiment, metrics, ...}; 404 no_summary before it. */

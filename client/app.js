@@ -3,6 +3,7 @@
 // render-interviewer.js own the DOM.
 
 import * as api from "./api.js";
+import { consentFollows, loadConsent, showConsent } from "./consent.js";
 import * as events from "./events.js";
 import { earshot } from "./events.js";
 import { Attempts, Superseded, describeCallError } from "./page.js";
@@ -113,6 +114,7 @@ async function start() {
 
   try {
     // Mic before session: a refused mic then leaves no orphan session on the server.
+    showConsent(choices.mode); // what is stored, and for how long, is on the page before the mic opens
     view.setStatus("Asking for the microphone…");
     await acquireMicrophone(attempt);
 
@@ -146,6 +148,7 @@ async function resume() {
       return;
     }
 
+    showConsent(snapshot.mode);
     view.setStatus("Asking for the microphone…");
     await acquireMicrophone(attempt);
     await connect(session, attempt);
@@ -281,7 +284,10 @@ function init() {
   view.controls.stop.addEventListener("click", stop);
   view.controls.resume.addEventListener("click", resume);
   // Only between sessions (the select is disabled during one): preview what the mode shows.
-  view.controls.mode.addEventListener("change", () => events.setMode(view.controls.mode.value));
+  view.controls.mode.addEventListener("change", () => {
+    events.setMode(view.controls.mode.value);
+    consentFollows(view.controls.mode.value);
+  });
   // The report opens in this tab: hang up properly first rather than let the page drop the
   // call, which would leave a session to "resume" on the way back.
   view.controls.reportLink.addEventListener("click", () => {
@@ -299,6 +305,7 @@ function init() {
   }
   events.setMode(view.controls.mode.value);
   setState("idle");
+  loadConsent(() => view.controls.mode.value);
 }
 
 init();

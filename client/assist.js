@@ -8,6 +8,7 @@
 
 import * as api from "./api.js";
 import * as cards from "./assist-cards.js";
+import { loadConsent, showConsent } from "./consent.js";
 import { CallAudio, UserError, idleHint, initSetup, lockSetup, sourceKind } from "./assist-sources.js";
 import * as view from "./assist-view.js";
 import { Attempts, Superseded, describeCallError, formatClock, parseEvent, rememberToken, speakerName } from "./page.js";
@@ -96,6 +97,7 @@ async function start() {
   setState("connecting");
 
   try {
+    showConsent("assist"); // what is stored, and for how long, is on the page before any audio opens
     // Nothing is awaited before this: a recording's AudioContext must be made in the click's turn.
     conn.audio = new CallAudio();
     const sources = await conn.audio.open(setStatus);
@@ -353,6 +355,7 @@ function init() {
   clearCall();
   setStatus(idleHint());
   setState("idle");
+  loadConsent(() => "assist");
 }
 
 init();

@@ -30,11 +30,14 @@ POLICY: dict[str, tuple[str, str, str, str]] = {
     "session read":         ("own",     "own",  "team",     "any"),
     "session offer":        ("own",     "own",  "-",        "any"),
     "session delete":       ("own",     "own",  "-",        "any"),
+    "session purge":        ("own",     "own",  "-",        "any"),
     "report read":          ("own",     "-",    "team",     "any"),
     "summary read":         ("-",       "own",  "team",     "any"),
     "metrics":              ("-",       "-",    "-",        "yes"),
     "health detail":        ("-",       "-",    "-",        "yes"),
     "settings read":        ("-",       "-",    "-",        "yes"),
+    "identity erase":       ("-",       "-",    "-",        "yes"),
+    "audit read":           ("-",       "-",    "-",        "yes"),
 }
 # fmt: on
 
@@ -86,15 +89,21 @@ def may(request: Request, action: str) -> bool:
 
 
 def check_session_access(request: Request, record: SessionRecord, action: str) -> None:
-    """The session's own token, or (auth on) an identity the policy allows for this session."""
+    """The session's own token, or (auth on) an identity the policy allows for this session.
+
+    Which one it was is left at `request.state.session_token` (True: the token), for the audit trail.
+    """
     token = bearer(request.headers) or ""
+    request.state.session_token = False
     if not auth_on(request):
         if not token:
             raise ApiError(401, "missing_token", "send the session token as 'Authorization: Bearer <token>'")
         if not SessionStore.token_matches(record, token):
             raise ApiError(401, "bad_token", "the token does not belong to this session")
+        request.state.session_token = True
         return
     if token and SessionStore.token_matches(record, token):
+        request.state.session_token = True
         return
     identity = caller(request)
     if identity is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -20,6 +21,8 @@ from earshot.agents.roles import DIFFICULTIES, ROLES
 from earshot.models.asr import AsrEngine
 from earshot.models.llm import LlmBackend
 from earshot.server.access import auth_on, may, require
+from earshot.server.audit import AuditLog
+from earshot.server.audit_trail import audited_session, record_act
 from earshot.server.auth import Authenticator
 from earshot.server.calls import LiveCalls
 from earshot.server.client_files import client_dir
@@ -27,7 +30,7 @@ from earshot.server.configs import redacted_kinds
 from earshot.server.encoder_service import EncoderService
 from earshot.server.errors import ApiError
 from earshot.server.intent_stage import IntentOptions
-from earshot.server.limits import Limits, pending_ttl_s
+from earshot.server.limits import Limits
 from earshot.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from earshot.server.metrics import ServerMetrics
 from earshot.server.modes import MODE_KINDS, ModeKind, ModeServices
@@ -62,11 +65,13 @@ class AppState:
     auth: Optional[Authenticator] = None  # None: auth none, every caller anonymous
     redactor: Optional[Redacts] = None  # needed when any mode redacts (the settings' redact_*)
     limits: Limits = field(init=False)  # from the settings
+    audit: AuditLog = field(init=False)  # on the store's connection
 
     def __post_init__(self) -> None:
         if self.turn is None:
             self.turn = IceServers.from_settings(self.settings)
         self.limits = Limits.from_settings(self.settings)
+        self.audit = AuditLog(self.store.client, self.settings.audit_retention_s)
         if self.redactor is None and any(redacted_kinds(self.settings, name) for name in MODE_KINDS):
             raise ValueError("the settings redact transcripts but no redactor was loaded")
 
@@ -105,9 +110,7 @@ async def create_session(request: Request) -> JSONResponse:
     owner, team = (identity.name, identity.team) if identity is not None else ("", "")
     state.limits.admit_session()
     with state.limits.pending.creating():
-        record, token = await state.store.create(
-            mode, role, difficulty, owner=owner, team=team, ttl_s=pending_ttl_s(state.settings)
-        )
+        record, token = await state.store.create(mode, role, difficulty, owner=owner, team=team)
     state.limits.pending.add(record.session_id)  # until its offer, or until its key lapses
     ice_servers = state.turn.entries(record.session_id)  # TURN credentials named after the session, not the caller
     return JSONResponse({"session_id": record.session_id, "token": token, "ice_servers": ice_servers}, status_code=201)
@@ -138,6 +141,9 @@ async def offer(request: Request) -> JSONResponse:
         raise ApiError(409, "session_live", "this session already has a live connection; DELETE it or wait")
     if record.state == "ended":
         raise ApiError(409, "session_ended", "this session has ended; create a new one")
+    if time.time() >= state.store.retention.live_until(record.created_at):
+        # Where it would resume (audio clock, utterance numbers, the interview's state) is deleted by now.
+        raise ApiError(409, "session_expired", "this session's live state has expired (retention_live_s); create a new one")
     state.limits.admit_call(state.calls.busy)
     with state.calls.offering(record.session_id):
         # A DELETE may have ended the session after it was read above, and before this offer took it.
@@ -145,7 +151,7 @@ async def offer(request: Request) -> JSONResponse:
         if fresh is None or fresh.state == "ended" or state.calls.is_ending(record.session_id):
             raise ApiError(409, "session_ended", "this session has ended; create a new one")
         answer = await _answer(state, fresh, kind, sdp, speakers)
-    state.limits.pending.remove(record.session_id)  # its key now lives session_ttl_s (the call's first write)
+    state.limits.pending.remove(record.session_id)  # the call's first write gave its record its full retention
     return JSONResponse({"sdp": answer.sdp, "type": answer.type})
 
 
@@ -187,46 +193,73 @@ async def _answer(
 
 async def get_session(request: Request) -> JSONResponse:
     state = _state(request)
-    record = await authorised_session(request, "session read")
+    record = await audited_session(request, "session read", "transcript.read")
     finals = await state.store.finals(record.session_id)
     live = state.calls.is_live(record.session_id)
+    await record_act(request, "transcript.read", record.session_id, finals=len(finals))
     return JSONResponse({**record.public(), "live": live, "finals": finals, "pace": record.pace})
 
 
+PURGE_VALUES = ("true", "1")
+
+
+def purge_requested(request: Request) -> bool:
+    value = request.query_params.get("purge")
+    if value is not None and value not in PURGE_VALUES:
+        raise ApiError(400, "bad_purge", "purge must be true (or 1), or left out")
+    return value is not None
+
+
 async def delete_session(request: Request) -> JSONResponse:
+    """Ends the call; with ?purge=true also deletes every key of the session at once. Extends no expiry."""
     state = _state(request)
-    record = await authorised_session(request, "session delete")
+    purge = purge_requested(request)
+    action = "session.purge" if purge else "session.delete"
+    record = await audited_session(request, "session purge" if purge else "session delete", action)
     if state.calls.offer_in_progress(record.session_id):  # its call would go live on the ended session
         raise ApiError(409, "offer_in_progress", "an offer for this session is being answered; DELETE after it")
     with state.calls.ending(record.session_id):  # taken with no await since the check above
-        call = state.calls.get(record.session_id)
-        state.limits.pending.remove(record.session_id)
-        if call is not None:
-            await call.close("ended by the caller", state="ended")  # also when it was already closing
-        await state.store.update(record.session_id, state="ended")  # also when the call had already closed
+        await end_call(state, record.session_id)
+        if purge:  # after the call's last writes; any write still to come finds no session and writes nothing
+            deleted = await state.store.purge(record)
+        else:
+            await state.store.end(record.session_id)  # also when the call had already closed
+    if purge:
+        await record_act(request, action, record.session_id, keys_deleted=deleted)
+        return JSONResponse({"session_id": record.session_id, "state": "purged", "keys_deleted": deleted})
     count = await state.store.final_count(record.session_id)
+    await record_act(request, action, record.session_id, finals=count)
     body: dict[str, Any] = {"session_id": record.session_id, "state": "ended", "finals": count}
     if record.mode == "assist":
         body["summary_url"] = f"/sessions/{record.session_id}/summary"  # stored before this answer
     return JSONResponse(body)
 
 
+async def end_call(state: AppState, session_id: str, reason: str = "ended by the caller") -> None:
+    """End the session's call in this process, if it has one, once its last finals and state are written."""
+    call = state.calls.get(session_id)
+    state.limits.pending.remove(session_id)
+    if call is not None:
+        await call.close(reason, state="ended")  # also when it was already closing
+
+
 # --- after the call -------------------------------------------------------------------------
 async def report(request: Request) -> JSONResponse:
     state = _state(request)
-    record = await authorised_session(request, "report read")
+    record = await audited_session(request, "report read", "report.read")
     interview = state.modes.get("interview")
     if record.mode != "interview" or not isinstance(interview, InterviewServices):
         raise ApiError(404, "no_report", "only interview sessions have a report")
     found = await interview.reports.for_session(record)
     if found is None:
         raise ApiError(404, "no_report", "no question has been asked in this session yet")
+    await record_act(request, "report.read", record.session_id)
     return JSONResponse(found)
 
 
 async def summary(request: Request) -> JSONResponse:
     state = _state(request)
-    record = await authorised_session(request, "summary read")
+    record = await audited_session(request, "summary read", "summary.read")
     if record.mode != "assist":
         raise ApiError(404, "no_summary", "only assist sessions have a call summary")
     call = state.calls.get(record.session_id)
@@ -234,6 +267,7 @@ async def summary(request: Request) -> JSONResponse:
     found = live.summary() if isinstance(live, AssistMode) else await state.store.summary(record.session_id)
     if found is None:
         raise ApiError(404, "no_summary", "this call has not started yet")
+    await record_act(request, "summary.read", record.session_id)
     return JSONResponse(found)
 
 

@@ -5,7 +5,7 @@
     POST   /api/sessions/{id}/offer      Bearer token, {sdp, type: "offer", tracks?} -> {sdp, type: "answer"}
                                          tracks (assist): {"<track id>": "agent" | "customer"}
     GET    /api/sessions/{id}            Bearer token -> session, finals, pace
-    DELETE /api/sessions/{id}            Bearer token -> ends the session
+    DELETE /api/sessions/{id}            Bearer token -> ends the session; ?purge=true: and deletes all of it
     GET    /api/sessions/{id}/report     Bearer token -> the interview report (JSON)
     GET    /sessions/{id}/report         the report page (reads the token from the URL fragment)
     GET    /api/sessions/{id}/summary    Bearer token -> an assist call's summary (JSON)
@@ -13,6 +13,9 @@
     GET    /healthz                      Redis and engine state (or a minimal liveness answer)
     GET    /metrics                      Prometheus metrics (server/metrics.py)
     GET    /api/admin/settings           the settings, secrets masked (admin)
+    DELETE /api/admin/identities/{name}/sessions   every session an identity created, deleted (admin)
+    GET    /api/admin/audit              the audit stream: who read or deleted what (admin)
+    GET    /api/privacy                  what a call stores, for how long, and what is redacted
     GET    /openapi.json                 this API as OpenAPI 3 (server/openapi.py)
     GET    /                             the client (client/index.html and its files)
 
@@ -42,7 +45,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from earshot.server import api
+from earshot.server import api, privacy_api
 from earshot.server.api import AppState
 from earshot.server.auth import IdentityMiddleware
 from earshot.server.client_files import ClientOrNotAllowed
@@ -114,6 +117,9 @@ def create_app(state: AppState) -> Starlette:
         Route("/healthz", api.health, methods=["GET"]),
         Route("/metrics", api.metrics, methods=["GET"]),
         Route("/api/admin/settings", api.admin_settings, methods=["GET"]),
+        Route("/api/admin/identities/{name}/sessions", privacy_api.erase_identity, methods=["DELETE"]),
+        Route("/api/admin/audit", privacy_api.admin_audit, methods=["GET"]),
+        Route("/api/privacy", privacy_api.privacy, methods=["GET"]),
     ]
     routes += [
         openapi_route(routes),  # the document of every route above and of itself (server/openapi.py)

@@ -92,9 +92,34 @@ class AuditLog:
 
         With `session`, only that session's entries (the scan still stops after `count` stream entries).
         """
-        start = "-" if after == "-" else f"({after}"
-        entries = await self._redis.xrange(AUDIT_KEY, min=start, max="+", count=count)
-        found = [(entry_id, AuditEntry.from_fields(values)) for entry_id, values in entries]
-        if session is not None:
-            found = [(entry_id, entry) for entry_id, entry in found if entry.session == session]
-        return found
+        return (await self.page(after, count, session))[0]
+
+    async def page(
+        self, after: str = "-", count: int = 100, session: Optional[str] = None, scan: Optional[int] = None
+    ) -> tuple[list[tuple[str, AuditEntry]], Optional[str]]:
+        """`read`'s entries, and the ID of the last stream entry looked at (None when there was none after `after`).
+
+        That ID is where the next page starts. `scan` (default `count`) bounds how many stream entries
+        are looked at: with `session`, a larger one finds that session's entries further on, and a page
+        may still hold fewer than `count`, none even, while more follow.
+        """
+        scan = count if scan is None else scan
+        found: list[tuple[str, AuditEntry]] = []
+        last: Optional[str] = None
+        looked = 0
+        while looked < scan and len(found) < count:
+            position = last or after
+            wanted = min(scan - looked, 1000)
+            batch = await self._redis.xrange(
+                AUDIT_KEY, min="-" if position == "-" else f"({position}", max="+", count=wanted
+            )
+            for entry_id, values in batch:
+                looked, last = looked + 1, entry_id
+                entry = AuditEntry.from_fields(values)
+                if session is None or entry.session == session:
+                    found.append((entry_id, entry))
+                    if len(found) == count:
+                        break
+            if len(batch) < wanted:  # the end of the stream
+                break
+        return found, last

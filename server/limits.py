@@ -34,6 +34,7 @@ from typing import Callable, Iterator
 from starlette.requests import Request
 
 from earshot.server.errors import ApiError
+from earshot.server.retention import Retention
 from earshot.server.settings import Settings
 
 Clock = Callable[[], float]
@@ -128,7 +129,7 @@ class Limits:
         return cls(
             sessions=RateLimiter(settings.rate_sessions_per_min, clock),
             offers=RateLimiter(settings.rate_offers_per_min, clock),
-            pending=PendingSessions(settings.max_pending_sessions, pending_ttl_s(settings), clock),
+            pending=PendingSessions(settings.max_pending_sessions, Retention.from_settings(settings).pending_s, clock),
             max_live_calls=settings.max_live_calls,
         )
 
@@ -147,11 +148,6 @@ class Limits:
     def admit_call(self, calls_now: int) -> None:
         if calls_now >= self.max_live_calls:
             raise at_capacity("the server is at its capacity for live calls; try again shortly")
-
-
-def pending_ttl_s(settings: Settings) -> int:
-    """How long a session that never connects is kept (never longer than any session)."""
-    return min(settings.pending_session_ttl_s, settings.session_ttl_s)
 
 
 def at_capacity(message: str) -> ApiError:

@@ -18,7 +18,11 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from earshot.agents.roles import DIFFICULTIES, ROLES
+from earshot.models.redaction.kinds import KINDS
+from earshot.server.api import PURGE_VALUES
+from earshot.server.audit import ACTIONS
 from earshot.server.modes import MODE_KINDS
+from earshot.server.privacy_api import MAX_AUDIT_PAGE, MAX_NAME_CHARS, STREAM_ID
 from earshot.server.store import SESSION_ID
 
 SESSION_ID_PATTERN = f"^{SESSION_ID.pattern}$"  # the form store.create makes
@@ -28,7 +32,7 @@ ERROR_STATUSES = {
     403: "not allowed for this caller",
     404: "no such session, or nothing there yet",
     408: "the request body did not arrive in time",
-    409: "the session is live or has ended",
+    409: "the session is live, has ended, or its live state has expired; or an offer is being answered",
     413: "request body too large",
     429: "too many requests; see Retry-After",
     503: "at capacity, or session storage unreachable; see Retry-After",
@@ -132,6 +136,61 @@ COMPONENTS: dict[str, Any] = {
                 "summary_url": {"type": "string"},
             },
         },
+        "Purged": {
+            "type": "object",
+            "required": ["session_id", "state", "keys_deleted"],
+            "properties": {
+                "session_id": {"type": "string", "pattern": SESSION_ID_PATTERN},
+                "state": {"type": "string", "enum": ["purged"]},
+                "keys_deleted": {"type": "integer", "minimum": 0},
+            },
+        },
+        "Erased": {
+            "type": "object",
+            "required": ["owner", "sessions", "keys_deleted"],
+            "properties": {
+                "owner": {"type": "string"},
+                "sessions": {"type": "array", "items": {"type": "string", "pattern": SESSION_ID_PATTERN}},
+                "keys_deleted": {"type": "integer", "minimum": 0},
+            },
+        },
+        "AuditEntry": {
+            "type": "object",
+            "required": ["id", "at", "who", "role", "action", "session", "remote", "outcome", "detail"],
+            "properties": {
+                "id": {"type": "string"},
+                "at": {"type": "number"},
+                "who": {"type": "string", "description": "an identity's name, session-token or anonymous"},
+                "role": {"type": "string"},
+                "action": {"type": "string", "enum": list(ACTIONS)},
+                "session": {"type": "string"},
+                "remote": {"type": "string"},
+                "outcome": {"type": "string", "description": "ok, or the error code of a refusal"},
+                "detail": {"type": "object", "description": "counts and names, never what was said"},
+            },
+        },
+        "AuditPage": {
+            "type": "object",
+            "required": ["entries", "next"],
+            "properties": {
+                "entries": {"type": "array", "items": _ref("AuditEntry")},
+                "next": {"type": "string", "nullable": True, "description": "the next page's `after`; null: none yet"},
+            },
+        },
+        "Privacy": {
+            "type": "object",
+            "required": ["retention_s", "retention", "redacted", "consent", "audio_stored"],
+            "properties": {
+                "retention_s": {"type": "object", "additionalProperties": {"type": "integer"}},
+                "retention": {"type": "object", "additionalProperties": {"type": "string"}},
+                "redacted": {
+                    "type": "object",
+                    "additionalProperties": {"type": "array", "items": {"type": "string", "enum": list(KINDS)}},
+                },
+                "consent": {"type": "object", "additionalProperties": {"type": "string"}},
+                "audio_stored": {"type": "boolean"},
+            },
+        },
         "Health": {
             "type": "object",
             "required": ["status"],
@@ -150,6 +209,7 @@ class Operation:
     body: Optional[str] = None  # the JSON request body's schema name
     token: bool = False  # takes the session's bearer token
     errors: tuple[int, ...] = ()
+    query: tuple[dict[str, Any], ...] = ()  # its query parameters
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -158,6 +218,15 @@ def _ok(status: int, description: str, content: dict[str, Any]) -> dict[str, Any
 
 
 HTML = {"text/html": {"schema": {"type": "string"}}}
+PATH_PARAMETERS = {
+    "session_id": {"type": "string", "pattern": SESSION_ID_PATTERN},
+    "name": {"type": "string", "minLength": 1, "maxLength": MAX_NAME_CHARS, "description": "an identity's name"},
+}
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
 SESSION_ERRORS = (400, 401, 403, 404, 503)
 
 OPERATIONS: dict[str, Operation] = {
@@ -174,7 +243,10 @@ OPERATIONS: dict[str, Operation] = {
         errors=SESSION_ERRORS,
     ),
     "delete_session": Operation(
-        "End the session", _ok(200, "ended", _json(_ref("Ended"))), token=True, errors=SESSION_ERRORS
+        "End the session; with purge, also delete every key of it at once",
+        _ok(200, "ended, or purged", _json({"oneOf": [_ref("Ended"), _ref("Purged")]})), token=True,
+        errors=(*SESSION_ERRORS, 409),
+        query=(_query("purge", {"type": "string", "enum": list(PURGE_VALUES)}, "delete every key of the session"),),
     ),
     "report": Operation(
         "An interview's report", _ok(200, "the report", _json({"type": "object"})), token=True, errors=SESSION_ERRORS
@@ -195,6 +267,22 @@ OPERATIONS: dict[str, Operation] = {
     "admin_settings": Operation(
         "The server's settings, secrets masked (admin)", _ok(200, "settings", _json({"type": "object"})),
         errors=(401, 403),
+    ),
+    "erase_identity": Operation(
+        "Delete every session an identity created, all its keys (admin; right to erasure)",
+        _ok(200, "erased", _json(_ref("Erased"))), errors=(400, 401, 403, 404, 503),
+    ),
+    "admin_audit": Operation(
+        "The audit stream, oldest first: who read or deleted what (admin)", _ok(200, "a page", _json(_ref("AuditPage"))),
+        errors=(400, 401, 403, 503),
+        query=(
+            _query("after", {"type": "string", "pattern": f"^{STREAM_ID.pattern}$"}, "the entries after this id (`next`)"),
+            _query("count", {"type": "integer", "minimum": 1, "maximum": MAX_AUDIT_PAGE}, "entries scanned, at most"),
+            _query("session", {"type": "string", "pattern": SESSION_ID_PATTERN}, "only this session's entries"),
+        ),
+    ),
+    "privacy": Operation(
+        "What a call stores, for how long, and what is removed first", _ok(200, "the notice", _json(_ref("Privacy")))
     ),
     "openapi": Operation("This document", _ok(200, "OpenAPI 3", _json({"type": "object"}))),
 }
@@ -220,10 +308,14 @@ def _operation(route: Route, op: Operation) -> dict[str, Any]:
     for status in op.errors:
         responses.setdefault(str(status), {"description": ERROR_STATUSES[status], "content": _json(_ref("Error"))})
     spec: dict[str, Any] = {"operationId": route.name, "summary": op.summary, "responses": responses}
-    if "{session_id}" in route.path:
-        spec["parameters"] = [
-            {"name": "session_id", "in": "path", "required": True, "schema": {"type": "string", "pattern": SESSION_ID_PATTERN}}
-        ]
+    parameters = [
+        {"name": name, "in": "path", "required": True, "schema": schema}
+        for name, schema in PATH_PARAMETERS.items()
+        if "{" + name + "}" in route.path
+    ]
+    parameters += op.query
+    if parameters:
+        spec["parameters"] = parameters
     if op.body is not None:
         spec["requestBody"] = {"required": True, "content": _json(_ref(op.body))}
     if op.token:

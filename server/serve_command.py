@@ -14,6 +14,7 @@ from earshot.server.at_rest import Sealer
 from earshot.server.cli import Command
 from earshot.server.errors import StartupError
 from earshot.server.machine_names import is_loopback
+from earshot.server.retention import Retention
 from earshot.server.settings import Settings
 from earshot.server.settings_sources import add_settings_arguments, settings_from_args
 from earshot.server.store import SessionStore, StoreUnavailable, connect
@@ -54,12 +55,12 @@ def run_server(settings: Settings) -> int:
             raise StartupError(str(exc)) from None
         log.info("private Redis at %s", url)
     try:
-        asyncio.run(_check_store(url, sealer))
+        asyncio.run(_check_store(url, settings, sealer))
         tls = serving_tls(settings)
         restrict_ice_as_configured(settings)
         engine = AsrEngine.load(asr_config(settings))
         log.info("ASR model %s loaded", settings.asr_model)
-        store = SessionStore(connect(url), settings.session_ttl_s, sealer)
+        store = SessionStore(connect(url), Retention.from_settings(settings), sealer)
         encoders = EncoderService.load(settings)
         log.info("sentence encoder loaded; intent head %s", "on" if encoders.intents else "off")
         try:
@@ -158,8 +159,8 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
-async def _check_store(url: str, sealer: Sealer) -> None:
-    store = SessionStore(connect(url), ttl_s=1, sealer=sealer)
+async def _check_store(url: str, settings: Settings, sealer: Sealer) -> None:
+    store = SessionStore(connect(url), Retention.from_settings(settings), sealer)
     try:
         await store.ping()
     except StoreUnavailable as exc:

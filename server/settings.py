@@ -103,7 +103,6 @@ class Settings:
         default=Path(".earshot"),
         metadata=_help("where the private Redis and joined model files live"),
     )
-    session_ttl_s: int = field(default=86400, metadata=_help("how long a session is kept in Redis"))
 
     # --- Protecting what is stored (server/at_rest.py, server/retention.py, server/audit.py) ---
     storage_key: Secret = field(

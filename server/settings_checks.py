@@ -20,7 +20,6 @@ def settings_problems(s: "Settings") -> list[str]:
 
     check(0 < s.port < 65536, f"port must be 1-65535, got {s.port}")
     check(s.max_body_bytes >= 1024, "max_body_bytes must be at least 1024")
-    check(s.session_ttl_s > 0, "session_ttl_s must be positive")
     check(
         not s.redis_url or s.redis_url.startswith(("redis://", "rediss://", "unix://")),
         f"redis_url must start with redis://, rediss:// or unix://, got {s.redis_url!r}",

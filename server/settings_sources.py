@@ -11,7 +11,9 @@
 
 A value that cannot be read names where it came from (`EARSHOT_PORT`,
 `--port`, `earshot.toml: port`); a file key that is no setting is an error
-too, with the closest setting's name. A secret's value is never echoed.
+too, with the closest setting's name. A setting that was replaced (RETIRED)
+names what replaced it, in a file and in the environment alike: left in
+place it would be ignored in silence. A secret's value is never echoed.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ else:  # pragma: no cover - Python 3.10
 
 SETTINGS_FILE_ENV = "EARSHOT_SETTINGS_FILE"
 _FIELDS = {f.name: f for f in fields(Settings)}
+# Settings that are no more -> what replaced them.
+RETIRED = {"session_ttl_s": "retention_live_s, retention_transcripts_s and retention_reports_s"}
 
 
 def env_name(field_name: str) -> str:
@@ -52,6 +56,9 @@ def settings_from_env(
     file = settings_file or (Path(env[SETTINGS_FILE_ENV]) if env.get(SETTINGS_FILE_ENV) else None)
     if file is not None:
         values.update(read_settings_file(file))
+    for name in RETIRED:
+        if env_name(name) in env:
+            raise SettingsError(f"unknown setting {env_name(name)}{_did_you_mean(env_name(name), {})}")
     for f in fields(Settings):
         raw = env.get(env_name(f.name))
         if raw is None and f.name == "redis_url":
@@ -150,6 +157,9 @@ def _read_dotenv(path: Path) -> dict[str, Any]:
 
 
 def _did_you_mean(key: str, known: Mapping[str, Any]) -> str:
+    retired = key.removeprefix("EARSHOT_").lower()
+    if retired in RETIRED:
+        return f"; it was replaced by {RETIRED[retired]}"
     close = difflib.get_close_matches(key, list(known), n=1)
     return f"; did you mean {close[0]!r}?" if close else ""
 

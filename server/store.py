@@ -1,17 +1,12 @@
-"""Session state in Redis.
+"""Session state in Redis: the store, and the write-behind queue of a live call.
 
-Keys (all expire `session_ttl_s` after the last write; a new session's hash
-expires sooner, `pending_session_ttl_s`, until its call's first write):
+The keys, and the scripts every write goes through, are server/store_keys.py: a
+record hash and a `:live` hash (read together, in one round trip, as one
+SessionRecord), the finals stream, the report and the summary. How long each
+is kept is server/retention.py: an absolute time fixed by the session's
+creation, which no write, no end of a call and no DELETE extends.
 
-    earshot:session:{id}          hash: mode, role, difficulty, state, token_sha256,
-                                  created_at, audio_s, next_utterance_id, pace (JSON),
-                                  owner, team (who created it; empty with auth none)
-    earshot:session:{id}:finals   stream: one entry per final, entry ID "{seq}-0",
-                                  field "event" = the final event's JSON
-    earshot:session:{id}:report   string: the post-interview report's JSON
-    earshot:session:{id}:summary  string: an assist call's end-of-call summary JSON
-
-The hash also holds `interview`, the interviewer's state as JSON
+The live hash holds `interview`, the interviewer's state as JSON
 (agents/interview_state.py), so a reconnect resumes the interview.
 
 What people said is sealed before it reaches Redis (server/at_rest.py): the
@@ -21,6 +16,10 @@ fields (SEALED_FIELDS). The rest (mode, state, clocks, owner) is not.
 Using the final's sequence number as its stream ID makes a retried write
 idempotent: Redis refuses an ID that is not above the last one, so a final
 written twice (the first reply lost in an outage) is stored once.
+
+A write to a session that is gone (purged, erased or expired) writes nothing
+and answers False: a purged session is never brought back by a call that was
+still writing.
 
 `WriteBehind` sits between a live session and the store: the media path never
 waits on Redis, and while Redis is unreachable writes wait in memory, in
@@ -42,14 +41,26 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Optional
 
 import redis.asyncio as aioredis
-from redis.exceptions import OutOfMemoryError, RedisError, ResponseError
+from redis.exceptions import OutOfMemoryError, RedisError
 
 from earshot.server.at_rest import Sealer
+from earshot.server.retention import Retention
+from earshot.server.store_keys import (
+    CREATE_SCRIPT,
+    ERASE_SCRIPT,
+    KEY_PREFIX,
+    PURGE_SCRIPT,
+    SESSION_KEYS,
+    WRITE_SCRIPT,
+    SessionWrite,
+    create_arguments,
+    owner_key,
+    session_key,
+)
 from earshot.server.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
-KEY_PREFIX = "earshot:session:"
 SESSION_ID = re.compile(r"[0-9a-f]{16}")  # what `create` makes: 8 random bytes in lowercase hex
 SEALED_FIELDS = ("interview", "pace")  # the session hash fields that hold what was said
 
@@ -107,10 +118,19 @@ def connect(url: str) -> aioredis.Redis:
 
 
 class SessionStore:
-    def __init__(self, client: aioredis.Redis, ttl_s: int, sealer: Sealer) -> None:
+    def __init__(self, client: aioredis.Redis, retention: Retention, sealer: Sealer) -> None:
         self._redis = client
-        self._ttl_s = ttl_s
+        self.retention = retention
         self._sealer = sealer
+        self._create_script = client.register_script(CREATE_SCRIPT)
+        self._write_script = client.register_script(WRITE_SCRIPT)
+        self._purge_script = client.register_script(PURGE_SCRIPT)
+        self._erase_script = client.register_script(ERASE_SCRIPT)
+
+    @property
+    def client(self) -> aioredis.Redis:
+        """The connection, for what shares it (the audit log, server/audit.py)."""
+        return self._redis
 
     async def _call(self, operation: Callable[[], Awaitable[Any]]) -> Any:
         try:
@@ -127,82 +147,63 @@ class SessionStore:
         await self._redis.aclose()
 
     async def create(
-        self, mode: str, role: str, difficulty: str, owner: str = "", team: str = "", ttl_s: Optional[int] = None
+        self, mode: str, role: str, difficulty: str, owner: str = "", team: str = ""
     ) -> tuple[SessionRecord, str]:
-        """A new session; its key lives `ttl_s` (default: the store's TTL) until the next write extends it."""
+        """A new session; its record lives `retention.pending_s` until its call's first write."""
         session_id = secrets.token_hex(8)
         token = secrets.token_urlsafe(24)
+        created_at = round(time.time(), 3)
         fields = {
             "mode": mode,
             "role": role,
             "difficulty": difficulty,
             "state": "created",
-            "created_at": f"{time.time():.3f}",
-            "audio_s": "0",
-            "next_utterance_id": "1",
+            "created_at": f"{created_at:.3f}",
             "token_sha256": _hash_token(token),
             "owner": owner,
             "team": team,
         }
-        key = KEY_PREFIX + session_id
-
-        async def write() -> None:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.hset(key, mapping=fields)
-                pipe.expire(key, ttl_s or self._ttl_s)
-                await pipe.execute()
-
-        await self._call(write)
+        keys, args = create_arguments(session_id, fields, created_at, owner, self.retention)
+        await self._call(lambda: self._create_script(keys=keys, args=args))
         return _record(session_id, fields), token
 
     async def get(self, session_id: str) -> Optional[SessionRecord]:
         if not is_session_id(session_id):
             return None
-        fields = await self._call(lambda: self._redis.hgetall(KEY_PREFIX + session_id))
-        return _record(session_id, self._unseal_fields(session_id, fields)) if fields else None
+
+        async def read() -> list[dict[str, str]]:
+            # Not a MULTI: Redis refuses a transaction's every command once it is full, reads included.
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.hgetall(session_key(session_id))
+                pipe.hgetall(session_key(session_id, ":live"))
+                return await pipe.execute()
+
+        record, live = await self._call(read)
+        return _record(session_id, self._unseal_fields(session_id, {**live, **record})) if record else None
 
     @staticmethod
     def token_matches(record: SessionRecord, token: str) -> bool:
         return hmac.compare_digest(record.token_sha256, _hash_token(token))
 
-    async def update(self, session_id: str, **fields: Any) -> None:
-        key = KEY_PREFIX + session_id
-        values = self._seal_fields(session_id, _encode(fields))
+    async def _write(self, session_id: str, write: SessionWrite) -> bool:
+        keys, args = write.keys(session_id), write.arguments(self.retention)
+        return bool(await self._call(lambda: self._write_script(keys=keys, args=args)))
 
-        async def write() -> None:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.hset(key, mapping=values)
-                pipe.expire(key, self._ttl_s)
-                pipe.expire(key + ":finals", self._ttl_s)
-                await pipe.execute()
+    async def update(self, session_id: str, **fields: Any) -> bool:
+        """A call's session fields (state, and the live state: audio clock, pace, interview); False: the session is gone."""
+        return await self._write(session_id, SessionWrite(self._seal_fields(session_id, _encode(fields))))
 
-        await self._call(write)
+    async def end(self, session_id: str) -> bool:
+        """State "ended", as a DELETE sets it: no expiry moves, a pending session stays as short-lived as it was."""
+        return await self._write(session_id, SessionWrite({"state": "ended"}, fix_record=False))
 
-    async def append_final(self, session_id: str, seq: int, final: dict[str, Any], fields: dict[str, Any]) -> None:
+    async def append_final(self, session_id: str, seq: int, final: dict[str, Any], fields: dict[str, Any]) -> bool:
         """Store a final and the session fields that go with it (its audio clock), atomically."""
-        key = KEY_PREFIX + session_id
-        values = self._seal_fields(session_id, _encode(fields))
-
-        async def write() -> None:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.xadd(key + ":finals", {"event": self._sealer.seal(session_id, json.dumps(final))}, id=f"{seq}-0")
-                if values:
-                    pipe.hset(key, mapping=values)
-                pipe.expire(key, self._ttl_s)
-                pipe.expire(key + ":finals", self._ttl_s)
-                results = await pipe.execute(raise_on_error=False)
-            added = results[0]
-            # An ID not above the last one means an earlier try whose reply was lost already stored it.
-            if isinstance(added, ResponseError) and "equal or smaller" not in str(added):
-                raise added
-            for result in results[1:]:
-                if isinstance(result, Exception):
-                    raise result
-
-        await self._call(write)
+        event = self._sealer.seal(session_id, json.dumps(final))
+        return await self._write(session_id, SessionWrite(self._seal_fields(session_id, _encode(fields)), final=(f"{seq}-0", event)))
 
     async def finals(self, session_id: str) -> list[dict[str, Any]]:
-        entries = await self._call(lambda: self._redis.xrange(KEY_PREFIX + session_id + ":finals"))
+        entries = await self._call(lambda: self._redis.xrange(session_key(session_id, ":finals")))
         return [json.loads(self._sealer.unseal(session_id, entry["event"])) for _id, entry in entries]
 
     async def save_report(self, session_id: str, report: dict[str, Any]) -> None:
@@ -218,16 +219,37 @@ class SessionStore:
         return await self._document(session_id, "summary")
 
     async def _save_document(self, session_id: str, kind: str, document: dict[str, Any]) -> None:
-        key = f"{KEY_PREFIX}{session_id}:{kind}"
         sealed = self._sealer.seal(session_id, json.dumps(document))
-        await self._call(lambda: self._redis.set(key, sealed, ex=self._ttl_s))
+        await self._write(session_id, SessionWrite(document=(f":{kind}", sealed)))
 
     async def _document(self, session_id: str, kind: str) -> Optional[dict[str, Any]]:
-        raw = await self._call(lambda: self._redis.get(f"{KEY_PREFIX}{session_id}:{kind}"))
+        raw = await self._call(lambda: self._redis.get(session_key(session_id, f":{kind}")))
         return json.loads(self._sealer.unseal(session_id, raw)) if raw else None
 
     async def final_count(self, session_id: str) -> int:
-        return int(await self._call(lambda: self._redis.xlen(KEY_PREFIX + session_id + ":finals")))
+        return int(await self._call(lambda: self._redis.xlen(session_key(session_id, ":finals"))))
+
+    # --- deletion -----------------------------------------------------------------------------
+    async def purge(self, record: SessionRecord) -> int:
+        """Every key of the session at once, and its place in its owner's index: how many keys went."""
+        keys = [owner_key(record.owner)] if record.owner else []
+        args = [record.session_id, KEY_PREFIX, *SESSION_KEYS]
+        return int(await self._call(lambda: self._purge_script(keys=keys, args=args)))
+
+    async def sessions_of(self, owner: str) -> list[str]:
+        """The ids of the sessions `owner` created that its index still lists (some may have expired)."""
+        members = await self._call(lambda: self._redis.smembers(owner_key(owner)))
+        return sorted(m for m in members if is_session_id(m))
+
+    async def erase(self, owner: str) -> tuple[dict[str, int], int]:
+        """Every key of every session `owner` created, and its index, at once.
+
+        Returns the keys deleted per session id, and in all (the index included).
+        """
+        keys, args = [owner_key(owner)], [KEY_PREFIX, *SESSION_KEYS]
+        ids, counts = await self._call(lambda: self._erase_script(keys=keys, args=args))
+        per_session = {session_id: int(count) for session_id, count in sorted(zip(ids, counts))}
+        return per_session, sum(per_session.values()) + (1 if ids else 0)
 
     def _seal_fields(self, session_id: str, values: dict[str, str]) -> dict[str, str]:
         return {k: self._sealer.seal(session_id, v) if k in SEALED_FIELDS else v for k, v in values.items()}
@@ -265,7 +287,8 @@ class WriteBehind:
     Finals are queued in order and never dropped. Session fields (progress,
     pace, state) are coalesced: only the newest value of each is written.
     `on_outage(True/False)` is called when Redis goes away and comes back, so
-    the session can tell its client.
+    the session can tell its client. Once the session is gone from Redis
+    (purged or expired) its writes are done with: the store writes nothing.
     """
 
     RETRY_S = 0.5
@@ -283,6 +306,7 @@ class WriteBehind:
         self._fields: dict[str, Any] = {}
         self._wake = asyncio.Event()
         self._in_outage = False
+        self._gone = False
         self._task: Optional[asyncio.Task] = None
 
     @property
@@ -309,7 +333,7 @@ class WriteBehind:
             self.final(seq, event, fields)
             return
         try:
-            await asyncio.wait_for(self._store.append_final(self._session_id, seq, event, fields), timeout_s)
+            self._stored(await asyncio.wait_for(self._store.append_final(self._session_id, seq, event, fields), timeout_s))
         except (StoreUnavailable, asyncio.TimeoutError):
             self.final(seq, event, fields)  # a write cut off by the timeout may have landed: XADD by seq is idempotent
 
@@ -350,11 +374,16 @@ class WriteBehind:
     async def _write_pending(self) -> None:
         while self._finals:
             seq, event, fields = self._finals[0]
-            await self._store.append_final(self._session_id, seq, event, fields)
+            self._stored(await self._store.append_final(self._session_id, seq, event, fields))
             self._finals.popleft()
         if self._fields:
             values = dict(self._fields)
-            await self._store.update(self._session_id, **values)
+            self._stored(await self._store.update(self._session_id, **values))
             for key, value in values.items():
                 if self._fields.get(key) is value:
                     del self._fields[key]
+
+    def _stored(self, stored: bool) -> None:
+        if not stored and not self._gone:
+            self._gone = True
+            log.info("session %s is gone from Redis (purged or expired): its writes are dropped", self._session_id)

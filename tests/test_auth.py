@@ -93,7 +93,8 @@ def create(http: httpx.Client, credential: str, body: dict) -> dict:
 # --- the role x endpoint matrix --------------------------------------------------------------------
 # Columns: the identities above; "none" sends no credential; "own" is the token of the session the row
 # addresses; "other" the token of another session. {I} is an interview session of "candidate" (team red),
-# {S} an assist session of "agent" (team red), {D} a fresh interview session of "candidate" per cell.
+# {S} an assist session of "agent" (team red), {D} a fresh interview session of "candidate" per cell,
+# {N} an identity's name (one that created nothing).
 # A cell is the status, and the error code when there is one: 401m missing_credentials, 401b
 # bad_credentials, 403 forbidden. Allowed calls answer as the endpoint does (400 bad_sdp for the
 # deliberately empty offer, 404 for a report or summary that does not exist yet).
@@ -110,11 +111,15 @@ GET    /api/sessions/{S}             403        200      200      403       200 
 GET    /api/sessions/{I}/report      404        403      404      403       404      401m     404      401b
 GET    /api/sessions/{S}/summary     403        404      404      403       404      401m     404      401b
 DELETE /api/sessions/{D}             200        403      403      403       200      401m     200      401b
+DELETE /api/sessions/{D}?purge=true  200        403      403      403       200      401m     200      401b
 GET    /sessions/{I}/report          200        200      200      200       200      200      200      200
 GET    /sessions/{S}/summary         200        200      200      200       200      200      200      200
 GET    /healthz                      200        200      200      200       200      200      200      200
 GET    /metrics                      403        403      403      403       200      401m     401b     401b
 GET    /api/admin/settings           403        403      403      403       200      401m     401b     401b
+DELETE /api/admin/identities/{N}/sessions 403   403      403      403       200      401m     401b     401b
+GET    /api/admin/audit              403        403      403      403       200      401m     401b     401b
+GET    /api/privacy                  200        200      200      200       200      200      200      200
 GET    /openapi.json                 200        200      200      200       200      200      200      200
 GET    /                             200        200      200      200       200      200      200      200
 """
@@ -135,9 +140,10 @@ def test_the_matrix_walks_every_endpoint():
     app = create_app(SimpleNamespace(auth=None, settings=Settings()))  # type: ignore[arg-type] (only its routes are read)
     # The client's catch-all takes every method, to answer all but GET with a 405: it serves GET.
     routes = {(method, route.path) for route in app.routes for method in (route.methods or {"GET"}) - {"HEAD"}}
-    as_route = {"{I}": "{session_id}", "{S}": "{session_id}", "{D}": "{session_id}"}
+    as_route = {"{I}": "{session_id}", "{S}": "{session_id}", "{D}": "{session_id}", "{N}": "{name}"}
     walked = set()
     for method, path, _, _ in matrix_rows():
+        path = path.split("?")[0]
         for placeholder, name in as_route.items():
             path = path.replace(placeholder, name)
         walked.add((method, "/{path:path}" if path == "/" else path))  # "GET /": the client's files
@@ -158,7 +164,7 @@ def test_role_x_endpoint_matrix(http, credentials):
             else:
                 placeholder = next((p for p in sessions if p in path), "{I}")
                 target, other = sessions[placeholder]
-                url = path.replace(placeholder, target["session_id"])
+                url = path.replace(placeholder, target["session_id"]).replace("{N}", "nobody-in-the-matrix")
             credential = {"none": None, "own": target["token"], "other": other["token"]}.get(caller, credentials.get(caller))
             body = {"interview": INTERVIEW, "transcribe": TRANSCRIBE, "assist": ASSIST}.get(body_name)
             if url.endswith("/offer"):

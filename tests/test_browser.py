@@ -20,6 +20,8 @@ import pytest
 
 from earshot.loadtest.wer import wer
 from earshot.models.audio import read_audio
+from earshot.server.privacy import duration_words
+from earshot.server.settings import Settings
 from earshot.server.tls import spki_sha256
 from tests.conftest import corpus_file, reference_text, start_server
 
@@ -218,3 +220,36 @@ def test_the_assist_overlay_follows_a_recorded_call(server, browser_page):
     wait_for_js(page, "document.querySelector('[data-testid=summary-transcript]').innerText.length > 40", timeout=15000)
     assert page.get_by_test_id("summary-metrics").inner_text().strip()
     page.screenshot(path=str(SCREENSHOT_DIR / "browser-assist-summary.png"))
+
+
+# Before any page script runs: getUserMedia records what the consent line said when it was called.
+MICROPHONE_WATCH = """
+window.micOpenedWith = [];
+const openMicrophone = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+navigator.mediaDevices.getUserMedia = (constraints) => {
+  const consent = document.querySelector("[data-testid=consent]");
+  window.micOpenedWith.push(consent && !consent.hidden ? consent.innerText : null);
+  return openMicrophone(constraints);
+};
+"""
+
+
+def test_the_pages_say_what_is_stored_before_the_microphone_opens(server, browser_page):
+    defaults = Settings()
+    transcripts, reports = duration_words(defaults.retention_transcripts_s), duration_words(defaults.retention_reports_s)
+    page = browser_page
+    page.add_init_script(MICROPHONE_WATCH)
+    for path, prefix, document in (("/", "", "report"), ("/assist.html", "assist-", "call summary")):
+        page.goto(server.base_url + path)
+        wait_for_js(page, "document.querySelector('[data-testid=consent]').innerText.includes(' days')", timeout=10000)
+        consent = page.get_by_test_id("consent")
+        said = consent.inner_text()
+        assert consent.is_visible()
+        assert f"stored for {transcripts} (the {document} for {reports})" in said, said
+        assert "Card numbers, phone numbers" in said and "removed before anything is stored" in said
+        assert page.evaluate("window.micOpenedWith") == []  # nothing opened before the click
+        page.screenshot(path=str(SCREENSHOT_DIR / f"browser-consent-{prefix or 'interview-'}page.png"))
+        page.get_by_test_id(prefix + "start").click()
+        wait_for_js(page, "window.micOpenedWith.length > 0", timeout=20000)
+        assert page.evaluate("window.micOpenedWith") == [said]  # the line was on the page when the microphone opened
+        page.get_by_test_id(prefix + "stop").click()

@@ -190,7 +190,7 @@ def test_pending_sessions_past_the_cap_are_503_and_lapse_soon(small_server, redi
     refused = create(small_server.base_url)
     assert_error(refused, 503, "at_capacity")
     assert int(refused.headers["retry-after"]) >= 1
-    # A session that never connects lives pending_session_ttl_s in Redis, not session_ttl_s.
+    # A session that never connects lives pending_session_ttl_s in Redis, not its full retention.
     client = redis.Redis.from_url(redis_url)
     assert 0 < client.ttl(KEY_PREFIX + made[0].json()["session_id"]) <= 60
     # Ending one frees its place.

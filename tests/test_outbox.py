@@ -12,6 +12,7 @@ from earshot.server import protocol
 from earshot.server.at_rest import Sealer
 from earshot.server.metrics import ServerMetrics
 from earshot.server.outbox import EventChannel, Outbox
+from earshot.server.retention import Retention
 from earshot.server.storage_keys import StorageKey
 from earshot.server.store import SessionStore, WriteBehind, connect
 
@@ -51,7 +52,9 @@ def errors_counted(metrics: ServerMetrics) -> dict[str, float]:
 
 @pytest.fixture
 async def store(redis_url):
-    store = SessionStore(connect(redis_url), ttl_s=60, sealer=Sealer([StorageKey.new()]))
+    store = SessionStore(
+        connect(redis_url), Retention(live_s=60, transcripts_s=60, reports_s=60, pending_s=60), Sealer([StorageKey.new()])
+    )
     yield store
     await store.close()
 

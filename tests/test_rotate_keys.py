@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 from earshot.server.at_rest import Sealer, sealed_key_id
 from earshot.server.audit import AuditLog
 from earshot.server.key_rotation import Resealer
+from earshot.server.retention import Retention
 from earshot.server.settings import Settings
 from earshot.server.storage_keys import StorageKey, key_file_path, read_key_file
 from earshot.server.store import KEY_PREFIX, SessionStore, connect
@@ -25,6 +26,8 @@ from tests.conftest import REPO, RedisProcess, ServerProcess, start_server
 
 FINALS = [{"type": "final", "seq": seq, "text": f"answer number {seq} about caching", "utterance_id": seq} for seq in (1, 2, 3)]
 PLAIN_FINAL = {"type": "final", "seq": 1, "text": "stored before encryption existed", "utterance_id": 1}
+
+HOUR = Retention(live_s=3600, transcripts_s=3600, reports_s=3600, pending_s=600)
 
 
 @pytest.fixture
@@ -50,7 +53,7 @@ def rotate(url: str, data_dir: Path, *args: str) -> subprocess.CompletedProcess:
 
 async def store_sessions(url: str, data_dir: Path) -> dict[str, tuple[str, str]]:
     """An interview, an assist call and a session stored before encryption: name -> (session id, token)."""
-    store = SessionStore(connect(url), 3600, Sealer.from_settings(Settings(data_dir=data_dir)))
+    store = SessionStore(connect(url), HOUR, Sealer.from_settings(Settings(data_dir=data_dir)))
     made = {}
     try:
         interview, token = await store.create("interview", "software_engineer", "easy")
@@ -178,7 +181,7 @@ class RaceResealer(Resealer):
 
 async def test_a_final_appended_during_the_rebuild_is_not_lost(own_redis):
     old, new = StorageKey.new(), StorageKey.new()
-    live = SessionStore(connect(own_redis.url), 3600, Sealer([old]))  # a server that has not seen the new key yet
+    live = SessionStore(connect(own_redis.url), HOUR, Sealer([old]))  # a server that has not seen the new key yet
     record, _ = await live.create("transcribe", "", "medium")
     for final in FINALS:
         await live.append_final(record.session_id, final["seq"], final, {})
@@ -189,7 +192,7 @@ async def test_a_final_appended_during_the_rebuild_is_not_lost(own_redis):
     stream = await client.xrange(KEY_PREFIX + record.session_id + ":finals")
     assert [entry_id for entry_id, _ in stream] == ["1-0", "2-0", "3-0", "4-0"]
     assert {sealed_key_id(fields["event"]) for _id, fields in stream} == {new.id}
-    assert [f["text"] for f in await SessionStore(client, 3600, Sealer([old, new])).finals(record.session_id)][-1] == "late"
+    assert [f["text"] for f in await SessionStore(client, HOUR, Sealer([old, new])).finals(record.session_id)][-1] == "late"
     await live.close()
     await client.aclose()
 

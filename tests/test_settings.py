@@ -97,3 +97,19 @@ def test_the_llm_key_is_never_shown(tmp_path, capsys):
     add_settings_arguments(parser)
     parser.print_help()
     assert key not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "name, text",
+    [("earshot.toml", "session_ttl_s = 3600\n"), ("earshot.env", "EARSHOT_SESSION_TTL_S=3600\n")],
+)
+def test_a_replaced_setting_names_what_replaced_it(tmp_path, name, text):
+    """session_ttl_s became one retention per kind: left in a file or the environment it must not be ignored."""
+    file = tmp_path / name
+    file.write_text(text)
+    with pytest.raises(SettingsError, match="(?i)unknown setting .*session_ttl_s.*replaced by retention_live_s"):
+        settings_from_env({}, file)
+    with pytest.raises(SettingsError, match="unknown setting EARSHOT_SESSION_TTL_S; it was replaced by retention_live_s"):
+        settings_from_env({"EARSHOT_SESSION_TTL_S": "3600"})
+    with pytest.raises(SystemExit):
+        parse(["--session-ttl-s", "3600"], {})
