@@ -47,6 +47,7 @@ from starlette.routing import Route
 
 from earshot.server import api, privacy_api
 from earshot.server.api import AppState
+from earshot.server.at_rest import SealError
 from earshot.server.auth import IdentityMiddleware
 from earshot.server.client_files import ClientOrNotAllowed
 from earshot.server.errors import ApiError, error_response
@@ -74,6 +75,13 @@ async def store_unavailable(request: Request, exc: Exception) -> JSONResponse:
 async def store_full(request: Request, exc: Exception) -> JSONResponse:
     log.warning("%s %s: %s", request.method, request.url.path, exc)
     return error_response(507, "store_full", "session storage is full; try again once older sessions have expired")
+
+
+async def undecryptable(request: Request, exc: Exception) -> JSONResponse:
+    # The server's storage keys do not open a stored value: a key file that lost a key, or servers on one
+    # Redis with different key files (server/storage_keys.py). A fault of the deployment, not the request.
+    log.error("%s %s: %s", request.method, request.url.path, exc)
+    return error_response(500, "undecryptable", "stored data of this session cannot be decrypted with this server's storage keys")
 
 
 async def http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -130,6 +138,7 @@ def create_app(state: AppState) -> Starlette:
         ApiError: refused,
         StoreUnavailable: store_unavailable,
         StoreFull: store_full,
+        SealError: undecryptable,
         HTTPException: http_error,
         Exception: internal_error,
     }

@@ -137,3 +137,24 @@ async def test_no_spoken_word_reaches_redis_or_its_files_in_plain_text(tmp_path)
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     assert stat.S_IMODE(key_file.parent.stat().st_mode) == 0o700
     assert os.path.getsize(key_file) < 400  # one key
+
+
+def test_a_value_no_key_of_the_server_opens_is_a_clear_json_error(server, redis_url):
+    """A key file that lost a key (or servers on one Redis with different key files): 500 `undecryptable`, logged."""
+    import httpx
+
+    from earshot.server.at_rest import Sealer
+    from earshot.server.storage_keys import StorageKey
+
+    created = httpx.post(f"{server.base_url}/api/sessions", json={"mode": "assist"}).json()
+    session_id, token = created["session_id"], created["token"]
+    foreign = Sealer([StorageKey.new()]).seal(session_id, '{"session_id": "x"}')
+    client = redis.Redis.from_url(redis_url)
+    try:
+        client.set(f"earshot:session:{session_id}:summary", foreign, ex=60)
+        answer = httpx.get(f"{server.base_url}/api/sessions/{session_id}/summary", headers={"Authorization": f"Bearer {token}"})
+    finally:
+        client.close()
+    assert answer.status_code == 500
+    assert answer.json()["error"]["code"] == "undecryptable"
+    assert "which is not among the storage keys" in server.log()  # the log says which key is missing
