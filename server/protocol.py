@@ -120,13 +120,19 @@ class Final(Event):
     speaker: str = ""  # agent | customer in an assist call; empty in single-speaker modes
     redact_s: float = 0.0  # time in the redactor (server/redaction_stage.py) before this final was published
     # What was said before redaction, only where the live view may show it (assist_overlay_raw) and only
-    # when something was redacted; never stored: the outbox stores `stored()`.
+    # when something was redacted; never stored: the outbox stores `stored()`. Absent from the wire when None.
     raw_text: Optional[str] = None
+
+    def to_dict(self) -> dict[str, Any]:
+        wire = super().to_dict()
+        if wire["raw_text"] is None:
+            del wire["raw_text"]
+        return wire
 
     def stored(self) -> dict[str, Any]:
         """What Redis keeps of this final: everything but the raw text."""
         stored = self.to_dict()
-        del stored["raw_text"]
+        stored.pop("raw_text", None)
         return stored
 
 
