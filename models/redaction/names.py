@@ -118,7 +118,10 @@ class NameFinder:
         self.common_first = common_first - AMBIGUOUS
         self.last = last
         self.stop_words = stop_words  # spaCy's English list: never a name written lowercase
-        self.cues = [(tuple(cue.split()), _STRONG) for cue in STRONG_CUES] + [(tuple(c.split()), _WEAK) for c in WEAK_CUES]
+        # cue words -> the strongest score a cue of those words gives; looked up by the 1-3 words before a name
+        self.cues: dict[tuple[str, ...], float] = {}
+        for cue, score in [(c, _WEAK) for c in WEAK_CUES] + [(c, _STRONG) for c in STRONG_CUES]:
+            self.cues[tuple(cue.split())] = max(score, self.cues.get(tuple(cue.split()), 0.0))
 
     @classmethod
     def load(cls) -> NameFinder:
@@ -209,7 +212,8 @@ class NameFinder:
         while end > 0 and (words[end - 1].text in (".", ",", ":") or words[end - 1].lower in ("uh", "um")):
             end -= 1
         before = tuple(w.lower for w in words[max(0, end - 3):end])
-        return max((score for cue, score in self.cues if before[-len(cue):] == cue), default=0.0)
+        # A dict lookup per suffix, not a scan of every cue: this runs for every word (it was 45% of redaction time).
+        return max((self.cues.get(before[-n:], 0.0) for n in range(1, len(before) + 1)), default=0.0)
 
     def _spelled_after_cue(self, words: list[Token], index: int) -> bool:
         if not _letter(words[index]):
