@@ -160,6 +160,17 @@ def test_sentences_outscore_clips_that_stop_mid_sentence(model):
     assert np.mean(finished) - np.mean(unfinished) > 0.3
 
 
+@pytest.mark.parametrize(
+    "clip, finished",
+    [("long/answer-printing-1.wav", True), ("long/answer-austen.wav", True),  # observed 0.90, 0.92
+     ("long/answer-printing-2.wav", False), ("long/answer-printing-3.wav", False)],  # 0.19, 0.02: they stop mid-sentence
+)
+def test_the_end_of_a_long_answer(model, clip, finished):
+    """A whole answer (17-64 s, the model hears its last 8 s) + 200 ms of silence."""
+    complete, _ = _complete_and_cuts(_pcm(clip))
+    assert model.predict(complete).complete == finished
+
+
 @pytest.mark.parametrize("clip", NONSPEECH)
 def test_nonspeech_gives_a_probability(model, clip):
     """No crash and a probability; what it says is the pipeline's business (it asks only after speech)."""
