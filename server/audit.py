@@ -87,17 +87,11 @@ class AuditLog:
         oldest_ms = int((time.time() - self._retention_s) * 1000)
         return await self._redis.xadd(AUDIT_KEY, entry.fields(), minid=oldest_ms, approximate=True)
 
-    async def read(self, after: str = "-", count: int = 100, session: Optional[str] = None) -> list[tuple[str, AuditEntry]]:
-        """Entries after the entry ID `after` ("-": from the oldest), oldest first, at most `count` of them.
-
-        With `session`, only that session's entries (the scan still stops after `count` stream entries).
-        """
-        return (await self.page(after, count, session))[0]
-
     async def page(
         self, after: str = "-", count: int = 100, session: Optional[str] = None, scan: Optional[int] = None
     ) -> tuple[list[tuple[str, AuditEntry]], Optional[str]]:
-        """`read`'s entries, and the ID of the last stream entry looked at (None when there was none after `after`).
+        """Entries after the entry ID `after` ("-": from the oldest), oldest first, at most `count` of them
+        (with `session`, only that session's), and the ID of the last stream entry looked at (None when there was none after `after`).
 
         That ID is where the next page starts. `scan` (default `count`) bounds how many stream entries
         are looked at: with `session`, a larger one finds that session's entries further on, and a page

@@ -9,24 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from earshot.models.redaction.kinds import KINDS
+from earshot.models.redaction.kinds import KINDS, WORDS
 from earshot.server.configs import redacted_kinds
 from earshot.server.modes import MODE_KINDS
 from earshot.server.retention import Retention
 from earshot.server.settings import Settings
 
-# How a person reads each redaction kind (models/redaction/kinds.py), in KINDS order.
-KIND_WORDS = {
-    "card": "card numbers",
-    "phone": "phone numbers",
-    "email": "email addresses",
-    "id": "national id numbers",
-    "iban": "IBANs",
-    "account": "account numbers",
-    "dob": "dates of birth",
-    "address": "street addresses",
-    "name": "names",
-}
 DOCUMENTS = {"interview": "report", "assist": "call summary"}  # what a mode keeps beside its transcript
 
 
@@ -51,7 +39,7 @@ def consent_sentence(settings: Settings, mode: str) -> str:
     if mode in DOCUMENTS:
         kept += f" (the {DOCUMENTS[mode]} for {duration_words(retention.reports_s)})"
     kept += "; the audio itself is not kept."
-    kinds = [KIND_WORDS[kind] for kind in kinds_in_order(settings, mode)]
+    kinds = [WORDS[kind] for kind in kinds_in_order(settings, mode)]
     if not kinds:
         return kept + " Nothing said is removed before it is stored."
     listed = kinds[0] if len(kinds) == 1 else f"{', '.join(kinds[:-1])} and {kinds[-1]}"

@@ -141,7 +141,7 @@ async def test_rotation_re_encrypts_everything_and_the_running_server_still_read
     assert state["finals"] == [PLAIN_FINAL] and report["note"] == "old report"
 
     audit_client = aioredis.Redis.from_url(url, decode_responses=True)
-    entries = await AuditLog(audit_client, 3600).read()
+    entries, _last = await AuditLog(audit_client, 3600).page()
     await audit_client.aclose()
     rotations = [entry for _id, entry in entries if entry.action == "keys.rotate"]
     assert len(rotations) == 1 and rotations[0].who == "cli"

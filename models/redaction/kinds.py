@@ -14,6 +14,19 @@ TAGS: dict[str, str] = {
     "name": "[NAME]",  # person names
 }
 KINDS: tuple[str, ...] = tuple(TAGS)
+# How a person reads each kind (the privacy notice's "Card numbers, phone numbers, ... are removed").
+WORDS: dict[str, str] = {
+    "card": "card numbers",
+    "phone": "phone numbers",
+    "email": "email addresses",
+    "id": "national id numbers",
+    "iban": "IBANs",
+    "account": "account numbers",
+    "dob": "dates of birth",
+    "address": "street addresses",
+    "name": "names",
+}
+assert WORDS.keys() == TAGS.keys(), "every kind needs its tag and its words"
 
 
 class KindsError(ValueError):
