@@ -37,6 +37,8 @@ class HeardPartial:
 class HeardSpeechEnd:
     utterance_id: int
     dropped: bool  # too little voice to be speech: no final follows
+    ended_by: str = "silence"  # why the utterance ended (server/protocol.py ENDED_BY)
+    turn_complete: bool = False  # the end-of-turn model (or its fallback silence) says the candidate is done
 
 
 @dataclass(frozen=True)

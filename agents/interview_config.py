@@ -12,7 +12,8 @@ from earshot.agents.followup import TEMPERATURE
 
 @dataclass(frozen=True)
 class InterviewConfig:
-    turn_pause_s: float = 0.7
+    turn_pause_s: float = 0.7  # after an utterance the silence rule ended: the wait before taking the turn
+    short_turn_wait_s: float = 2.0  # after a too-short utterance in model endpointing: the rest of the fallback silence
     answer_timeout_s: float = 20.0
     max_minutes: float = 30.0
     max_follow_ups: int = 1

@@ -1,17 +1,30 @@
 """Turn-taking: when the candidate's turn ends, and the reply made ready during the pause.
 
-The candidate's turn ends `turn_pause_s` after a final with no new speech, at
-once when they say "that's all" or give a command ("repeat", "hint", "skip",
-"stop"), or as silence when nothing is said for `answer_timeout_s`.
+The pipeline says, at the end of every utterance, why it ended (server/endpointing.py):
 
-The turn pause is counted from the end of speech (the VAD's verdict), not
-from the final's arrival, so the final's decode time overlaps the pause
-instead of adding to it. The turn still waits for that final, at most
-FINAL_WAIT_S (a decode that failed sends none).
+* `turn_complete` (`--endpointing model`): the end-of-turn model heard a
+  finished turn, or the fallback silence ran out. The turn ends as soon as
+  the utterance's final is in: no further wait.
+* ended by the silence rule (`--endpointing silence`, or the model failed on
+  this turn): the turn ends `turn_pause_s` later if no new speech comes.
+* too short to ask the model about (a cough, "mm"): never ends the turn at
+  once; it ends `short_turn_wait_s` later (the rest of the fallback silence)
+  if no new speech comes.
+* cut for length: the speaker goes on; nothing to wait for.
+
+The turn also ends at once on "that's all" or a command ("repeat", "hint",
+"skip", "stop"), and as silence when nothing is said for `answer_timeout_s`.
+An end with no words in it (only fillers) is no answer: listening goes on.
+
+Waits are counted from the end of speech (the pipeline's verdict), not from
+the final's arrival, so the final's decode time overlaps the wait instead of
+adding to it. The turn still waits for that final, at most FINAL_WAIT_S (a
+decode that failed sends none).
 
 The reply is prepared *during* the pause: the follow-up is generated and
 synthesised (agents/followup_speech.py) as soon as a final arrives, and
-thrown away if the candidate goes on, so the pause hides the LLM and TTS time.
+thrown away if the candidate goes on. The cached acknowledgement ("Thank
+you.") is what is heard first, so the turn can be taken before the LLM is done.
 """
 
 from __future__ import annotations
@@ -50,6 +63,7 @@ class Listener:
         speaking = False
         awaiting_finals = 0  # utterances that ended and whose final has not come yet
         pause_from: Optional[float] = None  # when the candidate last stopped speaking
+        turn_wait: Optional[float] = None  # after pause_from, how long until the turn is over; None: no end seen yet
         reply: Optional[PreparedFollowUp] = None
         loop = asyncio.get_running_loop()
         silence_deadline = loop.time() + self._config.answer_timeout_s
@@ -65,8 +79,8 @@ class Listener:
                 timeout = None
             elif awaiting_finals:  # bounded: a decode that failed sends no final
                 timeout = max(0.0, (pause_from or loop.time()) + FINAL_WAIT_S - loop.time())
-            elif finals:
-                timeout = max(0.0, (pause_from or loop.time()) + self._config.turn_pause_s - loop.time())
+            elif finals and turn_wait is not None:
+                timeout = max(0.0, (pause_from or loop.time()) + turn_wait - loop.time())
             else:
                 timeout = max(0.0, silence_deadline - loop.time())
             item = await self._inbox.get(timeout=timeout)
@@ -80,10 +94,12 @@ class Listener:
             if isinstance(item, HeardSpeechStart):
                 speaking = True
                 pause_from = None
+                turn_wait = None
                 drop_reply()  # they went on: the answer is not complete
             elif isinstance(item, HeardSpeechEnd):
                 speaking = False
                 pause_from = loop.time()
+                turn_wait = self._turn_wait(item)
                 if item.dropped:
                     silence_deadline = max(silence_deadline, loop.time() + self._config.turn_pause_s)
                 else:
@@ -92,6 +108,7 @@ class Listener:
                 awaiting_finals = max(0, awaiting_finals - 1)
                 if pause_from is None and not speaking:
                     pause_from = loop.time()  # a final heard over the interviewer's voice: no end seen here
+                    turn_wait = self._config.turn_pause_s
                 command = command_for(item.text, item.intents)
                 if command in (Command.REPEAT, Command.HINT, Command.SKIP, Command.STOP):
                     drop_reply()
@@ -108,6 +125,16 @@ class Listener:
                     drop_reply()
                     reply = self._prepare_reply(question, finals)
                 silence_deadline = loop.time() + self._config.answer_timeout_s
+
+    def _turn_wait(self, end: HeardSpeechEnd) -> Optional[float]:
+        """How long after this end of speech, with no new speech, the candidate's turn is over (None: not from it)."""
+        if end.turn_complete:
+            return 0.0
+        if end.ended_by == "silence":
+            return self._config.turn_pause_s
+        if end.ended_by == "short":
+            return self._config.short_turn_wait_s
+        return None  # cut for length (the speaker goes on) or the stream ended
 
     def _prepare_reply(self, question: Question, finals: list[HeardFinal]) -> Optional[PreparedFollowUp]:
         return self._follow_ups.prepare(question, " ".join(f.text.strip() for f in finals))

@@ -12,7 +12,9 @@ on top of it decides where utterances begin and end:
 * Once `pause_hint_ms` of silence follow the last voiced frame, a `VadPause`
   event tells the transcriber it may start decoding the final early; a voiced
   frame after that sends `VadResume`.
-* After `end_of_speech_ms` of silence the utterance ends (`VadSpeechEnd`).
+* After `end_of_speech_ms` of silence the utterance ends (`VadSpeechEnd`),
+  or sooner when the caller decides the speaker is done (`end_now`: the
+  end-of-turn model, server/endpointing.py, does this during a pause).
 * An utterance longer than `max_utterance_s` ends at the next short pause, or
   at once when it reaches the hard limit, since Whisper sees 30 s at most.
 
@@ -129,9 +131,33 @@ class VadSegmenter:
         """Silence since the last voiced frame of the open utterance."""
         return self._trailing_silent_frames * self.config.frame_ms if self._in_speech else 0
 
+    @property
+    def in_speech(self) -> bool:
+        return self._in_speech
+
+    @property
+    def voiced_ms(self) -> int:
+        """Voiced audio in the open utterance so far."""
+        return self._voiced_frames * self.config.frame_ms if self._in_speech else 0
+
+    @property
+    def last_voiced_end_s(self) -> float:
+        """End of the open utterance's last voiced frame: names the current pause (it changes when voice comes back)."""
+        return round(self._last_voiced_end_s, 3)
+
     def utterance_audio(self) -> bytes:
         """The open utterance so far, up to a short tail after its last voiced frame."""
         return bytes(self._utterance[: self._bytes_through_tail()])
+
+    def open_audio(self) -> bytes:
+        """The open utterance so far with all the silence after its last voiced frame (what an end-of-turn model hears)."""
+        return bytes(self._utterance)
+
+    def end_now(self) -> VadSpeechEnd:
+        """End the open utterance here, as if the end-of-speech silence had run out (its end is still its last voiced frame)."""
+        if not self._in_speech:
+            raise RuntimeError("end_now() with no open utterance")
+        return self._end_utterance(forced=False)
 
     def push(self, pcm: bytes) -> list[VadEvent]:
         data = self._leftover + pcm

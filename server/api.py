@@ -20,6 +20,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from earshot.agents.roles import DIFFICULTIES, ROLES
 from earshot.models.asr import AsrEngine
 from earshot.models.llm import LlmBackend
+from earshot.models.turn_model import EndOfTurnModel
 from earshot.server.access import auth_on, may, require
 from earshot.server.audit import AuditLog
 from earshot.server.audit_trail import audited_session, record_act
@@ -64,6 +65,7 @@ class AppState:
     turn: Optional[IceServers] = None  # the sessions' STUN/TURN servers; None = from settings
     auth: Optional[Authenticator] = None  # None: auth none, every caller anonymous
     redactor: Optional[Redacts] = None  # needed when any mode redacts (the settings' redact_*)
+    end_of_turn: Optional[EndOfTurnModel] = None  # needed with endpointing model (server/endpointing.py)
     limits: Limits = field(init=False)  # from the settings
     audit: AuditLog = field(init=False)  # on the store's connection
 
@@ -74,6 +76,8 @@ class AppState:
         self.audit = AuditLog(self.store.client, self.settings.audit_retention_s)
         if self.redactor is None and any(redacted_kinds(self.settings, name) for name in MODE_KINDS):
             raise ValueError("the settings redact transcripts but no redactor was loaded")
+        if self.end_of_turn is None and self.settings.endpointing == "model":
+            raise ValueError("endpointing model needs the end-of-turn model loaded")
 
     def intent_options(self, kind: ModeKind) -> Optional[IntentOptions]:
         if kind.intent_label_set is None or self.encoders.intents is None:
@@ -181,6 +185,7 @@ async def _answer(
         speakers=speakers,
         # Its own TURN credentials, minted now: the caller's came with the session.
         ice_servers=state.turn.entries(record.session_id),
+        end_of_turn=state.end_of_turn,
     )
     state.calls.add(call)
     try:

@@ -14,7 +14,9 @@ from earshot.models.asr import AsrConfig
 from earshot.models.llm import LlmConfig
 from earshot.models.redaction.kinds import parse_kinds
 from earshot.models.streaming import StreamingConfig
+from earshot.models.turn_model import EndOfTurnConfig
 from earshot.models.vad import VadConfig
+from earshot.server.endpointing import EndpointingConfig
 from earshot.server.settings import Settings
 
 
@@ -45,8 +47,27 @@ def vad_config(settings: Settings) -> VadConfig:
         frame_ms=settings.vad_frame_ms,
         speech_start_ms=settings.speech_start_ms,
         pre_roll_ms=settings.pre_roll_ms,
-        end_of_speech_ms=settings.end_of_speech_ms,
+        end_of_speech_ms=endpointing_config(settings).vad_end_of_speech_ms,
         max_utterance_s=settings.max_utterance_s,
+    )
+
+
+def endpointing_config(settings: Settings) -> EndpointingConfig:
+    return EndpointingConfig(
+        mode=settings.endpointing,
+        end_of_speech_ms=settings.end_of_speech_ms,
+        checks_ms=settings.end_of_turn_checks,
+        fallback_ms=settings.end_of_turn_fallback_ms,
+        min_speech_ms=settings.end_of_turn_min_speech_ms,
+        timeout_s=settings.end_of_turn_timeout_ms / 1000,
+    )
+
+
+def end_of_turn_config(settings: Settings) -> EndOfTurnConfig:
+    return EndOfTurnConfig(
+        model_path=settings.end_of_turn_model,
+        threshold=settings.end_of_turn_threshold,
+        threads=settings.end_of_turn_threads,
     )
 
 
@@ -81,6 +102,7 @@ def llm_config(settings: Settings) -> LlmConfig:
 def interview_config(settings: Settings) -> InterviewConfig:
     return InterviewConfig(
         turn_pause_s=settings.turn_pause_ms / 1000,
+        short_turn_wait_s=max(0, settings.end_of_turn_fallback_ms - settings.end_of_speech_ms) / 1000,
         answer_timeout_s=settings.answer_timeout_s,
         max_minutes=settings.interview_max_minutes,
         max_follow_ups=settings.max_follow_ups,

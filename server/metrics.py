@@ -6,6 +6,8 @@
     earshot_asr_inference_seconds{kind}   its model call (a batch's whole call)
     earshot_asr_batch_size                partials decoded together in one model call
     earshot_final_latency_seconds         end of speech -> final, on the audio clock (0.5 s end-of-speech silence included)
+    earshot_end_of_turn_seconds           one end-of-turn model call (features + ONNX run), in its worker thread
+    earshot_utterance_ends_total{ended_by}  why utterances ended: silence, model, fallback, short, length, stream_end
     earshot_event_loop_lag_seconds        how late the event loop wakes a 0.5 s sleep: CPU work blocking the media path shows here
     earshot_errors_total{code}            error events sent to callers
     process_cpu_seconds_total, process_resident_memory_bytes, ...   the server process (Linux)
@@ -64,6 +66,12 @@ class ServerMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self._end_of_turn = Histogram(
+            "earshot_end_of_turn_seconds", "one end-of-turn model call", buckets=DECODE_BUCKETS, registry=self.registry
+        )
+        self._utterance_ends = Counter(
+            "earshot_utterance_ends", "utterances ended, by why", ["ended_by"], registry=self.registry
+        )
         self._loop_lag = Histogram(
             "earshot_event_loop_lag_seconds", "lateness of a 0.5 s sleep on the event loop", buckets=LAG_BUCKETS, registry=self.registry
         )
@@ -73,6 +81,10 @@ class ServerMetrics:
         """Count an event a call sends (from the event loop; cheap)."""
         if isinstance(event, protocol.Final):
             self._final_latency.observe(max(0.0, event.emitted_audio_s - event.speech_end_audio_s))
+        elif isinstance(event, protocol.SpeechEnd):
+            self._utterance_ends.labels(event.ended_by).inc()
+            for check in event.end_of_turn_checks:
+                self._end_of_turn.observe(check.inference_s)
         elif isinstance(event, protocol.Error):
             self._errors.labels(event.code).inc()
 

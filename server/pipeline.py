@@ -1,6 +1,7 @@
 """One inbound track's pipeline, assembled: an audio frame in, wire events out.
 
     frame --FrameResampler--> 16 kHz PCM --VadSegmenter--> boundaries (Vad*)
+        pauses --Endpointer (end-of-turn model, or silence)--> utterance and turn ends
         boundaries --StreamingAsr--> decode requests --AsrEngine (shared)--> hypotheses (Asr*)
         hypotheses --TranscriptRedaction--> redacted text (tags for personal data)
         boundaries and redacted hypotheses --> wire events (protocol) --> publish
@@ -16,6 +17,7 @@ Each stage takes typed records in and hands typed records on:
     stage           records                                   module
     segmentation    VadOnset VadSpeechStart VadPause          models/vad.py
                     VadResume VadSpeechEnd
+    end of turn     UtteranceEnd                              server/endpointing.py
     transcription   AsrPartial AsrFinal AsrFailed             models/streaming.py
     redaction       RedactedFinal                             server/redaction_stage.py
     the wire        VoiceOnset SpeechStart Partial SpeechEnd  server/protocol.py
@@ -39,9 +41,11 @@ from earshot.agents.pace import PaceReport, PaceTracker
 from earshot.models.asr import SpeechRecognizer
 from earshot.models.audio import FrameResampler
 from earshot.models.streaming import AsrFailed, AsrFinal, AsrPartial, StreamingAsr
+from earshot.models.turn_model import EndOfTurnModel
 from earshot.models.vad import VadEvent, VadOnset, VadPause, VadResume, VadSegmenter, VadSpeechEnd, VadSpeechStart
 from earshot.server import protocol
-from earshot.server.configs import pace_config, streaming_config, vad_config
+from earshot.server.configs import endpointing_config, pace_config, streaming_config, vad_config
+from earshot.server.endpointing import Endpointer, UtteranceEnd
 from earshot.server.intent_stage import IntentOptions, IntentStage
 from earshot.server.redaction_stage import RedactionOptions, TranscriptRedaction
 from earshot.server.settings import Settings
@@ -78,6 +82,7 @@ class TrackPipeline:
         intents: Optional[IntentOptions] = None,
         seq_numbers: Optional[Iterator[int]] = None,
         redaction: Optional[RedactionOptions] = None,
+        end_of_turn: Optional[EndOfTurnModel] = None,  # needed with endpointing model
     ) -> None:
         self.session_id = session_id
         self.speaker = speaker
@@ -86,10 +91,14 @@ class TrackPipeline:
         self._resample = FrameResampler()
         self._vad = VadSegmenter(vad_config(settings), clock_offset_s=resume.audio_s)
         self._asr = StreamingAsr(engine, session_id, streaming_config(settings), self._vad, resume.next_utterance_id)
+        self._endpointer = Endpointer(
+            endpointing_config(settings), self._vad, end_of_turn, self._on_boundary, self._end_of_turn_failed
+        )
         self._pace = PaceTracker(pace_config(settings))
         self._redaction = TranscriptRedaction(redaction)
         self._intents = IntentStage(session_id, intents, publish, speaker) if intents is not None else None
         self._seq_numbers = seq_numbers if seq_numbers is not None else final_numbers(resume.next_final_seq)
+        self._closing = False  # close() flushes the VAD: an utterance it ends ends with the stream
         self._output = asyncio.ensure_future(self._publish_hypotheses())
 
     @property
@@ -110,14 +119,17 @@ class TrackPipeline:
         """16 kHz mono int16 PCM of any length."""
         for boundary in self._vad.push(pcm):
             self._on_boundary(boundary)
+        self._endpointer.poll()  # in a pause: ask the end-of-turn model, or end a short utterance
         self._asr.poll()  # a partial decode, when enough new audio has come
 
-    def _on_boundary(self, boundary: VadEvent) -> None:
+    def _on_boundary(self, boundary: VadEvent, end: Optional[UtteranceEnd] = None) -> None:
+        """One boundary the VAD crossed; `end` is given when the endpointer ended the utterance itself."""
         sid, speaker, now = self.session_id, self.speaker, self._now()
         if isinstance(boundary, VadOnset):
             self._publish(protocol.VoiceOnset(sid, boundary.at_s, now, speaker))
         elif isinstance(boundary, VadSpeechStart):
             utterance_id = self._asr.begin(boundary)
+            self._endpointer.begin()
             self._pace.on_utterance_start(boundary.start_s)
             self._publish(protocol.SpeechStart(sid, utterance_id, boundary.start_s, now, speaker))
         elif isinstance(boundary, VadPause):
@@ -125,9 +137,19 @@ class TrackPipeline:
         elif isinstance(boundary, VadResume):
             self._asr.resume()
         elif isinstance(boundary, VadSpeechEnd):
+            end = end or self._endpointer.classify(boundary, stream_end=self._closing)
             utterance_id, dropped = self._asr.end(boundary)
-            self._publish(protocol.SpeechEnd(sid, utterance_id, boundary.start_s, boundary.end_s, dropped, now, speaker))
+            self._publish(
+                protocol.SpeechEnd(
+                    sid, utterance_id, boundary.start_s, boundary.end_s, dropped, now, speaker,
+                    ended_by=end.ended_by, turn_complete=end.turn_complete and not dropped,
+                    end_of_turn_checks=list(end.checks),
+                )
+            )
 
+    def _end_of_turn_failed(self, message: str) -> None:
+        detail = {"speaker": self.speaker, "fallback": "silence"}
+        self._publish(protocol.Error(self.session_id, code="turn_model_failed", message=message, detail=detail))
     # --- the output half: hypotheses -> events ------------------------------------------
     async def _publish_hypotheses(self) -> None:
         sid, speaker = self.session_id, self.speaker
@@ -198,6 +220,8 @@ class TrackPipeline:
     # --- the end ------------------------------------------------------------------------
     async def close(self) -> None:
         """End of audio: the open utterance gets its final (and its intent) before this returns."""
+        self._closing = True
+        self._endpointer.close()
         for boundary in self._vad.flush():
             self._on_boundary(boundary)
         await self._asr.finish()
@@ -207,6 +231,7 @@ class TrackPipeline:
 
     async def abort(self) -> None:
         """The call is gone: drop the decodes in flight."""
+        self._endpointer.close()
         self._asr.abort()
         await asyncio.wait({self._output}, timeout=1.0)  # it ends once the queued hypotheses are out
         if self._intents is not None:

@@ -85,6 +85,25 @@ class Partial(Event):
     speaker: str = ""  # agent | customer in an assist call; empty in single-speaker modes
 
 
+# Why an utterance ended (SpeechEnd.ended_by):
+#   silence    - the end-of-speech silence ran out (`--endpointing silence`; or the model failed on this turn)
+#   model      - the end-of-turn model called the turn complete during a pause
+#   fallback   - the model kept calling it incomplete and the fallback silence ran out
+#   short      - too little speech to ask the model about (a cough, "mm"): ended by the silence rule, ends no turn
+#   length     - cut at max_utterance_s while the speaker went on
+#   stream_end - the audio stopped (a file's end, a closed track)
+ENDED_BY = ("silence", "model", "fallback", "short", "length", "stream_end")
+
+
+@dataclass(frozen=True)
+class EndOfTurnCheck:
+    """One question to the end-of-turn model during a pause of an utterance."""
+
+    silence_ms: int  # the VAD's silence when it was asked
+    probability: float  # that the turn is complete
+    inference_s: float  # the model's time on this call (features + ONNX run), in its worker thread
+
+
 @dataclass(frozen=True)
 class SpeechEnd(Event):
     type: ClassVar[str] = "speech_end"
@@ -94,6 +113,9 @@ class SpeechEnd(Event):
     dropped: bool  # too short to be speech: no final follows
     emitted_audio_s: float
     speaker: str = ""  # agent | customer in an assist call; empty in single-speaker modes
+    ended_by: str = "silence"  # one of ENDED_BY
+    turn_complete: bool = False  # the speaker's turn is over (model or fallback): the other side may take it now
+    end_of_turn_checks: list[EndOfTurnCheck] = field(default_factory=list)  # the model's answers during this utterance's pauses
 
 
 @dataclass(frozen=True)
@@ -190,6 +212,7 @@ ERROR_CODES: dict[str, str] = {
     "asr_failed": "the final decode of an utterance failed",
     "no_media": "no audio frame for media_timeout_s: the call is closed",
     "intent_failed": "the intent classifier failed on an utterance (detail names it)",
+    "turn_model_failed": "the end-of-turn model failed or was too slow: this turn ends by the silence rule",
     "llm_timeout": "the LLM was too slow: the bank's stock follow-up is used",
     "llm_unavailable": "the LLM failed or is unreachable: the bank's stock follow-up is used",
     "tts_failed": "the interviewer's voice failed: the interview goes on in text only",

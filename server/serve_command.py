@@ -6,9 +6,11 @@ import argparse
 import asyncio
 import logging
 import signal
+import time
 from typing import TYPE_CHECKING, Any, Optional
 
 from earshot.models.model_files import ModelMissingError
+from earshot.server.configs import end_of_turn_config
 from earshot.server.at_rest import Sealer
 from earshot.server.cli import Command
 from earshot.server.errors import StartupError
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
     import uvicorn
 
     from earshot.models.redaction.redactor import Redactor
+    from earshot.models.turn_model import EndOfTurnModel
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +60,7 @@ def run_server(settings: Settings) -> int:
         asyncio.run(_check_store(url, settings, sealer))
         tls = serving_tls(settings)
         restrict_ice_as_configured(settings)
+        end_of_turn = load_end_of_turn(settings)  # before the slow loads: a missing file stops the start at once
         engine = AsrEngine.load(asr_config(settings))
         log.info("ASR model %s loaded", settings.asr_model)
         store = SessionStore(connect(url), Retention.from_settings(settings), sealer)
@@ -72,7 +76,9 @@ def run_server(settings: Settings) -> int:
         calls = LiveCalls()
         metrics = ServerMetrics(live_sessions=lambda: len(calls), asr_queue_depth=lambda: engine.queue_depth)
         engine.observe(metrics.observe_decode)
-        state = AppState(settings, store, engine, encoders, llm, modes, metrics, calls, auth=auth, redactor=redactor)
+        state = AppState(settings, store, engine, encoders, llm, modes, metrics, calls, auth=auth, redactor=redactor,
+            end_of_turn=end_of_turn,
+        )
         app = create_app(state)
         config = _http_config(
             settings, app, settings.host, settings.port, lifespan="on",
@@ -120,6 +126,25 @@ def load_redactor(settings: Settings) -> "Optional[Redactor]":
     redactor = Redactor.load()  # it logs its load time
     log.info("redacting personal data in %s calls", ", ".join(modes))
     return redactor
+
+
+def load_end_of_turn(settings: Settings) -> "Optional[EndOfTurnModel]":
+    """The end-of-turn model with `--endpointing model`; None with silence. A model that will not load stops the start."""
+    if settings.endpointing != "model":
+        log.info("endpointing by silence: %d ms ends an utterance, %d ms more the turn",
+                 settings.end_of_speech_ms, settings.turn_pause_ms)
+        return None
+    from earshot.models.turn_model import EndOfTurnModel
+
+    started = time.perf_counter()
+    try:
+        model = EndOfTurnModel.load(end_of_turn_config(settings))
+    except ModelMissingError as exc:  # it names the path and the package to install
+        raise StartupError(f"{exc} (or run with --endpointing silence)") from None
+    log.info("end-of-turn model %s loaded in %.2f s; asked at %s ms of silence, fallback %d ms",
+             model.model_path, time.perf_counter() - started, settings.end_of_turn_checks_ms,
+             settings.end_of_turn_fallback_ms)
+    return model
 
 
 def check_exposure(settings: Settings) -> None:

@@ -197,6 +197,35 @@ class Settings:
     partial_interval_ms: int = field(default=400, metadata=_help("new audio between partial hypotheses"))
     max_utterance_s: float = field(default=25.0, metadata=_help("force a final after this much speech"))
 
+    # --- End of turn (server/endpointing.py) ---
+    endpointing: str = field(
+        default="model",
+        metadata=_help(
+            "how the end of a turn is found: model (the Smart Turn v3 audio model, asked at short pauses) "
+            "or silence (end_of_speech_ms of silence ends an utterance, turn_pause_ms more hands over the turn)"
+        ),
+    )
+    end_of_turn_model: str = field(
+        default="", metadata=_help("Smart Turn v3 .onnx file; empty = the one in the pipecat-ai package")
+    )
+    end_of_turn_threshold: float = field(
+        default=0.5, metadata=_help("the turn is complete when the model's probability is above this")
+    )
+    end_of_turn_checks_ms: str = field(
+        default="200", metadata=_help("silences (ms, comma-separated) in a pause at which the model is asked")
+    )
+    end_of_turn_fallback_ms: int = field(
+        default=2500, metadata=_help("silence that ends a turn the model keeps calling incomplete")
+    )
+    end_of_turn_min_speech_ms: int = field(
+        default=300,
+        metadata=_help("utterances with less voiced audio are never a turn: not asked about, ended by the silence rule"),
+    )
+    end_of_turn_timeout_ms: int = field(
+        default=1000, metadata=_help("a model call slower than this counts as failed: the turn ends by silence")
+    )
+    end_of_turn_threads: int = field(default=1, metadata=_help("ONNX Runtime threads of the end-of-turn model"))
+
     # --- Pace ---
     pace_min_wps: float = field(default=1.0, metadata=_help("slowest good pace, words per second"))
     pace_max_wps: float = field(default=3.0, metadata=_help("fastest good pace, words per second"))
@@ -374,6 +403,11 @@ class Settings:
     def public(self) -> dict[str, Any]:
         """Every setting as JSON-ready values, secrets masked: what a results file may record."""
         return {f.name: _public(getattr(self, f.name)) for f in fields(self)}
+
+    @property
+    def end_of_turn_checks(self) -> tuple[int, ...]:
+        """`end_of_turn_checks_ms` as sorted integers."""
+        return tuple(sorted({int(part) for part in comma_list(self.end_of_turn_checks_ms)}))
 
     @property
     def ice_server_urls(self) -> tuple[str, ...]:

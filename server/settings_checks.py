@@ -44,6 +44,17 @@ def settings_problems(s: "Settings") -> list[str]:
     check(s.pace_window_s > 0, "pace_window_s must be positive")
     check(s.long_pause_s > 0, "long_pause_s must be positive")
     check(0 <= s.turn_pause_ms <= 10000, "turn_pause_ms must be in 0..10000")
+    check(s.endpointing in ("model", "silence"), f"endpointing must be model or silence, got {s.endpointing!r}")
+    check(0.0 < s.end_of_turn_threshold < 1.0, "end_of_turn_threshold must be in (0, 1)")
+    checks = comma_list(s.end_of_turn_checks_ms)
+    check(
+        bool(checks) and all(c.isdigit() and 60 <= int(c) < s.end_of_turn_fallback_ms for c in checks),
+        "end_of_turn_checks_ms must be a comma list of whole milliseconds, each in 60..end_of_turn_fallback_ms",
+    )
+    check(500 <= s.end_of_turn_fallback_ms <= 10000, "end_of_turn_fallback_ms must be in 500..10000")
+    check(0 <= s.end_of_turn_min_speech_ms <= 5000, "end_of_turn_min_speech_ms must be in 0..5000")
+    check(50 <= s.end_of_turn_timeout_ms <= 10000, "end_of_turn_timeout_ms must be in 50..10000")
+    check(1 <= s.end_of_turn_threads <= 16, "end_of_turn_threads must be in 1..16")
     check(s.answer_timeout_s >= 3, "answer_timeout_s must be at least 3")
     check(1 <= s.interview_questions <= 50, "interview_questions must be in 1..50")
     check(s.interview_max_minutes > 0, "interview_max_minutes must be positive")

@@ -5,7 +5,8 @@ in 20 ms chunks as a browser sends them. With `realtime=True` the chunks are
 paced by the wall clock, so `emitted_audio_s` of each event is the audio clock
 at the moment the event would have reached a live caller. After the file,
 `end_of_speech_ms` + 0.5 s of silence follows, as a microphone would go on
-recording, so the last utterance ends the way every other one does.
+recording, so the last utterance ends the way every other one does. With
+`--endpointing model` the end-of-turn model is asked in its pauses as live.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from earshot.models.asr import AsrEngine
 from earshot.models.audio import BYTES_PER_SAMPLE, SAMPLE_RATE, AudioFormatError, read_audio
 from earshot.server import protocol
 from earshot.server.cli import Command
-from earshot.server.configs import asr_config
+from earshot.models.turn_model import EndOfTurnModel
+from earshot.server.configs import asr_config, end_of_turn_config
 from earshot.server.pipeline import TrackPipeline
 from earshot.server.settings import Settings
 from earshot.server.settings_sources import add_settings_arguments, settings_from_args
@@ -37,12 +39,15 @@ async def transcribe_file(
     realtime: bool = False,
     channel: Optional[int] = None,
     session_id: str = "file",
+    end_of_turn: Optional[EndOfTurnModel] = None,  # with endpointing model: loaded here when not given (0.3 s)
 ) -> None:
     pcm = read_audio(path, channel=channel)
+    if end_of_turn is None and settings.endpointing == "model":
+        end_of_turn = EndOfTurnModel.load(end_of_turn_config(settings))
     silence = bytes(int((settings.end_of_speech_ms / 1000 + 0.5) * SAMPLE_RATE) * BYTES_PER_SAMPLE)
     audio = pcm + silence
 
-    pipeline = TrackPipeline(session_id, engine, settings, on_event)
+    pipeline = TrackPipeline(session_id, engine, settings, on_event, end_of_turn=end_of_turn)
     chunk = SAMPLE_RATE * CHUNK_MS // 1000 * BYTES_PER_SAMPLE
     started = time.monotonic()
     for index, offset in enumerate(range(0, len(audio), chunk)):

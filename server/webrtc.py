@@ -20,6 +20,7 @@ from aiortc.jitterbuffer import JitterBuffer
 from aiortc.mediastreams import MediaStreamError
 
 from earshot.models.asr import SpeechRecognizer
+from earshot.models.turn_model import EndOfTurnModel
 from earshot.server import protocol
 from earshot.server.ice import rtc_configuration
 from earshot.server.intent_stage import IntentOptions
@@ -70,6 +71,7 @@ class LiveSession:
         redaction: Optional[RedactionOptions] = None,
         speakers: Optional[dict[str, str]] = None,  # SDP mid -> speaker label, for modes with labelled tracks
         ice_servers: Sequence[dict[str, Any]] = (),  # the server side's STUN/TURN entries (server/turn.py)
+        end_of_turn: Optional[EndOfTurnModel] = None,  # the end-of-turn model, for endpointing model
     ) -> None:
         self.record = record
         self.session_id = record.session_id
@@ -83,7 +85,8 @@ class LiveSession:
         seq_numbers = final_numbers(resume.next_final_seq)
         self._pipelines = {
             speaker: TrackPipeline(
-                self.session_id, engine, settings, self.outbox.publish, resume, speaker, intents, seq_numbers, redaction
+                self.session_id, engine, settings, self.outbox.publish, resume, speaker, intents, seq_numbers, redaction,
+                end_of_turn,
             )
             for speaker in (sorted(set(self._speakers.values())) or [""])
         }

@@ -37,7 +37,8 @@ class RecordingEngine:
 
 async def run(engine, pcm: bytes, resume: ResumePoint = ResumePoint()) -> list[protocol.Event]:
     published: list[protocol.Event] = []
-    pipeline = TrackPipeline("s1", engine, Settings(), published.append, resume)
+    # The silence rule: what these tests pin down is its decode scheduling (tests/test_endpointing.py: the model)
+    pipeline = TrackPipeline("s1", engine, Settings(endpointing="silence"), published.append, resume)
     for offset in range(0, len(pcm), CHUNK):
         pipeline.push(pcm[offset : offset + CHUNK])
         await asyncio.sleep(0)  # let decode tasks run between 20 ms chunks

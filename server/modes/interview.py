@@ -132,7 +132,7 @@ class InterviewMode:
         elif isinstance(event, protocol.Partial):
             heard(HeardPartial(event.utterance_id, f"{event.committed} {event.tentative}".strip()))
         elif isinstance(event, protocol.SpeechEnd):
-            heard(HeardSpeechEnd(event.utterance_id, event.dropped))
+            heard(HeardSpeechEnd(event.utterance_id, event.dropped, event.ended_by, event.turn_complete))
         else:
             self._finals.on_event(event)
 

@@ -1,0 +1,179 @@
+"""When is the speaker done? The end of an utterance, and of a turn, decided during a pause.
+
+Two ways, chosen by `--endpointing`:
+
+* `silence` - the VAD's timer: `end_of_speech_ms` of silence ends an
+  utterance; the interviewer then waits `turn_pause_ms` more with no speech
+  before it takes the turn (agents/turn_taking.py). Every reply waits both.
+* `model` - the end-of-turn model (models/turn_model.py, Smart Turn v3) hears
+  the utterance so far, trailing silence included, at short silences
+  (`end_of_turn_checks_ms`, 200 ms by default). When it calls the turn
+  complete, the utterance ends there and the turn with it: the final (whose
+  decode the speculative pause already started) and the interviewer's reply
+  follow at once. When it calls it incomplete the utterance stays open
+  through the pause, so a speaker who stops to think is neither cut into two
+  finals nor talked over; if nothing more is said, the VAD ends the utterance,
+  and the turn, at `end_of_turn_fallback_ms` of silence.
+
+In model mode an utterance with less than `end_of_turn_min_speech_ms` of voice
+(a cough, "mm", a click) is never asked about: the silence rule ends it and it
+ends no turn. A model call that fails or takes longer than
+`end_of_turn_timeout_ms` sends one `turn_model_failed` error; that utterance
+then ends by the silence rule, as in `silence` mode, and the call goes on.
+
+The model runs in a worker thread (`asyncio.to_thread`), never on the event
+loop: about 90 ms of one core per call on the 2-core reference machine
+(models/turn_model.py). One call at a time per track; a check that falls due
+while one is running is skipped.
+
+Every utterance's end says why it ended and whether the turn is over
+(`UtteranceEnd`, which the pipeline puts on the `speech_end` event).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from earshot.models.turn_model import EndOfTurnModel
+from earshot.models.vad import VadSegmenter, VadSpeechEnd
+from earshot.server.protocol import EndOfTurnCheck
+
+log = logging.getLogger(__name__)
+
+ENDPOINTING_MODES = ("model", "silence")
+
+
+@dataclass(frozen=True)
+class EndpointingConfig:
+    mode: str = "silence"  # one of ENDPOINTING_MODES
+    end_of_speech_ms: int = 500  # the silence rule: silence mode, short utterances, a failed model
+    checks_ms: tuple[int, ...] = (200,)  # model mode: silences at which the model is asked, ascending
+    fallback_ms: int = 2500  # model mode: the silence that ends a turn the model keeps calling incomplete
+    min_speech_ms: int = 300  # model mode: less voice is never asked about and ends no turn
+    timeout_s: float = 1.0  # model mode: a slower model call counts as failed
+
+    def __post_init__(self) -> None:
+        if self.mode not in ENDPOINTING_MODES:
+            raise ValueError(f"endpointing must be one of {ENDPOINTING_MODES}, not {self.mode!r}")
+
+    @property
+    def vad_end_of_speech_ms(self) -> int:
+        """The silence after which the VAD itself ends an utterance: in model mode, the fallback."""
+        return self.fallback_ms if self.mode == "model" else self.end_of_speech_ms
+
+
+@dataclass(frozen=True)
+class UtteranceEnd:
+    """Why an utterance ended (protocol.ENDED_BY) and whether the speaker's turn ended with it."""
+
+    ended_by: str
+    turn_complete: bool
+    checks: tuple[EndOfTurnCheck, ...] = ()
+
+
+class Endpointer:
+    """One track's end-of-turn decisions. `poll` after each push of audio; `classify` each end the VAD made itself."""
+
+    def __init__(
+        self,
+        config: EndpointingConfig,
+        vad: VadSegmenter,
+        model: Optional[EndOfTurnModel],
+        end_utterance: Callable[[VadSpeechEnd, UtteranceEnd], None],
+        model_failed: Callable[[str], None],
+    ) -> None:
+        if config.mode == "model" and model is None:
+            raise ValueError("endpointing model needs the end-of-turn model loaded")
+        self.config = config
+        self._vad = vad
+        self._model = model
+        self._end_utterance = end_utterance
+        self._model_failed = model_failed
+        self._utterance = 0  # counts the VAD's utterances, so a late answer cannot end the next one
+        self._pause_end_s: Optional[float] = None  # last voiced frame before the current pause
+        self._next_check = 0  # index into checks_ms for the current pause
+        self._checks: list[EndOfTurnCheck] = []
+        self._failed = False  # the model failed on this utterance: the silence rule ends it
+        self._asking: Optional[asyncio.Task] = None
+
+    # --- the utterance's life -------------------------------------------------------
+    def begin(self) -> None:
+        """The VAD opened an utterance."""
+        self._utterance += 1
+        self._pause_end_s = None
+        self._next_check = 0
+        self._checks = []
+        self._failed = False
+
+    def classify(self, ended: VadSpeechEnd, stream_end: bool = False) -> UtteranceEnd:
+        """An end the VAD made on its own (its silence ran out, a length cut, the stream's end)."""
+        checks = tuple(self._checks)
+        self._utterance += 1  # answers still in flight belong to an utterance that is over
+        if ended.forced:
+            return UtteranceEnd("length", False, checks)
+        if stream_end:
+            return UtteranceEnd("stream_end", False, checks)
+        if self.config.mode == "silence":
+            return UtteranceEnd("silence", False, checks)
+        if ended.voiced_ms < self.config.min_speech_ms:
+            return UtteranceEnd("short", False, checks)
+        return UtteranceEnd("fallback", True, checks)
+
+    def poll(self) -> None:
+        """After new audio: ask the model at a due check, or end the utterance by the silence rule."""
+        vad = self._vad
+        if self.config.mode != "model" or not vad.in_speech or vad.trailing_silence_ms == 0:
+            return
+        silence_ms = vad.trailing_silence_ms
+        if vad.last_voiced_end_s != self._pause_end_s:  # a new pause: its checks start again
+            self._pause_end_s = vad.last_voiced_end_s
+            self._next_check = 0
+        if self._failed or vad.voiced_ms < self.config.min_speech_ms:
+            if silence_ms >= self.config.end_of_speech_ms:
+                self._end("silence" if self._failed else "short", turn_complete=False)
+            return
+        checks = self.config.checks_ms
+        if self._next_check >= len(checks) or silence_ms < checks[self._next_check]:
+            return
+        while self._next_check < len(checks) and silence_ms >= checks[self._next_check]:
+            self._next_check += 1  # one call for every check that is due
+        if self._asking is not None and not self._asking.done():
+            return  # one call at a time: this check is skipped
+        self._asking = asyncio.ensure_future(self._ask(self._utterance, self._pause_end_s, silence_ms, vad.open_audio()))
+
+    def close(self) -> None:
+        if self._asking is not None:
+            self._asking.cancel()
+
+    # --- the model ----------------------------------------------------------------
+    async def _ask(self, utterance: int, pause_end_s: Optional[float], silence_ms: int, audio: bytes) -> None:
+        assert self._model is not None
+        try:
+            verdict = await asyncio.wait_for(asyncio.to_thread(self._model.predict, audio), self.config.timeout_s)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a timeout or the model's own error: this utterance ends by silence
+            if utterance != self._utterance:
+                return
+            what = "timed out" if isinstance(exc, asyncio.TimeoutError) else f"failed ({type(exc).__name__})"
+            log.warning("end-of-turn model %s: this turn ends by the silence rule", what, exc_info=not isinstance(exc, asyncio.TimeoutError))
+            self._failed = True
+            self._model_failed(f"the end-of-turn model {what}; this turn ends after {self.config.end_of_speech_ms} ms of silence")
+            self.poll()
+            return
+        if utterance != self._utterance:
+            return  # that utterance already ended
+        self._checks.append(EndOfTurnCheck(silence_ms, round(verdict.probability, 4), round(verdict.inference_s, 4)))
+        still_paused = self._vad.in_speech and self._vad.last_voiced_end_s == pause_end_s
+        if verdict.complete and still_paused:
+            self._end("model", turn_complete=True)
+        else:
+            self.poll()  # a later check may already be due
+
+    def _end(self, ended_by: str, turn_complete: bool) -> None:
+        checks = tuple(self._checks)
+        self._utterance += 1
+        self._end_utterance(self._vad.end_now(), UtteranceEnd(ended_by, turn_complete, checks))
