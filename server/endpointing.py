@@ -16,7 +16,8 @@ Two ways, chosen by `--endpointing`:
   and the turn, at `end_of_turn_fallback_ms` of silence.
 
 In model mode an utterance with less than `end_of_turn_min_speech_ms` of voice
-(a cough, "mm", a click) is never asked about: the silence rule ends it and it
+(a cough, "mm", a click) is never asked about (webrtcvad's hangover counts
+about 0.2 s more than the sound: 500 ms is about 0.3 s of it): the silence rule ends it and it
 ends no turn. A model call that fails or takes longer than
 `end_of_turn_timeout_ms` sends one `turn_model_failed` error; that utterance
 then ends by the silence rule, as in `silence` mode, and the call goes on.
@@ -52,7 +53,7 @@ class EndpointingConfig:
     end_of_speech_ms: int = 500  # the silence rule: silence mode, short utterances, a failed model
     checks_ms: tuple[int, ...] = (200,)  # model mode: silences at which the model is asked, ascending
     fallback_ms: int = 2500  # model mode: the silence that ends a turn the model keeps calling incomplete
-    min_speech_ms: int = 300  # model mode: less voice is never asked about and ends no turn
+    min_speech_ms: int = 500  # model mode: less voice (VAD-counted, ~0.2 s over the sound) is never asked about, ends no turn
     timeout_s: float = 1.0  # model mode: a slower model call counts as failed
 
     def __post_init__(self) -> None:
@@ -143,6 +144,11 @@ class Endpointer:
         if self._asking is not None and not self._asking.done():
             return  # one call at a time: this check is skipped
         self._asking = asyncio.ensure_future(self._ask(self._utterance, self._pause_end_s, silence_ms, vad.open_audio()))
+
+    async def decided(self) -> None:
+        """Wait for the model call in flight, if any: a file fed faster than real time then gets the decisions a live call gets."""
+        if self._asking is not None and not self._asking.done():
+            await asyncio.wait({self._asking})
 
     def close(self) -> None:
         if self._asking is not None:

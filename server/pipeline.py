@@ -122,6 +122,10 @@ class TrackPipeline:
         self._endpointer.poll()  # in a pause: ask the end-of-turn model, or end a short utterance
         self._asr.poll()  # a partial decode, when enough new audio has come
 
+    async def decided(self) -> None:
+        """Wait until the end-of-turn decision in flight (if any) is made; for input faster than real time."""
+        await self._endpointer.decided()
+
     def _on_boundary(self, boundary: VadEvent, end: Optional[UtteranceEnd] = None) -> None:
         """One boundary the VAD crossed; `end` is given when the endpointer ended the utterance itself."""
         sid, speaker, now = self.session_id, self.speaker, self._now()

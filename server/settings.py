@@ -218,8 +218,9 @@ class Settings:
         default=2500, metadata=_help("silence that ends a turn the model keeps calling incomplete")
     )
     end_of_turn_min_speech_ms: int = field(
-        default=300,
-        metadata=_help("utterances with less voiced audio are never a turn: not asked about, ended by the silence rule"),
+        default=500,
+        metadata=_help("utterances with less voiced audio (as the VAD counts it: about 0.2 s more than the sound) "
+                       "are never a turn: not asked about, ended by the silence rule"),
     )
     end_of_turn_timeout_ms: int = field(
         default=1000, metadata=_help("a model call slower than this counts as failed: the turn ends by silence")

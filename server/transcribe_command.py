@@ -59,6 +59,8 @@ async def transcribe_file(
         else:
             await asyncio.sleep(0)  # let decodes and emits interleave as they would live
         pipeline.push(audio[offset : offset + chunk])
+        if not realtime:
+            await pipeline.decided()  # the end-of-turn model answers at the audio point it would live
     await pipeline.close()
 
 

@@ -405,3 +405,52 @@ async def test_a_voice_onset_pauses_at_once_and_a_click_resumes():
     greeting = [a for a in output.agent if a[2] and a[3] == "greeting"][0]
     assert greeting[4] is True  # cut off by the candidate
     run.cancel()
+
+
+async def _time_to_reply(ends: Sequence[HeardSpeechEnd], texts: Sequence[str], **config) -> Optional[float]:
+    """Candidate utterances ending as given, each with its final; seconds from the last final to the interviewer's next words."""
+    interviewer, voice, output, script = make(None, questions=2, max_follow_ups=0, **config)
+    run = asyncio.ensure_future(interviewer.run())
+    await script.until_listening()
+    heard, loop = interviewer.heard, asyncio.get_running_loop()
+    said = len(voice.said)
+    for seq, (end, text) in enumerate(zip(ends, texts), start=1):
+        heard(HeardSpeechStart(end.utterance_id))
+        await asyncio.sleep(0.01)
+        heard(end)
+        heard(HeardFinal(seq, end.utterance_id, text))
+    final_at = loop.time()
+    try:
+        while len(voice.said) == said:
+            if loop.time() - final_at > 1.5:
+                return None
+            await asyncio.sleep(0.002)
+        return loop.time() - final_at
+    finally:
+        run.cancel()
+
+
+async def test_a_complete_turn_is_taken_at_once_without_the_turn_pause():
+    complete = HeardSpeechEnd(1, dropped=False, ended_by="model", turn_complete=True)
+    waited = await _time_to_reply([complete], [ANSWER], turn_pause_s=0.6)
+    assert waited is not None and waited < 0.1
+
+
+async def test_an_end_by_the_silence_rule_still_waits_the_turn_pause():
+    by_silence = HeardSpeechEnd(1, dropped=False, ended_by="silence")  # silence mode, or the model failed
+    waited = await _time_to_reply([by_silence], [ANSWER], turn_pause_s=0.6)
+    assert waited is not None and waited >= 0.55
+
+
+async def test_a_complete_turn_of_fillers_only_is_no_answer():
+    mm = HeardSpeechEnd(1, dropped=False, ended_by="model", turn_complete=True)
+    assert await _time_to_reply([mm], ["Mm."], answer_timeout_s=5) is None  # still listening
+
+
+async def test_a_short_utterance_ends_no_turn_until_the_rest_of_the_fallback():
+    complete_then_short = [
+        HeardSpeechEnd(1, dropped=False, ended_by="length"),  # a long answer cut for length: it goes on
+        HeardSpeechEnd(2, dropped=False, ended_by="short"),
+    ]
+    waited = await _time_to_reply(complete_then_short, [ANSWER, "Yes."], turn_pause_s=0.05, short_turn_wait_s=0.5)
+    assert waited is not None and waited >= 0.45
