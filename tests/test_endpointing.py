@@ -145,3 +145,18 @@ async def test_noise_and_silence_never_ask_the_model():
         events = await run(speech(f"nonspeech/{name}.wav"), model)
         assert all(not e.turn_complete for e in ends(events)), name
     assert model.calls == 0
+
+
+@pytest.mark.parametrize("content", [None, b"not an onnx model"], ids=["missing", "not-a-model"])
+def test_a_model_that_will_not_load_stops_the_start_with_its_path_and_what_to_install(redis_url, tmp_path, content):
+    from tests.conftest import serve_expecting_failure
+
+    path = tmp_path / "smart-turn.onnx"
+    if content is not None:
+        path.write_bytes(content)
+    done = serve_expecting_failure(redis_url, tmp_path, "--end-of-turn-model", str(path))
+    assert done.returncode != 0
+    assert str(path) in done.stderr and "--endpointing silence" in done.stderr
+    if content is None:
+        assert "pipecat-ai" in done.stderr  # what to install for the bundled one
+    assert "Traceback" not in done.stderr
