@@ -186,6 +186,7 @@ async def _answer(
         # Its own TURN credentials, minted now: the caller's came with the session.
         ice_servers=state.turn.entries(record.session_id),
         end_of_turn=state.end_of_turn,
+        hold_unfinished_turns=kind.hold_unfinished_turns,
     )
     state.calls.add(call)
     try:

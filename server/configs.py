@@ -7,6 +7,8 @@ knows which setting feeds which field.
 
 from __future__ import annotations
 
+from typing import Optional
+
 from earshot.agents.assist_agent import AssistConfig
 from earshot.agents.interview_config import InterviewConfig
 from earshot.agents.pace import PaceConfig
@@ -41,23 +43,25 @@ def asr_config(settings: Settings) -> AsrConfig:
     )
 
 
-def vad_config(settings: Settings) -> VadConfig:
+def vad_config(settings: Settings, endpointing: Optional[EndpointingConfig] = None) -> VadConfig:
+    endpointing = endpointing or endpointing_config(settings)
     return VadConfig(
         aggressiveness=settings.vad_aggressiveness,
         frame_ms=settings.vad_frame_ms,
         speech_start_ms=settings.speech_start_ms,
         pre_roll_ms=settings.pre_roll_ms,
-        end_of_speech_ms=endpointing_config(settings).vad_end_of_speech_ms,
+        end_of_speech_ms=endpointing.vad_end_of_speech_ms,
         max_utterance_s=settings.max_utterance_s,
     )
 
 
-def endpointing_config(settings: Settings) -> EndpointingConfig:
+def endpointing_config(settings: Settings, hold_unfinished_turns: bool = True) -> EndpointingConfig:
+    """`hold_unfinished_turns=False` (assist calls): the model may end an utterance sooner, never later than the silence rule."""
     return EndpointingConfig(
         mode=settings.endpointing,
         end_of_speech_ms=settings.end_of_speech_ms,
         checks_ms=settings.end_of_turn_checks,
-        fallback_ms=settings.end_of_turn_fallback_ms,
+        fallback_ms=settings.end_of_turn_fallback_ms if hold_unfinished_turns else settings.end_of_speech_ms,
         min_speech_ms=settings.end_of_turn_min_speech_ms,
         timeout_s=settings.end_of_turn_timeout_ms / 1000,
     )

@@ -15,6 +15,10 @@ Two ways, chosen by `--endpointing`:
   finals nor talked over; if nothing more is said, the VAD ends the utterance,
   and the turn, at `end_of_turn_fallback_ms` of silence.
 
+In an assist call (`hold_unfinished_turns=False`: two people talk, Earshot
+takes no turn) the model only ends utterances sooner: an unfinished pause
+still ends at `end_of_speech_ms`, so utterances are cut as in silence mode.
+
 In model mode an utterance with less than `end_of_turn_min_speech_ms` of voice
 (a cough, "mm", a click) is never asked about (webrtcvad's hangover counts
 about 0.2 s more than the sound: 500 ms is about 0.3 s of it): the silence rule ends it and it
@@ -121,6 +125,8 @@ class Endpointer:
             return UtteranceEnd("silence", False, checks)
         if ended.voiced_ms < self.config.min_speech_ms:
             return UtteranceEnd("short", False, checks)
+        if self.config.fallback_ms <= self.config.end_of_speech_ms:
+            return UtteranceEnd("silence", False, checks)  # unfinished pauses are not held (assist calls)
         return UtteranceEnd("fallback", True, checks)
 
     def poll(self) -> None:

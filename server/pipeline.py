@@ -83,16 +83,18 @@ class TrackPipeline:
         seq_numbers: Optional[Iterator[int]] = None,
         redaction: Optional[RedactionOptions] = None,
         end_of_turn: Optional[EndOfTurnModel] = None,  # needed with endpointing model
+        hold_unfinished_turns: bool = True,  # False in assist calls (ModeKind)
     ) -> None:
         self.session_id = session_id
         self.speaker = speaker
         self._publish = publish
         self._settings = settings
         self._resample = FrameResampler()
-        self._vad = VadSegmenter(vad_config(settings), clock_offset_s=resume.audio_s)
+        endpointing = endpointing_config(settings, hold_unfinished_turns)
+        self._vad = VadSegmenter(vad_config(settings, endpointing), clock_offset_s=resume.audio_s)
         self._asr = StreamingAsr(engine, session_id, streaming_config(settings), self._vad, resume.next_utterance_id)
         self._endpointer = Endpointer(
-            endpointing_config(settings), self._vad, end_of_turn, self._on_boundary, self._end_of_turn_failed
+            endpointing, self._vad, end_of_turn, self._on_boundary, self._end_of_turn_failed
         )
         self._pace = PaceTracker(pace_config(settings))
         self._redaction = TranscriptRedaction(redaction)

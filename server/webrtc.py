@@ -72,6 +72,7 @@ class LiveSession:
         speakers: Optional[dict[str, str]] = None,  # SDP mid -> speaker label, for modes with labelled tracks
         ice_servers: Sequence[dict[str, Any]] = (),  # the server side's STUN/TURN entries (server/turn.py)
         end_of_turn: Optional[EndOfTurnModel] = None,  # the end-of-turn model, for endpointing model
+        hold_unfinished_turns: bool = True,  # the mode's (ModeKind): False in assist calls
     ) -> None:
         self.record = record
         self.session_id = record.session_id
@@ -86,7 +87,7 @@ class LiveSession:
         self._pipelines = {
             speaker: TrackPipeline(
                 self.session_id, engine, settings, self.outbox.publish, resume, speaker, intents, seq_numbers, redaction,
-                end_of_turn,
+                end_of_turn, hold_unfinished_turns,
             )
             for speaker in (sorted(set(self._speakers.values())) or [""])
         }

@@ -54,10 +54,11 @@ def real_model() -> EndOfTurnModel:
     return EndOfTurnModel.load()
 
 
-async def run(pcm: bytes, model, **settings) -> list[protocol.Event]:
+async def run(pcm: bytes, model, hold_unfinished_turns: bool = True, **settings) -> list[protocol.Event]:
     published: list[protocol.Event] = []
     pipeline = TrackPipeline(
-        "s1", RecordingEngine(), Settings(**settings), published.append, end_of_turn=model
+        "s1", RecordingEngine(), Settings(**settings), published.append, end_of_turn=model,
+        hold_unfinished_turns=hold_unfinished_turns,
     )
     for offset in range(0, len(pcm), CHUNK):
         pipeline.push(pcm[offset : offset + CHUNK])
@@ -98,6 +99,16 @@ async def test_an_incomplete_turn_stays_open_through_a_long_pause_and_ends_at_th
     assert end.emitted_audio_s - end.end_s >= 2.5
     assert model.calls >= 2 and len(end.end_of_turn_checks) == model.calls  # asked in the pause and at the end
     assert not errors(events)
+
+
+async def test_in_an_assist_call_the_model_ends_utterances_sooner_but_never_later():
+    first, second = speech("utterances/LJ001-0001.wav"), speech("utterances/LJ001-0002.wav")
+    events = await run(first + quiet(1.5) + second + quiet(1.5), FixedModel(0.1), hold_unfinished_turns=False)
+    assert [(e.ended_by, e.turn_complete) for e in ends(events)] == [("silence", False), ("silence", False)]
+    assert all(0.5 <= e.emitted_audio_s - e.end_s < 0.6 for e in ends(events))
+    events = await run(second + quiet(1.5), FixedModel(0.9), hold_unfinished_turns=False)
+    (end,) = ends(events)
+    assert end.ended_by == "model" and end.emitted_audio_s - end.end_s < 0.35
 
 
 async def test_the_silence_rule_cuts_the_same_pause_in_two():

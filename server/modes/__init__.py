@@ -33,7 +33,8 @@ MODE_KINDS: dict[str, ModeKind] = {
     for kind in (
         ModeKind("interview", needs_role=True, intent_label_set="interview"),
         ModeKind("transcribe", needs_role=True),
-        ModeKind("assist", needs_role=False, speakers=SPEAKERS, intent_label_set="call_center"),
+        # Two people talk; Earshot takes no turn: finals come sooner, utterances are cut as before.
+        ModeKind("assist", needs_role=False, speakers=SPEAKERS, intent_label_set="call_center", hold_unfinished_turns=False),
     )
 }
 

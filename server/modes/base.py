@@ -66,3 +66,6 @@ class ModeKind:
     needs_role: bool  # sessions name an interview role
     speakers: tuple[str, ...] = ()  # labelled inbound tracks; () = one track, one speaker
     intent_label_set: Optional[str] = None  # None: utterances are not classified
+    # With endpointing model: a pause the model calls unfinished stays open up to the fallback silence
+    # (no cut, no turn taken). False: the model only ends utterances sooner; the silence rule still caps a pause.
+    hold_unfinished_turns: bool = True
