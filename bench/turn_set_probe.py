@@ -26,7 +26,7 @@ says how many probes flip across the threshold within those 40 ms.
 #   list                         3/8          6/6                          4/8          6/6
 #   complete                     -            13/13                        -            13/13
 #   Of the mid pauses at 0.2 s: real joins 1/9, real list pauses 0/4, Piper list pauses 3/4, pauses around a Piper "um" 2/8.
-#   Lowest answer end: done-piper-long p = 0.56. 5 of the 72 probes flip across 0.5 within +-20 ms.
+#   Lowest answer end: done-piper-long p = 0.56. 4 of the 72 probes at 0.2 s flip across 0.5 within +-20 ms, 1 at 0.5 s.
 
 from __future__ import annotations
 
