@@ -132,6 +132,28 @@ class StreamingAsr:
         utterance.speculative_audio_bytes = len(audio)
         utterance.speculative_task = self._spawn(self._engine.transcribe(self._stream_id, audio, final=True))
 
+    async def heard_so_far(self) -> Optional[str]:
+        """The text of the open utterance up to now, from its speculative final decode (awaited); None without one.
+
+        None too when the speaker went on after the decode started (it heard too
+        little) or the decode failed.
+        """
+        utterance = self._utterance
+        if utterance is None or utterance.speculative_task is None:
+            return None
+        if utterance.speculative_audio_bytes != len(self._segmenter.utterance_audio()):
+            return None
+        decode = utterance.speculative_task
+        try:
+            transcript = await asyncio.shield(decode)
+        except asyncio.CancelledError:
+            if decode.cancelled():
+                return None  # the speaker went on meanwhile
+            raise
+        except Exception:  # the decode failed: the final path reports it
+            return None
+        return transcript.text if transcript is not None else None
+
     def resume(self) -> None:
         """The speaker went on: the speculative final heard too little."""
         if self._utterance is not None:

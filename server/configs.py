@@ -61,9 +61,11 @@ def endpointing_config(settings: Settings, hold_unfinished_turns: bool = True) -
         mode=settings.endpointing,
         end_of_speech_ms=settings.end_of_speech_ms,
         checks_ms=settings.end_of_turn_checks,
+        threshold=settings.end_of_turn_threshold,
         fallback_ms=settings.end_of_turn_fallback_ms if hold_unfinished_turns else settings.end_of_speech_ms,
         min_speech_ms=settings.end_of_turn_min_speech_ms,
         timeout_s=settings.end_of_turn_timeout_ms / 1000,
+        check_words=settings.end_of_turn_check_words,
     )
 
 

@@ -15,6 +15,14 @@ Two ways, chosen by `--endpointing`:
   finals nor talked over; if nothing more is said, the VAD ends the utterance,
   and the turn, at `end_of_turn_fallback_ms` of silence.
 
+The model hears audio only. On read speech it often takes a short pause
+after "in the middle of" for a finished turn, so when it says complete the
+words of the utterance so far (its speculative final decode, started at
+180 ms of silence and usually done by then) are checked too: a turn whose
+words stop on "the", "of", "and", "um"... is held (models/turn_text.py;
+`--end-of-turn-check-words`). This costs no reply time: the turn waits for
+that final anyway.
+
 In an assist call (`hold_unfinished_turns=False`: two people talk, Earshot
 takes no turn) the model only ends utterances sooner: an unfinished pause
 still ends at `end_of_speech_ms`, so utterances are cut as in silence mode.
@@ -40,9 +48,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Awaitable, Callable, Optional
 
 from earshot.models.turn_model import EndOfTurnModel
+from earshot.models.turn_text import sounds_unfinished
 from earshot.models.vad import VadSegmenter, VadSpeechEnd
 from earshot.server.protocol import EndOfTurnCheck
 
@@ -56,9 +65,11 @@ class EndpointingConfig:
     mode: str = "silence"  # one of ENDPOINTING_MODES
     end_of_speech_ms: int = 500  # the silence rule: silence mode, short utterances, a failed model
     checks_ms: tuple[int, ...] = (200,)  # model mode: silences at which the model is asked, ascending
+    threshold: float = 0.5  # model mode: complete when the model's probability is above this
     fallback_ms: int = 2500  # model mode: the silence that ends a turn the model keeps calling incomplete
     min_speech_ms: int = 500  # model mode: less voice (VAD-counted, ~0.2 s over the sound) is never asked about, ends no turn
     timeout_s: float = 1.0  # model mode: a slower model call counts as failed
+    check_words: bool = True  # model mode: hold a "complete" turn whose words so far stop mid-phrase (models/turn_text.py)
 
     def __post_init__(self) -> None:
         if self.mode not in ENDPOINTING_MODES:
@@ -89,6 +100,7 @@ class Endpointer:
         model: Optional[EndOfTurnModel],
         end_utterance: Callable[[VadSpeechEnd, UtteranceEnd], None],
         model_failed: Callable[[str], None],
+        heard_so_far: Optional[Callable[[], Awaitable[Optional[str]]]] = None,  # the utterance's words up to now
     ) -> None:
         if config.mode == "model" and model is None:
             raise ValueError("endpointing model needs the end-of-turn model loaded")
@@ -97,6 +109,7 @@ class Endpointer:
         self._model = model
         self._end_utterance = end_utterance
         self._model_failed = model_failed
+        self._heard_so_far = heard_so_far if config.check_words else None
         self._utterance = 0  # counts the VAD's utterances, so a late answer cannot end the next one
         self._pause_end_s: Optional[float] = None  # last voiced frame before the current pause
         self._next_check = 0  # index into checks_ms for the current pause
@@ -176,14 +189,27 @@ class Endpointer:
             self._model_failed(f"the end-of-turn model {what}; this turn ends after {self.config.end_of_speech_ms} ms of silence")
             self.poll()
             return
+        complete = verdict.probability > self.config.threshold
+        held = complete and await self._words_unfinished()
         if utterance != self._utterance:
             return  # that utterance already ended
-        self._checks.append(EndOfTurnCheck(silence_ms, round(verdict.probability, 4), round(verdict.inference_s, 4)))
+        check = EndOfTurnCheck(silence_ms, round(verdict.probability, 4), round(verdict.inference_s, 4), held)
+        self._checks.append(check)
         still_paused = self._vad.in_speech and self._vad.last_voiced_end_s == pause_end_s
-        if verdict.complete and still_paused:
+        if complete and not held and still_paused:
             self._end("model", turn_complete=True)
         else:
             self.poll()  # a later check may already be due
+
+    async def _words_unfinished(self) -> bool:
+        """Whether the words heard so far stop mid-phrase; False when they are not known in time."""
+        if self._heard_so_far is None:
+            return False
+        try:
+            text = await asyncio.wait_for(self._heard_so_far(), self.config.timeout_s)
+        except asyncio.TimeoutError:
+            return False
+        return text is not None and sounds_unfinished(text)
 
     def _end(self, ended_by: str, turn_complete: bool) -> None:
         checks = tuple(self._checks)

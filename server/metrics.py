@@ -5,7 +5,7 @@
     earshot_asr_queue_wait_seconds{kind}  a decode's wait in that queue (kind: final | partial)
     earshot_asr_inference_seconds{kind}   its model call (a batch's whole call)
     earshot_asr_batch_size                partials decoded together in one model call
-    earshot_final_latency_seconds         end of speech -> final, on the audio clock (0.5 s end-of-speech silence included)
+    earshot_final_latency_seconds         end of speech (the VAD's) -> final, on the audio clock (the endpointing wait included)
     earshot_end_of_turn_seconds           one end-of-turn model call (features + ONNX run), in its worker thread
     earshot_utterance_ends_total{ended_by}  why utterances ended: silence, model, fallback, short, length, stream_end
     earshot_event_loop_lag_seconds        how late the event loop wakes a 0.5 s sleep: CPU work blocking the media path shows here

@@ -94,7 +94,7 @@ class TrackPipeline:
         self._vad = VadSegmenter(vad_config(settings, endpointing), clock_offset_s=resume.audio_s)
         self._asr = StreamingAsr(engine, session_id, streaming_config(settings), self._vad, resume.next_utterance_id)
         self._endpointer = Endpointer(
-            endpointing, self._vad, end_of_turn, self._on_boundary, self._end_of_turn_failed
+            endpointing, self._vad, end_of_turn, self._on_boundary, self._end_of_turn_failed, self._asr.heard_so_far
         )
         self._pace = PaceTracker(pace_config(settings))
         self._redaction = TranscriptRedaction(redaction)

@@ -102,6 +102,7 @@ class EndOfTurnCheck:
     silence_ms: int  # the VAD's silence when it was asked
     probability: float  # that the turn is complete
     inference_s: float  # the model's time on this call (features + ONNX run), in its worker thread
+    held_by_words: bool = False  # the model said complete, but the words so far stop mid-phrase ("...of the")
 
 
 @dataclass(frozen=True)

@@ -225,6 +225,10 @@ class Settings:
     end_of_turn_timeout_ms: int = field(
         default=1000, metadata=_help("a model call slower than this counts as failed: the turn ends by silence")
     )
+    end_of_turn_check_words: bool = field(
+        default=True,
+        metadata=_help("hold a turn the model calls complete when its words so far stop mid-phrase (\"...of the\", \"um\")"),
+    )
     end_of_turn_threads: int = field(default=1, metadata=_help("ONNX Runtime threads of the end-of-turn model"))
 
     # --- Pace ---

@@ -47,7 +47,8 @@ async def transcribe_file(
     silence = bytes(int((settings.end_of_speech_ms / 1000 + 0.5) * SAMPLE_RATE) * BYTES_PER_SAMPLE)
     audio = pcm + silence
 
-    pipeline = TrackPipeline(session_id, engine, settings, on_event, end_of_turn=end_of_turn)
+    # As a transcribe call: nobody takes a turn, so a pause is never held open past the silence rule.
+    pipeline = TrackPipeline(session_id, engine, settings, on_event, end_of_turn=end_of_turn, hold_unfinished_turns=False)
     chunk = SAMPLE_RATE * CHUNK_MS // 1000 * BYTES_PER_SAMPLE
     started = time.monotonic()
     for index, offset in enumerate(range(0, len(audio), chunk)):

@@ -54,10 +54,10 @@ def real_model() -> EndOfTurnModel:
     return EndOfTurnModel.load()
 
 
-async def run(pcm: bytes, model, hold_unfinished_turns: bool = True, **settings) -> list[protocol.Event]:
+async def run(pcm: bytes, model, hold_unfinished_turns: bool = True, heard: str = "hello there", **settings) -> list[protocol.Event]:
     published: list[protocol.Event] = []
     pipeline = TrackPipeline(
-        "s1", RecordingEngine(), Settings(**settings), published.append, end_of_turn=model,
+        "s1", RecordingEngine(text=heard), Settings(**settings), published.append, end_of_turn=model,
         hold_unfinished_turns=hold_unfinished_turns,
     )
     for offset in range(0, len(pcm), CHUNK):
@@ -111,6 +111,17 @@ async def test_in_an_assist_call_the_model_ends_utterances_sooner_but_never_late
     assert end.ended_by == "model" and end.emitted_audio_s - end.end_s < 0.35
 
 
+@pytest.mark.parametrize("heard", ["the invention of movable metal letters in the middle of", "we used gradient boosting and, um..."])
+async def test_a_complete_sounding_pause_is_held_when_the_words_stop_mid_phrase(heard):
+    model = FixedModel(probability=0.9)  # the audio model says "done"
+    pcm = speech("utterances/LJ001-0002.wav") + quiet(3.0)
+    (end,) = ends(await run(pcm, model, heard=heard))
+    assert end.ended_by == "fallback"
+    assert end.end_of_turn_checks and all(c.held_by_words for c in end.end_of_turn_checks)
+    (end,) = ends(await run(pcm, model, heard=heard, end_of_turn_check_words=False))
+    assert end.ended_by == "model" and not end.end_of_turn_checks[0].held_by_words
+
+
 async def test_the_silence_rule_cuts_the_same_pause_in_two():
     first, second = speech("utterances/LJ001-0001.wav"), speech("utterances/LJ001-0002.wav")
     events = await run(first + quiet(1.5) + second + quiet(1.5), None, endpointing="silence")
@@ -156,6 +167,16 @@ async def test_noise_and_silence_never_ask_the_model():
         events = await run(speech(f"nonspeech/{name}.wav"), model)
         assert all(not e.turn_complete for e in ends(events)), name
     assert model.calls == 0
+
+
+def test_words_that_never_end_a_sentence():
+    from earshot.models.turn_text import sounds_unfinished
+
+    for text in ("in the middle of", "on the", "and, um,", "the hardest part was the", "I think that-", "we tried..."):
+        assert sounds_unfinished(text), text
+    for text in ("That's how we cut churn by eight percent.", "That's all.", "I think so.", "Yes, I can.",
+                 "what it's about", "That's how it was", ""):
+        assert not sounds_unfinished(text), text
 
 
 @pytest.mark.parametrize("content", [None, b"not an onnx model"], ids=["missing", "not-a-model"])

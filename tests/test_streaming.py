@@ -19,9 +19,10 @@ CHUNK = SAMPLE_RATE * 20 // 1000 * BYTES_PER_SAMPLE  # 20 ms, as a browser sends
 
 
 class RecordingEngine:
-    def __init__(self, fail_finals: bool = False) -> None:
+    def __init__(self, fail_finals: bool = False, text: str = "hello there") -> None:
         self.requests: list[tuple[bool, int]] = []  # (final, audio bytes)
         self.fail_finals = fail_finals
+        self.text = text
 
     async def transcribe(self, stream_id: str, pcm16: bytes, final: bool):
         self.requests.append((final, len(pcm16)))
@@ -29,7 +30,7 @@ class RecordingEngine:
         if final and self.fail_finals:
             raise RuntimeError("model exploded")
         seconds = len(pcm16) / (SAMPLE_RATE * BYTES_PER_SAMPLE)
-        return Transcript("hello there", (Word("hello", 0.1, 0.5, 0.9), Word("there", 0.6, 1.0, 0.9)), seconds, 0.0, 0.01)
+        return Transcript(self.text, (Word("hello", 0.1, 0.5, 0.9), Word("there", 0.6, 1.0, 0.9)), seconds, 0.0, 0.01)
 
     def forget_stream(self, stream_id: str) -> None:
         pass

@@ -32,7 +32,8 @@ MODE_KINDS: dict[str, ModeKind] = {
     kind.name: kind
     for kind in (
         ModeKind("interview", needs_role=True, intent_label_set="interview"),
-        ModeKind("transcribe", needs_role=True),
+        # Nobody takes a turn: the model ends utterances sooner, a pause never holds one open longer.
+        ModeKind("transcribe", needs_role=True, hold_unfinished_turns=False),
         # Two people talk; Earshot takes no turn: finals come sooner, utterances are cut as before.
         ModeKind("assist", needs_role=False, speakers=SPEAKERS, intent_label_set="call_center", hold_unfinished_turns=False),
     )
