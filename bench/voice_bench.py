@@ -2,7 +2,8 @@
 
     python -m bench.voice_bench [--interviews 3] [--questions 3] [--out bench/results] [--quick]
 
-Three passes, one after another:
+Three passes, one after another (with `--endpointing silence`, so the fixed turn
+pause can be taken off: model endpointing is compared with it in bench/turn_bench.py):
 
 1. calls - `--interviews` mock interviews over WebRTC on loopback with the
    embedded models (Whisper tiny.en, SmolLM2-135M via llama.cpp, Piper). A
@@ -308,7 +309,10 @@ def main(argv: Optional[list[str]] = None) -> int:
             server = start_server(
                 redis.start(),
                 Path(tmp),
-                extra_args=("--interview-questions", str(args.questions), "--turn-pause-ms", str(TURN_PAUSE_MS)),
+                # The silence rule, so the fixed wait can be taken off and what is left is the interviewer's own
+                # work; model endpointing against it is bench/turn_bench.py.
+                extra_args=("--interview-questions", str(args.questions), "--endpointing", "silence",
+                            "--turn-pause-ms", str(TURN_PAUSE_MS)),
             )
             calls = asyncio.run(calls_pass(server.base_url, args.corpus, args.interviews))
         finally:
