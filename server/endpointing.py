@@ -65,7 +65,7 @@ class EndpointingConfig:
     mode: str = "silence"  # one of ENDPOINTING_MODES
     end_of_speech_ms: int = 500  # the silence rule: silence mode, short utterances, a failed model
     checks_ms: tuple[int, ...] = (200,)  # model mode: silences at which the model is asked, ascending
-    threshold: float = 0.5  # model mode: complete when the model's probability is above this
+    threshold: float = 0.9  # model mode: complete above this (pipecat uses 0.5; bench/turn_sweep.py chose 0.9)
     fallback_ms: int = 2500  # model mode: the silence that ends a turn the model keeps calling incomplete
     min_speech_ms: int = 500  # model mode: less voice (VAD-counted, ~0.2 s over the sound) is never asked about, ends no turn
     timeout_s: float = 1.0  # model mode: a slower model call counts as failed

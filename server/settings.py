@@ -209,7 +209,7 @@ class Settings:
         default="", metadata=_help("Smart Turn v3 .onnx file; empty = the one in the pipecat-ai package")
     )
     end_of_turn_threshold: float = field(
-        default=0.5, metadata=_help("the turn is complete when the model's probability is above this")
+        default=0.9, metadata=_help("the turn is complete when the model's probability is above this")
     )
     end_of_turn_checks_ms: str = field(
         default="200", metadata=_help("silences (ms, comma-separated) in a pause at which the model is asked")

@@ -46,7 +46,7 @@ class FixedModel:
             time.sleep(self.stall_s)
         if self.fail:
             raise RuntimeError("onnx exploded")
-        return EndOfTurn(self.probability, self.probability > 0.5, 0.001)
+        return EndOfTurn(self.probability, self.probability > 0.9, 0.001)
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +82,7 @@ async def test_a_finished_sentence_ends_at_the_first_check_not_after_the_silence
     (by_silence,) = ends(await run(pcm, None, endpointing="silence"))
     assert by_model.ended_by == "model" and by_model.turn_complete
     assert [c.silence_ms for c in by_model.end_of_turn_checks] == [210]  # the first 30 ms frame at or past 200 ms
-    assert by_model.end_of_turn_checks[0].probability > 0.5
+    assert by_model.end_of_turn_checks[0].probability > 0.9
     assert by_silence.ended_by == "silence" and not by_silence.turn_complete and not by_silence.end_of_turn_checks
     # The same end of voice; the model's end comes 0.2-0.3 s after it, the silence rule's 0.5 s after it.
     assert by_model.end_s == by_silence.end_s
@@ -106,14 +106,14 @@ async def test_in_an_assist_call_the_model_ends_utterances_sooner_but_never_late
     events = await run(first + quiet(1.5) + second + quiet(1.5), FixedModel(0.1), hold_unfinished_turns=False)
     assert [(e.ended_by, e.turn_complete) for e in ends(events)] == [("silence", False), ("silence", False)]
     assert all(0.5 <= e.emitted_audio_s - e.end_s < 0.6 for e in ends(events))
-    events = await run(second + quiet(1.5), FixedModel(0.9), hold_unfinished_turns=False)
+    events = await run(second + quiet(1.5), FixedModel(0.99), hold_unfinished_turns=False)
     (end,) = ends(events)
     assert end.ended_by == "model" and end.emitted_audio_s - end.end_s < 0.35
 
 
 @pytest.mark.parametrize("heard", ["the invention of movable metal letters in the middle of", "we used gradient boosting and, um..."])
 async def test_a_complete_sounding_pause_is_held_when_the_words_stop_mid_phrase(heard):
-    model = FixedModel(probability=0.9)  # the audio model says "done"
+    model = FixedModel(probability=0.99)  # the audio model says "done"
     pcm = speech("utterances/LJ001-0002.wav") + quiet(3.0)
     (end,) = ends(await run(pcm, model, heard=heard))
     assert end.ended_by == "fallback"
@@ -136,7 +136,7 @@ async def test_later_checks_are_asked_as_the_silence_grows():
     assert end.ended_by == "fallback"
 
 
-@pytest.mark.parametrize("model", [FixedModel(fail=True), FixedModel(probability=0.9, stall_s=0.3)], ids=["error", "timeout"])
+@pytest.mark.parametrize("model", [FixedModel(fail=True), FixedModel(probability=0.99, stall_s=0.3)], ids=["error", "timeout"])
 async def test_a_failing_model_ends_that_turn_by_the_silence_rule_and_says_so_once(model):
     pcm = speech("utterances/LJ001-0002.wav") + quiet(2.0)
     events = await run(pcm, model, end_of_turn_timeout_ms=100)
