@@ -64,6 +64,7 @@ class Listener:
         awaiting_finals = 0  # utterances that ended and whose final has not come yet
         pause_from: Optional[float] = None  # when the candidate last stopped speaking
         turn_wait: Optional[float] = None  # after pause_from, how long until the turn is over; None: no end seen yet
+        complete_before = False  # the last end, short ones aside, said the turn was complete
         reply: Optional[PreparedFollowUp] = None
         loop = asyncio.get_running_loop()
         silence_deadline = loop.time() + self._config.answer_timeout_s
@@ -100,6 +101,13 @@ class Listener:
                 speaking = False
                 pause_from = loop.time()
                 turn_wait = self._turn_wait(item)
+                if item.ended_by == "short" and complete_before:
+                    # A click or a cough after a complete turn: the turn is still over, the reply still wanted.
+                    turn_wait = 0.0
+                    if reply is None and finals:
+                        reply = self._prepare_reply(question, finals)
+                else:
+                    complete_before = item.turn_complete
                 if item.dropped:
                     silence_deadline = max(silence_deadline, loop.time() + self._config.turn_pause_s)
                 else:

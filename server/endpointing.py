@@ -37,7 +37,7 @@ then ends by the silence rule, as in `silence` mode, and the call goes on.
 The model runs in a worker thread (`asyncio.to_thread`), never on the event
 loop: about 90 ms of one core per call on the 2-core reference machine
 (models/turn_model.py). One call at a time per track; a check that falls due
-while one is running is skipped.
+while one is running is asked when it answers.
 
 Every utterance's end says why it ended and whether the turn is over
 (`UtteranceEnd`, which the pipeline puts on the `speech_end` event).
@@ -158,10 +158,10 @@ class Endpointer:
         checks = self.config.checks_ms
         if self._next_check >= len(checks) or silence_ms < checks[self._next_check]:
             return
+        if self._asking is not None and not self._asking.done():
+            return  # one call at a time: this check is asked when that one answers (it polls again)
         while self._next_check < len(checks) and silence_ms >= checks[self._next_check]:
             self._next_check += 1  # one call for every check that is due
-        if self._asking is not None and not self._asking.done():
-            return  # one call at a time: this check is skipped
         self._asking = asyncio.ensure_future(self._ask(self._utterance, self._pause_end_s, silence_ms, vad.open_audio()))
 
     async def decided(self) -> None:
@@ -192,7 +192,8 @@ class Endpointer:
         complete = verdict.probability > self.config.threshold
         held = complete and await self._words_unfinished()
         if utterance != self._utterance:
-            return  # that utterance already ended
+            self.poll()  # that utterance already ended; the open one may have a check due
+            return
         check = EndOfTurnCheck(silence_ms, round(verdict.probability, 4), round(verdict.inference_s, 4), held)
         self._checks.append(check)
         still_paused = self._vad.in_speech and self._vad.last_voiced_end_s == pause_end_s

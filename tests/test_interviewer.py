@@ -454,3 +454,24 @@ async def test_a_short_utterance_ends_no_turn_until_the_rest_of_the_fallback():
     ]
     waited = await _time_to_reply(complete_then_short, [ANSWER, "Yes."], turn_pause_s=0.05, short_turn_wait_s=0.5)
     assert waited is not None and waited >= 0.45
+
+
+async def test_a_click_after_a_complete_turn_does_not_hold_the_turn():
+    complete = HeardSpeechEnd(1, dropped=False, ended_by="model", turn_complete=True)
+    click = HeardSpeechEnd(2, dropped=True, ended_by="short")
+    interviewer, voice, output, script = make(None, questions=2, max_follow_ups=0, short_turn_wait_s=2.0)
+    run = asyncio.ensure_future(interviewer.run())
+    await script.until_listening()
+    heard, loop = interviewer.heard, asyncio.get_running_loop()
+    said = len(voice.said)
+    heard(HeardSpeechStart(1))
+    await asyncio.sleep(0.01)
+    heard(complete)
+    heard(HeardSpeechStart(2))  # the click opens an utterance before the final is in
+    heard(HeardFinal(1, 1, ANSWER))
+    heard(click)
+    at = loop.time()
+    while len(voice.said) == said and loop.time() - at < 1.5:
+        await asyncio.sleep(0.002)
+    run.cancel()
+    assert loop.time() - at < 0.3
