@@ -106,6 +106,10 @@ def plot(report: dict[str, Any], path: Path) -> None:
         chosen = sweep["chosen"]
         axes[0].scatter([chosen["threshold"]], [chosen["end_latency_p50_s"]], s=160, facecolors="none", edgecolors="red", label="chosen")
         axes[1].axhline(sweep["limits"]["max_mid_takeover_rate"], color="red", linestyle=":", label="limit")
+        base = sweep["silence_baseline"]
+        timers = f"silence {base['end_of_speech_ms']}+{base['turn_pause_ms']} ms"
+        axes[0].axhline(base["end_latency_p50_s"], color="black", linestyle=":", label=timers)
+        axes[1].axhline(base["mid_takeover_rate"] or 0, color="black", linestyle=":", label=timers)
         axes[0].set_title("Offline: end of voice -> decision, p50")
         axes[0].set_ylabel("seconds")
         axes[1].set_title("Offline: designed pauses taken over")
@@ -121,9 +125,8 @@ def plot(report: dict[str, Any], path: Path) -> None:
         width = 0.8 / max(len(modes), 1)
         for i, mode in enumerate(modes):
             values = [dig(live[mode]["summary"], p) or 0 for _, p in measures]
-            bars = axes[2].bar([x + i * width for x in range(len(measures))], values, width=width, label=mode)
             taken = live[mode]["summary"]["takeovers"]
-            bars[0].set_label(f"{mode} ({taken} takeovers)")
+            axes[2].bar([x + i * width for x in range(len(measures))], values, width=width, label=f"{mode} ({taken} takeovers)")
         axes[2].set_xticks([x + width * (len(modes) - 1) / 2 for x in range(len(measures))])
         axes[2].set_xticklabels([m for m, _ in measures])
         axes[2].set_ylabel("seconds from the end of voice")
