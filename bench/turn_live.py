@@ -20,6 +20,18 @@ the wall clock by the caller's own audio clock (`PcmTrack.wall_at`):
 * `speech_end` events: why each utterance ended (`ended_by`), and the model's
   CPU per call (`end_of_turn_checks[].inference_s`).
 
+An interview ends after the bank's six questions (and their follow-ups): the
+next answers go to a new interview on the same server.
+
+Two things the endpointing does not decide are flagged per answer, so they can
+be told apart from what it does: `vad_late_s` when the server's VAD heard the
+quiet after the answer as voice (webrtcvad, running for the whole call, now and
+then hears the set's low Gaussian noise as speech: measured 2026-12-06, the end
+then comes 1.5-3 s late in either mode), and `wordless_utterances`, utterances
+that end without a final (not dropped, but Whisper/Silero found no words: the
+interviewer waits for that final, up to 5 s, agents/turn_taking.py). The
+`clean` summary repeats the latencies over the answers no mode's VAD misheard.
+
 The server's audio clock (event times) counts the frames it got, the caller's
 the frames it sent: the same samples when none is lost, which
 `clock_lag_bound` checks and reports.
@@ -46,6 +58,7 @@ ONSET_GAP_S = 0.3  # an audible frame after this much inaudible agent audio star
 MAP_SLACK_S = 0.35  # a final's end this close to an end of voice belongs to it (the VAD ends 0.1-0.2 s late)
 REPLY_TIMEOUT_S = 25.0  # after the answer's end of voice
 LISTEN_TIMEOUT_S = 60.0
+VAD_LATE_S = 0.5  # the VAD's last voiced frame lies 0.06-0.20 s after the audible end; this much later, it heard the quiet
 LOST_AUDIO_S = 0.2  # a lag bound beyond this means the clocks do not count the same samples
 PIPELINE_EVENTS = ("partial", "final", "speech_start", "speech_end", "pace")  # stamped with the pipeline's audio clock
 
@@ -121,12 +134,8 @@ async def interview(base_url: str, items: Sequence[Any], deadline: float) -> tup
     try:
         if not await caller.wait_until(lambda c: any(e["state"] == "listening" for e in c.of_type("turn")), timeout=90):
             return answered, ["the interviewer never listened"]
-        for index, item in enumerate(items):
-            if time.monotonic() > deadline:
-                errors.append(f"deadline: {len(items) - index} items not answered")
-                break
-            if any(e["state"] == "ended" for e in caller.of_type("turn")):
-                errors.append("the interview ended early")
+        for item in items:
+            if time.monotonic() > deadline or any(e["state"] == "ended" for e in caller.of_type("turn")):
                 break
             record = await answer(caller, item, read_audio(item.path))
             answered.append(record)
@@ -137,6 +146,21 @@ async def interview(base_url: str, items: Sequence[Any], deadline: float) -> tup
         errors.extend(e["code"] for e in caller.of_type("error"))
     finally:
         await caller.hangup()
+    return answered, errors
+
+
+async def interviews(base_url: str, items: Sequence[Any], deadline: float) -> tuple[list[Answered], list[str]]:
+    """As many interviews as the answers need (one ends after its last question), until the deadline."""
+    answered: list[Answered] = []
+    errors: list[str] = []
+    while len(answered) < len(items) and time.monotonic() < deadline:
+        more, problems = await interview(base_url, items[len(answered):], deadline)
+        answered += more
+        errors += problems
+        if not more:
+            break
+    if len(answered) < len(items):
+        errors.append(f"deadline: {len(items) - len(answered)} answers not given")
     return answered, errors
 
 
@@ -162,7 +186,7 @@ def run_mode(mode: str, items: Sequence[Any], data_dir: Path, budget_s: float, e
             extra_args=("--endpointing", mode, "--interview-questions", "40", "--interview-max-minutes", "60", *extra_args),
         )
         progress(f"live {mode}: server up in {time.monotonic() - started:.1f} s")
-        answered, errors = asyncio.run(interview(server.base_url, items, started + budget_s))
+        answered, errors = asyncio.run(interviews(server.base_url, items, started + budget_s))
         server_cpu_s = process_cpu_s(server.process.pid)
     finally:
         if server is not None:
@@ -193,8 +217,8 @@ def clock_lag_bound(answered: Sequence[Answered]) -> float:
 
 def voice_end_for(item: Any, item_s: float) -> Optional[tuple[str, float]]:
     """("end" | "mid", its end of voice) when an utterance ending at `item_s` ends at the answer's end or a designed pause."""
-    if abs(item_s - item.voice_end_s) <= MAP_SLACK_S or item.voice_end_s < item_s <= item.voice_end_s + 1.0:
-        return "end", item.voice_end_s
+    if item.voice_end_s - MAP_SLACK_S <= item_s <= item.voice_end_s + item.trailing_silence_s:
+        return "end", item.voice_end_s  # later than the slack: the VAD heard the quiet after it as voice
     for mid in item.pauses:
         if mid.start_s - MAP_SLACK_S <= item_s <= mid.end_s:
             return "mid", mid.start_s
@@ -217,8 +241,10 @@ def measure(record: Answered) -> dict[str, Any]:
                 "pipeline_s": round(event["emitted_audio_s"] - event["speech_end_audio_s"], 3),
                 "text": event["text"],
             })
-        elif event["type"] == "speech_end" and -0.5 <= to_item(event["end_s"]) <= item.voice_end_s + 1.0:
+        elif event["type"] == "speech_end" and -0.5 <= to_item(event["end_s"]) <= item.voice_end_s + item.trailing_silence_s:
             ends.append({
+                "utterance_id": event["utterance_id"],
+                "dropped": event["dropped"],
                 "item_end_s": round(to_item(event["end_s"]), 3),
                 "ended_by": event.get("ended_by"),
                 "turn_complete": event.get("turn_complete"),
@@ -233,6 +259,8 @@ def measure(record: Answered) -> dict[str, Any]:
         mid = next((i for i, m in enumerate(item.pauses) if m.start_s <= item_s <= m.end_s + 0.6), None)
         takeovers.append({"item_s": round(item_s, 3), "at": "mid" if mid is not None else "gap", "mid_index": mid})
     replies = [w for w in record.onsets if w >= record.wall(item.voice_end_s)]
+    with_final = {e.event["utterance_id"] for e in record.events if e.event["type"] == "final"}
+    last_end = max((e["item_end_s"] for e in ends), default=None)
     return {
         "id": item.id,
         "kind": item.kind,
@@ -243,7 +271,38 @@ def measure(record: Answered) -> dict[str, Any]:
         "speech_ends": ends,
         "takeovers": takeovers,
         "error": record.error,
+        # the VAD heard the quiet after the answer as voice: its end, and all after it, came late (not the endpointing's doing)
+        "vad_late_s": round(last_end - item.voice_end_s, 3) if last_end is not None and last_end - item.voice_end_s > VAD_LATE_S else None,
+        "wordless_utterances": sum(1 for e in ends if not e["dropped"] and e["utterance_id"] not in with_final),
+        "trace": trace(record),
     }
+
+
+TRACED = ("speech_start", "speech_end", "final", "turn", "agent", "agent_audio_start", "agent_audio_end", "error")
+
+
+def trace(record: Answered) -> list[str]:
+    """What happened, one short line per event, in seconds from the answer's end of voice (caller's wall clock)."""
+    end = record.wall(record.item.voice_end_s)
+    lines = []
+    for received in record.events:
+        event = received.event
+        kind = event["type"]
+        if kind not in TRACED:
+            continue
+        what = {
+            "speech_start": lambda e: f"start {e['start_s'] - record.start_clock_s:.2f}",
+            "speech_end": lambda e: f"{e.get('ended_by')} complete={e.get('turn_complete')} end {e['end_s'] - record.start_clock_s:.2f}",
+            "final": lambda e: f"{e['text'][:40]!r}",
+            "turn": lambda e: e["state"],
+            "agent": lambda e: f"{e['kind']} {e['text_delta'][:30]!r}{' final' if e['final'] else ''}",
+            "agent_audio_start": lambda e: f"#{e['utterance_id']}",
+            "agent_audio_end": lambda e: f"#{e['utterance_id']}{' interrupted' if e['interrupted'] else ''}",
+            "error": lambda e: e.get("code", ""),
+        }[kind](event)
+        lines.append(f"{received.wall - end:+7.2f} {kind} {what}")
+    lines += [f"{w - end:+7.2f} audible" for w in record.onsets]
+    return sorted(lines, key=lambda line: float(line.split()[0]))
 
 
 def summarise(rows: Sequence[dict[str, Any]], lag_bound: float, errors: Sequence[str], wall_s: float) -> dict[str, Any]:
@@ -277,6 +336,8 @@ def summarise(rows: Sequence[dict[str, Any]], lag_bound: float, errors: Sequence
         "model_inference_s": percentiles(c["inference_s"] for e in ends for c in e["checks"]),
         "model_calls_per_answer": round(sum(len(e["checks"]) for e in ends) / max(len(rows), 1), 2),
         "answers_without_reply": sum(1 for r in rows if r["reply_s"] is None),
+        "answers_vad_late": sum(1 for r in rows if r["vad_late_s"] is not None),
+        "wordless_utterances": sum(r["wordless_utterances"] for r in rows),
         "errors": [r["error"] for r in rows if r["error"]] + list(errors),
         "wall_s": wall_s,
     }
@@ -294,4 +355,14 @@ def live_pass(modes: Sequence[str], items: Sequence[Any], data_root: Path, budge
             raw["errors"].append(f"the server's clock trails the caller's by {-bound:.2f} s: finals may be mapped to the wrong pause")
         shared = [r for r in rows[mode] if r["id"] in common]
         out[mode] = {"summary": summarise(shared, bound, raw["errors"], raw["wall_s"]), "cpu": raw["contention"], "answers": rows[mode]}
+    # The same measures on the answers whose end every mode's VAD heard in time: the endpointing's own share.
+    clean = sorted(i for i in common if all(r["vad_late_s"] is None for mode in modes for r in rows[mode] if r["id"] == i))
+    out["clean"] = clean
+    for mode in modes:
+        chosen = [r for r in rows[mode] if r["id"] in clean]
+        out[mode]["clean"] = {
+            "answers": len(chosen),
+            "final_from_voice_end_s": percentiles(f["from_voice_s"] for r in chosen for f in r["finals"] if f["at"] == "end"),
+            "reply_s": percentiles(r["reply_s"] for r in chosen if r["reply_s"] is not None),
+        }
     return out

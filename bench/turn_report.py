@@ -26,6 +26,15 @@ LIVE_ROWS = (
     ("model CPU per call p95", ("model_inference_s", "p95"), "s"),
     ("model calls per answer", ("model_calls_per_answer",), ""),
     ("answers without a reply", ("answers_without_reply",), ""),
+    ("answers whose quiet the VAD heard", ("answers_vad_late",), ""),
+    ("wordless utterances (no final)", ("wordless_utterances",), ""),
+)
+CLEAN_ROWS = (
+    ("answers", ("answers",), ""),
+    ("end of voice -> final p50", ("final_from_voice_end_s", "p50"), "s"),
+    ("end of voice -> final p95", ("final_from_voice_end_s", "p95"), "s"),
+    ("answer end -> reply heard p50", ("reply_s", "p50"), "s"),
+    ("answer end -> reply heard p95", ("reply_s", "p95"), "s"),
 )
 SWEEP_COLUMNS = (
     ("threshold", "{:g}"), ("checks_ms", "{}"), ("mid_takeovers", "{}"), ("mid_takeover_rate", "{:.3f}"),
@@ -74,6 +83,10 @@ def print_tables(report: dict[str, Any]) -> None:
         print(f"{'':38s}" + "".join(f"{m:>12s}" for m in modes))
         for label, path, unit in LIVE_ROWS:
             print(f"{label:38s}" + "".join(f"{cell(dig(live[m]['summary'], path)):>12s}" for m in modes))
+        if all("clean" in live[m] for m in modes):
+            print("Answers whose end every mode's VAD heard in time:")
+            for label, path, unit in CLEAN_ROWS:
+                print(f"  {label:36s}" + "".join(f"{cell(dig(live[m]['clean'], path)):>12s}" for m in modes))
         for m in modes:
             summary = live[m]["summary"]
             print(f"{m}: ended_by {summary['ended_by']}, clock lag bound {summary['clock_lag_bound_s']} s, errors {summary['errors']}")
