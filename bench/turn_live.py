@@ -174,7 +174,9 @@ def process_cpu_s(pid: int) -> float:
         return 0.0
 
 
-def run_mode(mode: str, items: Sequence[Any], data_dir: Path, budget_s: float, extra_args: tuple[str, ...] = ()) -> dict[str, Any]:
+def run_mode(
+    mode: str, items: Sequence[Any], data_dir: Path, budget_s: float, extra_args: tuple[str, ...] = ()
+) -> dict[str, Any]:
     """Start a server in `mode`, run one interview, stop it; the raw records and errors."""
     redis = PrivateRedis(data_dir / "redis")
     server = None
@@ -261,6 +263,7 @@ def measure(record: Answered) -> dict[str, Any]:
     replies = [w for w in record.onsets if w >= record.wall(item.voice_end_s)]
     with_final = {e.event["utterance_id"] for e in record.events if e.event["type"] == "final"}
     last_end = max((e["item_end_s"] for e in ends), default=None)
+    late = None if last_end is None else last_end - item.voice_end_s
     return {
         "id": item.id,
         "kind": item.kind,
@@ -272,7 +275,7 @@ def measure(record: Answered) -> dict[str, Any]:
         "takeovers": takeovers,
         "error": record.error,
         # the VAD heard the quiet after the answer as voice: its end, and all after it, came late (not the endpointing's doing)
-        "vad_late_s": round(last_end - item.voice_end_s, 3) if last_end is not None and last_end - item.voice_end_s > VAD_LATE_S else None,
+        "vad_late_s": round(late, 3) if late is not None and late > VAD_LATE_S else None,
         "wordless_utterances": sum(1 for e in ends if not e["dropped"] and e["utterance_id"] not in with_final),
         "trace": trace(record),
     }
@@ -292,7 +295,8 @@ def trace(record: Answered) -> list[str]:
             continue
         what = {
             "speech_start": lambda e: f"start {e['start_s'] - record.start_clock_s:.2f}",
-            "speech_end": lambda e: f"{e.get('ended_by')} complete={e.get('turn_complete')} end {e['end_s'] - record.start_clock_s:.2f}",
+            "speech_end": lambda e: (f"{e.get('ended_by')} complete={e.get('turn_complete')} "
+                                     f"end {e['end_s'] - record.start_clock_s:.2f}"),
             "final": lambda e: f"{e['text'][:40]!r}",
             "turn": lambda e: e["state"],
             "agent": lambda e: f"{e['kind']} {e['text_delta'][:30]!r}{' final' if e['final'] else ''}",
@@ -352,9 +356,10 @@ def live_pass(modes: Sequence[str], items: Sequence[Any], data_root: Path, budge
     for mode, raw in raws.items():
         bound = clock_lag_bound(raw["answered"])
         if bound < -LOST_AUDIO_S:
-            raw["errors"].append(f"the server's clock trails the caller's by {-bound:.2f} s: finals may be mapped to the wrong pause")
+            raw["errors"].append(f"the server's clock trails the caller's by {-bound:.2f} s: finals may map to the wrong pause")
         shared = [r for r in rows[mode] if r["id"] in common]
-        out[mode] = {"summary": summarise(shared, bound, raw["errors"], raw["wall_s"]), "cpu": raw["contention"], "answers": rows[mode]}
+        summary = summarise(shared, bound, raw["errors"], raw["wall_s"])
+        out[mode] = {"summary": summary, "cpu": raw["contention"], "answers": rows[mode]}
     # The same measures on the answers whose end every mode's VAD heard in time: the endpointing's own share.
     clean = sorted(i for i in common if all(r["vad_late_s"] is None for mode in modes for r in rows[mode] if r["id"] == i))
     out["clean"] = clean

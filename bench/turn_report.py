@@ -75,7 +75,8 @@ def print_tables(report: dict[str, Any]) -> None:
               f"{sweep['chosen_why']}")
         for row in sweep["fallbacks_at_chosen"]:
             print(f"  fallback {row['fallback_ms']} ms: {row['mid_takeovers']} designed pauses taken over, "
-                  f"{row['ends_by_fallback']} ends by fallback, p50 {cell(row['end_latency_p50_s'])} s, p95 {cell(row['end_latency_p95_s'])} s")
+                  f"{row['ends_by_fallback']} ends by fallback, "
+                  f"p50 {cell(row['end_latency_p50_s'])} s, p95 {cell(row['end_latency_p95_s'])} s")
     live = report.get("live")
     if live:
         modes = [m for m in live if isinstance(live[m], dict) and "summary" in live[m]]
@@ -89,7 +90,8 @@ def print_tables(report: dict[str, Any]) -> None:
                 print(f"  {label:36s}" + "".join(f"{cell(dig(live[m]['clean'], path)):>12s}" for m in modes))
         for m in modes:
             summary = live[m]["summary"]
-            print(f"{m}: ended_by {summary['ended_by']}, clock lag bound {summary['clock_lag_bound_s']} s, errors {summary['errors']}")
+            print(f"{m}: ended_by {summary['ended_by']}, clock lag bound {summary['clock_lag_bound_s']} s, "
+                  f"errors {summary['errors']}")
     wer = report.get("wer")
     if wer:
         print(f"\nStreaming WER ({wer['files']} files, {wer['audio_s']} s, paced in real time)")
@@ -115,9 +117,11 @@ def plot(report: dict[str, Any], path: Path) -> None:
             rows = [r for r in sweep["table"] if r["checks_ms"] == checks]
             style = "--" if "," in checks else "-"
             axes[0].plot([r["threshold"] for r in rows], [r["end_latency_p50_s"] for r in rows], style, marker="o", label=checks)
-            axes[1].plot([r["threshold"] for r in rows], [r["mid_takeover_rate"] or 0 for r in rows], style, marker="o", label=checks)
+            thresholds = [r["threshold"] for r in rows]
+            axes[1].plot(thresholds, [r["mid_takeover_rate"] or 0 for r in rows], style, marker="o", label=checks)
         chosen = sweep["chosen"]
-        axes[0].scatter([chosen["threshold"]], [chosen["end_latency_p50_s"]], s=160, facecolors="none", edgecolors="red", label="chosen")
+        axes[0].scatter([chosen["threshold"]], [chosen["end_latency_p50_s"]], s=160, facecolors="none", edgecolors="red",
+                        label="chosen")
         axes[1].axhline(sweep["limits"]["max_mid_takeover_rate"], color="red", linestyle=":", label="limit")
         base = sweep["silence_baseline"]
         timers = f"silence {base['end_of_speech_ms']}+{base['turn_pause_ms']} ms"
@@ -133,17 +137,19 @@ def plot(report: dict[str, Any], path: Path) -> None:
     live = report.get("live")
     if live:
         modes = [m for m in ("silence", "model") if m in live]
-        measures = (("final p50", ("final_from_voice_s", "p50")), ("final p95", ("final_from_voice_s", "p95")),
-                    ("reply p50", ("reply_s", "p50")), ("reply p95", ("reply_s", "p95")))
+        measures = (("final p50", ("summary", "final_from_voice_s", "p50")),
+                    ("final p95", ("summary", "final_from_voice_s", "p95")),
+                    ("reply p50", ("summary", "reply_s", "p50")), ("reply p95", ("summary", "reply_s", "p95")),
+                    ("reply p50\nclean", ("clean", "reply_s", "p50")), ("reply p95\nclean", ("clean", "reply_s", "p95")))
         width = 0.8 / max(len(modes), 1)
         for i, mode in enumerate(modes):
-            values = [dig(live[mode]["summary"], p) or 0 for _, p in measures]
+            values = [dig(live[mode], p) or 0 for _, p in measures]
             taken = live[mode]["summary"]["takeovers"]
             axes[2].bar([x + i * width for x in range(len(measures))], values, width=width, label=f"{mode} ({taken} takeovers)")
         axes[2].set_xticks([x + width * (len(modes) - 1) / 2 for x in range(len(measures))])
         axes[2].set_xticklabels([m for m, _ in measures])
         axes[2].set_ylabel("seconds from the end of voice")
-        axes[2].set_title("Live interviews (WebRTC, loopback)")
+        axes[2].set_title("Live interviews (WebRTC, loopback)\nclean: answers whose end every VAD heard in time")
         axes[2].legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -139,7 +139,8 @@ def collect_item(item, model: EndOfTurnModel, vad_config: VadConfig, grid: Seque
         if due:
             verdict = model.predict(vad.open_audio())
             for s in due:  # points passed at once share one answer, as the Endpointer's due checks do
-                checks.append(Check(s, round(now_s, 3), round(verdict.probability, 4), round(verdict.inference_s, 4), vad.voiced_ms))
+                probability, inference_s = round(verdict.probability, 4), round(verdict.inference_s, 4)
+                checks.append(Check(s, round(now_s, 3), probability, inference_s, vad.voiced_ms))
     close(None)
     return AnswerCache(item.id, item.kind, round(item.voice_end_s - item.voice_start_s, 3), len(item.pauses), tuple(pauses))
 
@@ -160,8 +161,8 @@ def vad_voice_end(item, vad_config: VadConfig) -> float:
     pcm = read_audio(item.path)
     vad = VadSegmenter(vad_config)
     chunk = SAMPLE_RATE * CHUNK_MS // 1000 * BYTES_PER_SAMPLE
-    ends = [e for offset in range(0, len(pcm), chunk) for e in vad.push(pcm[offset : offset + chunk]) if isinstance(e, VadSpeechEnd)]
-    ends += [e for e in vad.flush() if isinstance(e, VadSpeechEnd)]
+    events = [e for offset in range(0, len(pcm), chunk) for e in vad.push(pcm[offset : offset + chunk])] + vad.flush()
+    ends = [e for e in events if isinstance(e, VadSpeechEnd)]
     return max((e.end_s for e in ends), default=0.0)
 
 
@@ -267,7 +268,9 @@ def sweep(caches: Sequence[AnswerCache]) -> list[dict[str, Any]]:
     return rows
 
 
-def silence_baseline(caches: Sequence[AnswerCache], end_of_speech_ms: int, turn_pause_ms: int, frame_ms: int = 30) -> dict[str, Any]:
+def silence_baseline(
+    caches: Sequence[AnswerCache], end_of_speech_ms: int, turn_pause_ms: int, frame_ms: int = 30
+) -> dict[str, Any]:
     """The timers on the same pauses: a pause whose VAD silence outlasts end_of_speech + turn_pause is taken over.
 
     (The interviewer's wait starts when the utterance ends, so a pause of
@@ -313,12 +316,14 @@ def choose(rows: Sequence[dict[str, Any]], baseline: dict[str, Any]) -> tuple[di
 
     allowed = [
         r for r in rows
-        if (r["mid_takeover_rate"] or 0) <= MAX_MID_TAKEOVER_RATE and (r["answers_taken_over_rate"] or 0) <= MAX_ANSWERS_TAKEN_OVER_RATE
+        if (r["mid_takeover_rate"] or 0) <= MAX_MID_TAKEOVER_RATE
+        and (r["answers_taken_over_rate"] or 0) <= MAX_ANSWERS_TAKEN_OVER_RATE
     ]
     if allowed:
         best = min(allowed, key=fast)
         return best, (f"the lowest p50 end of voice -> decision among the {len(allowed)} of {len(rows)} points that take over "
-                      f"at most {MAX_MID_TAKEOVER_RATE:.0%} of the designed pauses and at most {MAX_ANSWERS_TAKEN_OVER_RATE:.0%} of answers")
+                      f"at most {MAX_MID_TAKEOVER_RATE:.0%} of the designed pauses and at most "
+                      f"{MAX_ANSWERS_TAKEN_OVER_RATE:.0%} of answers")
     faster = [r for r in rows if (r["end_latency_p95_s"] or math.inf) < (baseline["end_latency_p50_s"] or math.inf)] or list(rows)
     best = min(faster, key=lambda r: (r["answers_taken_over"], r["mid_takeovers"], *fast(r)))
     return best, (f"no point keeps takeovers within {MAX_MID_TAKEOVER_RATE:.0%} of the designed pauses and "
