@@ -1,0 +1,356 @@
+"""The end-of-turn trade-off, offline: how fast a finished answer is taken, against how often a pause is.
+
+Two steps, so one slow pass feeds a fast sweep:
+
+1. `collect` - every turn-set answer goes through the real `VadSegmenter` (the
+   model mode's VAD settings) in 20 ms chunks, as the pipeline feeds it. At
+   every pause, when the VAD's trailing silence reaches each point of `GRID_MS`,
+   the end-of-turn model hears `open_audio()` - what the Endpointer hands it -
+   and its probability and inference time are kept with the audio clock of that
+   moment. Each VAD pause is labelled by the answer's own timing (the energy
+   ends of voice the turn set records): `mid` (a designed pause inside the
+   answer: the interviewer must not speak), `end` (the answer is over) or `gap`
+   (a natural gap between words of a recording, long enough to be asked about).
+2. `evaluate` - for one (threshold, checks schedule, fallback) the Endpointer's
+   rules are replayed on that cache: a check the schedule has not reached is
+   not asked, one that falls due while the last call still runs is skipped, a
+   "complete" that arrives after the voice came back ends nothing, and a pause
+   the model never closes ends at the fallback silence. What comes out: the
+   takeovers (a decision inside the answer), and for every answer's end who
+   ended it and how long after the end of voice.
+
+The end of voice is the audio's own (energy, `speech_bounds` threshold), not the
+VAD's last voiced frame, which webrtcvad puts 0.1-0.2 s later (it hears the
+decaying tail as voice); both are reported. A decision's time is the audio
+clock of the chunk that made the check due plus the model's measured inference
+time: what a live caller waits, less the network and the final's decode.
+
+The cache replays each answer as if every check had said "incomplete": after a
+real takeover the next utterance would start afresh and the model would hear a
+shorter context. Takeovers are counted per pause, so this changes only what
+later checks in an answer already taken over would hear.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Iterable, Optional, Sequence
+
+from bench.common import progress
+from earshot.loadtest.stats import percentiles
+from earshot.models.audio import BYTES_PER_SAMPLE, SAMPLE_RATE, read_audio
+from earshot.models.turn_model import EndOfTurnModel
+from earshot.models.vad import VadConfig, VadSegmenter, VadSpeechEnd
+
+# Silences (ms) at which the model is asked in every pause. The VAD counts silence in 30 ms frames,
+# so a check at 200 ms is asked at 210 ms and one at 400 ms at 420 ms, as in the pipeline.
+GRID_MS = (90, 120, 150, 180, 200, 240, 300, 400, 600, 900, 1200, 1500)
+CHUNK_MS = 20  # what the pipeline gets per WebRTC frame
+THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+SCHEDULES: tuple[tuple[int, ...], ...] = (
+    (90,), (120,), (150,), (180,), (200,), (240,), (300,), (400,),
+    (200, 600, 1200), (150, 400, 900), (300, 900),
+)
+FALLBACKS_MS = (1500, 2000, 2500)
+MID_SLACK_S = 0.3  # a VAD pause belongs to a designed pause when its voice ended this close before it, or inside it
+# What a chosen point may cost: at most this share of the designed pauses (and of answers) taken over.
+MAX_MID_TAKEOVER_RATE = 0.05
+MAX_ANSWERS_TAKEN_OVER_RATE = 0.10
+
+
+@dataclass(frozen=True)
+class Check:
+    """One question to the model during a pause."""
+
+    silence_ms: int  # the grid point (a setting's value)
+    at_s: float  # audio clock when it was asked: the end of the chunk that made it due
+    probability: float
+    inference_s: float
+    voiced_ms: int  # voice in the utterance so far (the Endpointer asks only from min_speech_ms on)
+
+
+@dataclass(frozen=True)
+class Pause:
+    """One VAD pause of an answer, with the model's answers at each grid point it reached."""
+
+    item_id: str
+    label: str  # mid | end | gap
+    mid_index: int  # which of the item's MidPauses (-1 unless mid)
+    mid_kind: str  # that pause's kind (mid_clause | hesitation | list), else ""
+    voice_end_s: float  # the audio's own end of voice before it (energy); for a gap, the VAD's
+    vad_end_s: float  # the VAD's last voiced frame before it
+    resumed_s: Optional[float]  # audio clock when the VAD heard voice again (None: it never did)
+    checks: tuple[Check, ...]
+
+    def check(self, silence_ms: int) -> Optional[Check]:
+        return next((c for c in self.checks if c.silence_ms == silence_ms), None)
+
+
+@dataclass(frozen=True)
+class AnswerCache:
+    item_id: str
+    kind: str
+    voice_s: float  # voice start to voice end
+    mid_pauses: int
+    pauses: tuple[Pause, ...]
+
+
+# --- 1. the model's answers, once ------------------------------------------------------------------------
+def label_pause(item, vad_end_s: float) -> tuple[str, int, str, float]:
+    """(label, mid index, mid kind, energy voice end) of a VAD pause whose voice ended at `vad_end_s`."""
+    if vad_end_s >= item.voice_end_s - MID_SLACK_S:
+        return "end", -1, "", item.voice_end_s
+    for index, mid in enumerate(item.pauses):
+        if mid.start_s - MID_SLACK_S <= vad_end_s <= mid.end_s:
+            return "mid", index, mid.kind, mid.start_s
+    return "gap", -1, "", vad_end_s
+
+
+def collect_item(item, model: EndOfTurnModel, vad_config: VadConfig, grid: Sequence[int] = GRID_MS) -> AnswerCache:
+    pcm = read_audio(item.path)
+    vad = VadSegmenter(vad_config)
+    chunk = SAMPLE_RATE * CHUNK_MS // 1000 * BYTES_PER_SAMPLE
+    pauses: list[Pause] = []
+    open_end: Optional[float] = None  # the VAD pause being asked about: its last voiced frame
+    checks: list[Check] = []
+
+    def close(resumed_s: Optional[float]) -> None:
+        nonlocal open_end, checks
+        if open_end is not None and checks:
+            label, mid_index, mid_kind, voice_end = label_pause(item, open_end)
+            pauses.append(Pause(item.id, label, mid_index, mid_kind, voice_end, open_end, resumed_s, tuple(checks)))
+        open_end, checks = None, []
+
+    for offset in range(0, len(pcm), chunk):
+        events = vad.push(pcm[offset : offset + chunk])
+        now_s = (offset + len(pcm[offset : offset + chunk])) / BYTES_PER_SAMPLE / SAMPLE_RATE
+        if any(isinstance(e, VadSpeechEnd) for e in events):
+            close(None)  # the VAD's own end (the longest fallback): no more checks in this pause
+        if not vad.in_speech or vad.trailing_silence_ms == 0:
+            if open_end is not None and vad.in_speech:
+                close(vad.last_voiced_end_s)  # voice is back
+            continue
+        if vad.last_voiced_end_s != open_end:
+            close(vad.last_voiced_end_s)
+            open_end = vad.last_voiced_end_s
+        asked = {c.silence_ms for c in checks}
+        due = [s for s in grid if s <= vad.trailing_silence_ms and s not in asked]
+        if due:
+            verdict = model.predict(vad.open_audio())
+            for s in due:  # points passed at once share one answer, as the Endpointer's due checks do
+                probability, inference_s = round(verdict.probability, 4), round(verdict.inference_s, 4)
+                checks.append(Check(s, round(now_s, 3), probability, inference_s, vad.voiced_ms))
+    close(None)
+    return AnswerCache(item.id, item.kind, round(item.voice_end_s - item.voice_start_s, 3), len(item.pauses), tuple(pauses))
+
+
+def collect(items: Iterable, model: EndOfTurnModel, vad_config: VadConfig) -> list[AnswerCache]:
+    caches = []
+    items = list(items)
+    for index, item in enumerate(items):
+        cache = collect_item(item, model, vad_config)
+        calls = len({(p.vad_end_s, c.at_s) for p in cache.pauses for c in p.checks})
+        progress(f"sweep {index + 1:2d}/{len(items)} {item.id:28s} {len(cache.pauses)} pauses, {calls} model calls")
+        caches.append(cache)
+    return caches
+
+
+def vad_voice_end(item, vad_config: VadConfig) -> float:
+    """Where the VAD hears the answer's voice end (its last utterance's end), for items whose quiet it hears as voice."""
+    pcm = read_audio(item.path)
+    vad = VadSegmenter(vad_config)
+    chunk = SAMPLE_RATE * CHUNK_MS // 1000 * BYTES_PER_SAMPLE
+    events = [e for offset in range(0, len(pcm), chunk) for e in vad.push(pcm[offset : offset + chunk])] + vad.flush()
+    ends = [e for e in events if isinstance(e, VadSpeechEnd)]
+    return max((e.end_s for e in ends), default=0.0)
+
+
+# --- 2. the Endpointer's rules, replayed ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class Point:
+    threshold: float
+    checks_ms: tuple[int, ...]
+    fallback_ms: int = 2500
+    min_speech_ms: int = 300
+    frame_ms: int = 30
+
+    @property
+    def name(self) -> str:
+        return f"t={self.threshold:.1f} checks={','.join(map(str, self.checks_ms))} fallback={self.fallback_ms}"
+
+
+@dataclass(frozen=True)
+class Decision:
+    by: str  # model | fallback
+    at_s: float  # audio clock of the decision
+
+
+def decide(pause: Pause, point: Point) -> Optional[Decision]:
+    """What the Endpointer would do in this pause: end it (by the model or the fallback), or nothing."""
+    busy_until = -math.inf
+    for silence_ms in point.checks_ms:
+        check = pause.check(silence_ms)
+        if check is None:
+            break  # the pause ended before this silence
+        if check.voiced_ms < point.min_speech_ms or check.at_s < busy_until:
+            continue  # not asked about (too little voice), or skipped (the last call still ran)
+        busy_until = check.at_s + check.inference_s
+        still_paused = pause.resumed_s is None or busy_until < pause.resumed_s
+        if check.probability > point.threshold and still_paused:
+            return Decision("model", busy_until)
+    frames = math.ceil(point.fallback_ms / point.frame_ms)
+    fallback_at = pause.vad_end_s + frames * point.frame_ms / 1000
+    if pause.resumed_s is None or pause.resumed_s > fallback_at:
+        return Decision("fallback", fallback_at)
+    return None
+
+
+def evaluate(caches: Sequence[AnswerCache], point: Point) -> dict[str, Any]:
+    mids = sum(c.mid_pauses for c in caches)
+    taken_mid: set[tuple[str, int]] = set()
+    taken_mid_kinds: dict[str, int] = {}
+    gap_takeovers = 0
+    answers_taken = 0
+    ends_by = {"model": 0, "fallback": 0, "none": 0}
+    latency, latency_vad = [], []
+    for cache in caches:
+        taken = False
+        end_decision: Optional[Decision] = None
+        end_vad: Optional[float] = None
+        voice_end: Optional[float] = None
+        for pause in cache.pauses:
+            decision = decide(pause, point)
+            if pause.label == "end":
+                if end_decision is None and decision is not None:
+                    end_decision, end_vad, voice_end = decision, pause.vad_end_s, pause.voice_end_s
+                continue
+            if decision is None:
+                continue
+            taken = True
+            if pause.label == "mid" and (cache.item_id, pause.mid_index) not in taken_mid:
+                taken_mid.add((cache.item_id, pause.mid_index))
+                taken_mid_kinds[pause.mid_kind] = taken_mid_kinds.get(pause.mid_kind, 0) + 1
+            elif pause.label == "gap":
+                gap_takeovers += 1
+        answers_taken += taken
+        if end_decision is None:
+            ends_by["none"] += 1
+            continue
+        ends_by[end_decision.by] += 1
+        latency.append(end_decision.at_s - voice_end)
+        latency_vad.append(end_decision.at_s - end_vad)
+    p = percentiles(latency)
+    return {
+        "threshold": point.threshold,
+        "checks_ms": ",".join(map(str, point.checks_ms)),
+        "fallback_ms": point.fallback_ms,
+        "answers": len(caches),
+        "mid_pauses": mids,
+        "mid_takeovers": len(taken_mid),
+        "mid_takeover_rate": round(len(taken_mid) / mids, 4) if mids else None,
+        "mid_takeovers_by_kind": dict(sorted(taken_mid_kinds.items())),
+        "gap_takeovers": gap_takeovers,
+        "answers_taken_over": answers_taken,
+        "answers_taken_over_rate": round(answers_taken / len(caches), 4) if caches else None,
+        "ends_by_model": ends_by["model"],
+        "ends_by_fallback": ends_by["fallback"],
+        "ends_undecided": ends_by["none"],
+        "end_latency_p50_s": p["p50"],
+        "end_latency_p95_s": p["p95"],
+        "end_latency_mean_s": p["mean"],
+        "end_latency_from_vad_p50_s": percentiles(latency_vad)["p50"],
+    }
+
+
+def sweep(caches: Sequence[AnswerCache]) -> list[dict[str, Any]]:
+    rows = [evaluate(caches, Point(t, s)) for s in SCHEDULES for t in THRESHOLDS]
+    return rows
+
+
+def silence_baseline(
+    caches: Sequence[AnswerCache], end_of_speech_ms: int, turn_pause_ms: int, frame_ms: int = 30
+) -> dict[str, Any]:
+    """The timers on the same pauses: a pause whose VAD silence outlasts end_of_speech + turn_pause is taken over.
+
+    (The interviewer's wait starts when the utterance ends, so a pause of
+    exactly that length is lost; the voice coming back a few frames earlier
+    still loses it live, where the VAD needs 90 ms of voice to say so.)
+    """
+    wait_s = math.ceil(end_of_speech_ms / frame_ms) * frame_ms / 1000 + turn_pause_ms / 1000
+    mids = sum(c.mid_pauses for c in caches)
+    taken_mid: set[tuple[str, int]] = set()
+    gaps = answers = 0
+    latency, latency_vad = [], []
+    for cache in caches:
+        taken = False
+        end = next((p for p in cache.pauses if p.label == "end"), None)
+        if end is not None:
+            latency.append(end.vad_end_s + wait_s - end.voice_end_s)
+            latency_vad.append(wait_s)
+        for pause in cache.pauses:
+            if pause.label == "end":
+                continue
+            if pause.resumed_s is not None and pause.resumed_s - pause.vad_end_s >= wait_s:
+                taken = True
+                if pause.label == "mid":
+                    taken_mid.add((cache.item_id, pause.mid_index))
+                else:
+                    gaps += 1
+        answers += taken
+    p = percentiles(latency)
+    return {
+        "endpointing": "silence", "end_of_speech_ms": end_of_speech_ms, "turn_pause_ms": turn_pause_ms,
+        "answers": len(caches), "mid_pauses": mids, "mid_takeovers": len(taken_mid),
+        "mid_takeover_rate": round(len(taken_mid) / mids, 4) if mids else None, "gap_takeovers": gaps,
+        "answers_taken_over": answers, "answers_taken_over_rate": round(answers / len(caches), 4) if caches else None,
+        "end_latency_p50_s": p["p50"], "end_latency_p95_s": p["p95"], "end_latency_mean_s": p["mean"],
+        "end_latency_from_vad_p50_s": percentiles(latency_vad)["p50"],
+    }
+
+
+def choose(rows: Sequence[dict[str, Any]], baseline: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """The fastest point within the takeover limits; failing that, the safest point still faster than the timers."""
+    def fast(row: dict[str, Any]) -> tuple[float, float]:
+        return (row["end_latency_p50_s"] or math.inf, row["end_latency_p95_s"] or math.inf)
+
+    allowed = [
+        r for r in rows
+        if (r["mid_takeover_rate"] or 0) <= MAX_MID_TAKEOVER_RATE
+        and (r["answers_taken_over_rate"] or 0) <= MAX_ANSWERS_TAKEN_OVER_RATE
+    ]
+    if allowed:
+        best = min(allowed, key=fast)
+        return best, (f"the lowest p50 end of voice -> decision among the {len(allowed)} of {len(rows)} points that take over "
+                      f"at most {MAX_MID_TAKEOVER_RATE:.0%} of the designed pauses and at most "
+                      f"{MAX_ANSWERS_TAKEN_OVER_RATE:.0%} of answers")
+    faster = [r for r in rows if (r["end_latency_p95_s"] or math.inf) < (baseline["end_latency_p50_s"] or math.inf)] or list(rows)
+    best = min(faster, key=lambda r: (r["answers_taken_over"], r["mid_takeovers"], *fast(r)))
+    return best, (f"no point keeps takeovers within {MAX_MID_TAKEOVER_RATE:.0%} of the designed pauses and "
+                  f"{MAX_ANSWERS_TAKEN_OVER_RATE:.0%} of answers; of the {len(faster)} points whose p95 is still below the "
+                  f"silence timers' p50 ({baseline['end_latency_p50_s']} s), the one that takes over the fewest answers, "
+                  f"then the fewest designed pauses, then the fastest")
+
+
+def fallback_rows(caches: Sequence[AnswerCache], threshold: float, checks_ms: tuple[int, ...]) -> list[dict[str, Any]]:
+    return [evaluate(caches, Point(threshold, checks_ms, fallback)) for fallback in FALLBACKS_MS]
+
+
+def inference_times(caches: Sequence[AnswerCache]) -> dict[str, Any]:
+    seen = {(c.item_id, p.vad_end_s, k.at_s): k.inference_s for c in caches for p in c.pauses for k in p.checks}
+    return percentiles(seen.values())
+
+
+def end_probabilities(caches: Sequence[AnswerCache], silence_ms: int = 200) -> list[dict[str, Any]]:
+    """Per answer: the model's probability at its end and at each designed pause, at one silence (for the table)."""
+    rows = []
+    for cache in caches:
+        at = {}
+        for pause in cache.pauses:
+            check = pause.check(silence_ms)
+            if check is None or pause.label == "gap":
+                continue
+            key = "end" if pause.label == "end" else f"mid{pause.mid_index}"
+            at.setdefault(key, check.probability)
+        rows.append({"id": cache.item_id, "kind": cache.kind, **at})
+    return rows
