@@ -143,11 +143,18 @@ def test_speaking_into_the_page_shows_partials_finals_and_pace(site, site_page, 
     )
     transcript = page.get_by_test_id("transcript")
     transcript.locator(".final").first.wait_for(timeout=30000)
-    text = transcript.locator(".final").first.inner_text()
+    # The clip may come as more than one final (the end-of-turn model can end an utterance at a comma's
+    # pause): read the transcript's finals until they cover the clip, or the time is up.
+    deadline = time.monotonic() + 15
+    while True:
+        text = " ".join(strip_times(line) for line in transcript.locator(".final").all_inner_texts())
+        if wer([reference_text(CLIP)], [text]) <= WER_BOUND or time.monotonic() > deadline:
+            break
+        time.sleep(0.25)
     pace = page.get_by_test_id("pace").inner_text()
     page.screenshot(path=str(SCREENSHOT_DIR / "browser-live.png"))
 
-    assert wer([reference_text(CLIP)], [strip_times(text)]) <= WER_BOUND, text
+    assert wer([reference_text(CLIP)], [text]) <= WER_BOUND, text
     assert "w/s" in pace
     assert any(verdict in pace for verdict in ("Good pace", "Too slow", "Too fast")), pace
 
