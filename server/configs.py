@@ -52,6 +52,7 @@ def vad_config(settings: Settings, endpointing: Optional[EndpointingConfig] = No
         pre_roll_ms=settings.pre_roll_ms,
         end_of_speech_ms=endpointing.vad_end_of_speech_ms,
         max_utterance_s=settings.max_utterance_s,
+        noise_gate_db=settings.vad_noise_gate_db,
     )
 
 

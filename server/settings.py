@@ -186,6 +186,9 @@ class Settings:
     # --- VAD and streaming ---
     vad_aggressiveness: int = field(default=2, metadata=_help("webrtcvad mode, 0 (lenient) to 3 (strict)"))
     vad_frame_ms: int = field(default=30, metadata=_help("VAD frame length: 10, 20 or 30 ms"))
+    vad_noise_gate_db: float = field(
+        default=40.0, metadata=_help("a frame webrtcvad calls voiced is noise this many dB below the voice's level (0: off)")
+    )
     speech_start_ms: int = field(
         default=90, metadata=_help("voiced audio needed within 150 ms to open an utterance")
     )
