@@ -21,7 +21,7 @@ import asyncio
 from typing import Optional
 
 from earshot.agents.commands import command_for, is_backchannel
-from earshot.agents.inbox import Heard, HeardFinal, HeardPartial, HeardSpeechEnd, HeardSpeechStart, Inbox
+from earshot.agents.inbox import Heard, HeardFinal, HeardNoFinal, HeardPartial, HeardSpeechEnd, HeardSpeechStart, Inbox
 from earshot.agents.interview_config import InterviewConfig
 from earshot.agents.interview_state import AgentLine, InterviewState
 from earshot.agents.ports import InterviewOutput, PreparedSpeech, Sentences, SpeechResult, Voice
@@ -110,7 +110,7 @@ class Speaker:
             elif isinstance(item, HeardPartial) and _takes_the_turn(item.text):
                 self._voice.stop()
                 barge_utterance = None
-            elif isinstance(item, HeardFinal) or (isinstance(item, HeardSpeechEnd) and item.dropped):
+            elif isinstance(item, (HeardFinal, HeardNoFinal)) or (isinstance(item, HeardSpeechEnd) and item.dropped):
                 text, intents = (item.text, item.intents) if isinstance(item, HeardFinal) else ("", ())
                 if is_backchannel(text) and command_for(text, intents) is None:
                     carried = [c for c in carried if getattr(c, "utterance_id", None) != barge_utterance]

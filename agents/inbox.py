@@ -1,6 +1,6 @@
 """What the interviewer hears from the candidate, and the queue it arrives in.
 
-The audio pipeline's events are turned into these four small records. They go
+The audio pipeline's events are turned into these small records. They go
 through an `Inbox` rather than an `asyncio.Queue` because the interviewer often
 waits for "the next thing the candidate does, or my own speech ending, or a
 timeout" at once, and must be able to put back what it read too early
@@ -42,6 +42,13 @@ class HeardSpeechEnd:
 
 
 @dataclass(frozen=True)
+class HeardNoFinal:
+    """An utterance that ended brought no words (noise, a cough) or its transcription failed: no final follows."""
+
+    utterance_id: int
+
+
+@dataclass(frozen=True)
 class HeardFinal:
     seq: int
     utterance_id: int
@@ -49,7 +56,7 @@ class HeardFinal:
     intents: tuple[str, ...] = ()  # the intent head's labels for it (interview set), best first
 
 
-Heard = Union[HeardSpeechStart, HeardPartial, HeardSpeechEnd, HeardFinal]
+Heard = Union[HeardSpeechStart, HeardPartial, HeardSpeechEnd, HeardNoFinal, HeardFinal]
 
 
 class Inbox:

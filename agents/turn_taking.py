@@ -18,8 +18,9 @@ An end with no words in it (only fillers) is no answer: listening goes on.
 
 Waits are counted from the end of speech (the pipeline's verdict), not from
 the final's arrival, so the final's decode time overlaps the wait instead of
-adding to it. The turn still waits for that final, at most FINAL_WAIT_S (a
-decode that failed sends none).
+adding to it. The turn still waits for that final, or for word that none is
+coming (noise Whisper found no words in, a failed decode); FINAL_WAIT_S
+bounds that wait should the word be lost.
 
 The reply is prepared *during* the pause: the follow-up is generated and
 synthesised (agents/followup_speech.py) as soon as a final arrives, and
@@ -35,11 +36,11 @@ from typing import Optional
 
 from earshot.agents.commands import Command, command_for, is_filler_only, strip_done_phrase
 from earshot.agents.followup_speech import FollowUpSpeech, PreparedFollowUp
-from earshot.agents.inbox import HeardFinal, HeardSpeechEnd, HeardSpeechStart, Inbox
+from earshot.agents.inbox import HeardFinal, HeardNoFinal, HeardSpeechEnd, HeardSpeechStart, Inbox
 from earshot.agents.interview_config import InterviewConfig
 from earshot.agents.question_bank import Question
 
-# Longest wait for the final of an utterance that ended (an ASR failure sends none).
+# Longest wait for the final (or the HeardNoFinal) of an utterance that ended: a safety net, both always come.
 FINAL_WAIT_S = 5.0
 
 
@@ -112,6 +113,8 @@ class Listener:
                     silence_deadline = max(silence_deadline, loop.time() + self._config.turn_pause_s)
                 else:
                     awaiting_finals += 1
+            elif isinstance(item, HeardNoFinal):
+                awaiting_finals = max(0, awaiting_finals - 1)  # no words in it: as if it had not been said
             elif isinstance(item, HeardFinal):
                 awaiting_finals = max(0, awaiting_finals - 1)
                 if pause_from is None and not speaking:

@@ -293,6 +293,12 @@ const EVENT_HANDLERS = {
     }
   },
 
+  no_final(event) {
+    // Whisper found no words in it (or its decode failed): nothing will replace its partial.
+    call.open.delete(view.lineKey(event.speaker, event.utterance_id));
+    if (view.partialUtterance(event.speaker) === event.utterance_id) view.clearPartial(event.speaker);
+  },
+
   partial(event) {
     if (event.utterance_id <= (call.lastFinal[event.speaker] ?? -1)) return; // late: its final is shown
     view.showPartial(event.speaker, event.utterance_id, event.committed ?? "", event.tentative ?? "");

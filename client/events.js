@@ -72,6 +72,11 @@ const EVENT_HANDLERS = {
     if (event.dropped && heard.partialUtterance === event.utterance_id) clearPartialLine();
   },
 
+  no_final(event) {
+    // Whisper found no words in it (or its decode failed): nothing will replace its partial.
+    if (heard.partialUtterance === event.utterance_id) clearPartialLine();
+  },
+
   final(event) {
     heard.lastFinalUtterance = Math.max(heard.lastFinalUtterance, event.utterance_id);
     // The next utterance may already be showing partials; only clear our own (or older) words.

@@ -14,8 +14,10 @@ the shared engine for:
 * at the end (`VadSpeechEnd`), the speculative decode is used when it heard
   the whole utterance, else a fresh one is asked for.
 
-What comes back (`AsrPartial`, `AsrFinal`, `AsrFailed`) arrives through
-`results()`, finals in utterance order.
+What comes back (`AsrPartial`, `AsrFinal`, `AsrNoWords`, `AsrFailed`) arrives
+through `results()`, finals in utterance order. Every utterance that ended
+undropped gets one of the last three, so a listener waiting for its words
+never has to guess with a timer.
 """
 
 from __future__ import annotations
@@ -65,12 +67,19 @@ class AsrFinal:
 
 
 @dataclass(frozen=True)
+class AsrNoWords:
+    """The utterance was decoded and held no words Whisper would stand behind (a cough, noise): no final follows."""
+
+    utterance_id: int
+
+
+@dataclass(frozen=True)
 class AsrFailed:
     utterance_id: int
     message: str
 
 
-AsrResult = Union[AsrPartial, AsrFinal, AsrFailed]
+AsrResult = Union[AsrPartial, AsrFinal, AsrNoWords, AsrFailed]
 _END = object()
 
 
@@ -227,7 +236,8 @@ class StreamingAsr:
         if previous_final is not None:
             await asyncio.shield(previous_final)  # finals leave in utterance order
         if transcript is None or not transcript.text:
-            return  # nothing was said that Whisper would stand behind
+            self._results.put_nowait(AsrNoWords(utterance.id))  # nothing was said that Whisper would stand behind
+            return
         offset = ended.audio_start_s
         words = tuple(Word(w.text, round(w.start + offset, 3), round(w.end + offset, 3), w.probability) for w in transcript.words)
         self._results.put_nowait(

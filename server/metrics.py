@@ -72,6 +72,9 @@ class ServerMetrics:
         self._utterance_ends = Counter(
             "earshot_utterance_ends", "utterances ended, by why", ["ended_by"], registry=self.registry
         )
+        self._no_final = Counter(
+            "earshot_utterances_without_final", "utterances that ended with no final, by why", ["reason"], registry=self.registry
+        )
         self._loop_lag = Histogram(
             "earshot_event_loop_lag_seconds", "lateness of a 0.5 s sleep on the event loop", buckets=LAG_BUCKETS, registry=self.registry
         )
@@ -85,6 +88,8 @@ class ServerMetrics:
             self._utterance_ends.labels(event.ended_by).inc()
             for check in event.end_of_turn_checks:
                 self._end_of_turn.observe(check.inference_s)
+        elif isinstance(event, protocol.NoFinal):
+            self._no_final.labels(event.reason).inc()
         elif isinstance(event, protocol.Error):
             self._errors.labels(event.code).inc()
 

@@ -18,10 +18,10 @@ Each stage takes typed records in and hands typed records on:
     segmentation    VadOnset VadSpeechStart VadPause          models/vad.py
                     VadResume VadSpeechEnd
     end of turn     UtteranceEnd                              server/endpointing.py
-    transcription   AsrPartial AsrFinal AsrFailed             models/streaming.py
+    transcription   AsrPartial AsrFinal AsrNoWords AsrFailed  models/streaming.py
     redaction       RedactedFinal                             server/redaction_stage.py
     the wire        VoiceOnset SpeechStart Partial SpeechEnd  server/protocol.py
-                    Final Pace Intent Error
+                    Final NoFinal Pace Intent Error
 
 A live call runs one pipeline per inbound track (an assist call's agent and
 customer tracks each get one, sharing the call's final numbering), and
@@ -40,7 +40,7 @@ import av
 from earshot.agents.pace import PaceReport, PaceTracker
 from earshot.models.asr import SpeechRecognizer
 from earshot.models.audio import FrameResampler
-from earshot.models.streaming import AsrFailed, AsrFinal, AsrPartial, StreamingAsr
+from earshot.models.streaming import AsrFailed, AsrFinal, AsrNoWords, AsrPartial, StreamingAsr
 from earshot.models.turn_model import EndOfTurnModel
 from earshot.models.vad import VadEvent, VadOnset, VadPause, VadResume, VadSegmenter, VadSpeechEnd, VadSpeechStart
 from earshot.server import protocol
@@ -195,9 +195,12 @@ class TrackPipeline:
                     self._intents.final(hypothesis.utterance_id, redacted.text, now)
                 report = self._pace.on_final(hypothesis.text, hypothesis.words, hypothesis.start_s, hypothesis.end_s)
                 self._publish_pace(report, now)
+            elif isinstance(hypothesis, AsrNoWords):
+                self._publish(protocol.NoFinal(sid, hypothesis.utterance_id, "no_words", now, speaker))
             elif isinstance(hypothesis, AsrFailed):
                 detail = {"utterance_id": hypothesis.utterance_id, "speaker": speaker}
                 self._publish(protocol.Error(sid, code="asr_failed", message=hypothesis.message, detail=detail))
+                self._publish(protocol.NoFinal(sid, hypothesis.utterance_id, "asr_failed", now, speaker))
 
     def _publish_pace(self, report: PaceReport, now: float) -> None:
         self._publish(

@@ -159,6 +159,20 @@ class Final(Event):
         return stored
 
 
+NO_FINAL_REASONS = ("no_words", "asr_failed")
+
+
+@dataclass(frozen=True)
+class NoFinal(Event):
+    """An utterance that ended (`speech_end`, not dropped) gets no final: Whisper found no words, or its decode failed."""
+
+    type: ClassVar[str] = "no_final"
+    utterance_id: int
+    reason: str  # one of NO_FINAL_REASONS; asr_failed also sends an `error` event
+    emitted_audio_s: float
+    speaker: str = ""  # agent | customer in an assist call; empty in single-speaker modes
+
+
 @dataclass(frozen=True)
 class Pace(Event):
     type: ClassVar[str] = "pace"

@@ -10,11 +10,11 @@ from earshot.models.audio import read_audio
 
 
 def utterances_settled(caller: HeadlessCaller) -> bool:
-    """Every utterance that started has ended, and every one kept has its final."""
+    """Every utterance that started has ended, and every one kept has its final (or word that none comes)."""
     started = caller.of_type("speech_start")
     ended = caller.of_type("speech_end")
     kept = [e for e in ended if not e["dropped"]]
-    return len(started) == len(ended) and len(caller.of_type("final")) >= len(kept)
+    return len(started) == len(ended) and len(caller.of_type("final")) + len(caller.of_type("no_final")) >= len(kept)
 
 
 async def call_with(base_url: str, wav: Path, tail_s: float = 1.5, timeout_s: float = 30.0) -> HeadlessCaller:

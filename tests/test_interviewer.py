@@ -12,7 +12,7 @@ from typing import AsyncIterator, Optional, Sequence
 
 import pytest
 
-from earshot.agents.inbox import HeardFinal, HeardPartial, HeardSpeechEnd, HeardSpeechStart
+from earshot.agents.inbox import HeardFinal, HeardNoFinal, HeardPartial, HeardSpeechEnd, HeardSpeechStart
 from earshot.agents.interview_state import CLOSING, ENDED, LISTENING, InterviewState
 from earshot.agents.interviewer import InterviewConfig, Interviewer, plan_interview
 from earshot.agents.ports import SpeechResult
@@ -475,3 +475,45 @@ async def test_a_click_after_a_complete_turn_does_not_hold_the_turn():
         await asyncio.sleep(0.002)
     run.cancel()
     assert loop.time() - at < 0.3
+
+
+async def test_noise_with_no_words_after_a_complete_turn_does_not_hold_the_reply():
+    """A noise the VAD took for speech, in which Whisper found no words: its no-final ends the wait for its final."""
+    interviewer, voice, output, script = make(None, questions=2, max_follow_ups=0)
+    run = asyncio.ensure_future(interviewer.run())
+    await script.until_listening()
+    heard, loop = interviewer.heard, asyncio.get_running_loop()
+    said = len(voice.said)
+    heard(HeardSpeechStart(1))
+    await asyncio.sleep(0.01)
+    heard(HeardSpeechEnd(1, dropped=False, ended_by="model", turn_complete=True))
+    heard(HeardSpeechStart(2))  # the noise opens an utterance before the answer's final is in
+    heard(HeardFinal(1, 1, ANSWER))
+    heard(HeardSpeechEnd(2, dropped=False, ended_by="model", turn_complete=True))
+    heard(HeardNoFinal(2))
+    at = loop.time()
+    while len(voice.said) == said and loop.time() - at < 3.0:
+        await asyncio.sleep(0.002)
+    assert loop.time() - at < 0.3  # not FINAL_WAIT_S (5 s) for a final that never comes
+    run.cancel()
+
+
+async def test_barge_in_by_noise_with_no_words_resumes_at_once():
+    interviewer, voice, output, script = make(None, questions=1, answer_timeout_s=5)
+    run = asyncio.ensure_future(interviewer.run())
+    while not voice.speaking:
+        await asyncio.sleep(0.002)
+    heard, loop = interviewer.heard, asyncio.get_running_loop()
+    heard(HeardSpeechStart(1))
+    await asyncio.sleep(0.05)
+    assert voice._paused
+    heard(HeardSpeechEnd(1, dropped=False))
+    heard(HeardNoFinal(1))
+    at = loop.time()
+    while voice._paused and loop.time() - at < 5.0:
+        await asyncio.sleep(0.002)
+    assert not voice._paused and loop.time() - at < 0.3  # resumed, not stopped after BARGE_IN_DECISION_S
+    await script.until_listening()
+    greeting = [a for a in output.agent if a[2] and a[3] == "greeting"][0]
+    assert greeting[4] is False  # not interrupted
+    run.cancel()

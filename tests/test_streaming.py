@@ -91,6 +91,18 @@ async def test_a_failed_decode_is_reported_and_the_stream_goes_on():
     assert len(failures) == 2 and len(ended) == 2  # the second utterance was still heard
     # The client hears that it failed and which utterance; the engine's own words go to the log only.
     assert failures[0].message and "model exploded" not in failures[0].message and failures[0].detail["utterance_id"] == 1
+    no_finals = of(protocol.NoFinal, events)  # each failed utterance also closes with its no_final
+    assert [(n.utterance_id, n.reason) for n in no_finals] == [(1, "asr_failed"), (2, "asr_failed")]
+
+
+async def test_an_utterance_with_no_words_closes_with_a_no_final():
+    engine = RecordingEngine(text="")  # Whisper found nothing it would stand behind
+    events = await run(engine, read_audio(corpus_file("utterances/LJ001-0002.wav")) + SILENCE_1S)
+    assert of(protocol.Final, events) == []
+    (end,) = of(protocol.SpeechEnd, events)
+    (no_final,) = of(protocol.NoFinal, events)
+    assert not end.dropped and no_final.utterance_id == end.utterance_id and no_final.reason == "no_words"
+    assert events.index(no_final) > events.index(end)
 
 
 async def test_nothing_is_decoded_for_silence():

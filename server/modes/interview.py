@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from earshot.agents.followup import warm_prompt_cache
-from earshot.agents.inbox import HeardFinal, HeardPartial, HeardSpeechEnd, HeardSpeechStart, HeardVoice
+from earshot.agents.inbox import HeardFinal, HeardNoFinal, HeardPartial, HeardSpeechEnd, HeardSpeechStart, HeardVoice
 from earshot.agents.interview_state import InterviewState
 from earshot.agents.interviewer import ACKNOWLEDGEMENTS, CLOSING_TEXT, MOVE_ON, REASK, SKIPPED, Interviewer, plan_interview
 from earshot.agents.question_bank import QuestionBank, QuestionBankError, load_question_bank
@@ -133,6 +133,8 @@ class InterviewMode:
             heard(HeardPartial(event.utterance_id, f"{event.committed} {event.tentative}".strip()))
         elif isinstance(event, protocol.SpeechEnd):
             heard(HeardSpeechEnd(event.utterance_id, event.dropped, event.ended_by, event.turn_complete))
+        elif isinstance(event, protocol.NoFinal):
+            heard(HeardNoFinal(event.utterance_id))
         else:
             self._finals.on_event(event)
 
