@@ -64,13 +64,10 @@ N_FRAMES = WINDOW_SAMPLES // HOP  # 800: one frame per hop, Whisper drops the la
 @dataclass(frozen=True)
 class EndOfTurnConfig:
     model_path: str = ""  # "" for the bundled smart-turn-v3.2-cpu.onnx, else the path of a Smart Turn v3 .onnx
-    threshold: float = 0.5  # complete when probability > threshold (pipecat's default)
     max_audio_s: float = 8.0  # how much of the turn's end the model hears; at most WINDOW_S
     threads: int = 1  # ONNX Runtime intra-op threads
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.threshold < 1.0:
-            raise ValueError(f"threshold must lie in (0, 1), not {self.threshold}")
         if not 0.0 < self.max_audio_s <= WINDOW_S:
             raise ValueError(f"max_audio_s must lie in (0, {WINDOW_S}], not {self.max_audio_s}")
         if self.threads < 1:
@@ -79,8 +76,7 @@ class EndOfTurnConfig:
 
 @dataclass(frozen=True)
 class EndOfTurn:
-    probability: float  # that the turn is complete
-    complete: bool  # probability > the config's threshold
+    probability: float  # that the turn is complete (the endpointer's threshold decides: server/endpointing.py)
     inference_s: float  # wall time of the whole predict: features and the ONNX run
 
 
@@ -230,6 +226,5 @@ class EndOfTurnModel:
         probability = float(output.reshape(-1)[0])
         return EndOfTurn(
             probability=probability,
-            complete=probability > self.config.threshold,
             inference_s=time.perf_counter() - started,
         )

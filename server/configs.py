@@ -73,7 +73,6 @@ def endpointing_config(settings: Settings, hold_unfinished_turns: bool = True) -
 def end_of_turn_config(settings: Settings) -> EndOfTurnConfig:
     return EndOfTurnConfig(
         model_path=settings.end_of_turn_model,
-        threshold=settings.end_of_turn_threshold,
         threads=settings.end_of_turn_threads,
     )
 

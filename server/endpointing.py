@@ -74,6 +74,8 @@ class EndpointingConfig:
     def __post_init__(self) -> None:
         if self.mode not in ENDPOINTING_MODES:
             raise ValueError(f"endpointing must be one of {ENDPOINTING_MODES}, not {self.mode!r}")
+        if not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"threshold must lie in (0, 1), not {self.threshold}")
 
     @property
     def vad_end_of_speech_ms(self) -> int:

@@ -46,7 +46,7 @@ class FixedModel:
             time.sleep(self.stall_s)
         if self.fail:
             raise RuntimeError("onnx exploded")
-        return EndOfTurn(self.probability, self.probability > 0.9, 0.001)
+        return EndOfTurn(self.probability, 0.001)
 
 
 @pytest.fixture(scope="module")
@@ -192,3 +192,11 @@ def test_a_model_that_will_not_load_stops_the_start_with_its_path_and_what_to_in
     if content is None:
         assert "pipecat-ai" in done.stderr  # what to install for the bundled one
     assert "Traceback" not in done.stderr
+
+
+def test_a_threshold_outside_0_to_1_is_refused():
+    from earshot.server.endpointing import EndpointingConfig
+
+    for bad in (0.0, 1.0, 1.5):
+        with pytest.raises(ValueError, match="threshold"):
+            EndpointingConfig(mode="model", threshold=bad)

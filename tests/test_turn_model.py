@@ -156,7 +156,7 @@ def test_sentences_outscore_clips_that_stop_mid_sentence(model):
 def test_the_end_of_a_long_answer(model, clip, finished):
     """A whole answer (17-64 s, the model hears its last 8 s) + 200 ms of silence."""
     complete, _ = _complete_and_cuts(_pcm(clip))
-    assert model.predict(complete).complete == finished
+    assert (model.predict(complete).probability > 0.5) == finished  # pipecat's threshold
 
 
 @pytest.mark.parametrize("clip", NONSPEECH)
@@ -164,7 +164,6 @@ def test_nonspeech_gives_a_probability(model, clip):
     """No crash and a probability; what it says is the pipeline's business (it asks only after speech)."""
     result = model.predict(_pcm(clip))
     assert 0.0 <= result.probability <= 1.0
-    assert result.complete == (result.probability > model.config.threshold)
     assert result.inference_s > 0
 
 
@@ -183,14 +182,8 @@ def test_predict_from_several_threads_at_once(model):
     assert together == alone * 2
 
 
-def test_threshold_decides_complete():
-    strict = EndOfTurnModel.load(EndOfTurnConfig(threshold=0.99))
-    result = strict.predict(_pcm("utterances/LJ001-0009.wav"))  # 0.94 with 8 s of it
-    assert 0.5 < result.probability < 0.99 and not result.complete
-
-
 def test_bad_configs():
-    for bad in (dict(threshold=0.0), dict(threshold=1.0), dict(max_audio_s=0), dict(max_audio_s=8.5), dict(threads=0)):
+    for bad in (dict(max_audio_s=0), dict(max_audio_s=8.5), dict(threads=0)):
         with pytest.raises(ValueError):
             EndOfTurnConfig(**bad)
 
