@@ -38,6 +38,7 @@ import asyncio
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -80,7 +81,7 @@ QUICK_WER = {"utterances": 3, "long": 1}
 SETTING_NAMES = (
     "endpointing", "end_of_speech_ms", "turn_pause_ms", "end_of_turn_threshold", "end_of_turn_checks_ms",
     "end_of_turn_fallback_ms", "end_of_turn_min_speech_ms", "end_of_turn_timeout_ms", "end_of_turn_threads",
-    "vad_aggressiveness", "vad_frame_ms",
+    "vad_aggressiveness", "vad_frame_ms", "vad_noise_gate_db", "end_of_turn_check_words",
 )
 
 
@@ -124,16 +125,31 @@ def live_items(items: Sequence[Any], answer_s: float) -> list[Any]:
     return chosen
 
 
+def transcriber(engine: AsrEngine) -> turn_sweep.Transcriber:
+    """The final decode the pipeline starts at the pause hint, run to its end (for the words check)."""
+    def words(pcm: bytes) -> Optional[str]:
+        transcript = asyncio.run(engine.transcribe("turn-sweep", pcm, final=True))
+        return transcript.text if transcript is not None else None
+
+    return words
+
+
 def sweep_pass(items: Sequence[Any]) -> dict[str, Any]:
     settings = mode_settings("model")
     model = EndOfTurnModel.load(end_of_turn_config(settings))
+    engine = AsrEngine.load(asr_config(settings))
     started = time.monotonic()
-    caches = turn_sweep.collect(items, model, vad_config(settings))
+    try:
+        caches = turn_sweep.collect(items, model, vad_config(settings), words=transcriber(engine))
+    finally:
+        engine.close()
     rows = turn_sweep.sweep(caches)
     timers = mode_settings("silence")
     baseline = turn_sweep.silence_baseline(caches, timers.end_of_speech_ms, timers.turn_pause_ms)
     best, why = turn_sweep.choose(rows, baseline)
     checks = tuple(int(s) for s in best["checks_ms"].split(","))
+    default = turn_sweep.Point(settings.end_of_turn_threshold, settings.end_of_turn_checks, settings.end_of_turn_fallback_ms,
+                               settings.end_of_turn_min_speech_ms, check_words=settings.end_of_turn_check_words)
     return {
         "answers": len(caches),
         "mid_pauses": sum(c.mid_pauses for c in caches),
@@ -146,8 +162,11 @@ def sweep_pass(items: Sequence[Any]) -> dict[str, Any]:
         "table": rows,
         "chosen": best,
         "chosen_why": why,
-        "default_point": turn_sweep.evaluate(caches, turn_sweep.Point(settings.end_of_turn_threshold, settings.end_of_turn_checks,
-                                                                      settings.end_of_turn_fallback_ms)),
+        "default_point": turn_sweep.evaluate(caches, default),
+        "default_point_without_words": turn_sweep.evaluate(caches, replace(default, check_words=False)),
+        "table_without_words": turn_sweep.sweep(caches, check_words=False),
+        "pauses_held_by_words": {label: sum(1 for c in caches for p in c.pauses if p.label == label and p.words_unfinished)
+                                 for label in ("mid", "gap", "end")},
         "fallbacks_at_chosen": turn_sweep.fallback_rows(caches, best["threshold"], checks),
         "probabilities_at_200ms": turn_sweep.end_probabilities(caches),
     }

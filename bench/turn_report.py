@@ -63,13 +63,20 @@ def print_tables(report: dict[str, Any]) -> None:
     sweep = report.get("sweep")
     if sweep:
         print(f"\nSweep: {sweep['answers']} answers, {sweep['mid_pauses']} designed pauses, "
-              f"model call p50 {cell(sweep['model_calls_inference_s']['p50'])} s")
+              f"model call p50 {cell(sweep['model_calls_inference_s']['p50'])} s; with the words check "
+              f"(pauses whose words stop mid-phrase: {sweep.get('pauses_held_by_words')})")
         print("  ".join(f"{name:>14s}" for name, _ in SWEEP_COLUMNS))
         for row in sweep["table"]:
             print("  ".join(f"{cell(row[name], form):>14s}" for name, form in SWEEP_COLUMNS))
         base = sweep["silence_baseline"]
         print(f"{'silence timers':>14s}  {base['end_of_speech_ms']}+{base['turn_pause_ms']:<9d}  " + "  ".join(
             f"{cell(base.get(name), form):>14s}" for name, form in SWEEP_COLUMNS[2:]))
+        for label, key in (("default, words check", "default_point"), ("default, model alone", "default_point_without_words")):
+            row = sweep.get(key)
+            if row:
+                print(f"{label}: threshold {row['threshold']}, checks {row['checks_ms']} ms: {row['mid_takeovers']} designed pauses, "
+                      f"{row['gap_takeovers']} gaps, {row['answers_taken_over']} answers taken over; {row['ends_by_fallback']} ends "
+                      f"by fallback; p50 {cell(row['end_latency_p50_s'])} s, p95 {cell(row['end_latency_p95_s'])} s")
         chosen = sweep["chosen"]
         print(f"chosen: threshold {chosen['threshold']}, checks {chosen['checks_ms']} ms, fallback {chosen['fallback_ms']} ms: "
               f"{sweep['chosen_why']}")

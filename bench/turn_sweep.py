@@ -11,10 +11,15 @@ Two steps, so one slow pass feeds a fast sweep:
    ends of voice the turn set records): `mid` (a designed pause inside the
    answer: the interviewer must not speak), `end` (the answer is over) or `gap`
    (a natural gap between words of a recording, long enough to be asked about).
+   Where the pause reaches the VAD's pause hint (180 ms), the utterance so far
+   is transcribed as the pipeline's speculative decode would be, and whether
+   its words stop mid-phrase (models/turn_text.py) is kept: the words check.
 2. `evaluate` - for one (threshold, checks schedule, fallback) the Endpointer's
    rules are replayed on that cache: a check the schedule has not reached is
    not asked, one that falls due while the last call still runs is skipped, a
-   "complete" that arrives after the voice came back ends nothing, and a pause
+   "complete" that arrives after the voice came back ends nothing, a
+   "complete" whose words stop mid-phrase is held (with `check_words`, from
+   the pause hint on, as the Endpointer has the words only then), and a pause
    the model never closes ends at the fallback silence. What comes out: the
    takeovers (a decision inside the answer), and for every answer's end who
    ended it and how long after the end of voice.
@@ -35,12 +40,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 from bench.common import progress
 from earshot.loadtest.stats import percentiles
 from earshot.models.audio import BYTES_PER_SAMPLE, SAMPLE_RATE, read_audio
 from earshot.models.turn_model import EndOfTurnModel
+from earshot.models.turn_text import sounds_unfinished
 from earshot.models.vad import VadConfig, VadSegmenter, VadSpeechEnd
 
 # Silences (ms) at which the model is asked in every pause. The VAD counts silence in 30 ms frames,
@@ -82,6 +88,8 @@ class Pause:
     vad_end_s: float  # the VAD's last voiced frame before it
     resumed_s: Optional[float]  # audio clock when the VAD heard voice again (None: it never did)
     checks: tuple[Check, ...]
+    words_unfinished: Optional[bool] = None  # its words so far stop mid-phrase (None: not transcribed, no pause hint)
+    words: str = ""  # what the speculative decode heard, for reading
 
     def check(self, silence_ms: int) -> Optional[Check]:
         return next((c for c in self.checks if c.silence_ms == silence_ms), None)
@@ -107,20 +115,29 @@ def label_pause(item, vad_end_s: float) -> tuple[str, int, str, float]:
     return "gap", -1, "", vad_end_s
 
 
-def collect_item(item, model: EndOfTurnModel, vad_config: VadConfig, grid: Sequence[int] = GRID_MS) -> AnswerCache:
+Transcriber = Callable[[bytes], Optional[str]]  # an utterance's audio so far -> its text (None: no words)
+
+
+def collect_item(
+    item, model: EndOfTurnModel, vad_config: VadConfig, grid: Sequence[int] = GRID_MS, words: Optional[Transcriber] = None
+) -> AnswerCache:
     pcm = read_audio(item.path)
     vad = VadSegmenter(vad_config)
     chunk = SAMPLE_RATE * CHUNK_MS // 1000 * BYTES_PER_SAMPLE
     pauses: list[Pause] = []
     open_end: Optional[float] = None  # the VAD pause being asked about: its last voiced frame
     checks: list[Check] = []
+    heard: Optional[str] = None  # the pause's words, once it reached the pause hint
 
     def close(resumed_s: Optional[float]) -> None:
-        nonlocal open_end, checks
+        nonlocal open_end, checks, heard
         if open_end is not None and checks:
             label, mid_index, mid_kind, voice_end = label_pause(item, open_end)
-            pauses.append(Pause(item.id, label, mid_index, mid_kind, voice_end, open_end, resumed_s, tuple(checks)))
-        open_end, checks = None, []
+            unfinished = None if heard is None else sounds_unfinished(heard)
+            pauses.append(
+                Pause(item.id, label, mid_index, mid_kind, voice_end, open_end, resumed_s, tuple(checks), unfinished, heard or "")
+            )
+        open_end, checks, heard = None, [], None
 
     for offset in range(0, len(pcm), chunk):
         events = vad.push(pcm[offset : offset + chunk])
@@ -134,6 +151,8 @@ def collect_item(item, model: EndOfTurnModel, vad_config: VadConfig, grid: Seque
         if vad.last_voiced_end_s != open_end:
             close(vad.last_voiced_end_s)
             open_end = vad.last_voiced_end_s
+        if words is not None and heard is None and vad.trailing_silence_ms >= vad_config.pause_hint_ms:
+            heard = words(vad.utterance_audio()) or ""  # the speculative final decode's audio
         asked = {c.silence_ms for c in checks}
         due = [s for s in grid if s <= vad.trailing_silence_ms and s not in asked]
         if due:
@@ -145,11 +164,13 @@ def collect_item(item, model: EndOfTurnModel, vad_config: VadConfig, grid: Seque
     return AnswerCache(item.id, item.kind, round(item.voice_end_s - item.voice_start_s, 3), len(item.pauses), tuple(pauses))
 
 
-def collect(items: Iterable, model: EndOfTurnModel, vad_config: VadConfig) -> list[AnswerCache]:
+def collect(
+    items: Iterable, model: EndOfTurnModel, vad_config: VadConfig, words: Optional[Transcriber] = None
+) -> list[AnswerCache]:
     caches = []
     items = list(items)
     for index, item in enumerate(items):
-        cache = collect_item(item, model, vad_config)
+        cache = collect_item(item, model, vad_config, words=words)
         calls = len({(p.vad_end_s, c.at_s) for p in cache.pauses for c in p.checks})
         progress(f"sweep {index + 1:2d}/{len(items)} {item.id:28s} {len(cache.pauses)} pauses, {calls} model calls")
         caches.append(cache)
@@ -172,12 +193,15 @@ class Point:
     threshold: float
     checks_ms: tuple[int, ...]
     fallback_ms: int = 2500
-    min_speech_ms: int = 300
+    min_speech_ms: int = 500  # as EndpointingConfig: VAD-counted voice before the model is asked
     frame_ms: int = 30
+    check_words: bool = True  # hold a "complete" whose words stop mid-phrase
+    pause_hint_ms: int = 180  # from this silence on the words are known (the speculative decode starts there)
 
     @property
     def name(self) -> str:
-        return f"t={self.threshold:.1f} checks={','.join(map(str, self.checks_ms))} fallback={self.fallback_ms}"
+        words = " words" if self.check_words else ""
+        return f"t={self.threshold:.1f} checks={','.join(map(str, self.checks_ms))} fallback={self.fallback_ms}{words}"
 
 
 @dataclass(frozen=True)
@@ -197,7 +221,8 @@ def decide(pause: Pause, point: Point) -> Optional[Decision]:
             continue  # not asked about (too little voice), or skipped (the last call still ran)
         busy_until = check.at_s + check.inference_s
         still_paused = pause.resumed_s is None or busy_until < pause.resumed_s
-        if check.probability > point.threshold and still_paused:
+        held = point.check_words and silence_ms >= point.pause_hint_ms and bool(pause.words_unfinished)
+        if check.probability > point.threshold and still_paused and not held:
             return Decision("model", busy_until)
     frames = math.ceil(point.fallback_ms / point.frame_ms)
     fallback_at = pause.vad_end_s + frames * point.frame_ms / 1000
@@ -245,6 +270,7 @@ def evaluate(caches: Sequence[AnswerCache], point: Point) -> dict[str, Any]:
         "threshold": point.threshold,
         "checks_ms": ",".join(map(str, point.checks_ms)),
         "fallback_ms": point.fallback_ms,
+        "check_words": point.check_words,
         "answers": len(caches),
         "mid_pauses": mids,
         "mid_takeovers": len(taken_mid),
@@ -263,9 +289,8 @@ def evaluate(caches: Sequence[AnswerCache], point: Point) -> dict[str, Any]:
     }
 
 
-def sweep(caches: Sequence[AnswerCache]) -> list[dict[str, Any]]:
-    rows = [evaluate(caches, Point(t, s)) for s in SCHEDULES for t in THRESHOLDS]
-    return rows
+def sweep(caches: Sequence[AnswerCache], check_words: bool = True) -> list[dict[str, Any]]:
+    return [evaluate(caches, Point(t, s, check_words=check_words)) for s in SCHEDULES for t in THRESHOLDS]
 
 
 def silence_baseline(
