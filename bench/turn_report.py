@@ -38,7 +38,8 @@ CLEAN_ROWS = (
 )
 SWEEP_COLUMNS = (
     ("threshold", "{:g}"), ("checks_ms", "{}"), ("mid_takeovers", "{}"), ("mid_takeover_rate", "{:.3f}"),
-    ("gap_takeovers", "{}"), ("answers_taken_over", "{}"), ("ends_by_model", "{}"), ("ends_by_fallback", "{}"),
+    ("gap_takeovers", "{}"), ("answers_taken_over", "{}"), ("mid_cuts", "{}"), ("answers_cut", "{}"),
+    ("ends_by_model", "{}"), ("ends_by_fallback", "{}"),
     ("end_latency_p50_s", "{:.3f}"), ("end_latency_p95_s", "{:.3f}"), ("end_latency_from_vad_p50_s", "{:.3f}"),
 )
 
@@ -74,8 +75,9 @@ def print_tables(report: dict[str, Any]) -> None:
         for label, key in (("default, words check", "default_point"), ("default, model alone", "default_point_without_words")):
             row = sweep.get(key)
             if row:
-                print(f"{label}: threshold {row['threshold']}, checks {row['checks_ms']} ms: {row['mid_takeovers']} designed pauses, "
-                      f"{row['gap_takeovers']} gaps, {row['answers_taken_over']} answers taken over; {row['ends_by_fallback']} ends "
+                print(f"{label}: threshold {row['threshold']}, checks {row['checks_ms']} ms: taken over {row['mid_takeovers']} "
+                      f"designed pauses, {row['gap_takeovers']} gaps, {row['answers_taken_over']} answers (turn ended inside "
+                      f"{row['mid_cuts']} designed pauses, {row['gap_cuts']} gaps); {row['ends_by_fallback']} ends "
                       f"by fallback; p50 {cell(row['end_latency_p50_s'])} s, p95 {cell(row['end_latency_p95_s'])} s")
         chosen = sweep["chosen"]
         print(f"chosen: threshold {chosen['threshold']}, checks {chosen['checks_ms']} ms, fallback {chosen['fallback_ms']} ms: "

@@ -21,8 +21,10 @@ Two steps, so one slow pass feeds a fast sweep:
    "complete" whose words stop mid-phrase is held (with `check_words`, from
    the pause hint on, as the Endpointer has the words only then), and a pause
    the model never closes ends at the fallback silence. What comes out: the
-   takeovers (a decision inside the answer), and for every answer's end who
-   ended it and how long after the end of voice.
+   cuts (a turn ended inside the answer), the takeovers (the cuts whose pause
+   outlasts the time to the interviewer's first audible frame, REPLY_AUDIBLE_S:
+   the candidate is talked over), and for every answer's end who ended it and
+   how long after the end of voice.
 
 The end of voice is the audio's own (energy, `speech_bounds` threshold), not the
 VAD's last voiced frame, which webrtcvad puts 0.1-0.2 s later (it hears the
@@ -60,6 +62,13 @@ SCHEDULES: tuple[tuple[int, ...], ...] = (
 )
 FALLBACKS_MS = (1500, 2000, 2500)
 MID_SLACK_S = 0.3  # a VAD pause belongs to a designed pause when its voice ended this close before it, or inside it
+# From the decision to the interviewer's first audible frame at the caller (the final, the Listener, the cached
+# acknowledgement's first audio, WebRTC playout). A turn that ends inside an answer is a takeover only when the
+# pause outlasts this: if the voice comes back sooner, the Listener drops the reply and nobody is talked over.
+# Measured live (python -m bench.turn_bench, 2026-12-06): reply heard p50 0.674 s after the end of voice against
+# the sweep's decision p50 0.317 s in model mode; 1.442 s against the timers' 1.280 s in silence mode (the reply
+# is made ready during the turn pause).
+REPLY_AUDIBLE_S = {"model": 0.35, "silence": 0.16}
 # What a chosen point may cost: at most this share of the designed pauses (and of answers) taken over.
 MAX_MID_TAKEOVER_RATE = 0.05
 MAX_ANSWERS_TAKEN_OVER_RATE = 0.10
@@ -204,6 +213,36 @@ class Point:
         return f"t={self.threshold:.1f} checks={','.join(map(str, self.checks_ms))} fallback={self.fallback_ms}{words}"
 
 
+class Inside:
+    """Turns ended inside answers (cuts), or those of them the candidate would have heard (takeovers), counted."""
+
+    def __init__(self) -> None:
+        self.mid: dict[tuple[str, int], str] = {}  # (answer, designed pause) -> its kind
+        self.gaps = 0
+        self.answers: set[str] = set()
+
+    def add(self, item_id: str, pause: Pause) -> None:
+        self.answers.add(item_id)
+        if pause.label == "mid":
+            self.mid[(item_id, pause.mid_index)] = pause.mid_kind
+        else:
+            self.gaps += 1
+
+    def row(self, name: str, mids: int, answers: int) -> dict[str, Any]:
+        kinds: dict[str, int] = {}
+        for kind in self.mid.values():
+            kinds[kind] = kinds.get(kind, 0) + 1
+        answer_word = "answers_taken_over" if name == "takeovers" else "answers_cut"
+        return {
+            f"mid_{name}": len(self.mid),
+            f"mid_{name[:-1]}_rate": round(len(self.mid) / mids, 4) if mids else None,
+            f"mid_{name}_by_kind": dict(sorted(kinds.items())),
+            f"gap_{name}": self.gaps,
+            answer_word: len(self.answers),
+            f"{answer_word}_rate": round(len(self.answers) / answers, 4) if answers else None,
+        }
+
+
 @dataclass(frozen=True)
 class Decision:
     by: str  # model | fallback
@@ -233,14 +272,10 @@ def decide(pause: Pause, point: Point) -> Optional[Decision]:
 
 def evaluate(caches: Sequence[AnswerCache], point: Point) -> dict[str, Any]:
     mids = sum(c.mid_pauses for c in caches)
-    taken_mid: set[tuple[str, int]] = set()
-    taken_mid_kinds: dict[str, int] = {}
-    gap_takeovers = 0
-    answers_taken = 0
+    cuts, takeovers = Inside(), Inside()
     ends_by = {"model": 0, "fallback": 0, "none": 0}
     latency, latency_vad = [], []
     for cache in caches:
-        taken = False
         end_decision: Optional[Decision] = None
         end_vad: Optional[float] = None
         voice_end: Optional[float] = None
@@ -252,13 +287,9 @@ def evaluate(caches: Sequence[AnswerCache], point: Point) -> dict[str, Any]:
                 continue
             if decision is None:
                 continue
-            taken = True
-            if pause.label == "mid" and (cache.item_id, pause.mid_index) not in taken_mid:
-                taken_mid.add((cache.item_id, pause.mid_index))
-                taken_mid_kinds[pause.mid_kind] = taken_mid_kinds.get(pause.mid_kind, 0) + 1
-            elif pause.label == "gap":
-                gap_takeovers += 1
-        answers_taken += taken
+            cuts.add(cache.item_id, pause)
+            if pause.resumed_s is None or decision.at_s + REPLY_AUDIBLE_S["model"] < pause.resumed_s:
+                takeovers.add(cache.item_id, pause)
         if end_decision is None:
             ends_by["none"] += 1
             continue
@@ -273,12 +304,8 @@ def evaluate(caches: Sequence[AnswerCache], point: Point) -> dict[str, Any]:
         "check_words": point.check_words,
         "answers": len(caches),
         "mid_pauses": mids,
-        "mid_takeovers": len(taken_mid),
-        "mid_takeover_rate": round(len(taken_mid) / mids, 4) if mids else None,
-        "mid_takeovers_by_kind": dict(sorted(taken_mid_kinds.items())),
-        "gap_takeovers": gap_takeovers,
-        "answers_taken_over": answers_taken,
-        "answers_taken_over_rate": round(answers_taken / len(caches), 4) if caches else None,
+        **takeovers.row("takeovers", mids, len(caches)),
+        **cuts.row("cuts", mids, len(caches)),
         "ends_by_model": ends_by["model"],
         "ends_by_fallback": ends_by["fallback"],
         "ends_undecided": ends_by["none"],
@@ -304,11 +331,9 @@ def silence_baseline(
     """
     wait_s = math.ceil(end_of_speech_ms / frame_ms) * frame_ms / 1000 + turn_pause_ms / 1000
     mids = sum(c.mid_pauses for c in caches)
-    taken_mid: set[tuple[str, int]] = set()
-    gaps = answers = 0
+    cuts, takeovers = Inside(), Inside()
     latency, latency_vad = [], []
     for cache in caches:
-        taken = False
         end = next((p for p in cache.pauses if p.label == "end"), None)
         if end is not None:
             latency.append(end.vad_end_s + wait_s - end.voice_end_s)
@@ -316,19 +341,17 @@ def silence_baseline(
         for pause in cache.pauses:
             if pause.label == "end":
                 continue
-            if pause.resumed_s is not None and pause.resumed_s - pause.vad_end_s >= wait_s:
-                taken = True
-                if pause.label == "mid":
-                    taken_mid.add((cache.item_id, pause.mid_index))
-                else:
-                    gaps += 1
-        answers += taken
+            silence_s = math.inf if pause.resumed_s is None else pause.resumed_s - pause.vad_end_s
+            if silence_s >= wait_s:
+                cuts.add(cache.item_id, pause)
+            if silence_s >= wait_s + REPLY_AUDIBLE_S["silence"]:
+                takeovers.add(cache.item_id, pause)
     p = percentiles(latency)
     return {
         "endpointing": "silence", "end_of_speech_ms": end_of_speech_ms, "turn_pause_ms": turn_pause_ms,
-        "answers": len(caches), "mid_pauses": mids, "mid_takeovers": len(taken_mid),
-        "mid_takeover_rate": round(len(taken_mid) / mids, 4) if mids else None, "gap_takeovers": gaps,
-        "answers_taken_over": answers, "answers_taken_over_rate": round(answers / len(caches), 4) if caches else None,
+        "answers": len(caches), "mid_pauses": mids,
+        **takeovers.row("takeovers", mids, len(caches)),
+        **cuts.row("cuts", mids, len(caches)),
         "end_latency_p50_s": p["p50"], "end_latency_p95_s": p["p95"], "end_latency_mean_s": p["mean"],
         "end_latency_from_vad_p50_s": percentiles(latency_vad)["p50"],
     }

@@ -81,3 +81,33 @@ def test_the_timers_take_over_a_pause_longer_than_their_wait(answer):
     assert turn_sweep.silence_baseline([cache], end_of_speech_ms=500, turn_pause_ms=2000)["mid_takeovers"] == 0
     row = turn_sweep.evaluate([cache], turn_sweep.Point(0.5, (200,)))
     assert row["ends_by_model"] + row["ends_by_fallback"] + row["ends_undecided"] == 1
+    assert row["mid_cuts"] >= row["mid_takeovers"]  # a takeover is a cut the candidate hears
+
+
+def test_words_that_stop_mid_phrase_hold_a_complete_pause(answer):
+    from dataclasses import replace
+
+    _, cache = answer
+    end = next(p for p in cache.pauses if p.label == "end")
+    assert end.words_unfinished is None  # collected without a transcriber: not known
+    mid_phrase = replace(end, words_unfinished=True)
+    held = turn_sweep.decide(mid_phrase, turn_sweep.Point(0.5, (200,)))
+    assert held is not None and held.by == "fallback"  # the model said complete; the words held it
+    alone = turn_sweep.decide(mid_phrase, turn_sweep.Point(0.5, (200,), check_words=False))
+    assert alone is not None and alone.by == "model"
+    before_the_words = turn_sweep.decide(mid_phrase, turn_sweep.Point(0.5, (120,)))  # before the pause hint: no words yet
+    assert before_the_words is not None and before_the_words.by == "model"
+
+
+def test_a_cut_is_a_takeover_only_when_the_pause_outlasts_the_reply(answer):
+    from dataclasses import replace
+
+    _, cache = answer
+    mid = next(p for p in cache.pauses if p.label == "mid")
+    decision = turn_sweep.decide(mid, turn_sweep.Point(0.01, (200,)))  # any probability ends it
+    assert decision is not None and decision.by == "model"
+    soon = replace(mid, resumed_s=decision.at_s + turn_sweep.REPLY_AUDIBLE_S["model"] / 2)
+    late = replace(mid, resumed_s=decision.at_s + turn_sweep.REPLY_AUDIBLE_S["model"] * 2)
+    for pause, heard in ((soon, 0), (late, 1)):
+        row = turn_sweep.evaluate([replace(cache, pauses=(pause,))], turn_sweep.Point(0.01, (200,)))
+        assert row["mid_cuts"] == 1 and row["mid_takeovers"] == heard
