@@ -36,7 +36,7 @@ from earshot.loadtest.faults import FAULT_KINDS, FaultResult, run_fault
 from earshot.loadtest.measure import MATCH_SLACK_S, CallRecord, measure_call, summarize_level
 from earshot.loadtest.progress import Progress, bar
 from earshot.loadtest.scrape import MetricsScraper
-from earshot.loadtest.script import Clip, PlacedClip, lay_out, render
+from earshot.loadtest.script import Clip, PlacedClip, interview_answers, lay_out, render
 from earshot.loadtest.slo import Slo, capacity_of, search_capacity
 from earshot.loadtest.wer import method as wer_method
 
@@ -285,7 +285,7 @@ class LoadTest:
 
     async def _converse(self, caller: HeadlessCaller, record: CallRecord, rng: random.Random) -> None:
         """Interview mode: listen to the interviewer, answer with the next clip when it falls quiet."""
-        clips = self.clips[:]
+        clips = interview_answers(self.clips)
         rng.shuffle(clips)
         for clip in itertools.cycle(clips):
             await _wait_for_agent_turn(caller)

@@ -88,6 +88,19 @@ def _manifest_references(folder: Path) -> dict[Path, str]:
     return {}
 
 
+def interview_answers(clips: list[Clip]) -> list[Clip]:
+    """The clips a candidate could give as a whole answer: those whose transcript ends a sentence.
+
+    Half of the corpus's LJ Speech clips stop mid-sentence ("...represented in
+    the Exhibition", "...fine typography,"). The end-of-turn model rightly hears
+    those as unfinished and holds the turn to the fallback silence (2.5 s), so
+    as answers they would measure the fallback, not the reply. Clips with no
+    transcript are kept; if no clip qualifies, all are used.
+    """
+    finished = [c for c in clips if c.reference is None or c.reference.rstrip().rstrip("\"')").endswith((".", "?", "!"))]
+    return finished or clips
+
+
 def lay_out(clips: list[Clip], duration_s: float, gap_s: float, seed: int) -> list[PlacedClip]:
     """Clips in a shuffled order (each caller its own, so callers do not speak in lockstep),
     repeated as needed, until the next one would end past `duration_s`; at least one clip."""

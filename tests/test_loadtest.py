@@ -18,7 +18,7 @@ import pytest
 from earshot.loadtest.caller import HeadlessCaller, ReceivedEvent
 from earshot.loadtest.faults import FAULT_KINDS, run_fault
 from earshot.loadtest.measure import CallRecord, measure_call
-from earshot.loadtest.script import Clip, PlacedClip, lay_out, load_clips
+from earshot.loadtest.script import Clip, PlacedClip, interview_answers, lay_out, load_clips
 from earshot.loadtest.server_process import free_port, start_server
 from earshot.loadtest.slo import Slo
 from earshot.loadtest.wer import wer
@@ -213,3 +213,14 @@ def test_finals_are_matched_to_the_clips_they_transcribe():
     assert [round(v, 3) for v in measures.first_partial_s] == [0.7]
     assert [round(v, 3) for v in measures.partial_lag_s] == [0.1]
     assert measures.word_errors == 1 + 3 and measures.reference_words == 6
+
+
+def test_interview_answers_are_the_clips_that_end_a_sentence():
+    clips = load_clips(CORPUS / "utterances")
+    answers = interview_answers(clips)
+    names = {c.path.name for c in answers}
+    assert "LJ001-0002.wav" in names  # "in being comparatively modern."
+    assert "LJ001-0001.wav" not in names  # "...represented in the Exhibition": the model holds it to the fallback
+    assert 5 <= len(answers) < len(clips)
+    unknown = [Clip(c.path, c.pcm16, None, c.speech_start_s, c.speech_end_s) for c in clips[:3]]
+    assert interview_answers(unknown) == unknown  # no transcript: nothing to judge by
