@@ -54,7 +54,7 @@ run: setup
 	$(VENV)/bin/earshot serve
 
 test: system-deps-test $(TEST_DEPS)
-	$(PY) -m pytest -ra
+	$(PY) -m pytest -ra --durations=15
 
 bench: system-deps-run $(TEST_DEPS)
 	$(PY) -m bench.run_bench
