@@ -21,15 +21,12 @@ pauses inside them where the interviewer must not speak, then >= 3 s of quiet):
 Writes bench/results/turn.json and turn.png (turn-quick.* with --quick).
 """
 
-# MEASURED (python -m bench.turn_bench, 2026-12-06, the 2-core reference box; bench/README.md has the tables):
-#   sweep, 37 answers / 34 designed pauses: timers 500+700 ms decide 1.32 s after the end of voice (p50) and
-#     take over 11 pauses; the model at 200 ms decides at 0.38 s, taking over 15 pauses + 11 natural gaps at
-#     threshold 0.5 and 8 + 8 at 0.95 (2 answer ends then fall to the fallback); no point reaches 5 %.
-#   live, 12 answers each: reply heard p50 2.11 s (silence) vs 1.16 s (model); on the 5 answers whose end
-#     both VADs heard in time 1.51 vs 0.79 s. Streaming WER 3.26 % vs 3.46 % (34 files, 983 words).
-#   At the shipped defaults (threshold 0.9, words check; --parts sweep,live, idle box): live takeovers 1 of 12
-#     designed pauses vs 3 of 12, finals cut at them 0.47 vs 3.3 per minute, reply p50 0.94 vs 1.48 s on the
-#     8 clean answers; end of voice -> final p50 0.755 vs 0.680 s (held pauses make longer utterances).
+# MEASURED (python -m bench.turn_bench, 2026-12-06, the 2-core reference box, idle; bench/README.md has the tables):
+#   sweep, 38 answers / 34 designed pauses: timers 500+700 ms decide 1.28 s after the end of voice (p50) and take
+#     over 10 designed pauses; the default (0.9, 200 ms, words check) decides at 0.32 s (p95 0.76 s: 2 answer ends
+#     left to the fallback) and takes over 6 (11 without the words check); no point reaches 5 %.
+#   live, 12 answers each: reply heard p50 1.44 s (silence) vs 0.65 s (model), p95 1.49 vs 0.75 s; designed
+#     pauses taken over 5 vs 0; end of voice -> final p50 0.64 vs 0.53 s. Streaming WER 3.15 % vs 3.05 %.
 
 from __future__ import annotations
 
@@ -76,7 +73,7 @@ LIVE_BUDGET_S = {"full": 330.0, "quick": 85.0}
 LIVE_ANSWER_COST_S = 7.0
 LIVE_ANSWER_S = {"full": 270.0, "quick": 45.0}
 QUICK_SWEEP_ITEMS = 8
-MAX_VAD_TAIL_S = 0.5  # elsewhere the VAD's last voiced frame lies 0.06-0.20 s after the audible end
+MAX_VAD_TAIL_S = 0.5  # elsewhere the VAD's last voiced frame lies up to 0.2 s after the audible end
 QUICK_WER = {"utterances": 3, "long": 1}
 SETTING_NAMES = (
     "endpointing", "end_of_speech_ms", "turn_pause_ms", "end_of_turn_threshold", "end_of_turn_checks_ms",

@@ -9,7 +9,8 @@ the wall clock by the caller's own audio clock (`PcmTrack.wall_at`):
 * final_from_voice_s - a final's arrival minus the end of voice it belongs to
   (the answer's end, or a designed pause the utterance was cut at); beside it
   the pipeline's own `emitted_audio_s - speech_end_audio_s`, which starts at
-  the VAD's last voiced frame, 0.1-0.2 s after the audible end.
+  the VAD's last voiced frame, about 0.07 s after the audible end (0.1-0.2 s
+  before the noise gate).
 * reply_s - the answer's end of voice to the first audible frame of the
   interviewer's reply (the decision, the final, the turn-taking and the voice).
 * takeovers - the interviewer heard while the answer is still going on
@@ -55,10 +56,10 @@ from earshot.models.audio import read_audio
 from earshot.server.redis_server import PrivateRedis
 
 ONSET_GAP_S = 0.3  # an audible frame after this much inaudible agent audio starts a new stretch of speech
-MAP_SLACK_S = 0.35  # a final's end this close to an end of voice belongs to it (the VAD ends 0.1-0.2 s late)
+MAP_SLACK_S = 0.35  # a final's end this close to an end of voice belongs to it (the VAD ends up to 0.2 s late)
 REPLY_TIMEOUT_S = 25.0  # after the answer's end of voice
 LISTEN_TIMEOUT_S = 60.0
-VAD_LATE_S = 0.5  # the VAD's last voiced frame lies 0.06-0.20 s after the audible end; this much later, it heard the quiet
+VAD_LATE_S = 0.5  # the VAD's last voiced frame lies up to 0.2 s after the audible end; this much later, it heard the quiet
 LOST_AUDIO_S = 0.2  # a lag bound beyond this means the clocks do not count the same samples
 PIPELINE_EVENTS = ("partial", "final", "speech_start", "speech_end", "pace")  # stamped with the pipeline's audio clock
 
