@@ -3,8 +3,10 @@
 The pipeline says, at the end of every utterance, why it ended (server/endpointing.py):
 
 * `turn_complete` (`--endpointing model`): the end-of-turn model heard a
-  finished turn, or the fallback silence ran out. The turn ends as soon as
-  the utterance's final is in: no further wait.
+  finished turn, or the fallback silence ran out. The turn ends `reply_gap_s`
+  (200 ms) after the end of speech, or when the final is in if that is later:
+  a candidate who goes on within the gap (the model takes some comma pauses
+  for an end) keeps the turn and is not talked over.
 * ended by the silence rule (`--endpointing silence`, or the model failed on
   this turn): the turn ends `turn_pause_s` later if no new speech comes.
 * too short to ask the model about (a cough, "mm"): never ends the turn at
@@ -104,7 +106,7 @@ class Listener:
                 turn_wait = self._turn_wait(item)
                 if item.ended_by == "short" and complete_before:
                     # A click or a cough after a complete turn: the turn is still over, the reply still wanted.
-                    turn_wait = 0.0
+                    turn_wait = self._config.reply_gap_s
                     if reply is None and finals:
                         reply = self._prepare_reply(question, finals)
                 else:
@@ -140,7 +142,7 @@ class Listener:
     def _turn_wait(self, end: HeardSpeechEnd) -> Optional[float]:
         """How long after this end of speech, with no new speech, the candidate's turn is over (None: not from it)."""
         if end.turn_complete:
-            return 0.0
+            return self._config.reply_gap_s
         if end.ended_by == "silence":
             return self._config.turn_pause_s
         if end.ended_by == "short":

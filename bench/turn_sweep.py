@@ -63,12 +63,9 @@ SCHEDULES: tuple[tuple[int, ...], ...] = (
 )
 FALLBACKS_MS = (1500, 2000, 2500)
 MID_SLACK_S = 0.3  # a VAD pause belongs to a designed pause when its voice ended this close before it, or inside it
-# From the decision to the interviewer's first audible frame at the caller (the final, the Listener, the cached
-# acknowledgement's first audio, WebRTC playout). A turn that ends inside an answer is a takeover only when the
-# pause outlasts this: if the voice comes back sooner, the Listener drops the reply and nobody is talked over.
-# Measured live (python -m bench.turn_bench, 2026-12-06): reply heard p50 0.674 s after the end of voice against
-# the sweep's decision p50 0.317 s in model mode; 1.442 s against the timers' 1.280 s in silence mode (the reply
-# is made ready during the turn pause).
+# Decision -> the interviewer's first audible frame at the caller. A turn ended inside an answer is a takeover only
+# if the pause outlasts this (sooner, the Listener drops the reply). Measured live, 2026-12-06: reply heard p50
+# 0.674 s vs decision p50 0.317 s (model); 1.442 vs 1.280 s (timers: the reply is made ready in the turn pause).
 REPLY_AUDIBLE_S = {"model": 0.35, "silence": 0.16}
 # What a chosen point may cost: at most this share of the designed pauses (and of answers) taken over.
 MAX_MID_TAKEOVER_RATE = 0.05
@@ -234,14 +231,9 @@ class Inside:
         for kind in self.mid.values():
             kinds[kind] = kinds.get(kind, 0) + 1
         answer_word = "answers_taken_over" if name == "takeovers" else "answers_cut"
-        return {
-            f"mid_{name}": len(self.mid),
-            f"mid_{name[:-1]}_rate": round(len(self.mid) / mids, 4) if mids else None,
-            f"mid_{name}_by_kind": dict(sorted(kinds.items())),
-            f"gap_{name}": self.gaps,
-            answer_word: len(self.answers),
-            f"{answer_word}_rate": round(len(self.answers) / answers, 4) if answers else None,
-        }
+        return {f"mid_{name}": len(self.mid), f"mid_{name[:-1]}_rate": round(len(self.mid) / mids, 4) if mids else None,
+                f"mid_{name}_by_kind": dict(sorted(kinds.items())), f"gap_{name}": self.gaps, answer_word: len(self.answers),
+                f"{answer_word}_rate": round(len(self.answers) / answers, 4) if answers else None}
 
 
 @dataclass(frozen=True)

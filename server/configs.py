@@ -108,6 +108,7 @@ def llm_config(settings: Settings) -> LlmConfig:
 def interview_config(settings: Settings) -> InterviewConfig:
     return InterviewConfig(
         turn_pause_s=settings.turn_pause_ms / 1000,
+        reply_gap_s=settings.reply_gap_ms / 1000,
         short_turn_wait_s=max(0, settings.end_of_turn_fallback_ms - settings.end_of_speech_ms) / 1000,
         answer_timeout_s=settings.answer_timeout_s,
         max_minutes=settings.interview_max_minutes,

@@ -11,8 +11,13 @@ when the event left the pipeline, so `emitted_audio_s - speech_end_audio_s` of
 a final is its latency measured in audio, end-of-speech silence included.
 
 An utterance's life on the wire: `voice_onset` (maybe speech) -> `speech_start`
--> `partial`* -> `speech_end` -> `final` -> `intent`. Floats in assist
-payloads are rounded to 3 decimals by whoever builds them (`r3`).
+-> `partial`* -> `speech_end` -> `final` -> `intent` (or `no_final` instead of
+the last two). Floats in assist payloads are rounded to 3 decimals by whoever
+builds them (`r3`).
+
+Why this module is long: it is the whole wire format in one place, one small
+dataclass per event, as the README's table lists them; split, the contract
+would be spread over files that each say part of it.
 """
 
 from __future__ import annotations

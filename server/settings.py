@@ -244,6 +244,11 @@ class Settings:
     turn_pause_ms: int = field(
         default=700, metadata=_help("silence after a final before the interviewer takes its turn")
     )
+    reply_gap_ms: int = field(
+        default=200,
+        metadata=_help("after a turn the end-of-turn model called complete, the interviewer waits this long before it speaks: "
+                       "a candidate who goes on within it keeps the turn"),
+    )
     answer_timeout_s: float = field(
         default=20.0, metadata=_help("no answer this long after a question: ask again once, then move on")
     )

@@ -35,6 +35,7 @@ def settings_problems(s: "Settings") -> list[str]:
     check(s.vad_aggressiveness in (0, 1, 2, 3), "vad_aggressiveness must be 0, 1, 2 or 3")
     check(s.vad_frame_ms in (10, 20, 30), "vad_frame_ms must be 10, 20 or 30")
     check(0.0 <= s.vad_noise_gate_db <= 90.0, "vad_noise_gate_db must be 0 (off) to 90")
+    check(0 <= s.reply_gap_ms <= 5000, "reply_gap_ms must be 0 to 5000")
     check(0 < s.speech_start_ms <= 150, "speech_start_ms must be in 1..150")
     check(0 <= s.pre_roll_ms <= 1000, "pre_roll_ms must be in 0..1000")
     check(100 <= s.end_of_speech_ms <= 5000, "end_of_speech_ms must be in 100..5000")

@@ -430,10 +430,34 @@ async def _time_to_reply(ends: Sequence[HeardSpeechEnd], texts: Sequence[str], *
         run.cancel()
 
 
-async def test_a_complete_turn_is_taken_at_once_without_the_turn_pause():
+async def test_a_complete_turn_is_taken_after_the_reply_gap_not_the_turn_pause():
     complete = HeardSpeechEnd(1, dropped=False, ended_by="model", turn_complete=True)
-    waited = await _time_to_reply([complete], [ANSWER], turn_pause_s=0.6)
-    assert waited is not None and waited < 0.1
+    waited = await _time_to_reply([complete], [ANSWER], turn_pause_s=0.6, reply_gap_s=0.2)
+    assert waited is not None and 0.18 <= waited < 0.35
+    at_once = await _time_to_reply([complete], [ANSWER], turn_pause_s=0.6, reply_gap_s=0.0)
+    assert at_once is not None and at_once < 0.1
+
+
+async def test_a_voice_back_within_the_reply_gap_keeps_the_turn():
+    """The model took a comma pause for the end ("Printing, then, for our purpose, | may be..."): the candidate goes on."""
+    interviewer, voice, output, script = make(None, questions=2, max_follow_ups=0, reply_gap_s=0.3)
+    run = asyncio.ensure_future(interviewer.run())
+    await script.until_listening()
+    heard = interviewer.heard
+    said = len(voice.said)
+    heard(HeardSpeechStart(1))
+    await asyncio.sleep(0.01)
+    heard(HeardSpeechEnd(1, dropped=False, ended_by="model", turn_complete=True))
+    heard(HeardFinal(1, 1, "Printing, then, for our purpose."))
+    await asyncio.sleep(0.15)
+    heard(HeardSpeechStart(2))  # within the gap
+    await asyncio.sleep(0.5)
+    assert len(voice.said) == said  # still the candidate's turn
+    heard(HeardSpeechEnd(2, dropped=False, ended_by="model", turn_complete=True))
+    heard(HeardFinal(2, 2, "May be considered as the art of making books."))
+    await script.until_listening()  # the next question: one answer of both finals
+    assert interviewer.state.asked[0].answer_seqs == [1, 2]
+    run.cancel()
 
 
 async def test_an_end_by_the_silence_rule_still_waits_the_turn_pause():

@@ -45,7 +45,7 @@ def test_a_call_shows_in_the_metrics(server):
     assert after[partial_decodes] - before.get(partial_decodes, 0) >= 3  # a 7 s utterance gets partials
     assert after["earshot_asr_batch_size_count"] - before.get("earshot_asr_batch_size_count", 0) >= 3
     latency_sum = after["earshot_final_latency_seconds_sum"] - before.get("earshot_final_latency_seconds_sum", 0)
-    assert 0.3 * finals < latency_sum < 5.0 * finals  # the 0.5 s end-of-speech silence is in every one
+    assert 0.2 * finals < latency_sum < 5.0 * finals  # every final waits at least the model's first check (200 ms of silence)
     assert after["earshot_event_loop_lag_seconds_count"] > before["earshot_event_loop_lag_seconds_count"]
 
 
