@@ -25,8 +25,9 @@ Writes bench/results/turn.json and turn.png (turn-quick.* with --quick).
 #   sweep, 38 answers / 34 designed pauses: timers 500+700 ms decide 1.28 s after the end of voice (p50) and take
 #     over 10 designed pauses; the default (0.9, 200 ms, words check) decides at 0.32 s (p95 0.76 s: 2 answer ends
 #     left to the fallback) and takes over 6 (11 without the words check); no point reaches 5 %.
-#   live, 12 answers each: reply heard p50 1.44 s (silence) vs 0.65 s (model), p95 1.49 vs 0.75 s; designed
-#     pauses taken over 5 vs 0; end of voice -> final p50 0.64 vs 0.53 s. Streaming WER 3.15 % vs 3.05 %.
+#   live, 12 answers each: reply heard p50 1.43 s (silence) vs 0.83 s (model, 200 ms reply gap; 0.65 s without it,
+#     and one takeover at a comma pause), p95 1.49 vs 1.79 s (one answer end left to the fallback); designed pauses
+#     taken over 5 vs 0; end of voice -> final p50 0.63 vs 0.52 s. Streaming WER 3.15 % vs 3.05 %.
 
 from __future__ import annotations
 
