@@ -14,8 +14,10 @@ The pipeline says, at the end of every utterance, why it ended (server/endpointi
   if no new speech comes.
 * cut for length: the speaker goes on; nothing to wait for.
 
-The turn also ends at once on "that's all" or a command ("repeat", "hint",
-"skip", "stop"), and as silence when nothing is said for `answer_timeout_s`.
+The turn also ends at once on "that's all", and on a command ("repeat",
+"hint", "skip", "stop") `reply_gap_s` after it is heard unless the candidate
+goes on (then it was the start of an answer, cut at a comma), and as silence
+when nothing is said for `answer_timeout_s`.
 An end with no words in it (only fillers) is no answer: listening goes on.
 
 Waits are counted from the end of speech (the pipeline's verdict), not from
@@ -69,6 +71,9 @@ class Listener:
         turn_wait: Optional[float] = None  # after pause_from, how long until the turn is over; None: no end seen yet
         complete_before = False  # the last end, short ones aside, said the turn was complete
         reply: Optional[PreparedFollowUp] = None
+        # A command ("repeat", "skip"...) is acted on reply_gap_s after it is heard, unless the candidate goes
+        # on: then it was the start of an answer the end-of-turn model cut at a comma ("It is of the first importance").
+        command_heard: Optional[tuple[Command, HeardFinal, float]] = None
         loop = asyncio.get_running_loop()
         silence_deadline = loop.time() + self._config.answer_timeout_s
 
@@ -81,6 +86,8 @@ class Listener:
         while True:
             if speaking:
                 timeout = None
+            elif command_heard is not None:
+                timeout = max(0.0, command_heard[2] + self._config.reply_gap_s - loop.time())
             elif awaiting_finals:  # bounded: a decode that failed sends no final
                 timeout = max(0.0, (pause_from or loop.time()) + FINAL_WAIT_S - loop.time())
             elif finals and turn_wait is not None:
@@ -89,6 +96,8 @@ class Listener:
                 timeout = max(0.0, silence_deadline - loop.time())
             item = await self._inbox.get(timeout=timeout)
             if item is None:  # the pause or the silence ran out
+                if command_heard is not None:
+                    return TurnEnd("command", finals, command=command_heard[0])
                 if awaiting_finals:
                     awaiting_finals = 0
                     continue
@@ -96,6 +105,10 @@ class Listener:
                     return TurnEnd("answer", finals, reply=reply)
                 return TurnEnd("silent", finals)
             if isinstance(item, HeardSpeechStart):
+                if command_heard is not None:  # they went on: no command, the start of an answer
+                    if not is_filler_only(command_heard[1].text):
+                        finals.append(command_heard[1])
+                    command_heard = None
                 speaking = True
                 pause_from = None
                 turn_wait = None
@@ -125,7 +138,8 @@ class Listener:
                 command = command_for(item.text, item.intents)
                 if command in (Command.REPEAT, Command.HINT, Command.SKIP, Command.STOP):
                     drop_reply()
-                    return TurnEnd("command", finals, command=command)
+                    command_heard = (command, HeardFinal(item.seq, item.utterance_id, item.text), loop.time())
+                    continue
                 text = strip_done_phrase(item.text) if command is Command.DONE else item.text
                 if not is_filler_only(text):
                     finals.append(HeardFinal(item.seq, item.utterance_id, text))

@@ -529,3 +529,22 @@ async def test_barge_in_by_noise_with_no_words_resumes_at_once():
     greeting = [a for a in output.agent if a[2] and a[3] == "greeting"][0]
     assert greeting[4] is False  # not interrupted
     run.cancel()
+
+
+async def test_a_command_heard_in_a_fragment_the_candidate_goes_on_from_is_an_answer():
+    """The model cut "It is of the first importance | that the letter..." at a comma; the head read a hint request."""
+    interviewer, voice, output, script = make(None, questions=2, max_follow_ups=0, reply_gap_s=0.3)
+    run = asyncio.ensure_future(interviewer.run())
+    await script.until_listening()
+    heard = interviewer.heard
+    heard(HeardSpeechStart(1))
+    await asyncio.sleep(0.01)
+    heard(HeardSpeechEnd(1, dropped=False, ended_by="model", turn_complete=True))
+    heard(HeardFinal(1, 1, "Can I have a hint?"))
+    await asyncio.sleep(0.1)
+    heard(HeardSpeechStart(2))  # within the gap: it was no command
+    heard(HeardSpeechEnd(2, dropped=False, ended_by="model", turn_complete=True))
+    heard(HeardFinal(2, 2, ANSWER))
+    await script.until_listening()  # the next question, no hint
+    assert "here is a hint" not in voice.text().lower() and interviewer.state.asked[0].answer_seqs == [1, 2]
+    run.cancel()
