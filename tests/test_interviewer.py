@@ -438,8 +438,16 @@ async def test_a_complete_turn_is_taken_after_the_reply_gap_not_the_turn_pause()
     assert at_once is not None and at_once < 0.1
 
 
-async def test_a_voice_back_within_the_reply_gap_keeps_the_turn():
-    """The model took a comma pause for the end ("Printing, then, for our purpose, | may be..."): the candidate goes on."""
+@pytest.mark.parametrize(
+    "fragment",
+    [
+        "Printing, then, for our purpose.",  # the model took the comma pause for the end
+        "Can I have a hint?",  # "It is of the first importance | ...": the head read a hint request in the fragment
+    ],
+    ids=["answer", "command"],
+)
+async def test_a_voice_back_within_the_reply_gap_keeps_the_turn(fragment):
+    """The model ended the turn at a comma pause and the candidate goes on: no reply, no command, one answer."""
     interviewer, voice, output, script = make(None, questions=2, max_follow_ups=0, reply_gap_s=0.3)
     run = asyncio.ensure_future(interviewer.run())
     await script.until_listening()
@@ -448,7 +456,7 @@ async def test_a_voice_back_within_the_reply_gap_keeps_the_turn():
     heard(HeardSpeechStart(1))
     await asyncio.sleep(0.01)
     heard(HeardSpeechEnd(1, dropped=False, ended_by="model", turn_complete=True))
-    heard(HeardFinal(1, 1, "Printing, then, for our purpose."))
+    heard(HeardFinal(1, 1, fragment))
     await asyncio.sleep(0.15)
     heard(HeardSpeechStart(2))  # within the gap
     await asyncio.sleep(0.5)
@@ -457,6 +465,7 @@ async def test_a_voice_back_within_the_reply_gap_keeps_the_turn():
     heard(HeardFinal(2, 2, "May be considered as the art of making books."))
     await script.until_listening()  # the next question: one answer of both finals
     assert interviewer.state.asked[0].answer_seqs == [1, 2]
+    assert "here is a hint" not in voice.text().lower()
     run.cancel()
 
 
@@ -528,23 +537,4 @@ async def test_barge_in_by_noise_with_no_words_resumes_at_once():
     await script.until_listening()
     greeting = [a for a in output.agent if a[2] and a[3] == "greeting"][0]
     assert greeting[4] is False  # not interrupted
-    run.cancel()
-
-
-async def test_a_command_heard_in_a_fragment_the_candidate_goes_on_from_is_an_answer():
-    """The model cut "It is of the first importance | that the letter..." at a comma; the head read a hint request."""
-    interviewer, voice, output, script = make(None, questions=2, max_follow_ups=0, reply_gap_s=0.3)
-    run = asyncio.ensure_future(interviewer.run())
-    await script.until_listening()
-    heard = interviewer.heard
-    heard(HeardSpeechStart(1))
-    await asyncio.sleep(0.01)
-    heard(HeardSpeechEnd(1, dropped=False, ended_by="model", turn_complete=True))
-    heard(HeardFinal(1, 1, "Can I have a hint?"))
-    await asyncio.sleep(0.1)
-    heard(HeardSpeechStart(2))  # within the gap: it was no command
-    heard(HeardSpeechEnd(2, dropped=False, ended_by="model", turn_complete=True))
-    heard(HeardFinal(2, 2, ANSWER))
-    await script.until_listening()  # the next question, no hint
-    assert "here is a hint" not in voice.text().lower() and interviewer.state.asked[0].answer_seqs == [1, 2]
     run.cancel()
