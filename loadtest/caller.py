@@ -137,9 +137,23 @@ class IceFailed(ConnectionError):
 
 
 class ApiCallError(RuntimeError):
-    def __init__(self, status: int, body: Any) -> None:
+    def __init__(self, status: int, body: Any, retry_after_s: Optional[float] = None) -> None:
         super().__init__(f"HTTP {status}: {body}")
-        self.status, self.body = status, body
+        self.status, self.body, self.retry_after_s = status, body, retry_after_s
+
+    @property
+    def code(self) -> str:
+        error = self.body.get("error") if isinstance(self.body, dict) else None
+        return error.get("code", "") if isinstance(error, dict) else ""
+
+    @property
+    def worth_waiting(self) -> bool:
+        """A reconnect the server asks to retry: the old connection (here or on a stopped instance) is
+        still held, or the instance holding the call cannot be reached (server/routing.py)."""
+        return (self.status, self.code) in WAIT_AND_RETRY
+
+
+WAIT_AND_RETRY = {(409, "session_live"), (503, "call_moving"), (503, "instance_unreachable")}
 
 
 @dataclass
@@ -159,6 +173,8 @@ class HeadlessCaller:
     ice_servers: Optional[list[dict[str, Any]]] = None  # None = the ones the session came with
     relay_only: bool = False  # TURN relay candidates only
     offer_sdp: Optional[str] = None  # the offer as sent, with every local candidate
+    offer_patience_s: float = 30.0  # how long an offer is sent again while the server asks to wait
+    offer_waits: list[tuple[str, float]] = field(default_factory=list)  # each wait: (the code, seconds)
     # The identity that creates the session on a server with `--auth on` (an API key or an access
     # token): from the environment only, so no command line, log or results file holds it.
     credential: Optional[str] = field(default_factory=lambda: os.environ.get(CREDENTIAL_ENV) or None, repr=False)
@@ -177,7 +193,8 @@ class HeadlessCaller:
         response = await self._http.request(method, path, json=body, headers=headers)
         data = response.json()
         if response.status_code >= 400:
-            raise ApiCallError(response.status_code, data)
+            retry_after = response.headers.get("retry-after")
+            raise ApiCallError(response.status_code, data, float(retry_after) if retry_after else None)
         return data
 
     async def create_session(self) -> str:
@@ -232,12 +249,26 @@ class HeadlessCaller:
         offer: dict[str, Any] = {"sdp": self.offer_sdp, "type": "offer"}
         if self.speakers:
             offer["tracks"] = {track.id: speaker for speaker, track in self.tracks.items()}
-        answer = await self._api("POST", f"/api/sessions/{self.session_id}/offer", offer)
+        answer = await self._offer_patiently(offer)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
         await asyncio.wait_for(opened.wait(), timeout=20)
         if pc.connectionState in ("failed", "closed"):
             raise IceFailed(f"ICE failed; local candidate types: {', '.join(self.local_candidate_types) or 'none'}")
         self.connect_s = time.monotonic() - started
+
+    async def _offer_patiently(self, offer: dict[str, Any]) -> dict[str, Any]:
+        """The offer, sent again while the server asks to wait (as the page does): a reconnect after a
+        dropped link or a stopped instance, within `offer_patience_s`."""
+        deadline = time.monotonic() + self.offer_patience_s
+        while True:
+            try:
+                return await self._api("POST", f"/api/sessions/{self.session_id}/offer", offer)
+            except ApiCallError as exc:
+                wait_s = min(exc.retry_after_s or 1.0, 5.0)
+                if not exc.worth_waiting or time.monotonic() + wait_s > deadline:
+                    raise
+                self.offer_waits.append((exc.code, wait_s))
+                await asyncio.sleep(wait_s)
 
     async def _listen_to_agent(self, track: MediaStreamTrack) -> None:
         from aiortc.mediastreams import MediaStreamError

@@ -80,6 +80,8 @@ def start_server(
             "--data-dir", str(data_dir),
             "--ice-loopback-only",
             *TEST_LIMITS,
+            # Tests start many servers on one Redis: each places sessions only among its own group.
+            *(() if "--instance-group" in extra_args else ("--instance-group", f"solo-{port}")),
             *extra_args,
         ],
         env=env,

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Awaitable, Optional
 
 from aiortc import RTCSessionDescription
 from starlette.requests import Request
@@ -26,12 +26,14 @@ from earshot.server.audit import AuditLog
 from earshot.server.audit_trail import audited_session, record_act
 from earshot.server.auth import Authenticator
 from earshot.server.calls import LiveCalls
+from earshot.server.cluster import Cluster
 from earshot.server.client_files import client_dir
 from earshot.server.configs import redacted_kinds
 from earshot.server.encoder_service import EncoderService
 from earshot.server.errors import ApiError
+from earshot.server.forwarding import Forwarder
 from earshot.server.intent_stage import IntentOptions
-from earshot.server.limits import Limits
+from earshot.server.limits import Limits, at_capacity
 from earshot.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from earshot.server.metrics import ServerMetrics
 from earshot.server.modes import MODE_KINDS, ModeKind, ModeServices
@@ -43,7 +45,10 @@ from earshot.server.redaction_stage import RedactionOptions, Redacts
 from earshot.server.request_checks import authorised_session, read_json
 from earshot.server.settings import Settings
 from earshot.server.speakers import SpeakerError, assign_speakers
-from earshot.server.store import SessionRecord, SessionStore, StoreUnavailable, WriteBehind, is_session_id
+from earshot.server.routing import forwarded, holder_url, offer_url
+from earshot.server.store import (
+    SessionRecord, SessionStore, StoreUnavailable, WriteBehind, is_session_id, new_session_id,
+)
 from earshot.server.turn import IceServers
 from earshot.server.webrtc import LiveSession
 
@@ -68,16 +73,35 @@ class AppState:
     end_of_turn: Optional[EndOfTurnModel] = None  # needed with endpointing model (server/endpointing.py)
     limits: Limits = field(init=False)  # from the settings
     audit: AuditLog = field(init=False)  # on the store's connection
+    cluster: Cluster = field(init=False)  # this instance among those on the store's Redis
+    forwarder: Forwarder = field(init=False)  # the hop to another instance (server/forwarding.py)
 
     def __post_init__(self) -> None:
         if self.turn is None:
             self.turn = IceServers.from_settings(self.settings)
         self.limits = Limits.from_settings(self.settings)
         self.audit = AuditLog(self.store.client, self.settings.audit_retention_s)
+        self.cluster = Cluster(self.store.client, self.settings, busy=lambda: self.calls.busy, held=self.calls.held)
+        self.cluster.on_lost = self._lost_call
+        self.forwarder = Forwarder(self.cluster.instance_id)
         if self.redactor is None and any(redacted_kinds(self.settings, name) for name in MODE_KINDS):
             raise ValueError("the settings redact transcripts but no redactor was loaded")
         if self.end_of_turn is None and self.settings.endpointing == "model":
             raise ValueError("endpointing model needs the end-of-turn model loaded")
+
+    def call_closed(self, call: LiveSession) -> None:
+        """A call's teardown is done: another instance may take the session now (once its writes are in)."""
+        self.calls.closed(call)
+        session_id = call.session_id
+        # Not while its writes wait for Redis, nor when a new call of the session is being set up here.
+        if not call.writer.pending and self.calls.get(session_id) is None and not self.calls.offer_in_progress(session_id):
+            self.calls.spawn(self.cluster.release(session_id))
+        self.cluster.beat_soon()
+
+    async def _lost_call(self, session_id: str) -> None:
+        call = self.calls.get(session_id)
+        if call is not None:
+            await call.close_with_notice("call_taken_over", "another server instance holds this call now; reconnect")
 
     def intent_options(self, kind: ModeKind) -> Optional[IntentOptions]:
         if kind.intent_label_set is None or self.encoders.intents is None:
@@ -113,8 +137,18 @@ async def create_session(request: Request) -> JSONResponse:
     identity = require(request, f"create {mode}")
     owner, team = (identity.name, identity.team) if identity is not None else ("", "")
     state.limits.admit_session()
+    session_id = new_session_id()
     with state.limits.pending.creating():
-        record, token = await state.store.create(mode, role, difficulty, owner=owner, team=team)
+        placement = await state.cluster.place(session_id, state.store.retention.pending_s)
+        if placement is None:
+            raise at_capacity("every server instance is at its capacity for live calls; try again shortly")
+        try:
+            record, token = await state.store.create(
+                mode, role, difficulty, owner=owner, team=team, session_id=session_id, placed_on=placement.instance_id,
+            )
+        except StoreUnavailable:  # nothing half-made: the placement goes too, if Redis lets it
+            await _quietly(state.cluster.unplace(placement.instance_id, session_id))
+            raise
     state.limits.pending.add(record.session_id)  # until its offer, or until its key lapses
     ice_servers = state.turn.entries(record.session_id)  # TURN credentials named after the session, not the caller
     return JSONResponse({"session_id": record.session_id, "token": token, "ice_servers": ice_servers}, status_code=201)
@@ -138,6 +172,21 @@ async def offer(request: Request) -> JSONResponse:
             raise ApiError(400, exc.code, str(exc)) from None
     elif data.get("tracks") is not None:
         raise ApiError(400, "bad_tracks", f"labelled tracks are for {', '.join(k.name for k in MODE_KINDS.values() if k.speakers)} sessions only")
+    if not state.forwarder.was_forwarded(request):  # else the instance that sent it on decided: answer here
+        there = await offer_url(state, record)
+        if there is not None:
+            try:
+                return await forwarded(state, request, there.url, to_holder=there.holds_call)
+            except ApiError as exc:
+                if there.holds_call or exc.code != "instance_unreachable" or state.cluster.draining:
+                    raise
+                # The instance it was placed on is gone before it beat its last: this one answers, if it has room.
+    return await _offer_here(state, record, kind, sdp, speakers)
+
+
+async def _offer_here(
+    state: AppState, record: SessionRecord, kind: ModeKind, sdp: str, speakers: dict[str, str]
+) -> JSONResponse:
     # From here to `offering` nothing awaits: of simultaneous offers to one session, one goes ahead.
     if state.calls.offer_in_progress(record.session_id):
         raise ApiError(409, "offer_in_progress", "another offer for this session is being answered")
@@ -154,9 +203,28 @@ async def offer(request: Request) -> JSONResponse:
         fresh = await state.store.get(record.session_id)
         if fresh is None or fresh.state == "ended" or state.calls.is_ending(record.session_id):
             raise ApiError(409, "session_ended", "this session has ended; create a new one")
-        answer = await _answer(state, fresh, kind, sdp, speakers)
+        # Of two instances answering offers for one session at once, one holds the call (server/cluster.py).
+        if not await state.cluster.claim(record.session_id):
+            raise ApiError(409, "session_live", "this session already has a live connection; DELETE it or wait")
+        try:
+            answer = await _answer(state, fresh, kind, sdp, speakers)
+        except Exception:
+            await _quietly(state.cluster.release(record.session_id))  # before the answer: nothing holds it now
+            raise
+        finally:
+            state.cluster.beat_soon()
     state.limits.pending.remove(record.session_id)  # the call's first write gave its record its full retention
+    for instance_id in {state.cluster.instance_id, record.placed_on} - {""}:
+        await _quietly(state.cluster.unplace(instance_id, record.session_id))
     return JSONResponse({"sdp": answer.sdp, "type": answer.type})
+
+
+async def _quietly(step: Awaitable[None]) -> None:
+    """A clean-up that may fail with Redis away: what it would remove lapses by itself."""
+    try:
+        await step
+    except StoreUnavailable:
+        pass
 
 
 async def _answer(
@@ -177,7 +245,7 @@ async def _answer(
         state.engine,
         state.settings,
         writer_factory=lambda on_outage: WriteBehind(state.store, record.session_id, on_outage),
-        on_closed=state.calls.closed,
+        on_closed=state.call_closed,
         open_mode=state.modes[record.mode].open,
         observe=state.metrics.observe,
         intents=state.intent_options(kind),
@@ -201,7 +269,7 @@ async def get_session(request: Request) -> JSONResponse:
     state = _state(request)
     record = await audited_session(request, "session read", "transcript.read")
     finals = await state.store.finals(record.session_id)
-    live = state.calls.is_live(record.session_id)
+    live = state.calls.is_live(record.session_id) or (await state.cluster.holder(record.session_id))[0] is not None
     await record_act(request, "transcript.read", record.session_id, finals=len(finals))
     return JSONResponse({**record.public(), "live": live, "finals": finals, "pace": record.pace})
 
@@ -216,12 +284,15 @@ def purge_requested(request: Request) -> bool:
     return value is not None
 
 
-async def delete_session(request: Request) -> JSONResponse:
+async def delete_session(request: Request) -> Response:
     """Ends the call; with ?purge=true also deletes every key of the session at once. Extends no expiry."""
     state = _state(request)
     purge = purge_requested(request)
     action = "session.purge" if purge else "session.delete"
     record = await audited_session(request, "session purge" if purge else "session delete", action)
+    there = None if state.forwarder.was_forwarded(request) else await holder_url(state, record.session_id)
+    if there is not None:  # the call is live on another instance: it ends it there
+        return await forwarded(state, request, there, to_holder=True)
     if state.calls.offer_in_progress(record.session_id):  # its call would go live on the ended session
         raise ApiError(409, "offer_in_progress", "an offer for this session is being answered; DELETE after it")
     with state.calls.ending(record.session_id):  # taken with no await since the check above
@@ -263,11 +334,14 @@ async def report(request: Request) -> JSONResponse:
     return JSONResponse(found)
 
 
-async def summary(request: Request) -> JSONResponse:
+async def summary(request: Request) -> Response:
     state = _state(request)
     record = await audited_session(request, "summary read", "summary.read")
     if record.mode != "assist":
         raise ApiError(404, "no_summary", "only assist sessions have a call summary")
+    there = None if state.forwarder.was_forwarded(request) else await holder_url(state, record.session_id)
+    if there is not None:  # live on another instance: its summary so far is there
+        return await forwarded(state, request, there, to_holder=True)
     call = state.calls.get(record.session_id)
     live = call.mode if call is not None and not call.closed else None
     found = live.summary() if isinstance(live, AssistMode) else await state.store.summary(record.session_id)
@@ -304,6 +378,24 @@ async def health(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok" if redis_ok else "degraded"}, status_code=200 if redis_ok else 503)
 
 
+# /healthz/live and /healthz/ready are for a load balancer or Kubernetes' probes: public, minimal.
+# Live: the process answers (its event loop runs). Ready: it takes new sessions: Redis answers, and it
+# is not draining (SIGTERM). A full instance stays ready: it places new sessions on instances with room
+# (server/cluster.py), and an unready one would leave the load balancer for everything, reports and
+# reconnects included; with every instance full, creating a session is a JSON 503 at_capacity.
+async def health_live(request: Request) -> JSONResponse:
+    return JSONResponse({"status": "live", "instance": _state(request).cluster.instance_id})
+
+
+async def health_ready(request: Request) -> JSONResponse:
+    state = _state(request)
+    if state.cluster.draining:
+        status = "draining"
+    else:
+        status = "ready" if await _redis_ok(state) else "store_unavailable"
+    return JSONResponse({"status": status, "instance": state.cluster.instance_id}, status_code=200 if status == "ready" else 503)
+
+
 async def health_detail(request: Request) -> JSONResponse:
     state = _state(request)
     redis_ok = await _redis_ok(state)
@@ -312,6 +404,8 @@ async def health_detail(request: Request) -> JSONResponse:
         "status": "ok" if redis_ok else "degraded",
         "redis": redis_ok,
         "live_sessions": len(state.calls),
+        "instance": state.cluster.instance_id,
+        "draining": state.cluster.draining,
         "asr_model": state.settings.asr_model,
         "asr_queue_depth": state.engine.queue_depth,
         "llm": state.llm.name if state.llm is not None else None,

@@ -11,6 +11,8 @@
     GET    /api/sessions/{id}/summary    Bearer token -> an assist call's summary (JSON)
     GET    /sessions/{id}/summary        the summary page (token from the URL fragment)
     GET    /healthz                      Redis and engine state (or a minimal liveness answer)
+    GET    /healthz/live                 the process answers (a liveness probe)
+    GET    /healthz/ready                it takes new sessions: Redis answers, not draining (a readiness probe)
     GET    /metrics                      Prometheus metrics (server/metrics.py)
     GET    /api/admin/settings           the settings, secrets masked (admin)
     DELETE /api/admin/identities/{name}/sessions   every session an identity created, deleted (admin)
@@ -54,6 +56,7 @@ from earshot.server.errors import ApiError, error_response
 from earshot.server.openapi import openapi_route
 from earshot.server.security import security_headers, security_middleware
 from earshot.server.store import StoreFull, StoreUnavailable
+from earshot.server.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -105,9 +108,16 @@ def create_app(state: AppState) -> Starlette:
         for services in state.modes.values():
             await services.warm()  # common phrases synthesised, knowledge embedded, before the first caller
         loop_watch = asyncio.ensure_future(state.metrics.watch_event_loop())
+        heartbeat = asyncio.ensure_future(state.cluster.run())  # in placement from its first beat (server/cluster.py)
         yield
         loop_watch.cancel()
+        await cancel_and_wait(heartbeat)
         await state.calls.close_all()
+        try:
+            await state.cluster.leave()
+        except StoreUnavailable:
+            pass  # out of placement anyway once its beat lapses
+        await state.forwarder.close()
         if state.llm is not None:
             await state.llm.close()
         state.encoders.close()
@@ -123,6 +133,8 @@ def create_app(state: AppState) -> Starlette:
         Route("/api/sessions/{session_id}/summary", api.summary, methods=["GET"]),
         Route("/sessions/{session_id}/summary", api.summary_page, methods=["GET"]),
         Route("/healthz", api.health, methods=["GET"]),
+        Route("/healthz/live", api.health_live, methods=["GET"]),
+        Route("/healthz/ready", api.health_ready, methods=["GET"]),
         Route("/metrics", api.metrics, methods=["GET"]),
         Route("/api/admin/settings", api.admin_settings, methods=["GET"]),
         Route("/api/admin/identities/{name}/sessions", privacy_api.erase_identity, methods=["DELETE"]),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from contextlib import contextmanager
-from typing import Iterator, Optional
+from typing import Awaitable, Iterator, Optional
 
 from earshot.server.store import WriteBehind
 from earshot.server.webrtc import LiveSession
@@ -18,6 +18,7 @@ class LiveCalls:
         self._draining: set[WriteBehind] = set()  # writes of ended calls still waiting for Redis
         self._offering: set[str] = set()  # sessions whose offer is being answered
         self._ending: set[str] = set()  # sessions a DELETE is ending (until Redis says so)
+        self._chores: set[asyncio.Task] = set()  # small Redis writes after a call (kept, so none is collected mid-way)
 
     def __len__(self) -> int:
         return len(self._live)
@@ -53,6 +54,15 @@ class LiveCalls:
         finally:
             self._ending.discard(session_id)
 
+    def held(self) -> list[str]:
+        """The sessions whose calls this process holds: live or closing ones, and ended ones whose writes wait."""
+        return list(self._live.keys() | {writer.session_id for writer in self._draining})
+
+    def spawn(self, chore: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(chore)
+        self._chores.add(task)
+        task.add_done_callback(self._chores.discard)
+
     def get(self, session_id: str) -> Optional[LiveSession]:
         """The session's call, if this process holds one (it may be closing: see `LiveSession.closed`)."""
         return self._live.get(session_id)
@@ -71,6 +81,17 @@ class LiveCalls:
         if call.writer.pending:
             self._draining.add(call.writer)  # keep retrying after the call ended
         self._draining = {w for w in self._draining if w.pending}
+
+    async def drain(self, grace_s: float, poll_s: float = 0.5) -> int:
+        """Let the live calls end by themselves for up to grace_s; then close the rest with a notice
+        (server_draining) that tells their callers to reconnect. Returns how many were closed so."""
+        deadline = asyncio.get_running_loop().time() + grace_s
+        while self._live and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(poll_s)
+        left = list(self._live.values())
+        message = "this server is shutting down; reconnect to go on with the same session"
+        await asyncio.gather(*(call.close_with_notice("server_draining", message) for call in left))
+        return len(left)
 
     async def close_all(self) -> None:
         await asyncio.gather(*(call.close("server shutting down") for call in list(self._live.values())))

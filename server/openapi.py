@@ -191,6 +191,14 @@ COMPONENTS: dict[str, Any] = {
                 "audio_stored": {"type": "boolean"},
             },
         },
+        "Probe": {
+            "type": "object",
+            "required": ["status", "instance"],
+            "properties": {
+                "status": {"type": "string", "enum": ["live", "ready", "draining", "store_unavailable"]},
+                "instance": {"type": "string", "description": "the instance's id (instance_id)"},
+            },
+        },
         "Health": {
             "type": "object",
             "required": ["status"],
@@ -260,6 +268,11 @@ OPERATIONS: dict[str, Operation] = {
     "health": Operation(
         "Redis and engine state", _ok(200, "healthy", _json(_ref("Health"))),
         extra={"503": {"description": "Redis unreachable", "content": _json(_ref("Health"))}},
+    ),
+    "health_live": Operation("Liveness: the process answers", _ok(200, "live", _json(_ref("Probe")))),
+    "health_ready": Operation(
+        "Readiness: takes new sessions (Redis answers, not draining)", _ok(200, "ready", _json(_ref("Probe"))),
+        extra={"503": {"description": "draining, or Redis unreachable", "content": _json(_ref("Probe"))}},
     ),
     "metrics": Operation(
         "Prometheus metrics", _ok(200, "metrics", {"text/plain": {"schema": {"type": "string"}}}), errors=(401, 403)

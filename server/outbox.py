@@ -28,6 +28,7 @@ from earshot.server.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
+SCTP_SEND_S = 0.1  # loopback and LAN round trips are far shorter; a notice is one small packet
 MAX_BUFFERED_MESSAGES = 1000  # held until the data channel opens; the oldest go first past this
 
 
@@ -55,6 +56,16 @@ class EventChannel:
             self._backlog.append(message)
             return
         self._send_now(message)
+
+    async def flushed(self, timeout_s: float) -> None:
+        """Until what was sent has left the data channel's buffer (at most timeout_s): closing the
+        connection drops what is still queued. The SCTP layer then sends it within a round trip."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while self._channel is not None and self._channel.readyState == "open" and asyncio.get_running_loop().time() < deadline:
+            if self._channel.bufferedAmount == 0:
+                await asyncio.sleep(SCTP_SEND_S)
+                return
+            await asyncio.sleep(0.01)
 
     def _send_now(self, message: str) -> None:
         try:

@@ -225,7 +225,7 @@ class Intent(Event):
 
 
 # Every code an `error` event may carry. None of them ends the call by itself
-# (`no_media` is sent as the call is closed for it). Each is counted in
+# (`no_media`, `server_draining` and `call_taken_over` are sent as the call is closed for them). Each is counted in
 # earshot_errors_total{code}.
 ERROR_CODES: dict[str, str] = {
     "store_unavailable": "Redis is unreachable: finals wait in memory and are saved when it returns",
@@ -238,6 +238,8 @@ ERROR_CODES: dict[str, str] = {
     "tts_failed": "the interviewer's voice failed: the interview goes on in text only",
     "report_failed": "the interview report could not be built now: it is built again when opened",
     "interviewer_failed": "the interviewer stopped on an internal error: transcription goes on",
+    "server_draining": "this server instance is shutting down: the call is closed; reconnect and it resumes elsewhere",
+    "call_taken_over": "another instance holds this call now (this one lost Redis too long): reconnect to resume it",
 }
 
 

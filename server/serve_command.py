@@ -37,6 +37,7 @@ def run_server(settings: Settings) -> int:
     from earshot.server.auth import Authenticator
     from earshot.server.calls import LiveCalls
     from earshot.server.configs import asr_config, llm_config
+    from earshot.server.draining import DrainingServer, drain
     from earshot.server.encoder_service import EncoderService
     from earshot.server.ice import restrict_ice_as_configured
     from earshot.server.metrics import ServerMetrics
@@ -85,14 +86,15 @@ def run_server(settings: Settings) -> int:
             ssl_certfile=tls.cert if tls else None, ssl_keyfile=tls.key if tls else None,
         )
         log.info("Earshot listening on %s://%s:%d", "https" if tls else "http", settings.host, settings.port)
-        # uvicorn shuts down gracefully on SIGTERM, then re-raises it; with this handler that
-        # becomes SystemExit, so the finally below still stops the private Redis.
+        # SIGTERM drains first (DrainingServer); uvicorn then shuts down gracefully and re-raises
+        # the signals it took; with this handler that becomes SystemExit, so the finally below
+        # still stops the private Redis.
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
         internal = None
         if settings.internal_port:
             internal = _http_config(settings, create_internal_app(state), "127.0.0.1", settings.internal_port, lifespan="off")
             log.info("/metrics and /healthz (detailed) on http://127.0.0.1:%d", settings.internal_port)
-        _serve(config, internal)
+        _serve(DrainingServer(config, lambda: drain(state)), internal)
         engine.close()
     finally:
         if private is not None:
@@ -157,13 +159,13 @@ def check_exposure(settings: Settings) -> None:
         )
 
 
-def _serve(config: "uvicorn.Config", internal: "Optional[uvicorn.Config]") -> None:
+def _serve(main: "uvicorn.Server", internal: "Optional[uvicorn.Config]") -> None:
     import uvicorn
 
     if internal is None:
-        uvicorn.Server(config).run()
+        main.run()
         return
-    asyncio.run(_serve_both(uvicorn.Server(config), uvicorn.Server(internal)))
+    asyncio.run(_serve_both(main, uvicorn.Server(internal)))
 
 
 async def _serve_both(main: "uvicorn.Server", internal: "uvicorn.Server") -> None:

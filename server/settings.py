@@ -408,6 +408,31 @@ class Settings:
         default="256mb", metadata=_help("maxmemory of the private Redis (policy noeviction: writes fail, nothing is evicted)")
     )
 
+    # --- Many instances on one Redis (server/cluster.py) ---
+    instance_id: str = field(
+        default="", metadata=_help("this instance's name among those sharing Redis (a pod's name); empty = host name and process id")
+    )
+    instance_group: str = field(
+        default="default",
+        metadata=_help("instances with the same group on one Redis place sessions among themselves "
+                       "(one group per deployment sharing a Redis)"),
+    )
+    advertise_url: str = field(
+        default="",
+        metadata=_help("the URL other instances reach this one's HTTP port at (http://<pod IP>:8000); "
+                       "empty = http://<host>:<port>, with 127.0.0.1 for a wildcard host"),
+    )
+    instance_ttl_s: float = field(
+        default=5.0,
+        metadata=_help("an instance that has not renewed its heartbeat this long is out of placement, "
+                       "and another may take over its calls"),
+    )
+    drain_grace_s: float = field(
+        default=25.0,
+        metadata=_help("after SIGTERM, how long live calls may go on before they are closed (reconnect elsewhere); "
+                       "keep it below Kubernetes' terminationGracePeriodSeconds"),
+    )
+
     def __post_init__(self) -> None:
         problems = settings_problems(self)
         if problems:

@@ -109,6 +109,15 @@ def settings_problems(s: "Settings") -> list[str]:
     check(s.max_pending_sessions >= 1, "max_pending_sessions must be at least 1")
     check(s.pending_session_ttl_s >= 30, "pending_session_ttl_s must be at least 30")
     check(s.max_live_calls >= 1, "max_live_calls must be at least 1")
+    # Many instances on one Redis
+    check(1.0 <= s.instance_ttl_s <= 60.0, "instance_ttl_s must be 1-60 seconds")
+    check(0.0 <= s.drain_grace_s <= 3600.0, "drain_grace_s must be 0-3600 seconds")
+    check(not s.advertise_url or s.advertise_url.startswith(("http://", "https://")),
+          "advertise_url must be an http:// or https:// URL")
+    check(0 < len(s.instance_group) <= 64 and all(c.isalnum() or c in "-_." for c in s.instance_group),
+          "instance_group may hold letters, digits, '-', '_' and '.' only (1-64)")
+    check(len(s.instance_id) <= 128 and all(c.isalnum() or c in "-_." for c in s.instance_id),
+          "instance_id may hold letters, digits, '-', '_' and '.' only (at most 128)")
     # What is stored, and for how long
     for name in ("retention_live_s", "retention_transcripts_s", "retention_reports_s", "audit_retention_s"):
         check(getattr(s, name) >= 60, f"{name} must be at least 60")

@@ -93,6 +93,7 @@ class SessionRecord:
     interview: str = ""  # the interviewer's state, JSON; empty before it starts
     owner: str = ""  # the name of the identity that created it (server/auth.py); empty with auth none
     team: str = ""  # that identity's team
+    placed_on: str = ""  # the instance placement picked for its call (server/cluster.py); empty: any
 
     def public(self) -> dict[str, Any]:
         return {
@@ -104,6 +105,20 @@ class SessionRecord:
             "created_at": self.created_at,
             "audio_s": self.audio_s,
         }
+
+
+async def guarded(operation: Callable[[], Awaitable[Any]]) -> Any:
+    """A Redis operation whose failures become StoreFull (maxmemory) or StoreUnavailable (anything else)."""
+    try:
+        return await operation()
+    except OutOfMemoryError as exc:
+        raise StoreFull(f"Redis is full: {exc}") from exc
+    except (RedisError, OSError) as exc:
+        raise StoreUnavailable(f"Redis is unreachable: {exc}") from exc
+
+
+def new_session_id() -> str:
+    return secrets.token_hex(8)
 
 
 def _hash_token(token: str) -> str:
@@ -133,12 +148,7 @@ class SessionStore:
         return self._redis
 
     async def _call(self, operation: Callable[[], Awaitable[Any]]) -> Any:
-        try:
-            return await operation()
-        except OutOfMemoryError as exc:
-            raise StoreFull(f"Redis is full: {exc}") from exc
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailable(f"Redis is unreachable: {exc}") from exc
+        return await guarded(operation)
 
     async def ping(self) -> bool:
         return bool(await self._call(self._redis.ping))
@@ -147,10 +157,13 @@ class SessionStore:
         await self._redis.aclose()
 
     async def create(
-        self, mode: str, role: str, difficulty: str, owner: str = "", team: str = ""
+        self, mode: str, role: str, difficulty: str, owner: str = "", team: str = "",
+        session_id: Optional[str] = None, placed_on: str = "",
     ) -> tuple[SessionRecord, str]:
-        """A new session; its record lives `retention.pending_s` until its call's first write."""
-        session_id = secrets.token_hex(8)
+        """A new session; its record lives `retention.pending_s` until its call's first write.
+
+        `placed_on`: the instance it was placed on (server/cluster.py), where its offer goes."""
+        session_id = session_id or new_session_id()
         token = secrets.token_urlsafe(24)
         created_at = round(time.time(), 3)
         fields = {
@@ -162,6 +175,7 @@ class SessionStore:
             "token_sha256": _hash_token(token),
             "owner": owner,
             "team": team,
+            "placed_on": placed_on,
         }
         keys, args = create_arguments(session_id, fields, created_at, owner, self.retention)
         await self._call(lambda: self._create_script(keys=keys, args=args))
@@ -278,6 +292,7 @@ def _record(session_id: str, fields: dict[str, str]) -> SessionRecord:
         interview=fields.get("interview", ""),
         owner=fields.get("owner", ""),
         team=fields.get("team", ""),
+        placed_on=fields.get("placed_on", ""),
     )
 
 
@@ -308,6 +323,10 @@ class WriteBehind:
         self._in_outage = False
         self._gone = False
         self._task: Optional[asyncio.Task] = None
+
+    @property
+    def session_id(self) -> str:
+        return self._session_id
 
     @property
     def pending(self) -> int:

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 FINAL_FLUSH_TIMEOUT_S = 3.0
 PIPELINE_CLOSE_TIMEOUT_S = 10.0  # a track's last final, after the caller hung up
+NOTICE_FLUSH_S = 1.0  # at most, for a closing notice to leave before the connection closes
 PROGRESS_EVERY_FRAMES = 50  # 20 ms frames: save the audio clock about once a second
 
 # aiortc's audio receiver holds 4 frames (80 ms) before releasing one, to smooth
@@ -218,6 +219,14 @@ class LiveSession:
         await asyncio.sleep(self._settings.connect_timeout_s)
         if self._pc.connectionState != "connected":
             self.close("ICE did not connect")
+
+    async def close_with_notice(self, code: str, message: str) -> None:
+        """Tell the caller why (an `error` event, sent before the connection goes), then close; resumable."""
+        if self._closing is None:
+            self.outbox.publish(protocol.Error(self.session_id, code=code, message=message))
+            await self.outbox.drain()
+            await self._channel.flushed(NOTICE_FLUSH_S)
+        await self.close(message)
 
     def close(self, reason: str, state: str = "created") -> asyncio.Task:
         """Idempotent; returns the task that finishes the teardown.

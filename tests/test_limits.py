@@ -205,6 +205,8 @@ async def test_live_calls_past_the_cap_are_503_and_a_connected_session_lives_its
     client = redis.Redis.from_url(redis_url)
     caller = HeadlessCaller(small_server.base_url, read_audio(corpus_file("utterances/LJ001-0002.wav")))
     async with httpx.AsyncClient(base_url=small_server.base_url, timeout=30) as http:
+        session_id, auth = await new_session(http)  # made while there is room: placed here
+        url = f"/api/sessions/{session_id}/offer"
         try:
             await caller.connect()
             key = KEY_PREFIX + caller.session_id
@@ -213,9 +215,11 @@ async def test_live_calls_past_the_cap_are_503_and_a_connected_session_lives_its
                     break
                 await asyncio.sleep(0.1)
             assert client.ttl(key) > 60
-            session_id, auth = await new_session(http)
-            url = f"/api/sessions/{session_id}/offer"
             refused = await http.post(url, json={"sdp": await offer_sdp(True, True), "type": "offer"}, headers=auth)
+            assert_error(refused, 503, "at_capacity")
+            assert int(refused.headers["retry-after"]) >= 1
+            # A new session is refused at once: no instance of its group has room for its call.
+            refused = await http.post("/api/sessions", json={"role": "software_engineer"})
             assert_error(refused, 503, "at_capacity")
             assert int(refused.headers["retry-after"]) >= 1
         finally:
