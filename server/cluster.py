@@ -3,8 +3,8 @@
 Every instance beats: each `instance_ttl_s / 3` it writes what it is to Redis,
 
     earshot:instances:{group}       set, the ids of the instances of an instance_group that beat
-    earshot:instance:{id}           string, JSON {url, capacity, busy, ready}, expiring after instance_ttl_s
-    earshot:placed:{id}             sorted set, sessions placed on it and not yet offered (score: when that lapses)
+    earshot:instance:{group}:{id}   string, JSON {url, capacity, busy, ready}, expiring after instance_ttl_s
+    earshot:placed:{group}:{id}     sorted set, sessions placed on it and not yet offered (score: when that lapses)
     earshot:call:{session id}       string, the id of the instance that holds the session's call, expiring
                                     after instance_ttl_s unless that instance renews it
 
@@ -50,21 +50,22 @@ from earshot.server.store import guarded
 log = logging.getLogger(__name__)
 
 GROUP_PREFIX = "earshot:instances:"
-INSTANCE_PREFIX = "earshot:instance:"
-PLACED_PREFIX = "earshot:placed:"
+INSTANCE_PREFIX = "earshot:instance:"  # then {group}:{id}
+PLACED_PREFIX = "earshot:placed:"  # then {group}:{id}
 CALL_PREFIX = "earshot:call:"
 
-# ARGV: now (ms), the session id, when its placement lapses (ms), this instance's id.
+# KEYS: the group's set. ARGV: now (ms), the session id, when its placement lapses (ms), this instance's
+# id, then the prefixes of the group's instance keys and placed sets.
 # Returns {id, url} of the instance picked, or {} when none has room.
 PLACE_SCRIPT = """
 local best, best_url, best_score = nil, nil, nil
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  local beat = redis.call('GET', 'earshot:instance:' .. id)
+  local beat = redis.call('GET', ARGV[5] .. id)
   if not beat then
     redis.call('SREM', KEYS[1], id)
   else
     beat = cjson.decode(beat)
-    local placed = 'earshot:placed:' .. id
+    local placed = ARGV[6] .. id
     redis.call('ZREMRANGEBYSCORE', placed, '-inf', ARGV[1])
     local room = beat.capacity - beat.busy
     local score = room - redis.call('ZCARD', placed)
@@ -74,7 +75,7 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   end
 end
 if best == nil then return {} end
-local placed = 'earshot:placed:' .. best
+local placed = ARGV[6] .. best
 redis.call('ZADD', placed, ARGV[3], ARGV[2])
 redis.call('PEXPIREAT', placed, ARGV[3])
 return {best, best_url}
@@ -146,6 +147,8 @@ class Cluster:
     ) -> None:
         self.instance_id = settings.instance_id or default_instance_id()
         self._group = GROUP_PREFIX + settings.instance_group
+        self._instances = f"{INSTANCE_PREFIX}{settings.instance_group}:"
+        self._placed = f"{PLACED_PREFIX}{settings.instance_group}:"
         self.url = advertised_url(settings)
         self.ttl_s = settings.instance_ttl_s
         self._capacity = settings.max_live_calls
@@ -182,7 +185,7 @@ class Cluster:
 
         async def write() -> list[str]:
             async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.set(INSTANCE_PREFIX + self.instance_id, beat, px=self.ttl_ms)
+                pipe.set(self._instances + self.instance_id, beat, px=self.ttl_ms)
                 pipe.sadd(self._group, self.instance_id)
                 await pipe.execute()
             held = self._held()
@@ -213,7 +216,7 @@ class Cluster:
         """Out of placement now (a clean stop): the key goes rather than lapsing."""
         async def delete() -> None:
             async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.delete(INSTANCE_PREFIX + self.instance_id, PLACED_PREFIX + self.instance_id)
+                pipe.delete(self._instances + self.instance_id, self._placed + self.instance_id)
                 pipe.srem(self._group, self.instance_id)
                 await pipe.execute()
 
@@ -224,17 +227,19 @@ class Cluster:
         now_ms = int(time.time() * 1000)
         lapses_ms = now_ms + int(pending_s * 1000)
         picked = await guarded(
-            lambda: self._place(keys=[self._group], args=[now_ms, session_id, lapses_ms, self.instance_id])
+            lambda: self._place(
+                keys=[self._group], args=[now_ms, session_id, lapses_ms, self.instance_id, self._instances, self._placed]
+            )
         )
         return Placement(picked[0], picked[1]) if picked else None
 
     async def unplace(self, instance_id: str, session_id: str) -> None:
         """The session no longer waits for its offer there: its call started, or its creation failed."""
-        await guarded(lambda: self._redis.zrem(PLACED_PREFIX + instance_id, session_id))
+        await guarded(lambda: self._redis.zrem(self._placed + instance_id, session_id))
 
     async def instance(self, instance_id: str) -> Optional[Beat]:
         """An instance's last beat, or None once it has lapsed."""
-        raw = await guarded(lambda: self._redis.get(INSTANCE_PREFIX + instance_id))
+        raw = await guarded(lambda: self._redis.get(self._instances + instance_id))
         return Beat(**json.loads(raw)) if raw else None
 
     async def holder(self, session_id: str) -> tuple[Optional[str], float]:

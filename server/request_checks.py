@@ -23,6 +23,7 @@ async def read_json(request: Request) -> dict[str, Any]:
         body = await asyncio.wait_for(_read_body(request, limit), settings.body_timeout_s)
     except asyncio.TimeoutError:
         raise ApiError(408, "body_timeout", "the request body did not arrive in time") from None
+    request.state.raw_body = bytes(body)  # as read: what a hop to another instance sends on (server/routing.py)
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep, "[" * 2000

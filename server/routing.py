@@ -81,7 +81,7 @@ async def offer_url(state: "AppState", record: SessionRecord) -> Optional[Elsewh
 async def forwarded(state: "AppState", request: Request, url: str, *, to_holder: bool) -> Response:
     """The request answered by the instance at `url`. If it cannot be reached and holds the call,
     503 call_moving (its hold lapses soon); the caller decides for an instance placement picked."""
-    body = await request.body()  # cached: the endpoint has read it already
+    body = getattr(request.state, "raw_body", b"")  # as read_json read it; a DELETE or GET has none
     try:
         return await state.forwarder.forward(request, url, body)
     except ApiError:
