@@ -114,7 +114,9 @@ class AgentVoiceTrack(MediaStreamTrack):
     the first frame of an utterance is handed to aiortc, on_sentence((id,
     text)) as the first frame of each sentence is, on_end(PlaybackEnd) as its
     last is, or when it is cut. Every utterance the track has been told about
-    gets exactly one on_end.
+    gets exactly one on_end. on_silenced(id) fires as the first silent frame
+    goes out in place of a started utterance after pause() or interrupt():
+    the moment the caller stops hearing it (the barge-in stop time's end).
     """
 
     kind = "audio"
@@ -124,11 +126,14 @@ class AgentVoiceTrack(MediaStreamTrack):
         on_start: Optional[Callable[[int], None]] = None,
         on_end: Optional[Callable[[PlaybackEnd], None]] = None,
         on_sentence: Optional[Callable[[tuple[int, str]], None]] = None,
+        on_silenced: Optional[Callable[[int], None]] = None,
     ) -> None:
         super().__init__()
         self._on_start = on_start
         self._on_end = on_end
         self._on_sentence = on_sentence
+        self._on_silenced = on_silenced
+        self._silence_due: Optional[int] = None  # a started utterance that pause()/interrupt() silences on the next frame
         self._queue: deque[_Utterance] = deque()
         self._ended_ids: deque[int] = deque(maxlen=_ENDED_MEMORY)
         self._paused = False
@@ -168,10 +173,14 @@ class AgentVoiceTrack(MediaStreamTrack):
     def pause(self) -> None:
         """Barge-in duck: silence from the next frame on, keeping the position. No-op when not speaking."""
         if self.speaking:
+            if not self._paused and self._queue[0].started:
+                self._silence_due = self._queue[0].id
             self._paused = True
 
     def resume(self) -> None:
         """Carry on from the exact frame where pause() left off."""
+        if self._paused:
+            self._silence_due = None  # a pause undone before its first silent frame went out silenced nothing
         self._paused = False
 
     def interrupt(self) -> Optional[PlaybackEnd]:
@@ -181,6 +190,9 @@ class AgentVoiceTrack(MediaStreamTrack):
         nothing was queued). on_end fires, interrupted, for it and for every
         utterance queued behind it.
         """
+        # Cut while audible: the next frame silences it. Cut while paused: that pause's silence already counted.
+        if not self._paused and self._queue and self._queue[0].started:
+            self._silence_due = self._queue[0].id
         self._paused = False
         cut = [u.playback_end(interrupted=True) for u in self._queue]
         self._ended_ids.extend(u.id for u in self._queue)
@@ -238,6 +250,9 @@ class AgentVoiceTrack(MediaStreamTrack):
         if not self._queue:
             self._paused = False  # nothing left to hold back: a pause must not mute the next reply
         if self._paused or not self._queue or self._queue[0].drained:
+            if self._silence_due is not None:  # the first frame the caller no longer hears a cut or paused utterance in
+                notices.append((self._on_silenced, self._silence_due))
+                self._silence_due = None
             return _SILENCE, notices  # paused, idle, or the head waits for its next sentence
         head = self._queue[0]
         if not head.started:

@@ -75,7 +75,7 @@ def run_server(settings: Settings) -> int:
         redactor = load_redactor(settings)
         log.info("call modes ready (%s); LLM %s", ", ".join(modes), llm.name)
         calls = LiveCalls()
-        metrics = ServerMetrics(live_sessions=lambda: len(calls), asr_queue_depth=lambda: engine.queue_depth)
+        metrics = ServerMetrics(live_sessions=lambda: len(calls), asr_queue_depth=lambda: engine.queue_depth, llm=llm, modes=modes)
         engine.observe(metrics.observe_decode)
         state = AppState(settings, store, engine, encoders, llm, modes, metrics, calls, auth=auth, redactor=redactor,
             end_of_turn=end_of_turn,

@@ -12,7 +12,9 @@ bound the wait: no first token within `first_token_timeout_s`, or no end of
 reply within `timeout_s`, raises `LlmTimeout` and the caller falls back to a
 stock follow-up. A consumer that stops early (`break` out of `async for`, or
 `aclose()`) stops the generation too, so an abandoned reply does not keep
-burning the CPU that speech recognition needs.
+burning the CPU that speech recognition needs. Each reply's time to its first
+token goes to the observer set with the backend's `observe_first_token` (the
+server's /metrics: `earshot_llm_first_token_seconds`).
 
 Prefer `contextlib.aclosing(llm.stream_chat(...))` to a bare `async for`:
 a bare `break` leaves the async generator to the garbage collector (prompt
@@ -24,9 +26,13 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import AsyncGenerator, Optional, Protocol, Sequence
+from typing import AsyncGenerator, Callable, Optional, Protocol, Sequence
 
 log = logging.getLogger(__name__)
+
+# Hears each reply's time to its first token, in seconds (ServerMetrics' in a server). Called on
+# the event loop of the caller of `stream_chat`, once per reply that got a first token.
+FirstTokenObserver = Callable[[float], None]
 
 
 # llama.cpp's log threshold: 1 keeps errors (a model that fails to load says
@@ -107,9 +113,10 @@ class ReplyClock:
     through it just the same, and the fallback is better than a long silence.
     """
 
-    def __init__(self, config: LlmConfig, name: str) -> None:
+    def __init__(self, config: LlmConfig, name: str, on_first_token: Optional[FirstTokenObserver] = None) -> None:
         self._config = config
         self.name = name
+        self._on_first_token = on_first_token
         self.started = time.monotonic()
         self.first_token_s: Optional[float] = None
         self.deltas = 0
@@ -125,6 +132,11 @@ class ReplyClock:
         if self.first_token_s is None:
             self.first_token_s = time.monotonic() - self.started
             log.info("%s: first token after %.0f ms", self.name, self.first_token_s * 1000)
+            if self._on_first_token is not None:
+                try:
+                    self._on_first_token(self.first_token_s)
+                except Exception:  # a metrics bug must not cost the caller its reply
+                    log.exception("first-token observer failed")
 
     def timeout(self) -> LlmTimeout:
         if self.first_token_s is None:

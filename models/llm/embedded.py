@@ -20,7 +20,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, AsyncGenerator, Optional, Sequence, Union
 
-from earshot.models.llm import ChatMessage, LlmConfig, LlmError, ReplyClock
+from earshot.models.llm import ChatMessage, FirstTokenObserver, LlmConfig, LlmError, ReplyClock
 from earshot.models.model_files import ModelMissingError
 
 log = logging.getLogger(__name__)
@@ -158,6 +158,7 @@ class EmbeddedLlm:
         self.name = f"embedded:{path.name}"
         self.capable = path != _bundled_or_none() and path.stat().st_size >= CAPABLE_GGUF_BYTES
         self._worker = _Worker(server, self.name)
+        self._on_first_token: Optional[FirstTokenObserver] = None
         # Runs at close(), when this backend is garbage-collected, or at interpreter exit.
         self._finalizer = weakref.finalize(self, self._worker.shutdown)
 
@@ -198,6 +199,10 @@ class EmbeddedLlm:
         log.info("LLM %s loaded (%d threads)", path.name, threads)
         return cls(server, path, config)
 
+    def observe_first_token(self, observer: Optional[FirstTokenObserver]) -> None:
+        """Call `observer` with each reply's time to its first token (queued behind another generation included)."""
+        self._on_first_token = observer
+
     async def stream_chat(
         self,
         messages: Sequence[ChatMessage],
@@ -217,7 +222,7 @@ class EmbeddedLlm:
         if stop:
             request["stop"] = list(stop)
         job = _Generation(request, asyncio.get_running_loop(), asyncio.Queue())
-        clock = ReplyClock(self._config, self.name)
+        clock = ReplyClock(self._config, self.name, self._on_first_token)
         self._worker.submit(job)
         try:
             while True:

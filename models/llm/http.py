@@ -12,7 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from earshot.models.llm import ChatMessage, LlmConfig, LlmError, ReplyClock
+from earshot.models.llm import ChatMessage, FirstTokenObserver, LlmConfig, LlmError, ReplyClock
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,11 @@ class HttpLlm:
         # A backstop only: the deadlines that matter are enforced per read in stream_chat.
         timeout = httpx.Timeout(config.timeout_s, connect=config.first_token_timeout_s)
         self._client = httpx.AsyncClient(headers=headers, timeout=timeout)
+        self._on_first_token: Optional[FirstTokenObserver] = None
+
+    def observe_first_token(self, observer: Optional[FirstTokenObserver]) -> None:
+        """Call `observer` with each reply's time to its first token (the request's connect and the model lookup included)."""
+        self._on_first_token = observer
 
     async def stream_chat(
         self,
@@ -81,7 +86,7 @@ class HttpLlm:
         temperature: float = 0.3,
         stop: Sequence[str] = (),
     ) -> AsyncGenerator[str, None]:
-        clock = ReplyClock(self._config, self.name)
+        clock = ReplyClock(self._config, self.name, self._on_first_token)
         model = await self._served_model(clock)
         response = await self._open(messages, model, max_tokens, temperature, stop, clock)
         try:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import Callable, Optional
 
 from earshot.agents.followup import warm_prompt_cache
 from earshot.agents.inbox import HeardFinal, HeardNoFinal, HeardPartial, HeardSpeechEnd, HeardSpeechStart, HeardVoice
@@ -29,7 +29,7 @@ from earshot.server.configs import interview_config
 from earshot.server.encoder_service import EncoderService
 from earshot.server.errors import StartupError
 from earshot.server.intent_stage import FinalsWithIntents
-from earshot.server.interviewer_voice import PhraseCache, SessionVoice
+from earshot.server.interviewer_voice import BargeInTimer, PhraseCache, SessionVoice, VoiceTimings
 from earshot.server.modes.base import CallContext
 from earshot.server.outbound_track import PlaybackEnd
 from earshot.server.report_service import ReportService
@@ -50,6 +50,7 @@ class InterviewServices:
     llm: Optional[LlmBackend]
     phrases: PhraseCache
     reports: ReportService
+    timings: VoiceTimings = field(default_factory=VoiceTimings)  # where every call's voice reports its timings
 
     @classmethod
     def load(
@@ -69,6 +70,10 @@ class InterviewServices:
 
     def open(self, context: CallContext) -> "InterviewMode":
         return InterviewMode(self, context)
+
+    def observe_voice(self, *, first_audio: Callable[[float, bool], None], barge_in_stop: Callable[[float], None]) -> None:
+        """Report the voice's timings of every call opened from now on (ServerMetrics calls this at start)."""
+        self.timings = VoiceTimings(first_audio=first_audio, barge_in_stop=barge_in_stop)
 
     async def warm(self) -> None:
         if self.phrases.available:
@@ -99,11 +104,14 @@ class InterviewMode:
             state = plan_interview(
                 services.bank, record.role, record.difficulty, services.settings.interview_questions, record.session_id
             )
+        self._barge_in = BargeInTimer(context.now, services.timings.barge_in_stop)
         self.voice = SessionVoice(
             services.phrases,
             on_audio_start=self._audio_started,
             on_audio_end=self._audio_ended,
             on_tts_failed=self._tts_failed,
+            on_first_audio=services.timings.first_audio,
+            barge_in=self._barge_in,
         )
         self.outbound_track = self.voice.track
         self.interviewer = Interviewer(
@@ -126,6 +134,7 @@ class InterviewMode:
         """The candidate's side of the call, as the interviewer hears it."""
         heard = self.interviewer.heard
         if isinstance(event, protocol.VoiceOnset):
+            self._barge_in.voice_onset(event.at_s)  # before the interviewer hears it: that may pause the voice
             heard(HeardVoice(event.at_s))
         elif isinstance(event, protocol.SpeechStart):
             heard(HeardSpeechStart(event.utterance_id))
