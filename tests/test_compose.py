@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Optional
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = REPO / "docker-compose.yml"
@@ -377,6 +378,97 @@ def test_broken_copies_are_rejected(compose: Compose, tmp_path: Path, case: str)
     else:
         assert result.returncode != 0, f"{case}: accepted"
         assert error in result.stderr, result.stderr
+
+
+# --- the monitoring profile ----------------------------------------------------------------------
+
+MONITORING = REPO / "deploy" / "monitoring"
+
+
+def _monitoring(compose: Compose, *files: Path) -> dict:
+    result = compose.run("--profile", "monitoring", "config", "--format", "json", files=files or (COMPOSE_FILE,))
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def _missing_mounts(service: dict) -> list[str]:
+    """Bind mounts whose source is not a file or folder of this checkout (Docker would make an empty folder)."""
+    return [m["source"] for m in service.get("volumes", []) if m["type"] == "bind" and not Path(m["source"]).exists()]
+
+
+@pytest.mark.parametrize("files", [(COMPOSE_FILE,), (COMPOSE_FILE, CPU_FILE)], ids=["gpu", "cpu"])
+def test_monitoring_profile_validates_without_warnings(compose: Compose, files: tuple[Path, ...]):
+    result = compose.run("--profile", "monitoring", "config", "--quiet", files=files)
+    assert result.returncode == 0, result.stderr
+    assert "warn" not in result.stderr.lower(), result.stderr
+    assert sorted(_monitoring(compose, *files)["services"]) == sorted(
+        [*compose.config(*files)["services"], "grafana", "prometheus"]
+    )
+
+
+def test_monitoring_profile_mounts_the_provisioning_files_that_exist(compose: Compose):
+    services = _monitoring(compose)["services"]
+    prometheus, grafana = services["prometheus"], services["grafana"]
+    for name, service in (("prometheus", prometheus), ("grafana", grafana)):
+        assert service["profiles"] == ["monitoring"], name
+        assert re.fullmatch(r"(prom/prometheus:v|grafana/grafana:)\d+\.\d+\.\d+", service["image"]), service["image"]
+        assert not _missing_mounts(service), (name, _missing_mounts(service))
+        for mount in service["volumes"]:
+            if mount["type"] == "bind":  # the repo's files, read-only; the state on named volumes
+                assert Path(mount["source"]).is_relative_to(MONITORING) and mount["read_only"], mount
+            else:
+                assert mount["source"] in _monitoring(compose)["volumes"], mount
+    prom_mounts = {m["target"]: m for m in prometheus["volumes"]}
+    assert Path(prom_mounts[_flag_value(prometheus["command"], "--config.file")]["source"]) == MONITORING / "prometheus.yml"
+    assert prom_mounts[_flag_value(prometheus["command"], "--storage.tsdb.path")]["type"] == "volume"  # kept across restarts
+
+    mounts = {m["target"]: Path(m["source"]) for m in grafana["volumes"]}
+    provisioned = {kind: mounts[f"/etc/grafana/provisioning/{kind}"] for kind in ("datasources", "dashboards")}
+    for kind, folder in provisioned.items():
+        assert folder == MONITORING / "grafana" / "provisioning" / kind
+        files = sorted(folder.glob("*.yml"))
+        assert files, f"nothing to provision in {folder}"
+        for file in files:
+            assert yaml.safe_load(file.read_text())["apiVersion"] == 1, file
+    # The dashboards provider reads the folder the dashboards are mounted at, and there is one to read.
+    providers = [p for f in provisioned["dashboards"].glob("*.yml") for p in yaml.safe_load(f.read_text())["providers"]]
+    assert [p["type"] for p in providers] == ["file"]
+    dashboards = mounts[providers[0]["options"]["path"]]
+    assert dashboards == MONITORING / "grafana" / "dashboards" and (dashboards / "earshot.json").is_file()
+    # Grafana on the host's loopback only; Prometheus publishes nothing.
+    assert [(p["host_ip"], int(p["published"]), p["target"]) for p in grafana["ports"]] == [("127.0.0.1", 3000, 3000)]
+    assert not prometheus.get("ports")
+
+
+def test_a_missing_provisioning_file_is_caught(compose: Compose, tmp_path: Path):
+    broken = tmp_path / "docker-compose.yml"
+    broken.write_text(COMPOSE_FILE.read_text().replace("./deploy/monitoring/prometheus.yml:", "./deploy/monitoring/prometheus.yaml:"))
+    prometheus = _monitoring(Compose(compose.command, compose.env, compose.empty_env_file), broken)["services"]["prometheus"]
+    assert _missing_mounts(prometheus) == [str(REPO / "deploy" / "monitoring" / "prometheus.yaml")]
+
+
+def test_prometheus_scrapes_the_internal_port_from_inside_earshots_network(compose: Compose):
+    """Auth is on: the main port's /metrics wants an admin. The internal port needs none and is on the container's loopback."""
+    from earshot.server.settings_sources import settings_from_env
+
+    config = _monitoring(compose)
+    earshot, prometheus = config["services"]["earshot"], config["services"]["prometheus"]
+    settings = settings_from_env({k: str(v) for k, v in earshot["environment"].items()})
+    assert settings.auth == "on" and settings.internal_port > 0
+    assert prometheus["network_mode"] == "service:earshot"  # its 127.0.0.1 is the earshot container's
+    scrape = yaml.safe_load((MONITORING / "prometheus.yml").read_text())["scrape_configs"]
+    assert [(job["job_name"], job["metrics_path"]) for job in scrape] == [("earshot", "/metrics")]
+    assert [c["targets"] for c in scrape[0]["static_configs"]] == [[f"127.0.0.1:{settings.internal_port}"]]
+    # Grafana reaches Prometheus under the earshot service's name, at Prometheus' own default port.
+    assert not any(arg.startswith("--web.listen-address") for arg in prometheus["command"])
+    sources = yaml.safe_load((MONITORING / "grafana/provisioning/datasources/prometheus.yml").read_text())["datasources"]
+    assert [(d["type"], d["url"]) for d in sources] == [("prometheus", "http://earshot:9090")]
+
+
+def _flag_value(command: list[str], name: str) -> str:
+    found = [arg.split("=", 1)[1] for arg in command if arg.startswith(name + "=")]
+    assert len(found) == 1, (name, command)
+    return found[0]
 
 
 # --- the image --------------------------------------------------------------------------------
