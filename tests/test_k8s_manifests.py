@@ -9,14 +9,8 @@ manifests beside Earshot's own code: its Settings, its metrics, docker-compose.y
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import re
-import subprocess
-import sys
-import threading
-import time
-import urllib.error
-import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import kubernetes_validate
@@ -26,7 +20,7 @@ import yaml
 from earshot.server.metrics import ServerMetrics
 from earshot.server.settings import Settings
 from earshot.server.settings_sources import settings_from_env
-from tests.conftest import REPO, free_port
+from tests.conftest import REPO
 
 K8S = REPO / "deploy" / "k8s"
 # The oldest Kubernetes the manifests claim (README.md there), and the newest bundled schema.
@@ -147,7 +141,7 @@ def test_earshot_env_is_valid_settings():
 
 def test_every_earshot_port_is_earshot_port():
     port, c = settings().port, earshot()
-    assert [p["containerPort"] for p in c["ports"]] == [port]
+    assert [p["containerPort"] for p in c["ports"] if p["name"] == "http"] == [port]
     probes = {name: c[name]["httpGet"] for name in ("startupProbe", "livenessProbe", "readinessProbe")}
     assert {name: (g["port"], g["path"]) for name, g in probes.items()} == {
         "startupProbe": (port, "/healthz/live"), "livenessProbe": (port, "/healthz/live"),
@@ -155,7 +149,7 @@ def test_every_earshot_port_is_earshot_port():
     # Earshot answers loopback names whatever EARSHOT_ALLOWED_HOSTS says; the kubelet's default Host is the pod IP.
     assert all({"name": "Host", "value": "localhost"} in g["httpHeaders"] for g in probes.values())
     service = find("Service", "earshot")
-    assert [p["targetPort"] for p in service["spec"]["ports"]] == [port]
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == [port]  # not the internal port
     backends = [path["backend"]["service"] for rule in find("Ingress", "earshot")["spec"]["rules"]
                 for path in rule["http"]["paths"]]
     assert backends == [{"name": "earshot", "port": {"number": service["spec"]["ports"][0]["port"]}}]
@@ -212,56 +206,148 @@ def test_the_manifests_mirror_docker_compose():
     assert find("DaemonSet", "coturn")["spec"]["template"]["spec"]["hostNetwork"] is True
 
 
-def test_prometheus_scrapes_the_metrics_proxy():
+def test_prometheus_scrapes_the_internal_port():
+    """Prometheus scrapes EARSHOT_INTERNAL_PORT on the pod's address: no admin key, and no proxy in between."""
     deployment = find("Deployment", "earshot")
     annotations = deployment["spec"]["template"]["metadata"]["annotations"]
-    proxy = container(deployment["spec"]["template"]["spec"], "metrics-proxy")
+    s = settings()
     assert annotations["prometheus.io/scrape"] == "true" and annotations["prometheus.io/path"] == "/metrics"
-    assert proxy["command"][-2:] == [annotations["prometheus.io/port"], f"http://127.0.0.1:{settings().internal_port}/metrics"]
-    assert [p["containerPort"] for p in proxy["ports"]] == [int(annotations["prometheus.io/port"])]
+    assert s.internal_port and annotations["prometheus.io/port"] == str(s.internal_port)
+    # Declared on the Earshot container, TCP; and bound to the pod's address, not the default loopback.
+    ports = {p["name"]: (p["containerPort"], p.get("protocol", "TCP")) for p in earshot()["ports"]}
+    assert ports == {"http": (s.port, "TCP"), "metrics": (s.internal_port, "TCP")}
+    assert s.internal_host == "0.0.0.0"
 
 
-def _get(url: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as e:  # an error status; a refused connection is URLError, raised
-        return e.code, b""
+# --- NetworkPolicy, evaluated as the API documents it -----------------------------------------------
+# Enough of the semantics for these manifests: policies in the kustomization's namespace, ingress rules,
+# podSelector / namespaceSelector / ipBlock peers, numbered, ranged and named ports.
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """A connection's source: a pod (namespace and labels), or an address outside the pod network (a node)."""
+
+    ip: str
+    namespace: str | None = None
+    labels: tuple[tuple[str, str], ...] = ()
 
 
-def test_the_metrics_proxy_serves_metrics_and_nothing_else(tmp_path: Path):
-    class Upstream(BaseHTTPRequestHandler):
-        def do_GET(self):
-            body = ServerMetrics(live_sessions=lambda: 3, asr_queue_depth=lambda: 0).render()
-            self.send_response(200 if self.path == "/metrics" else 404)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+def namespace() -> str:
+    return yaml.safe_load((K8S / "kustomization.yaml").read_text(encoding="utf-8"))["namespace"]
 
-        def log_message(self, *args):
-            pass
 
-    upstream = ThreadingHTTPServer(("127.0.0.1", 0), Upstream)
-    threading.Thread(target=upstream.serve_forever, daemon=True).start()
-    script = tmp_path / "metrics_proxy.py"
-    script.write_text(find("ConfigMap", "earshot-metrics-proxy")["data"]["metrics_proxy.py"], encoding="utf-8")
-    port = free_port()
-    proxy = subprocess.Popen([sys.executable, str(script), str(port), f"http://127.0.0.1:{upstream.server_port}/metrics"])
-    try:
-        deadline = time.monotonic() + 20
-        while proxy.poll() is None and time.monotonic() < deadline:
-            try:
-                status, body = _get(f"http://127.0.0.1:{port}/metrics")
-                break
-            except urllib.error.URLError:  # not listening yet
-                time.sleep(0.1)
-        else:
-            pytest.fail("the proxy did not start")
-        assert status == 200 and b"earshot_live_sessions 3.0" in body
-        assert _get(f"http://127.0.0.1:{port}/healthz")[0] == 404
-        upstream.shutdown()
-        upstream.server_close()
-        assert _get(f"http://127.0.0.1:{port}/metrics")[0] == 502
-    finally:
-        proxy.terminate()
-        proxy.wait(timeout=10)
+def network_policies() -> list[dict]:
+    return [d for p in manifest_files() for d in documents(p) if d["kind"] == "NetworkPolicy"]
+
+
+def pod_labels(kind: str, name: str) -> dict[str, str]:
+    return find(kind, name)["spec"]["template"]["metadata"]["labels"]
+
+
+def earshot_pod(ip: str = FIELD_REFS["status.podIP"]) -> Source:
+    return Source(ip, namespace(), tuple(pod_labels("Deployment", "earshot").items()))
+
+
+def matches(selector: dict, labels: dict[str, str]) -> bool:
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for e in selector.get("matchExpressions", []):
+        present, values = e["key"] in labels, e.get("values", [])
+        ok = {"In": present and labels.get(e["key"]) in values, "NotIn": labels.get(e["key"]) not in values,
+              "Exists": present, "DoesNotExist": not present}[e["operator"]]
+        if not ok:
+            return False
+    return True
+
+
+def peer_matches(peer: dict, source: Source) -> bool:
+    if "ipBlock" in peer:
+        ip = ipaddress.ip_address(source.ip)
+        return ip in ipaddress.ip_network(peer["ipBlock"]["cidr"]) and not any(
+            ip in ipaddress.ip_network(c) for c in peer["ipBlock"].get("except", []))
+    if source.namespace is None:  # a node or the outside: only ipBlock peers (or no peers) admit it
+        return False
+    if "namespaceSelector" in peer:
+        namespace_ok = matches(peer["namespaceSelector"], {"kubernetes.io/metadata.name": source.namespace})
+    else:  # a podSelector alone means the policy's own namespace
+        namespace_ok = source.namespace == namespace()
+    return namespace_ok and matches(peer.get("podSelector", {}), dict(source.labels))
+
+
+def port_matches(entry: dict, port: int, protocol: str, container_ports: list[dict]) -> bool:
+    if entry.get("protocol", "TCP") != protocol:
+        return False
+    if "port" not in entry:  # every port of that protocol
+        return True
+    if isinstance(entry["port"], str):  # a named port: the destination container's port of that name
+        return any(p["name"] == entry["port"] and p["containerPort"] == port and p.get("protocol", "TCP") == protocol
+                   for p in container_ports if "name" in p)
+    return entry["port"] <= port <= entry.get("endPort", entry["port"])
+
+
+def reachable(source: Source, kind: str, name: str, port: int, protocol: str = "TCP",
+              policies: list[dict] | None = None) -> bool:
+    """Whether `source` may open port/protocol on a pod of workload kind/name, under the policies."""
+    labels = pod_labels(kind, name)
+    container_ports = [p for c in pod_spec(kind, name)["containers"] for p in c.get("ports", [])]
+    selecting = [p["spec"] for p in (network_policies() if policies is None else policies)
+                 if p["metadata"].get("namespace", namespace()) == namespace()
+                 and "Ingress" in p["spec"].get("policyTypes", ["Ingress"]) and matches(p["spec"]["podSelector"], labels)]
+    if not selecting:  # no policy isolates the pod: everything reaches it
+        return True
+    return any(
+        (not rule.get("from") or any(peer_matches(peer, source) for peer in rule["from"]))
+        and (not rule.get("ports") or any(port_matches(e, port, protocol, container_ports) for e in rule["ports"]))
+        for spec in selecting for rule in spec.get("ingress", []))
+
+
+INGRESS_CONTROLLER = Source("10.244.1.5", "ingress-nginx", (("app.kubernetes.io/name", "ingress-nginx"),))
+PROMETHEUS = Source("10.244.2.9", "monitoring", (("app.kubernetes.io/name", "prometheus"),))
+NODE = Source("10.0.0.12")  # coturn (host network) on an edge node, or the kubelet
+OTHER_POD = Source("10.244.4.4", "default", (("app", "something-else"),))
+
+
+def test_earshot_pods_reach_each_other_on_their_http_port():
+    """An instance hands a request to the one that holds the call, at its EARSHOT_ADVERTISE_URL (pod IP, 8000)."""
+    s = settings()
+    assert s.advertise_url.endswith(f":{s.port}")
+    assert reachable(earshot_pod("10.244.5.20"), "Deployment", "earshot", s.port)
+
+
+def test_earshot_http_and_media_stay_open():
+    """The ingress controller and the probes reach port 8000; call media (UDP, any port) arrives from coturn."""
+    port = settings().port
+    for source in (INGRESS_CONTROLLER, NODE, OTHER_POD, PROMETHEUS):
+        assert reachable(source, "Deployment", "earshot", port), source
+        assert all(reachable(source, "Deployment", "earshot", p, "UDP") for p in (1024, 40000, 65535)), source
+
+
+def test_only_the_monitoring_namespace_reaches_the_internal_port():
+    s = settings()
+    [policy] = [p for p in network_policies() if matches(p["spec"]["podSelector"], pod_labels("Deployment", "earshot"))]
+    peers = [peer for rule in policy["spec"]["ingress"] for peer in rule.get("from", [])]
+    assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}} in peers
+    assert reachable(PROMETHEUS, "Deployment", "earshot", s.internal_port)
+    for source in (INGRESS_CONTROLLER, NODE, OTHER_POD, earshot_pod()):
+        assert not reachable(source, "Deployment", "earshot", s.internal_port), source
+
+
+def test_redis_and_vllm_answer_earshot_only():
+    for kind, name, port in (("StatefulSet", "redis", 6379), ("Deployment", "vllm", 8000)):
+        assert reachable(earshot_pod(), kind, name, port), name
+        for source in (INGRESS_CONTROLLER, PROMETHEUS, NODE, OTHER_POD):
+            assert not reachable(source, kind, name, port), (name, source)
+
+
+def test_a_policy_that_forgot_the_pods_would_cut_the_hop():
+    """The reachability check can fail: port 8000 opened to the ingress controller alone keeps pods apart."""
+    policies = [dict(p) for p in network_policies()]
+    for i, policy in enumerate(policies):
+        if policy["metadata"]["name"] == "earshot":
+            narrowed = [{"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}],
+                         "ports": [{"port": "http", "protocol": "TCP"}]}]
+            policies[i] = {**policy, "spec": {**policy["spec"], "ingress": narrowed}}
+    port = settings().port
+    assert reachable(INGRESS_CONTROLLER, "Deployment", "earshot", port, policies=policies)
+    assert not reachable(earshot_pod(), "Deployment", "earshot", port, policies=policies)
+    assert not reachable(INGRESS_CONTROLLER, "Deployment", "earshot", settings().internal_port, policies=policies)
