@@ -22,9 +22,10 @@
     GET    /                             the client (client/index.html and its files)
 
 With `auth on`, who may call what is server/access.py; /healthz and /metrics
-may instead be served on 127.0.0.1:internal_port (`create_internal_app`).
+may instead be served on internal_host:internal_port (127.0.0.1 by default) (`create_internal_app`).
 
-The endpoints are in server/api.py. Every error is JSON,
+The endpoints are in server/api.py (sessions), server/operations_api.py (health,
+metrics, settings) and server/privacy_api.py. Every error is JSON,
 `{"error": {"code": "...", "message": "..."}}`, from the exception handlers
 below: a refused request (ApiError) with its 4xx status (429 and 503 at_capacity
 with Retry-After), Redis away with 503, Redis full (maxmemory) with 507,
@@ -47,7 +48,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from earshot.server import api, privacy_api
+from earshot.server import api, operations_api, privacy_api
 from earshot.server.api import AppState
 from earshot.server.at_rest import SealError
 from earshot.server.auth import IdentityMiddleware
@@ -61,10 +62,13 @@ from earshot.server.tasks import cancel_and_wait
 log = logging.getLogger(__name__)
 
 HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+REJECTIONS = ("at_capacity", "rate_limited")  # refusals for want of room or of allowance, not for bad input
 
 
 async def refused(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
+    if exc.code in REJECTIONS:  # what a load balancer and an operator watch (earshot_sessions_rejected_total)
+        request.app.state.earshot.metrics.count_rejected(exc.code)
     response = error_response(exc.status, exc.code, exc.message)
     response.headers.update(exc.headers)
     return response
@@ -132,11 +136,11 @@ def create_app(state: AppState) -> Starlette:
         Route("/sessions/{session_id}/report", api.report_page, methods=["GET"]),
         Route("/api/sessions/{session_id}/summary", api.summary, methods=["GET"]),
         Route("/sessions/{session_id}/summary", api.summary_page, methods=["GET"]),
-        Route("/healthz", api.health, methods=["GET"]),
-        Route("/healthz/live", api.health_live, methods=["GET"]),
-        Route("/healthz/ready", api.health_ready, methods=["GET"]),
-        Route("/metrics", api.metrics, methods=["GET"]),
-        Route("/api/admin/settings", api.admin_settings, methods=["GET"]),
+        Route("/healthz", operations_api.health, methods=["GET"]),
+        Route("/healthz/live", operations_api.health_live, methods=["GET"]),
+        Route("/healthz/ready", operations_api.health_ready, methods=["GET"]),
+        Route("/metrics", operations_api.metrics, methods=["GET"]),
+        Route("/api/admin/settings", operations_api.admin_settings, methods=["GET"]),
         Route("/api/admin/identities/{name}/sessions", privacy_api.erase_identity, methods=["DELETE"]),
         Route("/api/admin/audit", privacy_api.admin_audit, methods=["GET"]),
         Route("/api/privacy", privacy_api.privacy, methods=["GET"]),
@@ -165,10 +169,10 @@ def create_app(state: AppState) -> Starlette:
 
 
 def create_internal_app(state: AppState) -> Starlette:
-    """/metrics and the detailed /healthz for 127.0.0.1:internal_port: no checks, the main app's lifespan."""
+    """/metrics and the detailed /healthz for internal_host:internal_port: no checks, the main app's lifespan."""
     routes = [
-        Route("/healthz", api.health_detail, methods=["GET"]),
-        Route("/metrics", api.metrics_internal, methods=["GET"]),
+        Route("/healthz", operations_api.health_detail, methods=["GET"]),
+        Route("/metrics", operations_api.metrics_internal, methods=["GET"]),
     ]
     handlers = {HTTPException: http_error, StoreUnavailable: store_unavailable, Exception: internal_error}
     app = Starlette(routes=routes, exception_handlers=handlers)

@@ -92,8 +92,10 @@ def run_server(settings: Settings) -> int:
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
         internal = None
         if settings.internal_port:
-            internal = _http_config(settings, create_internal_app(state), "127.0.0.1", settings.internal_port, lifespan="off")
-            log.info("/metrics and /healthz (detailed) on http://127.0.0.1:%d", settings.internal_port)
+            internal = _http_config(
+                settings, create_internal_app(state), settings.internal_host, settings.internal_port, lifespan="off",
+            )
+            log.info("/metrics and /healthz (detailed) on http://%s:%d", settings.internal_host, settings.internal_port)
         _serve(DrainingServer(config, lambda: drain(state)), internal)
         engine.close()
     finally:

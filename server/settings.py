@@ -383,7 +383,12 @@ class Settings:
     )
     internal_port: int = field(
         default=0,
-        metadata=_help("port for /metrics and the detailed /healthz, on loopback; 0 = on the main port, admin only"),
+        metadata=_help("port for /metrics and the detailed /healthz, on internal_host; 0 = on the main port, admin only"),
+    )
+    internal_host: str = field(
+        default="127.0.0.1",
+        metadata=_help("address the internal port binds: loopback, or a pod's own address for Prometheus "
+                       "(0.0.0.0), where a network policy keeps it to the monitoring namespace"),
     )
 
     # --- Limits (server/limits.py) ---
