@@ -65,6 +65,7 @@ class CallMeasures:
     reference_words: int
     finals: int
     errors: list[str]
+    instance: Optional[str] = None  # the server instance that held the call (its `ready` event)
 
     @property
     def wer(self) -> Optional[float]:
@@ -83,6 +84,7 @@ class CallMeasures:
             "wer": _round(self.wer),
             "final_latency_p95_s": _round(p95),
             "errors": self.errors,
+            "instance": self.instance,
         }
 
 
@@ -135,6 +137,7 @@ def measure_call(record: CallRecord) -> CallMeasures:
         reference_words=reference_words,
         finals=len(finals),
         errors=errors,
+        instance=next((r.event.get("instance") or None for r in record.events if r.event.get("type") == "ready"), None),
     )
 
 
@@ -165,6 +168,8 @@ def summarize_level(
             "failed": len(failed),
         },
         "errors": dict(sorted(errors.items())),
+        # Which server instance held each connected call: placement's spread (one key with one instance).
+        "instances": dict(sorted(Counter(m.instance or "?" for m in measures if m.connect_s is not None).items())),
         "latency": {
             "connect_s": percentiles(m.connect_s for m in measures if m.connect_s is not None),
             "first_partial_s": percentiles(v for m in measures for v in m.first_partial_s),

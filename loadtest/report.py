@@ -31,6 +31,7 @@ COLUMNS: tuple[tuple[str, Any], ...] = (
     ("CPU % mean", lambda lv: _n(lv["server"]["cpu_percent"]["mean"], 0)),
     ("queue max", lambda lv: _n(lv["server"]["asr_queue_depth"]["max"], 0)),
     ("errors", lambda lv: str(sum(lv["errors"].values()))),
+    ("calls per instance", lambda lv: " ".join(str(n) for n in lv.get("instances", {}).values()) or "-"),
     ("SLO", lambda lv: {True: "pass", False: "FAIL", None: "-"}[lv.get("meets_slo")]),
 )
 

@@ -230,6 +230,7 @@ class LoadTest:
         self.progress.done(
             f"level {sessions} sessions{' + faults' if with_faults else ''}: {level['calls']['completed']}/{sessions} ok, "
             f"final p50 {_fmt(final['p50'])} p95 {_fmt(final['p95'])} s, errors {sum(level['errors'].values())}"
+            + (f", calls per instance {level['instances']}" if len(level["instances"]) > 1 else "")
         )
         return level
 

@@ -1,4 +1,4 @@
-"""The HTTP API's endpoints: sessions, WebRTC signalling, reports, summaries, health and metrics.
+"""The HTTP API's session endpoints: sessions, WebRTC signalling, reports, summaries (health and metrics: operations_api.py).
 
 Every endpoint reads what the process shares from `request.app.state.earshot`
 (an `AppState`). A request it refuses raises `ApiError`; server/app.py turns
@@ -21,7 +21,7 @@ from earshot.agents.roles import DIFFICULTIES, ROLES
 from earshot.models.asr import AsrEngine
 from earshot.models.llm import LlmBackend
 from earshot.models.turn_model import EndOfTurnModel
-from earshot.server.access import auth_on, may, require
+from earshot.server.access import require
 from earshot.server.audit import AuditLog
 from earshot.server.audit_trail import audited_session, record_act
 from earshot.server.auth import Authenticator
@@ -34,7 +34,6 @@ from earshot.server.errors import ApiError
 from earshot.server.forwarding import Forwarder
 from earshot.server.intent_stage import IntentOptions
 from earshot.server.limits import Limits, at_capacity
-from earshot.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from earshot.server.metrics import ServerMetrics
 from earshot.server.modes import MODE_KINDS, ModeKind, ModeServices
 from earshot.server.modes.assist import AssistMode
@@ -235,6 +234,8 @@ async def _answer(
     if previous is not None:  # still closing: its last finals and state are written before the next call counts them
         await asyncio.shield(previous.close("replaced by a new offer"))
     resumed_finals = await state.store.final_count(record.session_id)
+    if record.audio_s > 0:  # an earlier call of the session got audio: this one resumes it
+        state.metrics.count_reconnect()
     resume = ResumePoint(
         audio_s=record.audio_s, next_utterance_id=record.next_utterance_id, next_final_seq=resumed_finals + 1
     )
@@ -255,6 +256,7 @@ async def _answer(
         ice_servers=state.turn.entries(record.session_id),
         end_of_turn=state.end_of_turn,
         hold_unfinished_turns=kind.hold_unfinished_turns,
+        instance=state.cluster.instance_id,
     )
     state.calls.add(call)
     try:
@@ -364,75 +366,3 @@ def _session_page(request: Request, name: str) -> FileResponse:
     if not is_session_id(request.path_params["session_id"]):
         raise ApiError(404, "unknown_session", "no such session")
     return FileResponse(client_dir() / name)
-
-
-# --- operations -----------------------------------------------------------------------------
-# The main port's /healthz: the detailed answer for whoever may see it (anyone with auth none, admins
-# with auth on) unless an internal port serves it; else a minimal liveness answer, public.
-# /metrics there: anyone with auth none, admins with auth on; with an internal port, admins only.
-# The internal port (127.0.0.1:internal_port, server/app.py) serves both without checks.
-async def health(request: Request) -> JSONResponse:
-    if _state(request).settings.internal_port == 0 and may(request, "health detail"):
-        return await health_detail(request)
-    redis_ok = await _redis_ok(_state(request))
-    return JSONResponse({"status": "ok" if redis_ok else "degraded"}, status_code=200 if redis_ok else 503)
-
-
-# /healthz/live and /healthz/ready are for a load balancer or Kubernetes' probes: public, minimal.
-# Live: the process answers (its event loop runs). Ready: it takes new sessions: Redis answers, and it
-# is not draining (SIGTERM). A full instance stays ready: it places new sessions on instances with room
-# (server/cluster.py), and an unready one would leave the load balancer for everything, reports and
-# reconnects included; with every instance full, creating a session is a JSON 503 at_capacity.
-async def health_live(request: Request) -> JSONResponse:
-    return JSONResponse({"status": "live", "instance": _state(request).cluster.instance_id})
-
-
-async def health_ready(request: Request) -> JSONResponse:
-    state = _state(request)
-    if state.cluster.draining:
-        status = "draining"
-    else:
-        status = "ready" if await _redis_ok(state) else "store_unavailable"
-    return JSONResponse({"status": status, "instance": state.cluster.instance_id}, status_code=200 if status == "ready" else 503)
-
-
-async def health_detail(request: Request) -> JSONResponse:
-    state = _state(request)
-    redis_ok = await _redis_ok(state)
-    interview = state.modes.get("interview")
-    body = {
-        "status": "ok" if redis_ok else "degraded",
-        "redis": redis_ok,
-        "live_sessions": len(state.calls),
-        "instance": state.cluster.instance_id,
-        "draining": state.cluster.draining,
-        "asr_model": state.settings.asr_model,
-        "asr_queue_depth": state.engine.queue_depth,
-        "llm": state.llm.name if state.llm is not None else None,
-        "tts": isinstance(interview, InterviewServices) and interview.phrases.available,
-        "intent": state.encoders.intents is not None,
-    }
-    return JSONResponse(body, status_code=200 if redis_ok else 503)
-
-
-async def _redis_ok(state: AppState) -> bool:
-    try:
-        return await state.store.ping()
-    except StoreUnavailable:
-        return False
-
-
-async def metrics(request: Request) -> Response:
-    if _state(request).settings.internal_port and not auth_on(request):
-        raise ApiError(403, "forbidden", "metrics are served on the internal port")
-    require(request, "metrics")
-    return await metrics_internal(request)
-
-
-async def metrics_internal(request: Request) -> Response:
-    return Response(_state(request).metrics.render(), media_type=METRICS_CONTENT_TYPE)
-
-
-async def admin_settings(request: Request) -> JSONResponse:
-    require(request, "settings read")
-    return JSONResponse(_state(request).settings.public())

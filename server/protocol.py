@@ -58,6 +58,7 @@ class Ready(Event):
     pace_max_wps: float
     resumed_finals: int  # finals already stored from before a reconnect
     speakers: list[str] = field(default_factory=list)  # the labelled tracks of an assist call
+    instance: str = ""  # the server instance holding the call (instance_id): which one, after a reconnect
 
 
 @dataclass(frozen=True)

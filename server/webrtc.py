@@ -74,10 +74,12 @@ class LiveSession:
         ice_servers: Sequence[dict[str, Any]] = (),  # the server side's STUN/TURN entries (server/turn.py)
         end_of_turn: Optional[EndOfTurnModel] = None,  # the end-of-turn model, for endpointing model
         hold_unfinished_turns: bool = True,  # the mode's (ModeKind): False in assist calls
+        instance: str = "",  # this server instance's id (server/cluster.py), told to the caller
     ) -> None:
         self.record = record
         self.session_id = record.session_id
         self._settings = settings
+        self._instance = instance
         self._resumed_finals = resumed_finals
         self._on_closed = on_closed
         self.writer = writer_factory(self._on_store_outage)
@@ -161,6 +163,7 @@ class LiveSession:
             pace_max_wps=self._settings.pace_max_wps,
             resumed_finals=self._resumed_finals,
             speakers=[speaker for speaker in self._pipelines if speaker],
+            instance=self._instance,
         )
 
     # --- media ---------------------------------------------------------------------------

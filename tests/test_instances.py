@@ -8,7 +8,10 @@ balancer would; which instance answers a call is the servers' business.
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
+import subprocess
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -21,7 +24,7 @@ from earshot.loadtest.caller import HeadlessCaller
 from earshot.server.at_rest import Sealer
 from earshot.server.settings import Settings
 from tests.calls import finish_call, joined_clips, stored_finals
-from tests.conftest import ServerProcess, corpus_file, start_server
+from tests.conftest import CORPUS, REPO, ServerProcess, corpus_file, start_server
 from tests.test_api_errors import offer_sdp
 
 pytestmark = pytest.mark.slow
@@ -70,6 +73,14 @@ def live_calls(server: ServerProcess) -> int:
     return httpx.get(server.base_url + "/healthz", timeout=5).json()["live_sessions"]
 
 
+def metric(server: ServerProcess, sample: str) -> float:
+    """One sample's value from the instance's /metrics (auth none: anyone may read it on loopback)."""
+    for line in httpx.get(server.base_url + "/metrics", timeout=5).text.splitlines():
+        if line.startswith(sample + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
 @pytest.fixture(scope="module")
 def pair(redis_url, tmp_path_factory):
     a, b = start_pair(redis_url, tmp_path_factory.mktemp("pair"), "pair", "--max-live-calls", "2", "--drain-grace-s", "4")
@@ -93,6 +104,7 @@ async def test_sessions_made_on_one_instance_are_spread_over_both_and_refused_on
             refused = await http.post("/api/sessions", json={"role": "software_engineer"})
             assert refused.status_code == 503 and refused.json()["error"]["code"] == "at_capacity"
             assert int(refused.headers["retry-after"]) >= 1
+            assert metric(a, 'earshot_sessions_rejected_total{reason="at_capacity"}') >= 1
         # Every call is live, and says so to a, wherever it runs.
         assert all([(await c.api("GET", ""))["live"] for c in callers])
         await asyncio.gather(*(finish_call(c) for c in callers))
@@ -143,7 +155,9 @@ async def test_a_killed_instance_loses_no_final_and_the_call_resumes_on_the_othe
     try:
         await again.connect()  # b waits for a's hold to lapse (503 call_moving), then takes the call
         assert any(code == "call_moving" for code, _ in again.offer_waits), again.offer_waits
+        assert metric(b, "earshot_reconnects_total") == 1
         await finish_call(again)
+        assert again.of_type("ready")[0]["instance"] == "b"
         after = again.of_type("final")
         assert after
         stored = await stored_finals(again, expected=len(before) + len(after))
@@ -163,6 +177,21 @@ async def test_a_killed_instance_loses_no_final_and_the_call_resumes_on_the_othe
     finally:
         await again.hangup()
         b.stop()
+
+
+def test_a_load_test_through_one_instance_spreads_over_both_and_none_is_refused_below_capacity(pair, tmp_path):
+    a, b = pair
+    out = tmp_path / "report"
+    result = subprocess.run(
+        [sys.executable, "-m", "earshot.server", "loadtest", "--url", a.base_url, "--sessions", "4", "--duration", "8",
+         "--ramp-up", "1", "--audio", str(CORPUS / "utterances"), "--out", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=240,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (level,) = json.loads((out / "loadtest.json").read_text())["levels"]
+    assert level["calls"]["completed"] == 4 and level["errors"] == {}  # 4 calls: both instances' room, none refused
+    assert level["instances"] == {"a": 2, "b": 2}
+    assert "calls per instance" in (out / "loadtest.html").read_text()
 
 
 async def test_sigterm_drains_live_calls_then_closes_them_with_a_notice_and_they_resume_elsewhere(pair):
