@@ -5,11 +5,20 @@ import { askForCredential, identityCredential } from "./credential.js";
 
 /** An error the server reported as {"error": {"code", "message"}}, or a transport failure. */
 export class ApiError extends Error {
-  constructor(status, code, message) {
+  constructor(status, code, message, retryAfterS = null) {
     super(message);
     this.name = "ApiError";
     this.status = status; // 0 when the server could not be reached
     this.code = code;
+    this.retryAfterS = retryAfterS; // the server's Retry-After, when it sent one
+  }
+
+  /**
+   * A reconnect the server asks to send again: the old connection is still held (here, or by an
+   * instance that stopped and whose hold lapses soon), or the instance holding the call is unreachable.
+   */
+  get worthWaiting() {
+    return this.code === "session_live" || ["call_moving", "instance_unreachable"].includes(this.code);
   }
 
   /** The session no longer exists, has ended, or the token is wrong: resuming is pointless. */
@@ -39,10 +48,12 @@ async function request(method, path, { token, body, keepalive = false } = {}) {
   const payload = await readJson(response);
   if (!response.ok) {
     const error = payload?.error ?? {};
+    const retryAfter = Number.parseFloat(response.headers.get("Retry-After") ?? "");
     throw new ApiError(
       response.status,
       error.code ?? "http_error",
       error.message ?? `HTTP ${response.status} ${response.statusText}`.trim(),
+      Number.isFinite(retryAfter) ? retryAfter : null,
     );
   }
   return payload;

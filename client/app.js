@@ -199,8 +199,10 @@ async function connect(session, attempt) {
 /**
  * The server allows one connection per session and answers 409 session_live
  * while it still holds one. After a dropped link it may not have noticed yet
- * (ICE consent takes a while to fail), so a resume waits for it rather than
- * giving up. The same offer can be sent again: it is still unanswered.
+ * (ICE consent takes a while to fail), and after a server instance stopped,
+ * its hold on the call lapses only a few seconds later (503 call_moving, with
+ * Retry-After): a resume waits rather than giving up. The same offer can be
+ * sent again: it is still unanswered.
  */
 async function sendOfferPatiently(session, offer, attempt) {
   const deadline = Date.now() + SESSION_LIVE_WAIT_MS;
@@ -209,10 +211,11 @@ async function sendOfferPatiently(session, offer, attempt) {
     try {
       return await api.sendOffer(session, offer);
     } catch (error) {
-      const stillHeld = error instanceof api.ApiError && error.code === "session_live";
-      if (!stillHeld || Date.now() > deadline) throw error;
+      const wait = error instanceof api.ApiError && error.worthWaiting;
+      if (!wait || Date.now() > deadline) throw error;
       view.setStatus("Waiting for the server to release the previous connection…");
-      await new Promise((resolve) => setTimeout(resolve, SESSION_LIVE_RETRY_MS));
+      const waitMs = Math.min((error.retryAfterS ?? 0) * 1000 || SESSION_LIVE_RETRY_MS, 5000);
+      await new Promise((resolve) => setTimeout(resolve, waitMs));
     }
   }
 }
@@ -283,6 +286,11 @@ function init() {
   view.controls.start.addEventListener("click", start);
   view.controls.stop.addEventListener("click", stop);
   view.controls.resume.addEventListener("click", resume);
+  // The server closes the call and asks for a reconnect (it is draining): resume at once, on
+  // whichever instance the load balancer picks; the snapshot fills in anything missed.
+  events.onCallMoving(() => {
+    if (storedSession()) resume();
+  });
   // Only between sessions (the select is disabled during one): preview what the mode shows.
   view.controls.mode.addEventListener("change", () => {
     events.setMode(view.controls.mode.value);

@@ -210,10 +210,14 @@ export class CallAudio {
     return this.player?.buffer?.duration ?? 0;
   }
 
-  /** Starts the recording (once); `ended()` runs when it has played to the end. */
+  /** Starts the recording (once); `ended()` (the latest given) runs when it has played to the end. */
   play(ended) {
     const player = this.player;
-    if (!player?.buffer || player.source) return;
+    if (player?.source) {
+      player.source.onended = ended; // a reconnect: it plays on, and the new connection hears its end
+      return;
+    }
+    if (!player?.buffer) return;
     const source = player.ctx.createBufferSource();
     source.buffer = player.buffer;
     source.connect(player.input);

@@ -19,6 +19,10 @@ const FILE_TAIL_MS = 1500;
 // …and, if a side is still mid-utterance then, wait for its final at most this much longer.
 const FILE_FINAL_WAIT_MS = 5000;
 const DELETE_TIMEOUT_MS = 10000;
+// How long a reconnect keeps sending its offer while the server asks to wait (503 call_moving).
+const RECONNECT_WAIT_MS = 40000;
+// The server closes the call for these and asks for a reconnect: the session resumes elsewhere.
+const CALL_MOVING_CODES = new Set(["server_draining", "call_taken_over"]);
 
 // Errors the call survives: a notice each, the call goes on.
 const NOTICE_TEXT = {
@@ -44,6 +48,7 @@ const conn = {
   session: null, // {session_id, token}
   peer: null, // {pc, channel}
   audio: null, // CallAudio: the inputs or the recording
+  sources: null, // its labelled tracks, which a reconnect sends again
   openTimer: null,
   endTimer: null,
   clockTimer: null,
@@ -78,6 +83,7 @@ function teardownLocal() {
   conn.peer = null;
   conn.audio?.close();
   conn.audio = null;
+  conn.sources = null;
   conn.ending = false;
   view.clearSpeaking();
   view.clearPartials();
@@ -114,25 +120,8 @@ async function start() {
     // The summary link opens in another tab: leave the token where that tab finds it too.
     rememberToken(session, { otherTabs: true });
 
-    const guard = (fn) => attempts.guard(attempt, fn);
-    const ice = iceConfiguration(session);
-    conn.peer = createMultiTrackPeer(sources, ice, {
-      onOpen: guard(goLive),
-      onMessage: guard(onMessage),
-      onLost: guard((failed) => connectionLost(failed, ice)),
-    });
-    const tracks = Object.fromEntries(sources.map(({ track, speaker }) => [track.id, speaker]));
-    await negotiate(conn.peer.pc, (offer) => api.sendOffer(session, offer, tracks));
-    attempts.ensureCurrent(attempt);
-
-    conn.openTimer = setTimeout(
-      guard(() => {
-        if (earshotAssist.state === "connecting") {
-          fail(linkFailureMessage(ice, "Could not connect: the audio link to the server did not open"));
-        }
-      }),
-      CHANNEL_OPEN_TIMEOUT_MS,
-    );
+    conn.sources = sources;
+    await connectPeer(session, sources, attempt);
   } catch (error) {
     if (error instanceof Superseded || !attempts.isCurrent(attempt)) return;
     if (!(error instanceof UserError)) console.error("Earshot assist: connection failed", error);
@@ -140,10 +129,72 @@ async function start() {
   }
 }
 
+/** A peer connection for the session's labelled tracks: offer, answer; live once the channel opens. */
+async function connectPeer(session, sources, attempt) {
+  const guard = (fn) => attempts.guard(attempt, fn);
+  const ice = iceConfiguration(session);
+  conn.peer = createMultiTrackPeer(sources, ice, {
+    onOpen: guard(goLive),
+    onMessage: guard(onMessage),
+    onLost: guard((failed) => connectionLost(failed, ice)),
+  });
+  const tracks = Object.fromEntries(sources.map(({ track, speaker }) => [track.id, speaker]));
+  await negotiate(conn.peer.pc, (offer) => sendOfferPatiently(session, offer, tracks, attempt));
+  attempts.ensureCurrent(attempt);
+
+  conn.openTimer = setTimeout(
+    guard(() => {
+      if (earshotAssist.state === "connecting") {
+        fail(linkFailureMessage(ice, "Could not connect: the audio link to the server did not open"));
+      }
+    }),
+    CHANNEL_OPEN_TIMEOUT_MS,
+  );
+}
+
+/** The offer, sent again while the server asks to wait (a stopped instance's hold lapses in seconds). */
+async function sendOfferPatiently(session, offer, tracks, attempt) {
+  const deadline = Date.now() + RECONNECT_WAIT_MS;
+  for (;;) {
+    attempts.ensureCurrent(attempt);
+    try {
+      return await api.sendOffer(session, offer, tracks);
+    } catch (error) {
+      if (!(error instanceof api.ApiError && error.worthWaiting) || Date.now() > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, Math.min((error.retryAfterS ?? 1) * 1000, 5000)));
+    }
+  }
+}
+
+/**
+ * The server closed the call and asked for a reconnect (server_draining: that instance is shutting
+ * down): the same session goes on over a new connection, with the same audio sources, on whichever
+ * instance the load balancer picks. The call's cards stay; new events continue them.
+ */
+async function reconnect() {
+  const { session, sources } = conn;
+  if (!session || !sources || !["live", "connecting"].includes(earshotAssist.state)) return;
+  attempts.next();
+  clearTimeout(conn.openTimer);
+  clearInterval(conn.clockTimer);
+  closePeer(conn.peer);
+  conn.peer = null;
+  const attempt = attempts.current;
+  setState("connecting");
+  setStatus("The server is moving this call: reconnecting…");
+  try {
+    await connectPeer(session, sources, attempt);
+  } catch (error) {
+    if (error instanceof Superseded || !attempts.isCurrent(attempt)) return;
+    console.error("Earshot assist: reconnecting failed", error);
+    fail(describeError(error));
+  }
+}
+
 function goLive() {
   clearTimeout(conn.openTimer);
   setState("live");
-  conn.liveSince = Date.now();
+  if (conn.liveSince === null) conn.liveSince = Date.now(); // a reconnect's clock goes on
   updateClock();
   conn.clockTimer = setInterval(updateClock, 1000);
   if (conn.audio.recording) {
@@ -335,6 +386,10 @@ const EVENT_HANDLERS = {
   },
 
   error(event) {
+    if (CALL_MOVING_CODES.has(event.code)) {
+      reconnect();
+      return;
+    }
     view.addNotice(event.code ?? "error", NOTICE_TEXT[event.code] ?? `Server: ${event.message ?? event.code ?? "error"}`, event);
   },
 };

@@ -30,6 +30,16 @@ const heard = {
   shownSession: null, // whose conversation is on screen, so a resume of it keeps the interviewer's lines
 };
 
+// The server closes the call for these and asks the page to reconnect: the same session resumes
+// on another server instance (server_draining: this one is shutting down).
+const CALL_MOVING_CODES = new Set(["server_draining", "call_taken_over"]);
+let callMoving = () => {};
+
+/** What app.js does when the server asks for a reconnect (it resumes the session). */
+export function onCallMoving(handler) {
+  callMoving = handler;
+}
+
 /** The events that follow are `session`'s, over a new connection. */
 export function listenTo(session) {
   heard.session = session;
@@ -89,6 +99,11 @@ const EVENT_HANDLERS = {
   },
 
   error(event) {
+    if (CALL_MOVING_CODES.has(event.code)) {
+      view.setStatus("The server is moving this call: reconnecting…");
+      callMoving();
+      return;
+    }
     const notice = NOTICE_TEXT[event.code];
     if (notice) {
       // The interviewer's trouble: the call goes on, so it must not look like a failed connection.
