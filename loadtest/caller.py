@@ -154,6 +154,14 @@ class ApiCallError(RuntimeError):
 
 
 WAIT_AND_RETRY = {(409, "session_live"), (503, "call_moving"), (503, "instance_unreachable")}
+NEXT_ROUND_S = 0.5  # between rounds of the instances when none could take the offer
+
+
+def _instance_down(exc: Exception) -> str:
+    """Why the instance asked cannot take the call ("" if it can): unreachable, or without Redis."""
+    if isinstance(exc, httpx.TransportError):
+        return "unreachable"
+    return "store_unavailable" if isinstance(exc, ApiCallError) and exc.code == "store_unavailable" else ""
 
 
 @dataclass
@@ -175,6 +183,7 @@ class HeadlessCaller:
     offer_sdp: Optional[str] = None  # the offer as sent, with every local candidate
     offer_patience_s: float = 30.0  # how long an offer is sent again while the server asks to wait
     offer_waits: list[tuple[str, float]] = field(default_factory=list)  # each wait: (the code, seconds)
+    other_urls: tuple[str, ...] = ()  # more instances of the same deployment, tried when one is down
     # The identity that creates the session on a server with `--auth on` (an API key or an access
     # token): from the environment only, so no command line, log or results file holds it.
     credential: Optional[str] = field(default_factory=lambda: os.environ.get(CREDENTIAL_ENV) or None, repr=False)
@@ -258,17 +267,33 @@ class HeadlessCaller:
 
     async def _offer_patiently(self, offer: dict[str, Any]) -> dict[str, Any]:
         """The offer, sent again while the server asks to wait (as the page does): a reconnect after a
-        dropped link or a stopped instance, within `offer_patience_s`."""
+        dropped link or a stopped instance, within `offer_patience_s`. An instance that cannot be
+        reached, or cannot reach Redis, is left for the next of `other_urls` (as a load balancer would)."""
         deadline = time.monotonic() + self.offer_patience_s
         while True:
             try:
                 return await self._api("POST", f"/api/sessions/{self.session_id}/offer", offer)
-            except ApiCallError as exc:
+            except (ApiCallError, httpx.TransportError) as exc:
+                if self.other_urls and _instance_down(exc) and time.monotonic() < deadline:
+                    self.offer_waits.append((_instance_down(exc), 0.0))
+                    self._next_instance()
+                    if len(self.offer_waits) % (1 + len(self.other_urls)) == 0:
+                        await asyncio.sleep(NEXT_ROUND_S)  # every instance is down: not in a tight loop
+                    continue
+                if not isinstance(exc, ApiCallError):
+                    raise
                 wait_s = min(exc.retry_after_s or 1.0, 5.0)
                 if not exc.worth_waiting or time.monotonic() + wait_s > deadline:
                     raise
                 self.offer_waits.append((exc.code, wait_s))
                 await asyncio.sleep(wait_s)
+
+    def _next_instance(self) -> None:
+        """The next of base_url and other_urls, round the ring."""
+        ring = [self.base_url, *self.other_urls]
+        self.other_urls = tuple(ring[2:] + ring[:1])
+        self.base_url = ring[1]
+        self._http.base_url = httpx.URL(self.base_url)
 
     async def _listen_to_agent(self, track: MediaStreamTrack) -> None:
         from aiortc.mediastreams import MediaStreamError

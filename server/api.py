@@ -46,9 +46,10 @@ from earshot.server.settings import Settings
 from earshot.server.speakers import SpeakerError, assign_speakers
 from earshot.server.routing import forwarded, holder_url, offer_url
 from earshot.server.store import (
-    SessionRecord, SessionStore, StoreUnavailable, WriteBehind, is_session_id, new_session_id,
+    SessionRecord, SessionStore, StoreUnavailable, is_session_id, new_session_id,
 )
 from earshot.server.turn import IceServers
+from earshot.server.write_behind import WriteBehind
 from earshot.server.webrtc import LiveSession
 
 log = logging.getLogger(__name__)
@@ -175,11 +176,14 @@ async def offer(request: Request) -> JSONResponse:
         there = await offer_url(state, record)
         if there is not None:
             try:
-                return await forwarded(state, request, there.url, to_holder=there.holds_call)
+                answer = await forwarded(state, request, there.url, to_holder=there.holds_call)
             except ApiError as exc:
                 if there.holds_call or exc.code != "instance_unreachable" or state.cluster.draining:
                     raise
-                # The instance it was placed on is gone before it beat its last: this one answers, if it has room.
+                answer = None  # the instance it was placed on is gone, and its beat has not lapsed yet
+            if there.holds_call or state.cluster.draining or (answer is not None and answer.status_code != 503):
+                return answer
+            # The instance it was placed on cannot take it now (gone, full, or without Redis): this one answers.
     return await _offer_here(state, record, kind, sdp, speakers)
 
 

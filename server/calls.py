@@ -6,7 +6,7 @@ import asyncio
 from contextlib import contextmanager
 from typing import Awaitable, Iterator, Optional
 
-from earshot.server.store import WriteBehind
+from earshot.server.write_behind import WriteBehind
 from earshot.server.webrtc import LiveSession
 
 DRAIN_AT_SHUTDOWN_S = 2.0

@@ -23,7 +23,7 @@ from typing import Any, Callable, Optional, Protocol
 from aiortc import RTCDataChannel
 
 from earshot.server import protocol
-from earshot.server.store import WriteBehind
+from earshot.server.write_behind import WriteBehind
 from earshot.server.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)

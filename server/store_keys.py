@@ -1,6 +1,6 @@
 """A session's Redis keys, and the scripts that write and delete them.
 
-    earshot:session:{id}           hash, the record: mode role difficulty state token_sha256 created_at owner team
+    earshot:session:{id}           hash, the record: mode role difficulty state token_sha256 created_at owner team placed_on
     earshot:session:{id}:live      hash, the live state: audio_s next_utterance_id pace interview
     earshot:session:{id}:finals    stream, one entry per final: ID "{seq}-0", field "event"
     earshot:session:{id}:report    string, an interview's report

@@ -29,7 +29,8 @@ from earshot.server.outbox import EventChannel, Outbox
 from earshot.server.pipeline import ResumePoint, TrackPipeline, final_numbers
 from earshot.server.redaction_stage import RedactionOptions
 from earshot.server.settings import Settings
-from earshot.server.store import SessionRecord, WriteBehind
+from earshot.server.store import SessionRecord
+from earshot.server.write_behind import WriteBehind
 from earshot.server.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)

@@ -12,6 +12,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -177,6 +178,81 @@ async def test_a_killed_instance_loses_no_final_and_the_call_resumes_on_the_othe
     finally:
         await again.hangup()
         b.stop()
+
+
+class RedisLink:
+    """A TCP way to the test Redis's socket, in a thread of its own, that the test can cut."""
+
+    def __init__(self, redis_url: str) -> None:
+        self._socket = redis_url.removeprefix("unix://")
+        self._loop = asyncio.new_event_loop()
+        self._writers: list[asyncio.StreamWriter] = []
+        self._server = None
+        ready = threading.Event()
+        threading.Thread(target=self._run, args=(ready,), daemon=True).start()
+        ready.wait(10)
+        self.url = f"redis://127.0.0.1:{self._server.sockets[0].getsockname()[1]}/0"
+
+    def _run(self, ready: threading.Event) -> None:
+        async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                while data := await reader.read(65536):
+                    writer.write(data)
+                    await writer.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                writer.close()
+
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            to_reader, to_writer = await asyncio.open_unix_connection(self._socket)
+            self._writers += [writer, to_writer]
+            await asyncio.gather(pipe(reader, to_writer), pipe(to_reader, writer))
+
+        async def start() -> None:
+            self._server = await asyncio.start_server(serve, "127.0.0.1", 0)
+            ready.set()
+
+        self._loop.run_until_complete(start())
+        self._loop.run_forever()
+
+    def cut(self) -> None:
+        def close() -> None:
+            self._server.close()
+            for writer in self._writers:
+                writer.close()
+
+        self._loop.call_soon_threadsafe(close)
+
+
+async def test_an_instance_without_redis_is_a_clear_503_and_the_caller_tries_another(pair, redis_url, tmp_path):
+    a, _b = pair
+    link = RedisLink(redis_url)
+    c = start_server(link.url, tmp_path / "c", extra_args=(
+        "--instance-group", "pair", "--instance-id", "c", "--instance-ttl-s", str(TTL_S)))
+    sessions = redis.Redis.from_url(redis_url)
+    try:
+        link.cut()
+        before = len(sessions.keys("earshot:session:*"))
+        made = httpx.post(c.base_url + "/api/sessions", json={"role": "software_engineer"}, timeout=10)
+        assert made.status_code == 503 and made.json()["error"]["code"] == "store_unavailable"
+        assert len(sessions.keys("earshot:session:*")) == before  # nothing half-made
+        assert httpx.get(c.base_url + "/healthz/ready", timeout=5).json()["status"] == "store_unavailable"
+        caller = HeadlessCaller(a.base_url, pcm_of(CLIPS[:1]))
+        await caller.create_session()  # perhaps placed on c, which beat last less than a TTL ago
+        # Its offer reaches c first, as a load balancer might send it: c says why, and the caller goes on
+        # to a, which answers it (itself, if the session was placed on c: c cannot take it now).
+        again = HeadlessCaller(c.base_url, pcm_of(CLIPS[:1]), session_id=caller.session_id, token=caller.token,
+                               other_urls=(a.base_url,))
+        try:
+            await again.connect()
+            assert again.offer_waits == [("store_unavailable", 0.0)]
+            assert await again.wait_until(lambda c: len(c.of_type("final")) >= 1, timeout=30)
+        finally:
+            await again.hangup()
+            await caller.close_api()
+    finally:
+        c.kill()
 
 
 def test_a_load_test_through_one_instance_spreads_over_both_and_none_is_refused_below_capacity(pair, tmp_path):

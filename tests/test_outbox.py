@@ -14,7 +14,8 @@ from earshot.server.metrics import ServerMetrics
 from earshot.server.outbox import EventChannel, Outbox
 from earshot.server.retention import Retention
 from earshot.server.storage_keys import StorageKey
-from earshot.server.store import SessionStore, WriteBehind, connect
+from earshot.server.store import SessionStore, connect
+from earshot.server.write_behind import WriteBehind
 
 
 class OpenChannel:

@@ -12,7 +12,8 @@ from earshot.server.at_rest import Sealer
 from earshot.server.redis_server import PrivateRedis
 from earshot.server.retention import Retention
 from earshot.server.storage_keys import StorageKey
-from earshot.server.store import SessionStore, StoreFull, WriteBehind, connect
+from earshot.server.store import SessionStore, StoreFull, connect
+from earshot.server.write_behind import WriteBehind
 from earshot.server.store_keys import SESSION_KEYS, owner_key, session_key
 
 RETENTION = Retention(live_s=3600, transcripts_s=7 * 86400, reports_s=30 * 86400, pending_s=600)
@@ -58,7 +59,7 @@ async def test_a_session_s_keys_and_their_absolute_expiries(store, raw):
     assert await keys_of(raw, sid) == sorted(session_key(sid, suffix) for suffix in SESSION_KEYS)
     # The record holds who and what; the live hash where a call resumes.
     assert set(await raw.hkeys(session_key(sid))) == {
-        "mode", "role", "difficulty", "state", "created_at", "token_sha256", "owner", "team"}
+        "mode", "role", "difficulty", "state", "created_at", "token_sha256", "owner", "team", "placed_on"}
     assert set(await raw.hkeys(session_key(sid, ":live"))) == {"audio_s", "next_utterance_id", "pace"}
     expected = {"": RETENTION.record_s, ":live": RETENTION.live_s, ":finals": RETENTION.transcripts_s,
                 ":report": RETENTION.reports_s, ":summary": RETENTION.reports_s}
