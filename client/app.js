@@ -6,7 +6,7 @@ import * as api from "./api.js";
 import { consentFollows, loadConsent, showConsent } from "./consent.js";
 import * as events from "./events.js";
 import { earshot } from "./events.js";
-import { Attempts, Superseded, describeCallError } from "./page.js";
+import { Attempts, Superseded, describeCallError, sendOfferPatiently } from "./page.js";
 import * as interviewer from "./render-interviewer.js";
 import * as view from "./render.js";
 import {
@@ -21,9 +21,6 @@ import {
 } from "./signalling.js";
 
 const STORAGE_KEY = "earshot.session";
-// How long a resume keeps retrying while the server still holds the old connection.
-const SESSION_LIVE_WAIT_MS = 40000;
-const SESSION_LIVE_RETRY_MS = 2000;
 
 // The one connection this page may hold. Every connection started or torn down
 // begins a new attempt, so the async steps and callbacks of an abandoned one can
@@ -183,7 +180,8 @@ async function connect(session, attempt) {
     ),
   });
 
-  await negotiate(conn.peer.pc, (offer) => sendOfferPatiently(session, offer, attempt));
+  const waiting = () => view.setStatus("Waiting for the server to release the previous connection…");
+  await negotiate(conn.peer.pc, (offer) => sendOfferPatiently(() => api.sendOffer(session, offer), attempts, attempt, waiting));
   attempts.ensureCurrent(attempt);
 
   conn.openTimer = setTimeout(
@@ -194,30 +192,6 @@ async function connect(session, attempt) {
     }),
     CHANNEL_OPEN_TIMEOUT_MS,
   );
-}
-
-/**
- * The server allows one connection per session and answers 409 session_live
- * while it still holds one. After a dropped link it may not have noticed yet
- * (ICE consent takes a while to fail), and after a server instance stopped,
- * its hold on the call lapses only a few seconds later (503 call_moving, with
- * Retry-After): a resume waits rather than giving up. The same offer can be
- * sent again: it is still unanswered.
- */
-async function sendOfferPatiently(session, offer, attempt) {
-  const deadline = Date.now() + SESSION_LIVE_WAIT_MS;
-  for (;;) {
-    attempts.ensureCurrent(attempt);
-    try {
-      return await api.sendOffer(session, offer);
-    } catch (error) {
-      const wait = error instanceof api.ApiError && error.worthWaiting;
-      if (!wait || Date.now() > deadline) throw error;
-      view.setStatus("Waiting for the server to release the previous connection…");
-      const waitMs = Math.min((error.retryAfterS ?? 0) * 1000 || SESSION_LIVE_RETRY_MS, 5000);
-      await new Promise((resolve) => setTimeout(resolve, waitMs));
-    }
-  }
 }
 
 function goLive() {

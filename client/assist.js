@@ -11,7 +11,8 @@ import * as cards from "./assist-cards.js";
 import { loadConsent, showConsent } from "./consent.js";
 import { CallAudio, UserError, idleHint, initSetup, lockSetup, sourceKind } from "./assist-sources.js";
 import * as view from "./assist-view.js";
-import { Attempts, Superseded, describeCallError, formatClock, parseEvent, rememberToken, speakerName } from "./page.js";
+import { Attempts, CALL_MOVING_CODES, Superseded, describeCallError, formatClock } from "./page.js";
+import { parseEvent, rememberToken, sendOfferPatiently, speakerName } from "./page.js";
 import { CHANNEL_OPEN_TIMEOUT_MS, closePeer, createMultiTrackPeer, iceConfiguration, linkFailureMessage, negotiate } from "./signalling.js";
 
 // When a recording ends, keep streaming silence this long so the last utterance ends and gets its final…
@@ -19,10 +20,6 @@ const FILE_TAIL_MS = 1500;
 // …and, if a side is still mid-utterance then, wait for its final at most this much longer.
 const FILE_FINAL_WAIT_MS = 5000;
 const DELETE_TIMEOUT_MS = 10000;
-// How long a reconnect keeps sending its offer while the server asks to wait (503 call_moving).
-const RECONNECT_WAIT_MS = 40000;
-// The server closes the call for these and asks for a reconnect: the session resumes elsewhere.
-const CALL_MOVING_CODES = new Set(["server_draining", "call_taken_over"]);
 
 // Errors the call survives: a notice each, the call goes on.
 const NOTICE_TEXT = {
@@ -123,10 +120,14 @@ async function start() {
     conn.sources = sources;
     await connectPeer(session, sources, attempt);
   } catch (error) {
-    if (error instanceof Superseded || !attempts.isCurrent(attempt)) return;
-    if (!(error instanceof UserError)) console.error("Earshot assist: connection failed", error);
-    fail(describeError(error));
+    connectFailed(error, attempt);
   }
+}
+
+function connectFailed(error, attempt) {
+  if (error instanceof Superseded || !attempts.isCurrent(attempt)) return;
+  if (!(error instanceof UserError)) console.error("Earshot assist: connection failed", error);
+  fail(describeError(error));
 }
 
 /** A peer connection for the session's labelled tracks: offer, answer; live once the channel opens. */
@@ -139,7 +140,7 @@ async function connectPeer(session, sources, attempt) {
     onLost: guard((failed) => connectionLost(failed, ice)),
   });
   const tracks = Object.fromEntries(sources.map(({ track, speaker }) => [track.id, speaker]));
-  await negotiate(conn.peer.pc, (offer) => sendOfferPatiently(session, offer, tracks, attempt));
+  await negotiate(conn.peer.pc, (offer) => sendOfferPatiently(() => api.sendOffer(session, offer, tracks), attempts, attempt));
   attempts.ensureCurrent(attempt);
 
   conn.openTimer = setTimeout(
@@ -152,25 +153,7 @@ async function connectPeer(session, sources, attempt) {
   );
 }
 
-/** The offer, sent again while the server asks to wait (a stopped instance's hold lapses in seconds). */
-async function sendOfferPatiently(session, offer, tracks, attempt) {
-  const deadline = Date.now() + RECONNECT_WAIT_MS;
-  for (;;) {
-    attempts.ensureCurrent(attempt);
-    try {
-      return await api.sendOffer(session, offer, tracks);
-    } catch (error) {
-      if (!(error instanceof api.ApiError && error.worthWaiting) || Date.now() > deadline) throw error;
-      await new Promise((resolve) => setTimeout(resolve, Math.min((error.retryAfterS ?? 1) * 1000, 5000)));
-    }
-  }
-}
-
-/**
- * The server closed the call and asked for a reconnect (server_draining: that instance is shutting
- * down): the same session goes on over a new connection, with the same audio sources, on whichever
- * instance the load balancer picks. The call's cards stay; new events continue them.
- */
+/** Asked to reconnect (server_draining): the session goes on over a new connection, same sources and cards. */
 async function reconnect() {
   const { session, sources } = conn;
   if (!session || !sources || !["live", "connecting"].includes(earshotAssist.state)) return;
@@ -182,13 +165,7 @@ async function reconnect() {
   const attempt = attempts.current;
   setState("connecting");
   setStatus("The server is moving this call: reconnecting…");
-  try {
-    await connectPeer(session, sources, attempt);
-  } catch (error) {
-    if (error instanceof Superseded || !attempts.isCurrent(attempt)) return;
-    console.error("Earshot assist: reconnecting failed", error);
-    fail(describeError(error));
-  }
+  await connectPeer(session, sources, attempt).catch((error) => connectFailed(error, attempt));
 }
 
 function goLive() {

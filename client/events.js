@@ -2,7 +2,7 @@
 // connection and hands every data-channel message here; render.js and
 // render-interviewer.js own the DOM.
 
-import { parseEvent, rememberToken } from "./page.js";
+import { CALL_MOVING_CODES, parseEvent, rememberToken } from "./page.js";
 import * as interviewer from "./render-interviewer.js";
 import * as view from "./render.js";
 
@@ -30,9 +30,6 @@ const heard = {
   shownSession: null, // whose conversation is on screen, so a resume of it keeps the interviewer's lines
 };
 
-// The server closes the call for these and asks the page to reconnect: the same session resumes
-// on another server instance (server_draining: this one is shutting down).
-const CALL_MOVING_CODES = new Set(["server_draining", "call_taken_over"]);
 let callMoving = () => {};
 
 /** What app.js does when the server asks for a reconnect (it resumes the session). */

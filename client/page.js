@@ -200,6 +200,36 @@ export class Attempts {
   }
 }
 
+// The server closes the call for these and asks for a reconnect: the same session resumes, on
+// another server instance (server_draining: this one is shutting down).
+export const CALL_MOVING_CODES = new Set(["server_draining", "call_taken_over"]);
+
+// How long a reconnect keeps sending its offer while the server asks to wait.
+export const OFFER_WAIT_MS = 40000;
+const OFFER_RETRY_MS = 2000; // when the server gives no Retry-After
+const OFFER_RETRY_MAX_MS = 5000;
+
+/**
+ * The offer (`send()`), sent again while the server asks to wait (ApiError.worthWaiting): it still
+ * holds the old connection (ICE consent takes a while to fail), or a stopped instance's hold on
+ * the call lapses in a few seconds (503 call_moving, with Retry-After). The same offer can be
+ * sent again: it is still unanswered. Gives up at `OFFER_WAIT_MS`, or when `attempt` is abandoned.
+ */
+export async function sendOfferPatiently(send, attempts, attempt, onWait = () => {}) {
+  const deadline = Date.now() + OFFER_WAIT_MS;
+  for (;;) {
+    attempts.ensureCurrent(attempt);
+    try {
+      return await send();
+    } catch (error) {
+      if (!(error instanceof ApiError && error.worthWaiting) || Date.now() > deadline) throw error;
+      onWait(error);
+      const waitMs = error.retryAfterS ? error.retryAfterS * 1000 : OFFER_RETRY_MS;
+      await new Promise((resolve) => setTimeout(resolve, Math.min(waitMs, OFFER_RETRY_MAX_MS)));
+    }
+  }
+}
+
 /**
  * Turns what went wrong while starting a call into a sentence that says what to do
  * about it. The page names the button to press again and says what a missing
