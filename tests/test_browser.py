@@ -9,10 +9,11 @@ ignoring certificate errors. On every page, a Content-Security-Policy
 violation fails the test.
 """
 
+import signal
 import time
 import wave
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
@@ -20,10 +21,12 @@ import pytest
 
 from earshot.loadtest.wer import wer
 from earshot.models.audio import read_audio
+from earshot.server.at_rest import Sealer
 from earshot.server.privacy import duration_words
 from earshot.server.settings import Settings
 from earshot.server.tls import spki_sha256
 from tests.conftest import corpus_file, reference_text, start_server
+from tests.tcp_relay import TcpRelay, tcp
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -260,3 +263,41 @@ def test_the_pages_say_what_is_stored_before_the_microphone_opens(server, browse
         wait_for_js(page, "window.micOpenedWith.length > 0", timeout=20000)
         assert page.evaluate("window.micOpenedWith") == [said]  # the line was on the page when the microphone opened
         page.get_by_test_id(prefix + "stop").click()
+
+
+def test_the_page_resumes_on_another_instance_when_its_own_drains(redis_url, tmp_path, browser_page):
+    """Two instances behind a load balancer (a TCP relay: a first, b when a refuses). The page's call is on
+    a; SIGTERM to a: after the grace the call is closed with `server_draining`, and the page resumes it
+    at once, through the same URL, on b."""
+    keys = tmp_path / "storage.keys"
+    Sealer.from_settings(replace(Settings(), storage_key_file=str(keys)))  # one key file for both instances
+    instances = [
+        start_server(redis_url, tmp_path / name, extra_args=(
+            "--instance-group", "browser-drain", "--instance-id", name, "--instance-ttl-s", "2",
+            "--drain-grace-s", "3", "--storage-key-file", str(keys)))
+        for name in ("a", "b")
+    ]
+    balancer = TcpRelay([tcp("127.0.0.1", urlsplit(server.base_url).port) for server in instances])
+    page = browser_page
+    try:
+        page.goto(f"http://127.0.0.1:{balancer.port}/")
+        page.get_by_test_id("mode").select_option("transcribe")
+        page.get_by_test_id("start").click()
+        wait_for_js(page, "window.earshot.state === 'live'", timeout=20000)
+        wait_for_js(page, "window.earshot.events.some(e => e.type === 'final')", timeout=30000)
+        assert page.evaluate("window.earshot.events.find(e => e.type === 'ready').instance") == "a"
+        instances[0].process.send_signal(signal.SIGTERM)
+        wait_for_js(page, "window.earshot.events.some(e => e.code === 'server_draining')", timeout=20000)
+        wait_for_js(page, "window.earshot.events.filter(e => e.type === 'ready').length === 2", timeout=30000)
+        resumed = page.evaluate("window.earshot.events.filter(e => e.type === 'ready')[1]")
+        assert resumed["instance"] == "b" and resumed["resumed_finals"] >= 1
+        wait_for_js(page, "window.earshot.state === 'live'", timeout=10000)
+        # The call goes on there: a final after the resume, numbered on.
+        wait_for_js(page, "window.earshot.events.filter(e => e.type === 'final').some(e => e.seq > "
+                          f"{resumed['resumed_finals']})", timeout=30000)
+        instances[0].process.wait(timeout=30)
+        assert instances[0].process.returncode == 0
+    finally:
+        balancer.cut()
+        for server in instances:
+            server.stop()

@@ -12,7 +12,6 @@ import json
 import signal
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -26,6 +25,7 @@ from earshot.server.at_rest import Sealer
 from earshot.server.settings import Settings
 from tests.calls import finish_call, joined_clips, stored_finals
 from tests.conftest import CORPUS, REPO, ServerProcess, corpus_file, start_server
+from tests.tcp_relay import TcpRelay, unix
 from tests.test_api_errors import offer_sdp
 
 pytestmark = pytest.mark.slow
@@ -180,55 +180,10 @@ async def test_a_killed_instance_loses_no_final_and_the_call_resumes_on_the_othe
         b.stop()
 
 
-class RedisLink:
-    """A TCP way to the test Redis's socket, in a thread of its own, that the test can cut."""
-
-    def __init__(self, redis_url: str) -> None:
-        self._socket = redis_url.removeprefix("unix://")
-        self._loop = asyncio.new_event_loop()
-        self._writers: list[asyncio.StreamWriter] = []
-        self._server = None
-        ready = threading.Event()
-        threading.Thread(target=self._run, args=(ready,), daemon=True).start()
-        ready.wait(10)
-        self.url = f"redis://127.0.0.1:{self._server.sockets[0].getsockname()[1]}/0"
-
-    def _run(self, ready: threading.Event) -> None:
-        async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            try:
-                while data := await reader.read(65536):
-                    writer.write(data)
-                    await writer.drain()
-            except (ConnectionError, OSError):
-                pass
-            finally:
-                writer.close()
-
-        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            to_reader, to_writer = await asyncio.open_unix_connection(self._socket)
-            self._writers += [writer, to_writer]
-            await asyncio.gather(pipe(reader, to_writer), pipe(to_reader, writer))
-
-        async def start() -> None:
-            self._server = await asyncio.start_server(serve, "127.0.0.1", 0)
-            ready.set()
-
-        self._loop.run_until_complete(start())
-        self._loop.run_forever()
-
-    def cut(self) -> None:
-        def close() -> None:
-            self._server.close()
-            for writer in self._writers:
-                writer.close()
-
-        self._loop.call_soon_threadsafe(close)
-
-
 async def test_an_instance_without_redis_is_a_clear_503_and_the_caller_tries_another(pair, redis_url, tmp_path):
     a, _b = pair
-    link = RedisLink(redis_url)
-    c = start_server(link.url, tmp_path / "c", extra_args=(
+    link = TcpRelay([unix(redis_url.removeprefix("unix://"))])  # c's way to Redis, which the test cuts
+    c = start_server(f"redis://127.0.0.1:{link.port}/0", tmp_path / "c", extra_args=(
         "--instance-group", "pair", "--instance-id", "c", "--instance-ttl-s", str(TTL_S)))
     sessions = redis.Redis.from_url(redis_url)
     try:
