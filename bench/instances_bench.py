@@ -37,7 +37,7 @@ from aiortc import RTCPeerConnection
 
 from bench.common import DEFAULT_CORPUS, RESULTS_DIR, machine_info, progress, utc_timestamp, write_results
 from earshot.loadtest.caller import HeadlessCaller
-from earshot.loadtest.server_process import ServerProcess, start_server
+from earshot.loadtest.server_process import ServerProcess, start_server, wait_ready
 from earshot.models.audio import read_audio
 from earshot.server.at_rest import Sealer
 from earshot.server.ice import restrict_ice_to_loopback, rtc_configuration
@@ -65,18 +65,6 @@ def start_instances(redis_url: str, root: Path, names: tuple[str, ...], *extra: 
     for server in servers:
         wait_ready(server)
     return servers
-
-
-def wait_ready(server: ServerProcess, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(server.base_url + "/healthz/ready", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{server.base_url} did not come up:\n{server.log()[-2000:]}")
 
 
 async def an_offer() -> str:

@@ -105,3 +105,18 @@ def start_server(
         server.stop()
         raise RuntimeError(f"server did not come up:\n{server.log()}")
     return server
+
+
+def wait_ready(server: ServerProcess, timeout_s: float = 120) -> None:
+    """Until the server's /healthz/ready says it takes sessions (started with wait=False, many at once)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"server exited at start:\n{server.log()}")
+        try:
+            if httpx.get(server.base_url + "/healthz/ready", timeout=1, verify=False).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"server did not come up:\n{server.log()}")

@@ -12,7 +12,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import pytest
 import redis
 
 from earshot.loadtest.caller import HeadlessCaller
+from earshot.loadtest.server_process import wait_ready
 from earshot.server.at_rest import Sealer
 from earshot.server.settings import Settings
 from tests.calls import finish_call, joined_clips, stored_finals
@@ -54,20 +54,6 @@ def start_pair(redis_url: str, tmp_path: Path, group: str, *extra: str) -> tuple
     for server in servers:
         wait_ready(server)
     return servers[0], servers[1]
-
-
-def wait_ready(server: ServerProcess, timeout_s: float = 90) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise RuntimeError(f"server exited at start:\n{server.log()}")
-        try:
-            if httpx.get(server.base_url + "/healthz/ready", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"server did not come up:\n{server.log()}")
 
 
 def live_calls(server: ServerProcess) -> int:
