@@ -10,6 +10,13 @@ transcript of the utterance so far ends on one of these words, the turn is
 held (server/endpointing.py asks again as the pause grows, up to the
 fallback silence).
 
+Where two people talk (assist calls, `earshot transcribe`), a pause after a
+digit group is held too (`ends_on_a_number`): a phone or card number is read
+out in groups, and a number cut into two finals escapes redaction, which sees
+one final at a time. There it costs nothing but a later end, at most the
+silence rule's. In an interview it would hold the reply after "since 2019."
+to the fallback, so it is not done there.
+
 Only words that (almost) never end a sentence are listed: not "to", "in",
 "for", "with", "about" ("what it's about"), not "so", "that", "it", and no
 auxiliaries ("that's how it was").
@@ -31,6 +38,7 @@ UNFINISHED_LAST_WORDS = frozenset(
 )
 
 _WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
+_LAST_TOKEN_A_NUMBER = re.compile(r"\d[\d,\-]*[.,!?]?\s*$")
 
 
 def sounds_unfinished(text: str) -> bool:
@@ -40,3 +48,9 @@ def sounds_unfinished(text: str) -> bool:
         return True
     words = _WORD.findall(stripped.lower())
     return bool(words) and words[-1] in UNFINISHED_LAST_WORDS
+
+
+def ends_on_a_number(text: str) -> bool:
+    """True when `text` stops on a digit group ("... at 415." or "4111 1111"): a number being read out
+    is read in groups, with pauses between them, and one cut at a pause escapes redaction."""
+    return bool(_LAST_TOKEN_A_NUMBER.search(text))

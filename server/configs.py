@@ -67,6 +67,7 @@ def endpointing_config(settings: Settings, hold_unfinished_turns: bool = True) -
         min_speech_ms=settings.end_of_turn_min_speech_ms,
         timeout_s=settings.end_of_turn_timeout_ms / 1000,
         check_words=settings.end_of_turn_check_words,
+        hold_numbers=not hold_unfinished_turns,  # no turn to take: a number read in groups stays one final
     )
 
 

@@ -25,7 +25,9 @@ that final anyway.
 
 In an assist call (`hold_unfinished_turns=False`: two people talk, Earshot
 takes no turn) the model only ends utterances sooner: an unfinished pause
-still ends at `end_of_speech_ms`, so utterances are cut as in silence mode.
+still ends at `end_of_speech_ms`, so utterances are cut as in silence mode,
+and a pause after a digit group is left to that rule (a number read out in
+groups stays in one final, where redaction sees it whole).
 
 In model mode an utterance with less than `end_of_turn_min_speech_ms` of voice
 (a cough, "mm", a click) is never asked about (webrtcvad's hangover counts
@@ -51,7 +53,7 @@ from dataclasses import dataclass
 from typing import Awaitable, Callable, Optional
 
 from earshot.models.turn_model import EndOfTurnModel
-from earshot.models.turn_text import sounds_unfinished
+from earshot.models.turn_text import ends_on_a_number, sounds_unfinished
 from earshot.models.vad import VadSegmenter, VadSpeechEnd
 from earshot.server.protocol import EndOfTurnCheck
 
@@ -70,6 +72,7 @@ class EndpointingConfig:
     min_speech_ms: int = 500  # model mode: less voice (VAD-counted, ~0.2 s over the sound) is never asked about, ends no turn
     timeout_s: float = 1.0  # model mode: a slower model call counts as failed
     check_words: bool = True  # model mode: hold a "complete" turn whose words so far stop mid-phrase (models/turn_text.py)
+    hold_numbers: bool = False  # and one whose words stop on a digit group (where no turn is taken: assist calls)
 
     def __post_init__(self) -> None:
         if self.mode not in ENDPOINTING_MODES:
@@ -212,7 +215,7 @@ class Endpointer:
             text = await asyncio.wait_for(self._heard_so_far(), self.config.timeout_s)
         except asyncio.TimeoutError:
             return False
-        return text is not None and sounds_unfinished(text)
+        return text is not None and (sounds_unfinished(text) or (self.config.hold_numbers and ends_on_a_number(text)))
 
     def _end(self, ended_by: str, turn_complete: bool) -> None:
         checks = tuple(self._checks)

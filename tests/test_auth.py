@@ -115,6 +115,8 @@ DELETE /api/sessions/{D}?purge=true  200        403      403      403       200 
 GET    /sessions/{I}/report          200        200      200      200       200      200      200      200
 GET    /sessions/{S}/summary         200        200      200      200       200      200      200      200
 GET    /healthz                      200        200      200      200       200      200      200      200
+GET    /healthz/live                 200        200      200      200       200      200      200      200
+GET    /healthz/ready                200        200      200      200       200      200      200      200
 GET    /metrics                      403        403      403      403       200      401m     401b     401b
 GET    /api/admin/settings           403        403      403      403       200      401m     401b     401b
 DELETE /api/admin/identities/{N}/sessions 403   403      403      403       200      401m     401b     401b

@@ -292,9 +292,6 @@ def test_the_page_resumes_on_another_instance_when_its_own_drains(redis_url, tmp
         resumed = page.evaluate("window.earshot.events.filter(e => e.type === 'ready')[1]")
         assert resumed["instance"] == "b" and resumed["resumed_finals"] >= 1
         wait_for_js(page, "window.earshot.state === 'live'", timeout=10000)
-        # The call goes on there: a final after the resume, numbered on.
-        wait_for_js(page, "window.earshot.events.filter(e => e.type === 'final').some(e => e.seq > "
-                          f"{resumed['resumed_finals']})", timeout=30000)
         instances[0].process.wait(timeout=30)
         assert instances[0].process.returncode == 0
     finally:

@@ -122,6 +122,27 @@ async def test_a_complete_sounding_pause_is_held_when_the_words_stop_mid_phrase(
     assert end.ended_by == "model" and not end.end_of_turn_checks[0].held_by_words
 
 
+async def test_where_no_turn_is_taken_a_pause_after_a_digit_group_is_left_to_the_silence_rule():
+    model = FixedModel(probability=0.99)
+    pcm = speech("utterances/LJ001-0002.wav") + quiet(1.5)
+    (end,) = ends(await run(pcm, model, hold_unfinished_turns=False, heard="You can reach me at 415."))
+    assert end.ended_by == "silence" and all(c.held_by_words for c in end.end_of_turn_checks)
+    # Words that end a sentence: the model ends it at once. In an interview a number is not held.
+    (end,) = ends(await run(pcm, model, hold_unfinished_turns=False, heard="You can reach me by phone."))
+    assert end.ended_by == "model"
+    (end,) = ends(await run(pcm, model, heard="I graduated in 2019."))
+    assert end.ended_by == "model"
+
+
+def test_a_number_read_out_is_heard_to_go_on():
+    from earshot.models.turn_text import ends_on_a_number
+
+    for text in ("You can reach me at 415.", "my card is 4111 1111", "it's 555-0134", "4111,"):
+        assert ends_on_a_number(text), text
+    for text in ("I have two kids.", "in 2019 we moved to Boston", "version 2 point", ""):
+        assert not ends_on_a_number(text), text
+
+
 async def test_the_silence_rule_cuts_the_same_pause_in_two():
     first, second = speech("utterances/LJ001-0001.wav"), speech("utterances/LJ001-0002.wav")
     events = await run(first + quiet(1.5) + second + quiet(1.5), None, endpointing="silence")

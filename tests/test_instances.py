@@ -27,6 +27,7 @@ from tests.calls import finish_call, joined_clips, stored_finals
 from tests.conftest import CORPUS, REPO, ServerProcess, corpus_file, start_server
 from tests.tcp_relay import TcpRelay, unix
 from tests.test_api_errors import offer_sdp
+from tests.test_metrics import scrape
 
 pytestmark = pytest.mark.slow
 
@@ -60,14 +61,6 @@ def live_calls(server: ServerProcess) -> int:
     return httpx.get(server.base_url + "/healthz", timeout=5).json()["live_sessions"]
 
 
-def metric(server: ServerProcess, sample: str) -> float:
-    """One sample's value from the instance's /metrics (auth none: anyone may read it on loopback)."""
-    for line in httpx.get(server.base_url + "/metrics", timeout=5).text.splitlines():
-        if line.startswith(sample + " "):
-            return float(line.split()[-1])
-    return 0.0
-
-
 @pytest.fixture(scope="module")
 def pair(redis_url, tmp_path_factory):
     a, b = start_pair(redis_url, tmp_path_factory.mktemp("pair"), "pair", "--max-live-calls", "2", "--drain-grace-s", "4")
@@ -91,7 +84,7 @@ async def test_sessions_made_on_one_instance_are_spread_over_both_and_refused_on
             refused = await http.post("/api/sessions", json={"role": "software_engineer"})
             assert refused.status_code == 503 and refused.json()["error"]["code"] == "at_capacity"
             assert int(refused.headers["retry-after"]) >= 1
-            assert metric(a, 'earshot_sessions_rejected_total{reason="at_capacity"}') >= 1
+            assert scrape(a.base_url).get("earshot_sessions_rejected_total{reason=at_capacity}", 0) >= 1
         # Every call is live, and says so to a, wherever it runs.
         assert all([(await c.api("GET", ""))["live"] for c in callers])
         await asyncio.gather(*(finish_call(c) for c in callers))
@@ -126,8 +119,17 @@ async def test_simultaneous_offers_to_two_instances_give_one_call(pair):
             assert (await http.delete(a.base_url + f"/api/sessions/{made['session_id']}", headers=auth)).status_code == 200
 
 
-async def test_a_killed_instance_loses_no_final_and_the_call_resumes_on_the_other(redis_url, tmp_path):
-    a, b = start_pair(redis_url, tmp_path, "failover")
+@pytest.fixture
+def fresh_pair(redis_url, tmp_path):
+    """A pair for one test that kills one of them; whatever is left is stopped after it."""
+    servers = start_pair(redis_url, tmp_path, "failover")
+    yield servers
+    for server in servers:
+        server.stop()
+
+
+async def test_a_killed_instance_loses_no_final_and_the_call_resumes_on_the_other(fresh_pair):
+    a, b = fresh_pair
     first = HeadlessCaller(a.base_url, pcm_of(CLIPS))
     try:
         await first.connect()  # made and placed on a (a tie goes to the instance asked)
@@ -142,7 +144,7 @@ async def test_a_killed_instance_loses_no_final_and_the_call_resumes_on_the_othe
     try:
         await again.connect()  # b waits for a's hold to lapse (503 call_moving), then takes the call
         assert any(code == "call_moving" for code, _ in again.offer_waits), again.offer_waits
-        assert metric(b, "earshot_reconnects_total") == 1
+        assert scrape(b.base_url)["earshot_reconnects_total"] == 1
         await finish_call(again)
         assert again.of_type("ready")[0]["instance"] == "b"
         after = again.of_type("final")
@@ -163,7 +165,6 @@ async def test_a_killed_instance_loses_no_final_and_the_call_resumes_on_the_othe
         assert questions_before and resumed_at and resumed_at[0] >= max(questions_before) >= 1
     finally:
         await again.hangup()
-        b.stop()
 
 
 async def test_an_instance_without_redis_is_a_clear_503_and_the_caller_tries_another(pair, redis_url, tmp_path):

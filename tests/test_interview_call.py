@@ -20,6 +20,7 @@ from earshot.loadtest.caller import HeadlessCaller, speech_bounds
 from earshot.models.audio import SAMPLE_RATE, read_audio, resample
 from earshot.models.text import normalize_text
 from earshot.models.tts import PiperTts
+from tests.test_metrics import moved, scrape
 
 pytestmark = pytest.mark.slow
 
@@ -78,6 +79,7 @@ def words(text: str) -> set[str]:
 
 async def test_scripted_interview_follow_up_skip_barge_in_and_report(interview_server, spoken_skip):
     bank_ids = {q.id for q in load_question_bank().questions(ROLE, DIFFICULTY)}
+    before = scrape(interview_server.base_url)
     caller = HeadlessCaller(interview_server.base_url, b"", role=ROLE, difficulty=DIFFICULTY)
     await caller.connect()
     try:
@@ -160,6 +162,7 @@ async def test_scripted_interview_follow_up_skip_barge_in_and_report(interview_s
             assert page.status_code == 200 and "text/html" in page.headers["content-type"]
     finally:
         await caller.hangup()
+    what_the_candidate_felt(caller, before, scrape(interview_server.base_url))
 
     questions = report["questions"]
     assert [q["question_id"] for q in questions] == [first["question_id"], second["question_id"]]
@@ -174,3 +177,22 @@ async def test_scripted_interview_follow_up_skip_barge_in_and_report(interview_s
             assert len(heard & expected) >= 0.7 * len(expected), (clip, question["transcript"])
     assert all(len(q["key_points"]) >= 3 for q in questions)
     assert 0 <= report["scores"]["overall"]["score"] <= 100
+
+
+def what_the_candidate_felt(caller: HeadlessCaller, before: dict[str, float], after: dict[str, float]) -> None:
+    """/metrics moved with this interview: reply latency, LLM first token, TTS first audio, barge-in stop, intents."""
+    cut = [e for e in caller.of_type("agent_audio_end") if e["interrupted"]]
+    assert len(cut) == 1, caller.of_type("agent_audio_end")
+    # The barge-in: the candidate's voice start -> the interviewer's first silent frame, once.
+    assert moved(before, after, "earshot_barge_in_stop_seconds_count") == 1
+    assert 0.05 <= moved(before, after, "earshot_barge_in_stop_seconds_sum") <= 0.5  # the VAD alone needs 60 ms of voice
+    # Replies: each answer -> what the interviewer said next.
+    replies = moved(before, after, "earshot_reply_latency_seconds_count")
+    assert replies >= 2
+    assert 0.2 * replies < moved(before, after, "earshot_reply_latency_seconds_sum") < 5.0 * replies
+    assert moved(before, after, "earshot_llm_first_token_seconds_count") >= 1  # the follow-ups
+    first_audio = sum(moved(before, after, f"earshot_tts_first_audio_seconds_count{{cached={c}}}") for c in ("true", "false"))
+    assert first_audio >= 4  # greeting, questions, follow-ups, closing
+    assert moved(before, after, "earshot_tts_first_audio_seconds_count{cached=true}") >= 1  # "Hello, and welcome." is warmed
+    finals = len(caller.of_type("final"))
+    assert finals >= 2 and moved(before, after, "earshot_intent_inference_seconds_count{kind=final}") == finals

@@ -10,7 +10,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from earshot.loadtest.caller import HeadlessCaller
 from earshot.loadtest.faults import SilentTrack
-from earshot.models.audio import read_audio
 from tests.calls import call_with
 from tests.conftest import corpus_file, start_server
 
@@ -71,68 +70,3 @@ def test_a_server_notice_is_counted_like_any_other_error(redis_url, tmp_path):
 
 def moved(before: dict[str, float], after: dict[str, float], name: str) -> float:
     return after.get(name, 0.0) - before.get(name, 0.0)
-
-
-async def wait_for(caller: HeadlessCaller, condition, timeout: float, what: str) -> None:
-    if not await caller.wait_until(condition, timeout):
-        turns = [e["state"] for e in caller.of_type("turn")]
-        pytest.fail(f"timed out waiting for {what}; turns={turns}; errors={caller.of_type('error')}")
-
-
-@pytest.mark.slow
-def test_an_interview_shows_what_the_candidate_feels(redis_url, tmp_path):
-    """Reply latency, LLM first token, TTS first audio, barge-in stop and intent time move with a real interview.
-
-    The candidate answers the question, which gets a follow-up (SmolLM2), talks over that follow-up
-    (a barge-in), and the interview closes: every reply, the cut and each final's intent are counted.
-    """
-    server = start_server(
-        redis_url, tmp_path, extra_args=("--interview-questions", "1", "--turn-pause-ms", "600", "--max-follow-ups", "1")
-    )
-    try:
-        before = scrape(server.base_url)
-
-        async def interview() -> HeadlessCaller:
-            caller = HeadlessCaller(server.base_url, b"", role="software_engineer", difficulty="easy")
-            await caller.connect()
-            try:
-                await wait_for(caller, lambda c: [e for e in c.of_type("turn") if e["state"] == "listening"], 90, "question 1")
-                caller.say(read_audio(corpus_file("utterances/LJ001-0009.wav")))  # 19 words: followed up
-                await wait_for(caller, lambda c: any(q["follow_up"] for q in c.of_type("question")), 60, "the follow-up")
-                follow_up = caller.of_type("question")[-1]
-                starts = len(caller.of_type("agent_audio_start"))
-                await wait_for(caller, lambda c: len(c.of_type("agent_audio_start")) > starts, 30, "the follow-up's audio")
-                cut_id = caller.of_type("agent_audio_start")[-1]["utterance_id"]
-                await asyncio.sleep(1.0)  # into "Thank you. <the follow-up>"
-                caller.say(read_audio(corpus_file("utterances/LJ001-0011.wav")))
-                await wait_for(caller, lambda c: [e for e in c.of_type("agent_audio_end") if e["utterance_id"] == cut_id], 30,
-                               "the cut")
-                await wait_for(caller, lambda c: c.of_type("report_ready"), 90, "the closing")
-                assert follow_up["text"]
-            finally:
-                await caller.hangup()
-            return caller
-
-        caller = asyncio.run(interview())
-        after = scrape(server.base_url)
-    finally:
-        server.stop()
-
-    for name in ("reply_latency", "barge_in_stop", "llm_first_token"):
-        count, total = (moved(before, after, f"earshot_{name}_seconds_{part}") for part in ("count", "sum"))
-        print(f"{name}: {count:.0f} observed, mean {total / max(count, 1) * 1000:.0f} ms")
-    cut = [e for e in caller.of_type("agent_audio_end") if e["interrupted"]]
-    assert len(cut) == 1, caller.of_type("agent_audio_end")
-    # The barge-in: the candidate's voice start -> the interviewer's first silent frame, once.
-    assert moved(before, after, "earshot_barge_in_stop_seconds_count") == 1
-    assert 0.05 <= moved(before, after, "earshot_barge_in_stop_seconds_sum") <= 0.5  # the VAD alone needs 60 ms of voice
-    # Replies: the answer -> the follow-up, the barge-in answer -> the closing.
-    replies = moved(before, after, "earshot_reply_latency_seconds_count")
-    assert replies >= 2
-    assert 0.2 * replies < moved(before, after, "earshot_reply_latency_seconds_sum") < 5.0 * replies
-    assert moved(before, after, "earshot_llm_first_token_seconds_count") >= 1  # the follow-up
-    first_audio = sum(moved(before, after, f"earshot_tts_first_audio_seconds_count{{cached={c}}}") for c in ("true", "false"))
-    assert first_audio >= 4  # greeting, question, follow-up, closing: one each
-    assert moved(before, after, "earshot_tts_first_audio_seconds_count{cached=true}") >= 1  # "Hello, and welcome." is warmed
-    finals = len(caller.of_type("final"))
-    assert finals >= 2 and moved(before, after, "earshot_intent_inference_seconds_count{kind=final}") == finals
