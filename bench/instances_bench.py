@@ -51,7 +51,10 @@ SLO = "p95 final_latency <= 1.5"
 PER_INSTANCE_CORE = ("--asr-workers", "1", "--asr-threads", "1")
 
 
-def start_instances(redis_url: str, root: Path, names: tuple[str, ...], *extra: str) -> list[ServerProcess]:
+def start_instances(
+    started: list[ServerProcess], redis_url: str, root: Path, names: tuple[str, ...], *extra: str
+) -> list[ServerProcess]:
+    """Instances `names` of one group, added to `started` (the run stops them all at its end, whatever happens)."""
     keys = root / "storage.keys"
     if not keys.exists():
         Sealer.from_settings(replace(Settings(), storage_key_file=str(keys)))
@@ -62,6 +65,7 @@ def start_instances(redis_url: str, root: Path, names: tuple[str, ...], *extra: 
         ))
         for name in names
     ]
+    started.extend(servers)
     for server in servers:
         wait_ready(server)
     return servers
@@ -182,35 +186,38 @@ async def run(quick: bool) -> dict[str, Any]:
     levels, duration, rounds, failovers = ("4,8", 20.0, 5, 1) if quick else ("4,8,12,16", 45.0, 20, 3)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
+        started: list[ServerProcess] = []
         redis = PrivateRedis(root / "redis")
         url = redis.start()
         report: dict[str, Any] = {"bench": "instances", "started_at": utc_timestamp(), "machine": machine_info(),
                                   "instance_ttl_s": TTL_S, "slo": SLO}
         try:
-            a, b = start_instances(url, root, ("a", "b"))
+            a, b = start_instances(started, url, root, ("a", "b"))
             progress("offers: direct and through a hop")
             report["offer"] = {k: summary(v) for k, v in (await offer_times(a, b, rounds)).items()}
             runs = []
             for i in range(failovers):
                 progress(f"failover {i + 1}/{failovers}")
                 runs.append(await failover_once(a, b, pcm, b.base_url))
-                (a,) = start_instances(url, root, ("a",))
+                (a,) = start_instances(started, url, root, ("a",))
             report["failover"] = {"runs": runs, "resume_s": summary([r["resume_s"] * 1000 for r in runs])}
             progress("drain")
             report["drain"] = await drain_once(a, b, pcm)
             a.process.wait(timeout=60)
             b.stop()
             progress(f"load: one instance, levels {levels}")
-            (solo,) = start_instances(url, root, ("solo",), "--instance-group", "solo")
+            (solo,) = start_instances(started, url, root, ("solo",), "--instance-group", "solo")
             report["load_one"] = load_levels(solo.base_url, levels, duration, root / "load-one")
             solo.stop()
             progress(f"load: two instances through a, levels {levels}")
             # Each instance gets one of the two cores, as two 1-CPU pods would.
-            a, b = start_instances(url, root, ("a", "b"), *PER_INSTANCE_CORE)
+            a, b = start_instances(started, url, root, ("a", "b"), *PER_INSTANCE_CORE)
             report["load_two"] = load_levels(a.base_url, levels, duration, root / "load-two")
             a.stop()
             b.stop()
         finally:
+            for server in started:
+                server.stop()  # those stopped or killed already: nothing to do
             redis.stop()
     report["config"] = {"levels": levels, "duration_s": duration, "offer_rounds": rounds, "failovers": failovers,
                         "two_instances_each": " ".join(PER_INSTANCE_CORE)}
