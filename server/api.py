@@ -44,7 +44,7 @@ from earshot.server.redaction_stage import RedactionOptions, Redacts
 from earshot.server.request_checks import authorised_session, read_json
 from earshot.server.settings import Settings
 from earshot.server.speakers import SpeakerError, assign_speakers
-from earshot.server.routing import forwarded, holder_url, offer_url
+from earshot.server.routing import answered_by_holder, forwarded, offer_url
 from earshot.server.store import (
     SessionRecord, SessionStore, StoreUnavailable, is_session_id, new_session_id,
 )
@@ -296,9 +296,9 @@ async def delete_session(request: Request) -> Response:
     purge = purge_requested(request)
     action = "session.purge" if purge else "session.delete"
     record = await audited_session(request, "session purge" if purge else "session delete", action)
-    there = None if state.forwarder.was_forwarded(request) else await holder_url(state, record.session_id)
-    if there is not None:  # the call is live on another instance: it ends it there
-        return await forwarded(state, request, there, to_holder=True)
+    elsewhere = await answered_by_holder(state, request, record.session_id)
+    if elsewhere is not None:  # the call is live on another instance: it ends it there
+        return elsewhere
     if state.calls.offer_in_progress(record.session_id):  # its call would go live on the ended session
         raise ApiError(409, "offer_in_progress", "an offer for this session is being answered; DELETE after it")
     with state.calls.ending(record.session_id):  # taken with no await since the check above
@@ -345,9 +345,9 @@ async def summary(request: Request) -> Response:
     record = await audited_session(request, "summary read", "summary.read")
     if record.mode != "assist":
         raise ApiError(404, "no_summary", "only assist sessions have a call summary")
-    there = None if state.forwarder.was_forwarded(request) else await holder_url(state, record.session_id)
-    if there is not None:  # live on another instance: its summary so far is there
-        return await forwarded(state, request, there, to_holder=True)
+    elsewhere = await answered_by_holder(state, request, record.session_id)
+    if elsewhere is not None:  # live on another instance: its summary so far is there
+        return elsewhere
     call = state.calls.get(record.session_id)
     live = call.mode if call is not None and not call.closed else None
     found = live.summary() if isinstance(live, AssistMode) else await state.store.summary(record.session_id)

@@ -89,3 +89,12 @@ async def forwarded(state: "AppState", request: Request, url: str, *, to_holder:
             raise
         _holder, left_s = await state.cluster.holder(request.path_params["session_id"])
         raise call_moving(left_s) from None
+
+
+async def answered_by_holder(state: "AppState", request: Request, session_id: str) -> Optional[Response]:
+    """A request about a call that another instance holds (a DELETE, a live summary), answered there;
+    None when this instance answers it (no other holds the call, or the request came by a hop)."""
+    if state.forwarder.was_forwarded(request):
+        return None
+    there = await holder_url(state, session_id)
+    return None if there is None else await forwarded(state, request, there, to_holder=True)
