@@ -33,6 +33,7 @@ POLICY: dict[str, tuple[str, str, str, str]] = {
     "session purge":        ("own",     "own",  "-",        "any"),
     "report read":          ("own",     "-",    "team",     "any"),
     "summary read":         ("-",       "own",  "team",     "any"),
+    "calls read":           ("-",       "own",  "team",     "any"),
     "metrics":              ("-",       "-",    "-",        "yes"),
     "health detail":        ("-",       "-",    "-",        "yes"),
     "settings read":        ("-",       "-",    "-",        "yes"),

@@ -22,6 +22,7 @@ from earshot.models.asr import AsrEngine
 from earshot.models.llm import LlmBackend
 from earshot.models.turn_model import EndOfTurnModel
 from earshot.server.access import require
+from earshot.server.analytics_stream import MODES as ANALYSED_MODES, CallEnded, publish
 from earshot.server.audit import AuditLog
 from earshot.server.audit_trail import audited_session, record_act
 from earshot.server.auth import Authenticator
@@ -31,6 +32,7 @@ from earshot.server.client_files import client_dir
 from earshot.server.configs import redacted_kinds
 from earshot.server.encoder_service import EncoderService
 from earshot.server.errors import ApiError
+from earshot.server.facts_store import FactsStore
 from earshot.server.forwarding import Forwarder
 from earshot.server.intent_stage import IntentOptions
 from earshot.server.limits import Limits, at_capacity
@@ -46,7 +48,7 @@ from earshot.server.settings import Settings
 from earshot.server.speakers import SpeakerError, assign_speakers
 from earshot.server.routing import answered_by_holder, forwarded, offer_url
 from earshot.server.store import (
-    SessionRecord, SessionStore, StoreUnavailable, is_session_id, new_session_id,
+    SessionRecord, SessionStore, StoreUnavailable, guarded, is_session_id, new_session_id,
 )
 from earshot.server.turn import IceServers
 from earshot.server.write_behind import WriteBehind
@@ -75,6 +77,7 @@ class AppState:
     audit: AuditLog = field(init=False)  # on the store's connection
     cluster: Cluster = field(init=False)  # this instance among those on the store's Redis
     forwarder: Forwarder = field(init=False)  # the hop to another instance (server/forwarding.py)
+    facts: FactsStore = field(init=False)  # ended calls' facts, for the calls page (server/calls_api.py)
 
     def __post_init__(self) -> None:
         if self.turn is None:
@@ -84,6 +87,7 @@ class AppState:
         self.cluster = Cluster(self.store.client, self.settings, busy=lambda: self.calls.busy, held=self.calls.held)
         self.cluster.on_lost = self._lost_call
         self.forwarder = Forwarder(self.cluster.instance_id)
+        self.facts = FactsStore(self.store.client, self.store.sealer, self.settings.retention_reports_s)
         if self.redactor is None and any(redacted_kinds(self.settings, name) for name in MODE_KINDS):
             raise ValueError("the settings redact transcripts but no redactor was loaded")
         if self.end_of_turn is None and self.settings.endpointing == "model":
@@ -307,6 +311,9 @@ async def delete_session(request: Request) -> Response:
             deleted = await state.store.purge(record)
         else:
             await state.store.end(record.session_id)  # also when the call had already closed
+            if state.settings.analytics_enabled and record.mode in ANALYSED_MODES and record.state != "ended":
+                # its facts are due (server/analytics_worker.py)
+                await guarded(lambda: publish(state.store.client, CallEnded(record.session_id, record.mode, time.time())))
     if purge:
         await record_act(request, action, record.session_id, keys_deleted=deleted)
         return JSONResponse({"session_id": record.session_id, "state": "purged", "keys_deleted": deleted})

@@ -10,6 +10,8 @@
     GET    /sessions/{id}/report         the report page (reads the token from the URL fragment)
     GET    /api/sessions/{id}/summary    Bearer token -> an assist call's summary (JSON)
     GET    /sessions/{id}/summary        the summary page (token from the URL fragment)
+    GET    /api/calls                    ended calls' facts, searched: ?since=&until=&q=&topic=&intent=&agent=&limit=
+    GET    /api/calls/{id}               one ended call's facts (server/calls_api.py; the calls page, /calls.html)
     GET    /healthz                      Redis and engine state (or a minimal liveness answer)
     GET    /healthz/live                 the process answers (a liveness probe)
     GET    /healthz/ready                it takes new sessions: Redis answers, not draining (a readiness probe)
@@ -24,8 +26,8 @@
 With `auth on`, who may call what is server/access.py; /healthz and /metrics
 may instead be served on internal_host:internal_port (127.0.0.1 by default) (`create_internal_app`).
 
-The endpoints are in server/api.py (sessions), server/operations_api.py (health,
-metrics, settings) and server/privacy_api.py. Every error is JSON,
+The endpoints are in server/api.py (sessions), server/calls_api.py (ended calls),
+server/operations_api.py (health, metrics, settings) and server/privacy_api.py. Every error is JSON,
 `{"error": {"code": "...", "message": "..."}}`, from the exception handlers
 below: a refused request (ApiError) with its 4xx status (429 and 503 at_capacity
 with Retry-After), Redis away with 503, Redis full (maxmemory) with 507,
@@ -48,7 +50,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from earshot.server import api, operations_api, privacy_api
+from earshot.server import api, calls_api, operations_api, privacy_api
 from earshot.server.api import AppState
 from earshot.server.at_rest import SealError
 from earshot.server.auth import IdentityMiddleware
@@ -136,6 +138,8 @@ def create_app(state: AppState) -> Starlette:
         Route("/sessions/{session_id}/report", api.report_page, methods=["GET"]),
         Route("/api/sessions/{session_id}/summary", api.summary, methods=["GET"]),
         Route("/sessions/{session_id}/summary", api.summary_page, methods=["GET"]),
+        Route("/api/calls", calls_api.list_calls, methods=["GET"]),
+        Route("/api/calls/{session_id}", calls_api.get_call, methods=["GET"]),
         Route("/healthz", operations_api.health, methods=["GET"]),
         Route("/healthz/live", operations_api.health_live, methods=["GET"]),
         Route("/healthz/ready", operations_api.health_ready, methods=["GET"]),

@@ -10,6 +10,8 @@ registers itself the same way: the product never imports its test harness.
     train-intent  server/train_intent_command.py
     api-key       server/api_key_command.py
     rotate-keys   server/rotate_keys_command.py
+    analytics-worker  server/analytics_worker_command.py
+    export        server/export_command.py
     redact        server/redact_command.py
     loadtest      loadtest/cli.py
 
@@ -21,16 +23,20 @@ status is 2. Anything else is a bug, and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Iterator, Optional
 
 from earshot.models.audio import AudioFormatError
 from earshot.models.model_files import ModelMissingError
 from earshot.server.errors import StartupError
 from earshot.server.settings import SettingsError
+
+if TYPE_CHECKING:
+    from earshot.server.settings import Settings
 
 ENTRY_POINT_GROUP = "earshot.commands"
 
@@ -50,6 +56,28 @@ class Command:
     add_arguments: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], int]
     description: str = ""
+
+
+@contextlib.contextmanager
+def command_redis_url(settings: "Settings") -> Iterator[str]:
+    """The Redis the servers use: settings.redis_url, or the private one under data_dir (started if not running)."""
+    from earshot.server.redis_server import PrivateRedis, RedisStartError
+
+    if settings.redis_url:
+        yield settings.redis_url
+        return
+    private = PrivateRedis(settings.data_dir, maxmemory=settings.redis_maxmemory)
+    if private.answers():  # a running server's: used, and left running
+        yield private.url
+        return
+    try:
+        url = private.start()
+    except RedisStartError as exc:
+        raise CommandError(str(exc)) from None
+    try:
+        yield url
+    finally:
+        private.stop()
 
 
 def installed_commands() -> dict[str, EntryPoint]:
@@ -72,7 +100,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         top.print_help(sys.stdout if options.help else sys.stderr)
         print("\ncommands:", file=sys.stdout if options.help else sys.stderr)
         for name, entry in sorted(commands.items()):
-            print(f"  {name:<14}{entry.load().help}", file=sys.stdout if options.help else sys.stderr)
+            print(f"  {name:<18}{entry.load().help}", file=sys.stdout if options.help else sys.stderr)
         return 0 if options.help else 2
     if options.command not in commands:
         top.error(f"unknown command {options.command!r}; choose from {', '.join(sorted(commands))}")

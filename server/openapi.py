@@ -199,6 +199,16 @@ COMPONENTS: dict[str, Any] = {
                 "instance": {"type": "string", "description": "the instance's id (instance_id)"},
             },
         },
+        "Calls": {
+            "type": "object",
+            "required": ["calls", "since", "until", "count"],
+            "properties": {
+                "calls": {"type": "array", "items": {"type": "object"}},
+                "since": {"type": "number"},
+                "until": {"type": "number"},
+                "count": {"type": "integer"},
+            },
+        },
         "Health": {
             "type": "object",
             "required": ["status"],
@@ -262,6 +272,22 @@ OPERATIONS: dict[str, Operation] = {
     "summary": Operation(
         "An assist call's summary", _ok(200, "the summary", _json({"type": "object"})), token=True,
         errors=SESSION_ERRORS,
+    ),
+    "list_calls": Operation(
+        "Ended calls' facts, newest first, searched (the calls page)", _ok(200, "calls", _json(_ref("Calls"))),
+        errors=(400, 401, 403, 503),
+        query=(
+            _query("since", {"type": "number", "minimum": 0}, "calls that ended at or after (unix seconds; default 7 days ago)"),
+            _query("until", {"type": "number", "minimum": 0}, "and at or before (default now)"),
+            _query("q", {"type": "string", "maxLength": 200}, "text in the id, agent, team, topic, intents or escalation"),
+            _query("topic", {"type": "string"}, "only this topic (name or label)"),
+            _query("intent", {"type": "string"}, "only calls with this intent"),
+            _query("agent", {"type": "string"}, "only this agent's calls"),
+            _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "calls at most (default 200)"),
+        ),
+    ),
+    "get_call": Operation(
+        "One ended call's facts", _ok(200, "the facts", _json({"type": "object"})), errors=(401, 403, 404, 503)
     ),
     "report_page": Operation("The report page (token in the URL fragment)", _ok(200, "HTML", HTML), errors=(400, 404)),
     "summary_page": Operation("The summary page (token in the URL fragment)", _ok(200, "HTML", HTML), errors=(400, 404)),

@@ -24,17 +24,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import time
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
 from earshot.server.at_rest import Sealer
 from earshot.server.audit import AuditEntry, AuditLog
-from earshot.server.cli import Command, CommandError
+from earshot.server.cli import Command, CommandError, command_redis_url
 from earshot.server.key_rotation import ResealCounts, Resealer, RotationError
 from earshot.server.settings import Settings
 from earshot.server.settings_sources import add_settings_arguments, settings_from_args
@@ -63,28 +61,6 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
              "Redis's append-only file",
     )
     add_settings_arguments(parser)
-
-
-@contextlib.contextmanager
-def redis_url(settings: Settings) -> Iterator[str]:
-    """The Redis the servers use: settings.redis_url, or the private one under data_dir (started if not running)."""
-    from earshot.server.redis_server import PrivateRedis, RedisStartError
-
-    if settings.redis_url:
-        yield settings.redis_url
-        return
-    private = PrivateRedis(settings.data_dir, maxmemory=settings.redis_maxmemory)
-    if private.answers():  # a running server's: used, and left running
-        yield private.url
-        return
-    try:
-        url = private.start()
-    except RedisStartError as exc:
-        raise CommandError(str(exc)) from None
-    try:
-        yield url
-    finally:
-        private.stop()
 
 
 def _new_key(source: KeySource) -> str:
@@ -145,7 +121,7 @@ def _run(args: argparse.Namespace) -> int:
     sealer = Sealer.from_settings(settings)
     if new_id is not None and sealer.current_key_id != new_id:
         raise CommandError(f"the key file changed during the rotation: key {sealer.current_key_id} encrypts, not {new_id}")
-    with redis_url(settings) as url:
+    with command_redis_url(settings) as url:
         try:
             done = asyncio.run(_rotate(url, settings, sealer, source, args.retire_old))
         except (RedisError, OSError) as exc:

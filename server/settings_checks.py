@@ -126,6 +126,11 @@ def settings_problems(s: "Settings") -> list[str]:
             parse_kinds(getattr(s, name))
         except KindsError as exc:
             problems.append(f"{name}: {exc}")
+    # After the call
+    check(s.analytics_claim_idle_s > 0, "analytics_claim_idle_s must be > 0")
+    check(1 <= s.analytics_max_tries <= 100, "analytics_max_tries must be in 1..100")
+    check(0.0 <= s.analytics_used_similarity <= 1.0, "analytics_used_similarity must be in 0..1")
+    check(0 <= s.analytics_metrics_port < 65536, "analytics_metrics_port must be 0 (none) to 65535")
     return problems
 
 

@@ -181,6 +181,10 @@ class SessionStore:
         await self._call(lambda: self._create_script(keys=keys, args=args))
         return _record(session_id, fields), token
 
+    @property
+    def sealer(self) -> Sealer:
+        return self._sealer
+
     async def get(self, session_id: str) -> Optional[SessionRecord]:
         if not is_session_id(session_id):
             return None

@@ -10,10 +10,16 @@ summary when the call ends.
 from __future__ import annotations
 
 import asyncio
+import csv
 import json
+import subprocess
+import sys
+import time
 
+import httpx
 import numpy as np
 import pytest
+import redis
 
 from earshot.loadtest.caller import ApiCallError, HeadlessCaller, speech_bounds
 from earshot.loadtest.wer import wer
@@ -186,3 +192,87 @@ def test_a_bad_knowledge_file_stops_the_start_naming_the_entry(redis_url, tmp_pa
     result = serve_expecting_failure(redis_url, tmp_path, "--assist-knowledge", str(knowledge))
     assert result.returncode == 2, result.stderr
     assert "knowledge.json" in result.stderr and "answer" in result.stderr, result.stderr
+
+
+# --- after the call: its facts (server/analytics_worker.py), the calls API, the export --------------
+def run_command(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "earshot.server", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def worker_args(server, redis_url: str) -> tuple[str, ...]:
+    """What a worker beside the module's server takes: its Redis and its data dir (its storage keys)."""
+    return ("--redis-url", redis_url, "--data-dir", str(server.log_path.parent), "--analytics-metrics-port", "0")
+
+
+@pytest.fixture(scope="module")
+def analysed_call(finished_call, server, redis_url):
+    """The call's DELETE put it on the stream; one worker run stores its facts."""
+    caller, _, _, summary, _ = finished_call
+    done = run_command("analytics-worker", "--until-idle", "--consumer", "test-1", *worker_args(server, redis_url))
+    assert done.returncode == 0, done.stderr
+    facts = httpx.get(f"{server.base_url}/api/calls/{caller.session_id}", timeout=10)
+    assert facts.status_code == 200, facts.text
+    return caller, summary, facts.json()
+
+
+def test_an_ended_call_becomes_its_facts_once(analysed_call, server, redis_url):
+    caller, summary, facts = analysed_call
+    assert facts["meta"]["session_id"] == caller.session_id and facts["meta"]["mode"] == "assist"
+    assert facts["handle_time_s"] == pytest.approx(summary["metrics"]["call_s"], abs=0.01)
+    assert facts["live"]["topic_label"] == summary["topic"]["label"]
+    assert facts["live"]["intent_counts"] == summary["intents"]["counts"]
+    assert facts["scored_from"] == "live" and facts["rescored"] is None
+    assert sum(facts["talk_share"].values()) == pytest.approx(1.0, abs=0.01)
+    assert 0.0 < facts["silence_share"] < 1.0
+    shown = {s["utterance_id"] for s in summary["suggestions"]}
+    assert {s["utterance_id"] for s in facts["suggestions"]} == shown
+    assert len(facts["sentiment"]) == len(summary["sentiment"]["scores"])
+    assert "text" not in json.dumps(facts["intents"]), "no words of the call in its facts"
+    # Handled again (a worker that crashed before acknowledging): written once, counted once.
+    before = calls_total(server, redis_url)
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    r.xadd("earshot:analytics:calls", {"session_id": caller.session_id, "mode": "assist", "ended_at": "1"})
+    done = run_command("analytics-worker", "--until-idle", "--consumer", "test-2", *worker_args(server, redis_url))
+    assert done.returncode == 0 and "repeated=1" in done.stdout, done.stdout + done.stderr
+    assert calls_total(server, redis_url) == before
+    assert httpx.get(f"{server.base_url}/api/calls/{caller.session_id}").json() == facts
+
+
+def test_the_calls_api_finds_the_call_and_refuses_bad_queries(analysed_call, server):
+    caller, _, facts = analysed_call
+    base = f"{server.base_url}/api/calls"
+    found = httpx.get(base, params={"q": caller.session_id[:8]}).json()["calls"]
+    assert [c["session_id"] for c in found] == [caller.session_id]
+    assert found[0]["summary_url"] == f"/sessions/{caller.session_id}/summary"
+    by_topic = httpx.get(base, params={"topic": facts["live"]["topic_label"], "limit": 1000}).json()["calls"]
+    assert caller.session_id in {c["session_id"] for c in by_topic}
+    assert not httpx.get(base, params={"q": "no call says this"}).json()["calls"]
+    assert not httpx.get(base, params={"since": time.time() + 3600, "until": time.time() + 7200}).json()["calls"]
+    for params, code in (({"since": "yesterday"}, "bad_since"), ({"limit": "0"}, "bad_limit"),
+                         ({"since": "10", "until": "5"}, "bad_range")):
+        answer = httpx.get(base, params=params)
+        assert answer.status_code == 400 and answer.json()["error"]["code"] == code, answer.text
+    missing = httpx.get(f"{base}/0123456789abcdef")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "unknown_call"
+
+
+def test_export_writes_the_call_as_csv_and_jsonl(analysed_call, server, redis_url, tmp_path):
+    caller, _, facts = analysed_call
+    out = tmp_path / "calls.csv"
+    args = ("--redis-url", redis_url, "--data-dir", str(server.log_path.parent))
+    done = run_command("export", "--since", "1h", "--format", "csv", "--out", str(out), *args)
+    assert done.returncode == 0, done.stderr
+    rows = {row["session_id"]: row for row in csv.DictReader(out.open())}
+    row = rows[caller.session_id]
+    assert row["topic_label"] == facts["live"]["topic_label"] and float(row["handle_time_s"]) == facts["handle_time_s"]
+    assert set(row["intents"].split(";")) == set(facts["live"]["intent_counts"])
+    done = run_command("export", "--since", "1h", "--format", "jsonl", *args)
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert facts in lines
+    bad = run_command("export", "--since", "last tuesday", *args)
+    assert bad.returncode == 2 and "is not a time" in bad.stderr
+
+
+def calls_total(server, redis_url) -> float:
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    return float(r.hget("earshot:analytics:totals", "calls|assist") or 0)
