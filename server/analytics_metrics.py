@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.utils import floatToGoString
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
 HANDLE_BUCKETS = (30.0, 60.0, 120.0, 180.0, 300.0, 600.0, 900.0, 1800.0)
@@ -89,7 +90,7 @@ class AnalyticsCollector:
         cumulative, running = [], 0.0
         for bound in [f"{b:g}" for b in buckets] + ["+Inf"]:
             running += self._totals.get(f"{prefix}_bucket{SEP}{bound}", 0.0)
-            cumulative.append((bound, running))
+            cumulative.append((floatToGoString(float(bound)), running))
         return HistogramMetricFamily(
             f"earshot_analytics_{name}", documentation, buckets=cumulative, sum_value=self._totals.get(f"{prefix}_sum", 0.0)
         )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -22,6 +23,7 @@ import pytest
 import redis
 
 from earshot.loadtest.caller import ApiCallError, HeadlessCaller, speech_bounds
+from earshot.loadtest.server_process import free_port
 from earshot.loadtest.wer import wer
 from tests.calls import utterances_settled
 from tests.conftest import corpus_file, serve_expecting_failure
@@ -276,3 +278,24 @@ def test_export_writes_the_call_as_csv_and_jsonl(analysed_call, server, redis_ur
 def calls_total(server, redis_url) -> float:
     r = redis.Redis.from_url(redis_url, decode_responses=True)
     return float(r.hget("earshot:analytics:totals", "calls|assist") or 0)
+
+
+def test_a_running_worker_serves_the_totals_and_stops_on_sigterm(analysed_call, server, redis_url):
+    port = free_port()
+    args = [a if a != "0" else str(port) for a in worker_args(server, redis_url)]
+    worker = subprocess.Popen([sys.executable, "-m", "earshot.server", "analytics-worker", *args],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline, text = time.monotonic() + 60, ""
+        while time.monotonic() < deadline and "earshot_analytics_calls_total{" not in text:
+            time.sleep(0.5)
+            try:
+                text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+            except httpx.HTTPError:
+                assert worker.poll() is None, worker.communicate()
+        assert float(text.split('earshot_analytics_calls_total{mode="assist"} ')[1].split()[0]) == calls_total(server, redis_url)
+        assert 'earshot_analytics_handle_time_seconds_count' in text
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        out, err = worker.communicate(timeout=30)
+    assert worker.returncode == 0, err
