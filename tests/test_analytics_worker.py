@@ -201,3 +201,16 @@ def test_the_metrics_show_the_totals_as_prometheus_counters_and_histograms():
     assert 'earshot_analytics_handle_time_seconds_bucket{le="30.0"} 1.0' in text
     assert 'earshot_analytics_handle_time_seconds_bucket{le="+Inf"} 1.0' in text
     assert 'earshot_analytics_suggestions_total{outcome="shown"} 1.0' in text
+
+
+async def test_an_ended_interview_gets_its_facts_from_its_stored_finals(harness):
+    record, _ = await harness.sessions.create("interview", "data_scientist", "easy", owner="sam")
+    for seq, (start, end) in enumerate([(1.0, 9.0), (12.0, 20.0)], start=1):
+        final = {"type": "final", "seq": seq, "text": "an answer", "start": start, "end": end}
+        assert await harness.sessions.append_final(record.session_id, seq, final, {"audio_s": 24.0})
+    await publish(harness.client, CallEnded(record.session_id, "interview", time.time()))
+    worker, _ = harness.worker("w")
+    await harness.run(worker)
+    facts = await harness.facts.get(record.session_id)
+    assert facts["meta"]["agent"] == "sam" and facts["handle_time_s"] == 24.0 and facts["utterances"] == 2
+    assert (await harness.facts.totals())["calls|interview"] == 1
