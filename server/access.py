@@ -83,6 +83,19 @@ def require(request: Request, action: str) -> Optional[Identity]:
     return identity
 
 
+def require_scoped(request: Request, action: str) -> Optional[Identity]:
+    """The caller, when the policy lets it do `action` on some sessions (its own, its team's, any);
+    the caller then filters what it answers with `allowed(identity, action, record)`."""
+    if not auth_on(request):
+        return None
+    identity = caller(request)
+    if identity is None:
+        raise unauthorised(request)
+    if POLICY[action][ROLES.index(identity.role)] == "-":
+        raise ApiError(403, "forbidden", "your role may not do this")
+    return identity
+
+
 def may(request: Request, action: str) -> bool:
     """Whether the caller may do `action`, without refusing: auth none allows everything."""
     identity = caller(request)

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from earshot.agents.call_facts import export_row
-from earshot.server.access import allowed, require
+from earshot.server.access import allowed, require_scoped
 from earshot.server.auth import Identity
 from earshot.server.errors import ApiError
 from earshot.server.store import SessionRecord, is_session_id
@@ -30,7 +30,7 @@ FILTERS = ("topic", "intent", "agent")
 
 
 async def list_calls(request: Request) -> JSONResponse:
-    identity = require(request, "calls read")
+    identity = require_scoped(request, "calls read")
     since, until, limit = _range(request)
     query = request.query_params.get("q", "").strip().lower()[:200]
     wanted = {name: request.query_params.get(name, "").strip() for name in FILTERS}
@@ -51,7 +51,7 @@ async def list_calls(request: Request) -> JSONResponse:
 
 
 async def get_call(request: Request) -> JSONResponse:
-    identity = require(request, "calls read")
+    identity = require_scoped(request, "calls read")
     session_id = request.path_params["session_id"]
     if not is_session_id(session_id):
         raise ApiError(404, "unknown_call", "no such call")

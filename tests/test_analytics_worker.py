@@ -214,3 +214,15 @@ async def test_an_ended_interview_gets_its_facts_from_its_stored_finals(harness)
     facts = await harness.facts.get(record.session_id)
     assert facts["meta"]["agent"] == "sam" and facts["handle_time_s"] == 24.0 and facts["utterances"] == 2
     assert (await harness.facts.totals())["calls|interview"] == 1
+
+
+def test_who_sees_which_calls_facts():
+    from earshot.server.auth import Identity
+    from earshot.server.calls_api import _visible
+
+    facts = {"meta": {"session_id": "0123456789abcdef", "mode": "assist", "agent": "dana", "team": "red", "started_at": 0.0}}
+    seen_by = lambda name, role, team: _visible(Identity(name, role, team), facts)  # noqa: E731
+    assert seen_by("dana", "agent", "red") and not seen_by("eve", "agent", "red")
+    assert seen_by("lead", "supervisor", "red") and not seen_by("lead", "supervisor", "blue")
+    assert seen_by("root", "admin", "") and not seen_by("dana", "candidate", "red")
+    assert _visible(None, facts), "auth none: anyone on the server"

@@ -112,6 +112,8 @@ GET    /api/sessions/{I}/report      404        403      404      403       404 
 GET    /api/sessions/{S}/summary     403        404      404      403       404      401m     404      401b
 DELETE /api/sessions/{D}             200        403      403      403       200      401m     200      401b
 DELETE /api/sessions/{D}?purge=true  200        403      403      403       200      401m     200      401b
+GET    /api/calls                    403        200      200      200       200      401m     401b     401b
+GET    /api/calls/{S}                403        404      404      404       404      401m     401b     401b
 GET    /sessions/{I}/report          200        200      200      200       200      200      200      200
 GET    /sessions/{S}/summary         200        200      200      200       200      200      200      200
 GET    /healthz                      200        200      200      200       200      200      200      200
