@@ -11,6 +11,7 @@ registers itself the same way: the product never imports its test harness.
     api-key       server/api_key_command.py
     rotate-keys   server/rotate_keys_command.py
     redact        server/redact_command.py
+    rescore       server/rescore_command.py
     loadtest      loadtest/cli.py
 
 A command raises one of `USER_ERRORS` (or `CommandError`) for a problem the

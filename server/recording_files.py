@@ -199,6 +199,28 @@ def reseal_part(sealer: Sealer, session_id: str, path: Path) -> bool:
     return True
 
 
+@dataclass
+class ResealedParts:
+    resealed: int = 0
+    current: int = 0
+    unreadable: int = 0  # left as they are: a key is missing, or a part is altered or still being written
+
+
+def reseal_recordings(settings: Settings, sealer: Sealer) -> ResealedParts:
+    """Every recording's parts sealed with the current key (`earshot rotate-keys`)."""
+    done = ResealedParts()
+    for session_id in recorded_sessions(settings):
+        for path in sorted((recording_root(settings) / session_id).glob("*.sealed")):
+            try:
+                if reseal_part(sealer, session_id, path):
+                    done.resealed += 1
+                else:
+                    done.current += 1
+            except (RecordingUnreadable, OSError):
+                done.unreadable += 1
+    return done
+
+
 def recorded_sessions(settings: Settings) -> list[str]:
     root = recording_root(settings)
     return sorted(p.name for p in root.iterdir() if p.is_dir() and is_session_id(p.name)) if root.is_dir() else []

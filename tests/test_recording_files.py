@@ -27,6 +27,7 @@ from earshot.server.recording_files import (
     open_part,
     parts,
     reseal_part,
+    reseal_recordings,
     sweep_expired,
 )
 from earshot.server.settings import Settings
@@ -169,3 +170,16 @@ def _keys(s: Settings):
     from earshot.server.storage_keys import KeySource
 
     return KeySource.from_settings(s).load(create=False)
+
+
+def test_rotate_keys_reseals_every_recording_and_counts_what_does_not_open(tmp_path):
+    s = settings(tmp_path)
+    record(s, speech())  # two parts
+    add_key(tmp_path / "data" / "keys" / "storage.keys")
+    sealer = Sealer.from_settings(s)
+    done = reseal_recordings(s, sealer)
+    assert (done.resealed, done.current, done.unreadable) == (2, 0, 0)
+    first = parts(s, SESSION)[0].path
+    first.write_bytes(first.read_bytes()[:-10])  # cut short (or still being written)
+    done = reseal_recordings(s, sealer)
+    assert (done.resealed, done.current, done.unreadable) == (0, 1, 1)
