@@ -4,10 +4,13 @@
 
     recording_files.parts --open_part (decrypt)--> encoded audio --read_audio--> 16 kHz PCM per part
         --FileWhisper (rescore_asr_model, default the packaged Whisper base)--> segments, per track
-        --> one transcript, both tracks by time --> intents (the mode's label set, the encoder service)
+        --> one transcript, both tracks by time --> redacted as the mode's live finals are (redact_<mode>)
+        --> intents (the mode's label set, the encoder service)
                                                   --> topic (assist: agents/topic.py, as live, over every final)
 
-A session without a recording raises NotRecorded; one whose files do not
+The transcript is redacted with the mode's kinds before anything reads it, as
+live finals are: what the worker stores or hands an LLM carries tags, never
+the card number that was said. A session without a recording raises NotRecorded; one whose files do not
 decrypt or decode raises RecordingUnreadable (both RecordingError): the
 worker skips or dead-letters the call. Whisper and the encoder load once per
 process (`Rescorer.shared`); decoding runs in a worker thread, never on the
@@ -32,9 +35,11 @@ from earshot.agents.topic import TopicDetector, TopicList
 from earshot.models.audio import SAMPLE_RATE, AudioFormatError, read_audio
 from earshot.models.file_asr import FileAsrConfig, FileWhisper
 from earshot.server.at_rest import Sealer
+from earshot.server.configs import redacted_kinds
 from earshot.server.encoder_service import EncoderService
 from earshot.server.modes import MODE_KINDS
 from earshot.server.recording import SINGLE_TRACK
+from earshot.server.redaction_stage import Redacts
 from earshot.server.recording_files import (
     NotRecorded,
     RecordingError,
@@ -93,18 +98,23 @@ def file_asr_config(settings: Settings) -> FileAsrConfig:
 
 
 class Rescorer:
-    """The models re-scoring needs, loaded once: the file Whisper, the encoder (intents), the topic list."""
+    """The models re-scoring needs, loaded once: the file Whisper, the encoder (intents), the topics, the redactor."""
 
-    def __init__(self, whisper: FileWhisper, encoders: EncoderService, topics: TopicList) -> None:
+    def __init__(
+        self, whisper: FileWhisper, encoders: EncoderService, topics: TopicList, redactor: Optional[Redacts]
+    ) -> None:
         self.whisper = whisper
         self.encoders = encoders
         self.topics = topics
+        self.redactor = redactor  # None: no mode redacts (the settings' redact_*)
 
     @classmethod
     def load(cls, settings: Settings) -> "Rescorer":
         """ModelMissingError / StartupError / TopicError name what is missing."""
+        from earshot.server.serve_command import load_redactor  # the server's own loader: Presidio only when needed
+
         topics = TopicList.load(Path(settings.assist_topics).expanduser() if settings.assist_topics else None)
-        return cls(FileWhisper(file_asr_config(settings)), EncoderService.load(settings), topics)
+        return cls(FileWhisper(file_asr_config(settings)), EncoderService.load(settings), topics, load_redactor(settings))
 
     @staticmethod
     @functools.lru_cache(maxsize=1)
@@ -135,6 +145,15 @@ async def rescore_call(session_id: str, settings: Settings, rescorer: Optional[R
             for s in segments
         ]
     utterances.sort(key=lambda u: (u.start, u.speaker))
+    # A recording whose mode is unknown (no manifest) loses what any mode's transcripts lose.
+    kinds = redacted_kinds(settings, mode) if mode in MODE_KINDS else frozenset().union(
+        *(redacted_kinds(settings, name) for name in MODE_KINDS)
+    )
+    if kinds and rescorer.redactor is not None:
+        utterances = [
+            Utterance(u.speaker, u.start, u.end, (await asyncio.to_thread(rescorer.redactor.redact, u.text, kinds)).text)
+            for u in utterances
+        ]
     kind = MODE_KINDS.get(mode)
     label_set = kind.intent_label_set if kind is not None else None
     if label_set is not None and rescorer.encoders.intents is not None:

@@ -23,8 +23,10 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 import subprocess
 import sys
+import time
 
 import av
 import httpx
@@ -32,16 +34,20 @@ import pytest
 
 from earshot.loadtest.caller import HeadlessCaller
 from earshot.loadtest.wer import wer
-from earshot.models.audio import SAMPLE_RATE, read_audio
+from earshot.models.audio import SAMPLE_RATE, read_audio, resample
+from earshot.models.tts import PiperTts
 from earshot.server.at_rest import Sealer
+from earshot.server.recording import CallRecording
 from earshot.server.recording_files import SealedWriter, open_part, parts, recording_root
-from earshot.server.rescoring import NotRecorded, RecordingUnreadable, rescore_call
+from earshot.server.rescoring import NotRecorded, RecordingUnreadable, Rescorer, rescore_call
 from earshot.server.settings import Settings
 from tests.calls import utterances_settled
 from tests.conftest import REPO, start_server
 from tests.test_assist_call import TAIL_S, call_channels, spoken_by
 
 pytestmark = pytest.mark.slow
+
+PHONE_SAID = "You can reach me at four one five, five five five, zero one three four. Thank you so much."
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +129,36 @@ def test_rescoring_is_no_worse_than_the_live_transcript(recorded_call):
     assert sum(result["intent_counts"].values()) == sum(len(line["intents"]) for line in lines) > 0
     assert result["topic"] is not None and set(result["topic"]) == {"name", "label", "score"}
     assert json.loads(json.dumps(result)) == result
+
+
+def test_the_rescored_transcript_is_redacted_as_live_finals_are(recorded_call, tmp_path):
+    """A phone number said (Piper's voice, as tests/test_redaction_call.py) is a tag in the re-scored transcript."""
+    *_, settings = recorded_call
+    own = Settings(data_dir=tmp_path / "data", recording=True)
+    session_id = "00000000c0ffee00"
+    pcm = spoken_phone()
+
+    async def record_and_rescore():
+        call = CallRecording(Sealer.from_settings(own), own, session_id, "transcribe", time.time(), [""], 0.0)
+        for start in range(0, len(pcm), SAMPLE_RATE * 2):
+            call.recorders[""].push(pcm[start : start + SAMPLE_RATE * 2])
+        await call.finish()
+        return await rescore_call(session_id, own, Rescorer.shared(settings))  # the models loaded for the call above
+
+    result = asyncio.run(record_and_rescore()).to_dict()
+    said = " ".join(line["text"] for line in result["transcript"])
+    assert result["mode"] == "transcribe" and {line["speaker"] for line in result["transcript"]} == {""}
+    assert "[PHONE]" in said and not re.search(r"\d{3}", said), said
+    assert result["topic"] is None and result["intent_counts"] == {}  # transcribe calls have neither
+
+
+def spoken_phone() -> bytes:
+    tts = PiperTts.load()
+    try:
+        audio = asyncio.run(tts.synthesize(PHONE_SAID))
+    finally:
+        tts.close()
+    return bytes(SAMPLE_RATE) + resample(audio.pcm, audio.sample_rate, SAMPLE_RATE).tobytes()
 
 
 def test_a_missing_or_broken_recording_raises_a_typed_error(recorded_call, tmp_path):
