@@ -42,7 +42,8 @@ from earshot.server.recording_files import SealedWriter, open_part, parts, recor
 from earshot.server.rescoring import NotRecorded, RecordingUnreadable, Rescorer, rescore_call
 from earshot.server.settings import Settings
 from tests.calls import utterances_settled
-from tests.conftest import REPO, start_server
+from tests.auth_fixtures import write_api_keys
+from tests.conftest import REPO, corpus_file, start_server
 from tests.test_assist_call import TAIL_S, call_channels, spoken_by
 
 pytestmark = pytest.mark.slow
@@ -201,3 +202,38 @@ def test_purging_the_session_deletes_its_recording(recording_server, recorded_ca
     with pytest.raises(NotRecorded):
         parts(settings, caller.session_id)
     assert not (recording_root(settings) / caller.session_id).exists()
+
+
+def test_erasing_an_identity_deletes_the_recording_of_its_live_call(redis_url, tmp_path):
+    """auth on: a transcribe call is recording when its identity is erased; its files go, another's stay."""
+    keys = write_api_keys(tmp_path / "api-keys.toml", {"rec-cand": ("candidate", "red"), "rec-root": ("admin", "ops")})
+    data = tmp_path / "server"
+    server = start_server(redis_url, data, extra_args=(
+        "--recording", "--auth", "on", "--api-keys-file", str(tmp_path / "api-keys.toml"), "--no-intent-enabled"))
+    settings = Settings(data_dir=data, recording=True)
+    other = recording_root(settings) / "00000000feedf00d"  # another identity's recording: it stays
+    other.mkdir(parents=True)
+    (other / "recording.json").write_text("{}")
+    speech = read_audio(corpus_file("utterances/LJ001-0001.wav"))
+    caller = HeadlessCaller(server.base_url, speech, mode="transcribe", role="data_scientist", credential=keys["rec-cand"])
+
+    async def erase_mid_call() -> httpx.Response:
+        try:
+            await caller.connect()
+            assert await caller.wait_until(lambda c: c.of_type("final"), 40)
+            assert [p.track for p in parts(settings, caller.session_id)] == ["caller"]  # being written
+            async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+                erased = await http.delete("/api/admin/identities/rec-cand/sessions",
+                                           headers={"Authorization": f"Bearer {keys['rec-root']}"})
+            await asyncio.sleep(2.0)  # the call has ended; nothing it still had comes back
+            return erased
+        finally:
+            await caller.hangup(end_session=False)
+
+    try:
+        erased = asyncio.run(erase_mid_call())
+        assert erased.status_code == 200 and erased.json()["sessions"] == [caller.session_id], erased.text
+        assert not (recording_root(settings) / caller.session_id).exists()
+        assert other.exists()
+    finally:
+        server.stop()
