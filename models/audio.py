@@ -9,7 +9,7 @@ e.g. the interviewer's voice going out at 48 kHz).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import BinaryIO, Optional, Union
 
 import av
 import numpy as np
@@ -36,7 +36,7 @@ class FrameResampler:
         return b"".join(bytes(out.planes[0])[: out.samples * BYTES_PER_SAMPLE] for out in self._resampler.resample(frame))
 
 
-def read_audio(path: Path, channel: Optional[int] = None) -> bytes:
+def read_audio(path: Union[Path, BinaryIO], channel: Optional[int] = None) -> bytes:
     """Decode an audio file as 16 kHz mono int16 bytes: one channel if given, else the mean of all.
 
     Any container and codec FFmpeg reads: WAV of any sample width, FLAC, MP3,
@@ -44,7 +44,7 @@ def read_audio(path: Path, channel: Optional[int] = None) -> bytes:
     naming it.
     """
     try:
-        with av.open(str(path)) as container:
+        with av.open(str(path) if isinstance(path, Path) else path) as container:  # a file, or bytes in memory
             stream = next((s for s in container.streams if s.type == "audio"), None)
             if stream is None:
                 raise AudioFormatError(f"{path}: has no audio stream")

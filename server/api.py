@@ -42,6 +42,8 @@ from earshot.server.modes.assist import AssistMode
 from earshot.server.modes.interview import InterviewServices
 from earshot.server.offer_checks import check_offer_sdp
 from earshot.server.pipeline import ResumePoint
+from earshot.server.recording import CallRecording
+from earshot.server.recording_files import erase_recording
 from earshot.server.redaction_stage import RedactionOptions, Redacts
 from earshot.server.request_checks import authorised_session, read_json
 from earshot.server.settings import Settings
@@ -265,6 +267,10 @@ async def _answer(
         end_of_turn=state.end_of_turn,
         hold_unfinished_turns=kind.hold_unfinished_turns,
         instance=state.cluster.instance_id,
+        recording=(lambda tracks: CallRecording(
+            state.store.sealer, state.settings, record.session_id, record.mode, record.created_at, tracks,
+            resume.audio_s, record.recording,
+        )) if state.settings.recording else None,
     )
     state.calls.add(call)
     try:
@@ -309,6 +315,7 @@ async def delete_session(request: Request) -> Response:
         await end_call(state, record.session_id)
         if purge:  # after the call's last writes; any write still to come finds no session and writes nothing
             deleted = await state.store.purge(record)
+            await asyncio.to_thread(erase_recording, state.settings, record.session_id)
         else:
             await state.store.end(record.session_id)  # also when the call had already closed
             if state.settings.analytics_enabled and record.mode in ANALYSED_MODES and record.state != "ended":

@@ -57,6 +57,7 @@ from earshot.server.auth import IdentityMiddleware
 from earshot.server.client_files import ClientOrNotAllowed
 from earshot.server.errors import ApiError, error_response
 from earshot.server.openapi import openapi_route
+from earshot.server.recording import sweep_recordings
 from earshot.server.security import security_headers, security_middleware
 from earshot.server.store import StoreFull, StoreUnavailable
 from earshot.server.tasks import cancel_and_wait
@@ -115,7 +116,9 @@ def create_app(state: AppState) -> Starlette:
             await services.warm()  # common phrases synthesised, knowledge embedded, before the first caller
         loop_watch = asyncio.ensure_future(state.metrics.watch_event_loop())
         heartbeat = asyncio.ensure_future(state.cluster.run())  # in placement from its first beat (server/cluster.py)
+        recordings = asyncio.ensure_future(sweep_recordings(state.settings))  # their retention (server/recording.py)
         yield
+        await cancel_and_wait(recordings)
         loop_watch.cancel()
         await cancel_and_wait(heartbeat)
         await state.calls.close_all()

@@ -13,6 +13,7 @@ registers itself the same way: the product never imports its test harness.
     analytics-worker  server/analytics_worker_command.py
     export        server/export_command.py
     redact        server/redact_command.py
+    rescore       server/rescore_command.py
     loadtest      loadtest/cli.py
 
 A command raises one of `USER_ERRORS` (or `CommandError`) for a problem the

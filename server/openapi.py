@@ -124,6 +124,7 @@ COMPONENTS: dict[str, Any] = {
                 "live": {"type": "boolean"},
                 "finals": {"type": "array", "items": {"type": "object"}},
                 "pace": {},
+                "recording": {"type": "object", "description": "what its calls recorded (setting recording)"},
             },
         },
         "Ended": {
@@ -189,6 +190,7 @@ COMPONENTS: dict[str, Any] = {
                 },
                 "consent": {"type": "object", "additionalProperties": {"type": "string"}},
                 "audio_stored": {"type": "boolean"},
+                "audio_retention_s": {"type": "integer"},
             },
         },
         "Probe": {

@@ -84,6 +84,7 @@ class TrackPipeline:
         redaction: Optional[RedactionOptions] = None,
         end_of_turn: Optional[EndOfTurnModel] = None,  # needed with endpointing model
         hold_unfinished_turns: bool = True,  # False in assist calls (ModeKind)
+        on_audio: Optional[Callable[[bytes], None]] = None,  # the 16 kHz PCM of each frame (the call's recording)
     ) -> None:
         self.session_id = session_id
         self.speaker = speaker
@@ -100,6 +101,7 @@ class TrackPipeline:
         self._redaction = TranscriptRedaction(redaction)
         self._intents = IntentStage(session_id, intents, publish, speaker) if intents is not None else None
         self._seq_numbers = seq_numbers if seq_numbers is not None else final_numbers(resume.next_final_seq)
+        self._on_audio = on_audio
         self._closing = False  # close() flushes the VAD: an utterance it ends ends with the stream
         self._output = asyncio.ensure_future(self._publish_hypotheses())
 
@@ -115,7 +117,10 @@ class TrackPipeline:
     # --- the input half: audio -> boundaries -> decode requests -------------------------
     def push_frame(self, frame: av.AudioFrame) -> None:
         """One decoded WebRTC frame (48 kHz Opus, any layout)."""
-        self.push(self._resample(frame))
+        pcm = self._resample(frame)
+        if self._on_audio is not None:
+            self._on_audio(pcm)
+        self.push(pcm)
 
     def push(self, pcm: bytes) -> None:
         """16 kHz mono int16 PCM of any length."""

@@ -38,7 +38,10 @@ def consent_sentence(settings: Settings, mode: str) -> str:
     kept = f"This call is transcribed and the transcript is stored for {duration_words(retention.transcripts_s)}"
     if mode in DOCUMENTS:
         kept += f" (the {DOCUMENTS[mode]} for {duration_words(retention.reports_s)})"
-    kept += "; the audio itself is not kept."
+    if settings.recording:
+        kept += f"; the audio is recorded, encrypted, and kept for {duration_words(settings.retention_recordings_s)}."
+    else:
+        kept += "; the audio itself is not kept."
     kinds = [WORDS[kind] for kind in kinds_in_order(settings, mode)]
     if not kinds:
         return kept + " Nothing said is removed before it is stored."
@@ -54,5 +57,6 @@ def privacy_document(settings: Settings) -> dict[str, Any]:
         "retention": {kind: duration_words(seconds) for kind, seconds in kept.items()},
         "redacted": {mode: kinds_in_order(settings, mode) for mode in MODE_KINDS},
         "consent": {mode: consent_sentence(settings, mode) for mode in MODE_KINDS},
-        "audio_stored": False,
+        "audio_stored": settings.recording,
+        **({"audio_retention_s": settings.retention_recordings_s} if settings.recording else {}),
     }

@@ -27,6 +27,7 @@ from earshot.server.api import AppState, end_call
 from earshot.server.audit_trail import record_act
 from earshot.server.errors import ApiError
 from earshot.server.privacy import privacy_document
+from earshot.server.recording_files import erase_recording
 from earshot.server.store import StoreUnavailable, is_session_id
 
 MAX_NAME_CHARS = 256
@@ -69,6 +70,8 @@ async def erase_identity(request: Request) -> JSONResponse:
         per_session, deleted = await state.store.erase(name)
         # A call that went live meanwhile (its offer was already being answered) ends too; it wrote nothing since.
         await asyncio.gather(*(end_call(state, session_id, "identity erased") for session_id in per_session))
+        for session_id in {*listed, *per_session}:  # their call recordings too (server/recording_files.py)
+            await asyncio.to_thread(erase_recording, state.settings, session_id)
     sessions = [session_id for session_id, keys in per_session.items() if keys]
     await record_act(request, "identity.erase", owner=name, sessions=len(sessions), keys_deleted=deleted)
     return JSONResponse({"owner": name, "sessions": sessions, "keys_deleted": deleted})

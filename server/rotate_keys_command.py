@@ -7,7 +7,9 @@
    for step 3 to find.
 3. Every sealed value in Redis is sealed again with the new key
    (server/key_rotation.py); values stored before encryption existed are
-   sealed too.
+   sealed too. So is every call recording under recording_dir
+   (server/recording_files.py); a part still being written counts as
+   unreadable (no key is retired): run it again after the call.
 4. An audit entry (`keys.rotate`) records the counts.
 
 `--retire-old` then drops the other keys from the file, when every value
@@ -34,6 +36,7 @@ from earshot.server.at_rest import Sealer
 from earshot.server.audit import AuditEntry, AuditLog
 from earshot.server.cli import Command, CommandError, command_redis_url
 from earshot.server.key_rotation import ResealCounts, Resealer, RotationError
+from earshot.server.recording_files import reseal_recordings
 from earshot.server.settings import Settings
 from earshot.server.settings_sources import add_settings_arguments, settings_from_args
 from earshot.server.storage_keys import KeySource, add_key, retire_keys
@@ -85,6 +88,8 @@ async def _rotate(url: str, settings: Settings, sealer: Sealer, source: KeySourc
     client = connect(url)
     try:
         done = Rotation(await Resealer(client, sealer).run())
+        parts = await asyncio.to_thread(reseal_recordings, settings, sealer)  # call recordings on disk
+        done.counts.add(ResealCounts(resealed=parts.resealed, current=parts.current, unreadable=parts.unreadable))
         if retire and not done.counts.unreadable:
             done.retired = retire_keys(source.path, keep=sealer.current_key_id)
             done.aof_rewritten = await _rewrite_append_only_file(client)

@@ -458,6 +458,23 @@ class Settings:
         default=9102, metadata=_help("the analytics worker serves the manager's metrics at /metrics on this port (0 = none)")
     )
 
+    # --- Call recording and re-scoring (server/recording.py, server/rescoring.py) ---
+    recording: bool = field(
+        default=False,
+        metadata=_help("record each call's audio, per track, encrypted with the storage keys, for re-scoring "
+                       "after the call (off: no audio is kept)"),
+    )
+    recording_format: str = field(default="flac", metadata=_help("flac (lossless, 17 kB/s of speech) or opus (Ogg Opus, 3.6 kB/s)"))
+    recording_dir: str = field(default="", metadata=_help("where recordings are kept; empty = data_dir/recordings"))
+    retention_recordings_s: int = field(
+        default=7 * 86400, metadata=_help("a call's recording is deleted this long after the session was created")
+    )
+    rescore_asr_model: str = field(
+        default="base",
+        metadata=_help("the Whisper that re-transcribes a recorded call: a bundled name (base, tiny.en) or a "
+                       "CTranslate2 Whisper directory"),
+    )
+
     def __post_init__(self) -> None:
         problems = settings_problems(self)
         if problems:

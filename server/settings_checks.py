@@ -119,8 +119,10 @@ def settings_problems(s: "Settings") -> list[str]:
     check(len(s.instance_id) <= 128 and all(c.isalnum() or c in "-_." for c in s.instance_id),
           "instance_id may hold letters, digits, '-', '_' and '.' only (at most 128)")
     # What is stored, and for how long
-    for name in ("retention_live_s", "retention_transcripts_s", "retention_reports_s", "audit_retention_s"):
+    for name in ("retention_live_s", "retention_transcripts_s", "retention_reports_s", "audit_retention_s",
+                 "retention_recordings_s"):
         check(getattr(s, name) >= 60, f"{name} must be at least 60")
+    check(s.recording_format in ("flac", "opus"), "recording_format must be flac or opus")
     for name in ("redact_interview", "redact_assist", "redact_transcribe"):
         try:
             parse_kinds(getattr(s, name))

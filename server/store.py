@@ -94,9 +94,12 @@ class SessionRecord:
     owner: str = ""  # the name of the identity that created it (server/auth.py); empty with auth none
     team: str = ""  # that identity's team
     placed_on: str = ""  # the instance placement picked for its call (server/cluster.py); empty: any
+    recording: Optional[dict[str, Any]] = None  # what its calls recorded (server/recording.py); None: nothing
 
     def public(self) -> dict[str, Any]:
+        recorded = {"recording": self.recording} if self.recording else {}
         return {
+            **recorded,
             "session_id": self.session_id,
             "mode": self.mode,
             "role": self.role,
@@ -141,6 +144,11 @@ class SessionStore:
         self._write_script = client.register_script(WRITE_SCRIPT)
         self._purge_script = client.register_script(PURGE_SCRIPT)
         self._erase_script = client.register_script(ERASE_SCRIPT)
+
+    @property
+    def sealer(self) -> Sealer:
+        """The storage keys, for what is sealed outside Redis (call recordings, server/recording.py)."""
+        return self._sealer
 
     @property
     def client(self) -> aioredis.Redis:
@@ -297,4 +305,5 @@ def _record(session_id: str, fields: dict[str, str]) -> SessionRecord:
         owner=fields.get("owner", ""),
         team=fields.get("team", ""),
         placed_on=fields.get("placed_on", ""),
+        recording=json.loads(fields["recording"]) if fields.get("recording") else None,
     )

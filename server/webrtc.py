@@ -27,6 +27,7 @@ from earshot.server.intent_stage import IntentOptions
 from earshot.server.modes import CallContext, CallMode
 from earshot.server.outbox import EventChannel, Outbox
 from earshot.server.pipeline import ResumePoint, TrackPipeline, final_numbers
+from earshot.server.recording import CallRecording
 from earshot.server.redaction_stage import RedactionOptions
 from earshot.server.settings import Settings
 from earshot.server.store import SessionRecord
@@ -76,6 +77,7 @@ class LiveSession:
         end_of_turn: Optional[EndOfTurnModel] = None,  # the end-of-turn model, for endpointing model
         hold_unfinished_turns: bool = True,  # the mode's (ModeKind): False in assist calls
         instance: str = "",  # this server instance's id (server/cluster.py), told to the caller
+        recording: Optional[Callable[[list[str]], CallRecording]] = None,  # the setting `recording`: speakers -> recorders
     ) -> None:
         self.record = record
         self.session_id = record.session_id
@@ -88,12 +90,15 @@ class LiveSession:
         self.outbox = Outbox(self.writer, self._channel, observe, self._progress)
         self._speakers = dict(speakers or {})
         seq_numbers = final_numbers(resume.next_final_seq)
+        track_speakers = sorted(set(self._speakers.values())) or [""]
+        self._recording = recording(track_speakers) if recording is not None else None
         self._pipelines = {
             speaker: TrackPipeline(
                 self.session_id, engine, settings, self.outbox.publish, resume, speaker, intents, seq_numbers, redaction,
                 end_of_turn, hold_unfinished_turns,
+                on_audio=self._recording.recorders[speaker].push if self._recording is not None else None,
             )
-            for speaker in (sorted(set(self._speakers.values())) or [""])
+            for speaker in track_speakers
         }
         context = CallContext(record, self.outbox.publish, self.audio_s, self.writer.fields, intents is not None)
         self.mode = open_mode(context)
@@ -261,6 +266,8 @@ class LiveSession:
             if not await _finished(track_loop, wait_s):
                 await cancel_and_wait(track_loop)
                 await pipeline.abort()  # never got audio, or its last final is stuck: drop what is in flight
+        if self._recording is not None:  # every track's audio is in: its files are closed (off the loop)
+            self.writer.fields(recording=await self._recording.finish())
         await self.outbox.drain()  # the last finals are stored and sent, and the mode has heard them
         await self.mode.close()  # the interviewer saves where it is; an assist call stores its summary
         await self.outbox.close()
