@@ -147,7 +147,9 @@ def facts_from_summary(
     return facts
 
 
-def facts_from_finals(meta: CallMeta, finals: Sequence[Mapping[str, Any]], audio_s: float) -> CallFacts:
+def facts_from_finals(
+    meta: CallMeta, finals: Sequence[Mapping[str, Any]], audio_s: float, rescored: Optional[Scoring] = None
+) -> CallFacts:
     """An interview's facts from its stored finals: its length and how much the candidate spoke."""
     try:
         spoken = sum(max(0.0, float(f["end"]) - float(f["start"])) for f in finals)
@@ -160,8 +162,8 @@ def facts_from_finals(meta: CallMeta, finals: Sequence[Mapping[str, Any]], audio
         utterances=len(finals),
         intents=[],
         live=live,
-        rescored=None,
-        scored_from="live",
+        rescored=rescored,
+        scored_from="rescored" if rescored is not None else "live",
         sentiment=[],
         sentiment_mean=None,
         sentiment_trend="steady",

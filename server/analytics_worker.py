@@ -133,7 +133,8 @@ class AnalyticsWorker:
             finals = await self._sessions.finals(ended.session_id)
             if not finals and record.audio_s <= 0:
                 raise NothingToStore("the interview never started")
-            return facts_from_finals(meta, finals, record.audio_s)
+            rescored = await self._rescore(record) if self._rescore is not None else None
+            return facts_from_finals(meta, finals, record.audio_s, rescored)
         summary = await self._sessions.summary(ended.session_id)
         if summary is None:
             raise NothingToStore("the call never started")

@@ -3,7 +3,9 @@
 Start as many as the calls need (each takes its own messages; `--consumer` names it in the
 group, the host name and process id by default). It reads the settings the servers use
 (the same Redis, storage keys and retention), loads the sentence encoder once (to judge
-whether agents used the suggestions shown), and serves the manager's metrics at
+whether agents used the suggestions shown), re-scores calls that were recorded (server/rescoring.py:
+the bigger Whisper's transcript is stored beside the live one, and the facts say which scoring the
+totals used), and serves the manager's metrics at
 `/metrics` on `analytics_metrics_port` (server/analytics_metrics.py). SIGTERM or Ctrl-C
 stops it after the message in hand; what it had not acknowledged is taken by another
 worker after `analytics_claim_idle_s`. `--until-idle` handles what is waiting and exits
@@ -18,10 +20,12 @@ import logging
 import os
 import signal
 import socket
-from functools import lru_cache
+from functools import lru_cache, partial
+from typing import Optional
 
 import numpy as np
 
+from earshot.agents.call_facts import UNCLEAR_TOPIC, Scoring
 from earshot.server.analytics_metrics import AnalyticsCollector
 from earshot.server.analytics_stream import RedisCallStream
 from earshot.server.analytics_worker import AnalyticsWorker
@@ -31,7 +35,7 @@ from earshot.server.facts_store import FactsStore
 from earshot.server.retention import Retention
 from earshot.server.settings import Settings
 from earshot.server.settings_sources import add_settings_arguments, settings_from_args
-from earshot.server.store import SessionStore, connect
+from earshot.server.store import SessionRecord, SessionStore, connect
 
 log = logging.getLogger(__name__)
 METRICS_REFRESH_S = 5.0
@@ -73,13 +77,15 @@ async def serve_worker(settings: Settings, url: str, consumer: str, until_idle: 
     await stream.join()
     facts = FactsStore(client, sealer, settings.retention_reports_s)
     similarity = await asyncio.to_thread(cosine_similarity, settings)
+    sessions = SessionStore(client, Retention.from_settings(settings), sealer)
     worker = AnalyticsWorker(
         stream,
-        SessionStore(client, Retention.from_settings(settings), sealer),
+        sessions,
         facts,
         similarity,
         settings.analytics_used_similarity,
         settings.analytics_max_tries,
+        rescore=partial(rescore_recorded, settings, sessions),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -97,6 +103,34 @@ async def serve_worker(settings: Settings, url: str, consumer: str, until_idle: 
             await refresher
         await client.aclose()
     return worker.counts
+
+
+async def rescore_recorded(settings: Settings, sessions: SessionStore, record: SessionRecord) -> Optional[Scoring]:
+    """A recorded call's transcript from the bigger Whisper, stored beside the live one; its intents and topic.
+
+    None when the call was not recorded (or its recording is not on this worker's disk: recording_dir
+    must be shared with the servers), and when the recording cannot be read (logged; the live scoring
+    stands). Whisper and the encoder load on the first recorded call.
+    """
+    from earshot.server.rescoring import NotRecorded, RecordingUnreadable, rescore_call
+
+    try:
+        rescored = await rescore_call(record.session_id, settings)
+    except NotRecorded:
+        return None
+    except RecordingUnreadable as exc:
+        log.warning("analytics: session %s: recording unreadable, live scoring kept: %s", record.session_id, exc)
+        return None
+    await sessions.save_rescored(record.session_id, rescored.to_dict())
+    topic = rescored.topic
+    return Scoring(
+        source="rescored",
+        model=rescored.model,
+        intent_counts=dict(rescored.intent_counts),
+        topic=topic.name if topic is not None else None,
+        topic_label=topic.label if topic is not None else UNCLEAR_TOPIC,
+        topic_score=round(topic.score, 3) if topic is not None else None,
+    )
 
 
 async def _serve_metrics(settings: Settings, facts: FactsStore, stop: asyncio.Event) -> None:

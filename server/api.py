@@ -367,6 +367,10 @@ async def summary(request: Request) -> Response:
     found = live.summary() if isinstance(live, AssistMode) else await state.store.summary(record.session_id)
     if found is None:
         raise ApiError(404, "no_summary", "this call has not started yet")
+    if live is None:  # a recorded call re-scored after it ended: both transcripts
+        rescored = await state.store.rescored(record.session_id)
+        if rescored is not None:
+            found = {**found, "rescored": rescored}
     await record_act(request, "summary.read", record.session_id)
     return JSONResponse(found)
 

@@ -30,7 +30,7 @@ from redis.exceptions import WatchError
 from earshot.server.at_rest import Sealer, SealError, sealed_key_id
 from earshot.server.store import KEY_PREFIX, SEALED_FIELDS, is_session_id
 
-SEALED_STRINGS = (":report", ":summary", ":facts")  # string keys whose whole value is sealed
+SEALED_STRINGS = (":report", ":summary", ":facts", ":rescored")  # string keys whose whole value is sealed
 FINALS = ":finals"  # the stream whose entries' `event` is sealed
 TEMPORARY_PREFIX = "earshot:rotating:"  # outside KEY_PREFIX: the scan never meets a stream being rebuilt
 MAX_TRIES = 50

@@ -244,6 +244,13 @@ class SessionStore:
     async def summary(self, session_id: str) -> Optional[dict[str, Any]]:
         return await self._document(session_id, "summary")
 
+    async def save_rescored(self, session_id: str, rescored: dict[str, Any]) -> None:
+        """A recorded call's transcript from the bigger Whisper (server/rescoring.py), beside the live one."""
+        await self._save_document(session_id, "rescored", rescored)
+
+    async def rescored(self, session_id: str) -> Optional[dict[str, Any]]:
+        return await self._document(session_id, "rescored")
+
     async def _save_document(self, session_id: str, kind: str, document: dict[str, Any]) -> None:
         sealed = self._sealer.seal(session_id, json.dumps(document))
         await self._write(session_id, SessionWrite(document=(f":{kind}", sealed)))

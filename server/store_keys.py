@@ -6,6 +6,7 @@
     earshot:session:{id}:report    string, an interview's report
     earshot:session:{id}:summary   string, an assist call's summary
     earshot:session:{id}:facts     string, the call's analytics facts (server/facts_store.py)
+    earshot:session:{id}:rescored  string, a recorded call's re-scored transcript (server/rescoring.py)
     earshot:owner:{sha256(owner)}  set, the ids of the sessions an identity created (the erasure index)
 
 SESSION_KEYS is the one list of a session's keys and of the retention each has
@@ -36,7 +37,7 @@ KEY_PREFIX = "earshot:session:"
 OWNER_PREFIX = "earshot:owner:"
 SESSION_KEYS = {
     "": "record", ":live": "live", ":finals": "transcripts", ":report": "reports", ":summary": "reports",
-    ":facts": "reports",
+    ":facts": "reports", ":rescored": "reports",
 }
 LIVE_FIELDS = ("audio_s", "next_utterance_id", "pace", "interview")  # in the :live hash; the others in the record
 
@@ -145,7 +146,7 @@ class SessionWrite:
 
     fields: dict[str, str] = field(default_factory=dict)
     final: Optional[tuple[str, str]] = None  # (stream ID, the event's JSON)
-    document: Optional[tuple[str, str]] = None  # (":report" or ":summary", the JSON)
+    document: Optional[tuple[str, str]] = None  # (":report", ":summary" or ":rescored", the JSON)
     fix_record: bool = True
 
     def keys(self, session_id: str) -> list[str]:

@@ -132,6 +132,24 @@ def test_rescoring_is_no_worse_than_the_live_transcript(recorded_call):
     assert json.loads(json.dumps(result)) == result
 
 
+def test_the_analytics_worker_stores_both_scorings_and_the_totals_use_the_rescored_one(recorded_call, recording_server, redis_url):
+    caller, _, _, _, settings = recorded_call
+    server, _ = recording_server
+    worker = subprocess.run(
+        [sys.executable, "-m", "earshot.server", "analytics-worker", "--until-idle", "--consumer", "rescoring",
+         "--redis-url", redis_url, "--data-dir", str(settings.data_dir), "--analytics-metrics-port", "0"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert worker.returncode == 0, worker.stderr
+    facts = httpx.get(f"{server.base_url}/api/calls/{caller.session_id}", timeout=10).json()
+    assert facts["scored_from"] == "rescored" and facts["rescored"]["model"] == "base"
+    assert facts["live"]["source"] == "live" and facts["rescored"]["intent_counts"]
+    summary = httpx.get(f"{server.base_url}/api/sessions/{caller.session_id}/summary",
+                        headers={"Authorization": f"Bearer {caller.token}"}, timeout=10).json()
+    assert summary["transcript"] and summary["rescored"]["model"] == "base"
+    assert {line["speaker"] for line in summary["rescored"]["transcript"]} == {"agent", "customer"}
+
+
 def test_the_rescored_transcript_is_redacted_as_live_finals_are(recorded_call, tmp_path):
     """A phone number said (Piper's voice, as tests/test_redaction_call.py) is a tag in the re-scored transcript."""
     *_, settings = recorded_call

@@ -59,13 +59,15 @@ async def test_a_session_s_keys_and_their_absolute_expiries(store, raw):
     await store.save_summary(sid, {"turns": 0})
     facts = FactsStore(store.client, SEALER, RETENTION.reports_s)
     assert await facts.write_once({"meta": {"session_id": sid, "ended_at": 1.0}}, {"calls|interview": 1}) == 1
+    await store.save_rescored(sid, {"transcript": []})
     assert await keys_of(raw, sid) == sorted(session_key(sid, suffix) for suffix in SESSION_KEYS)
     # The record holds who and what; the live hash where a call resumes.
     assert set(await raw.hkeys(session_key(sid))) == {
         "mode", "role", "difficulty", "state", "created_at", "token_sha256", "owner", "team", "placed_on"}
     assert set(await raw.hkeys(session_key(sid, ":live"))) == {"audio_s", "next_utterance_id", "pace"}
     expected = {"": RETENTION.record_s, ":live": RETENTION.live_s, ":finals": RETENTION.transcripts_s,
-                ":report": RETENTION.reports_s, ":summary": RETENTION.reports_s, ":facts": RETENTION.reports_s}
+                ":report": RETENTION.reports_s, ":summary": RETENTION.reports_s, ":facts": RETENTION.reports_s,
+                ":rescored": RETENTION.reports_s}
     for suffix, seconds in expected.items():
         assert await expires_at_ms(raw, session_key(sid, suffix)) == created_ms + seconds * 1000, suffix
     assert await expires_at_ms(raw, owner_key("ada")) >= created_ms + RETENTION.record_s * 1000
