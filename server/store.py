@@ -147,6 +147,11 @@ class SessionStore:
         """The connection, for what shares it (the audit log, server/audit.py)."""
         return self._redis
 
+    @property
+    def sealer(self) -> Sealer:
+        """What seals what people said, for what stores more of it (server/feedback_store.py)."""
+        return self._sealer
+
     async def _call(self, operation: Callable[[], Awaitable[Any]]) -> Any:
         return await guarded(operation)
 

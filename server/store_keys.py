@@ -5,6 +5,7 @@
     earshot:session:{id}:finals    stream, one entry per final: ID "{seq}-0", field "event"
     earshot:session:{id}:report    string, an interview's report
     earshot:session:{id}:summary   string, an assist call's summary
+    earshot:session:{id}:corrections  hash, the agent's intent corrections (server/feedback_store.py)
     earshot:owner:{sha256(owner)}  set, the ids of the sessions an identity created (the erasure index)
 
 SESSION_KEYS is the one list of a session's keys and of the retention each has
@@ -33,7 +34,8 @@ from earshot.server.retention import Retention
 
 KEY_PREFIX = "earshot:session:"
 OWNER_PREFIX = "earshot:owner:"
-SESSION_KEYS = {"": "record", ":live": "live", ":finals": "transcripts", ":report": "reports", ":summary": "reports"}
+SESSION_KEYS = {"": "record", ":live": "live", ":finals": "transcripts", ":report": "reports", ":summary": "reports",
+                ":corrections": "transcripts"}  # a correction holds an utterance's words: kept as the transcript is
 LIVE_FIELDS = ("audio_s", "next_utterance_id", "pace", "interview")  # in the :live hash; the others in the record
 
 
