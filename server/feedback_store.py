@@ -22,19 +22,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from typing import TYPE_CHECKING, Optional
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from earshot.models.intent_feedback import Correction, CorrectionError
-from earshot.server.at_rest import Sealer
+from earshot.server.at_rest import Sealer, SealError
 from earshot.server.retention import Retention
 from earshot.server.store import KEY_PREFIX, guarded, is_session_id
 from earshot.server.store_keys import session_key
 
 if TYPE_CHECKING:
     from earshot.server.settings import Settings
+
+log = logging.getLogger(__name__)
 
 CORRECTIONS = ":corrections"
 
@@ -92,31 +95,33 @@ class FeedbackStore:
     async def of_session(self, session_id: str) -> list[Correction]:
         """The session's corrections, in utterance order."""
         raw = await guarded(lambda: self._redis.hgetall(session_key(session_id, CORRECTIONS)))
-        return _opened(self._sealer, session_id, raw.values())
+        return sorted((_opened(self._sealer, session_id, value) for value in raw.values()), key=lambda c: c.utterance_id)
 
 
 async def read_corrections(client: aioredis.Redis, sealer: Sealer) -> list[Correction]:
-    """Every correction stored on this Redis, session by session (SCAN: the servers go on meanwhile).
+    """Every correction stored on this Redis, oldest first (SCAN: the servers go on meanwhile).
 
-    A value that does not open or does not parse stops the read with the session's id (SealError,
-    CorrectionError): training must not silently drop what agents said was right."""
+    A value that does not open (sealed under a storage key these settings lack) or does not
+    parse is left out, and the sessions it was in are logged at WARNING: the rest still train."""
     found: list[Correction] = []
+    unreadable: dict[str, str] = {}
     async for key in client.scan_iter(match=f"{KEY_PREFIX}*{CORRECTIONS}", count=500):
         session_id = key[len(KEY_PREFIX):-len(CORRECTIONS)]
         if not is_session_id(session_id):
             continue
-        found += _opened(sealer, session_id, (await client.hgetall(key)).values())
+        for raw in (await client.hgetall(key)).values():
+            try:
+                found.append(_opened(sealer, session_id, raw))
+            except (SealError, ValueError, CorrectionError) as exc:  # json.JSONDecodeError is a ValueError
+                unreadable[session_id] = str(exc)
+    if unreadable:
+        log.warning("%d sessions' corrections left out, unreadable (e.g. %s)", len(unreadable),
+                    next(iter(unreadable.values())))
     return sorted(found, key=lambda c: (c.at, c.session_id, c.utterance_id))
 
 
-def _opened(sealer: Sealer, session_id: str, values) -> list[Correction]:
-    corrections = []
-    for raw in values:
-        try:
-            corrections.append(Correction.from_dict(json.loads(sealer.unseal(session_id, raw))))
-        except (ValueError, CorrectionError) as exc:  # json.JSONDecodeError is a ValueError
-            raise CorrectionError(f"a stored correction of session {session_id} does not read: {exc}") from None
-    return sorted(corrections, key=lambda c: c.utterance_id)
+def _opened(sealer: Sealer, session_id: str, raw: str) -> Correction:
+    return Correction.from_dict(json.loads(sealer.unseal(session_id, raw)))
 
 
 def load_corrections(settings: "Settings") -> list[Correction]:
@@ -124,7 +129,7 @@ def load_corrections(settings: "Settings") -> list[Correction]:
     storage keys the settings name, as `earshot rotate-keys` finds them (the private Redis under
     data_dir is started when no server runs it, and stopped after).
 
-    Raises CommandError (Redis not reachable), SealError or CorrectionError (a value that does not read)."""
+    Raises CommandError when Redis cannot be reached."""
     from earshot.server.cli import CommandError
     from earshot.server.rotate_keys_command import redis_url
     from earshot.server.store import connect
