@@ -158,7 +158,8 @@ async def correct_intents(request: Request) -> Response:
             extra={"label_set": label_set, "labels": list(known)},
         )
     identity = caller(request)
-    agent = identity.name if identity is not None else ""
+    # The identity that sent it; with the session's token (the overlay's), the agent who created the session.
+    agent = identity.name if identity is not None else record.owner
     correction = await _store(state.feedback.store, utterance, wanted, label_set, record.session_id, agent)
     await record_act(request, "intent.correct", record.session_id, utterance_id=utterance.utterance_id,
                      added=len(correction.added), removed=len(correction.removed))

@@ -123,3 +123,14 @@ async def test_rotate_keys_reseals_the_corrections(stores, raw, settings):
     assert (await raw.hget(session_key(sid, CORRECTIONS), "customer:3")).startswith(f"es1:{new_key.id}:")
     only_new = FeedbackStore(raw, RETENTION, Sealer([new_key]))
     assert (await only_new.read(sid, "customer", 3))[0] == stored
+
+
+async def test_a_correction_that_does_not_open_is_left_out_of_training_and_logged(stores, raw, settings, caplog):
+    sessions, feedback = stores
+    readable, lost = await call_session(sessions), await call_session(sessions)
+    assert await feedback.write(correction(readable), "customer", expected="")
+    other_key = FeedbackStore(raw, RETENTION, Sealer([StorageKey.new()]))  # a key this server's file lacks
+    assert await other_key.write(correction(lost), "customer", expected="")
+    loaded = await asyncio.to_thread(load_corrections, settings)
+    assert [c.session_id for c in loaded] == [readable]
+    assert "1 sessions' corrections left out, unreadable" in caplog.text and lost in caplog.text
