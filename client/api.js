@@ -115,3 +115,11 @@ export function getPrivacy() {
 export function getSummary(session) {
   return request("GET", `${sessionPath(session.session_id)}/summary`, { token: session.token });
 }
+
+/**
+ * An agent's correction of one utterance's intents: {utterance_id, speaker, add: [label], remove: [label]}
+ * -> {labels, added, removed, head_labels, ...}: `labels` is what the utterance carries now.
+ */
+export function correctIntents(session, correction) {
+  return request("POST", `${sessionPath(session.session_id)}/corrections`, { token: session.token, body: correction });
+}

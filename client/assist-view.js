@@ -3,6 +3,7 @@
 // the call survives. assist-cards.js shows what the server makes of the call.
 // Everything said on the call goes in with textContent, never as HTML.
 
+import { initFeedback, renderLineIntents } from "./assist-feedback.js";
 import { byRole, byTestId, formatClock, h, intentChip, num, showStatus, speakerName } from "./page.js";
 
 const el = {
@@ -24,7 +25,7 @@ export const controls = { start: el.start, stop: el.stop };
 // What the transcript shows so far.
 const shown = {
   lines: new Map(), // speaker:utterance_id -> the final's <li>
-  pendingIntents: new Map(), // speaker:utterance_id -> intent labels that came before their final
+  pendingIntents: new Map(), // speaker:utterance_id -> the intent event that came before its final
   partials: {}, // speaker -> {utteranceId, node}
 };
 
@@ -95,6 +96,11 @@ export function appendFinal(event) {
   }
 }
 
+/** The agent's clicks on a line's chips correct its intents; `sessionOf()` is the call's session. */
+export function initCorrections(sessionOf) {
+  initFeedback(sessionOf, (text) => addNotice("correction_failed", text));
+}
+
 /** Whether any final is on screen. */
 export const hasFinals = () => shown.lines.size > 0;
 
@@ -107,13 +113,14 @@ export function lineText(speaker, utteranceId) {
 export function showLineIntents(event) {
   const key = lineKey(event.speaker, event.utterance_id);
   const line = shown.lines.get(key);
-  if (line) setLineIntents(line, event.labels);
-  else shown.pendingIntents.set(key, event.labels);
+  if (line) setLineIntents(line, event);
+  else shown.pendingIntents.set(key, event);
 }
 
-function setLineIntents(line, labels) {
-  const holder = line.querySelector(".as-line-intents");
-  holder.replaceChildren(...(labels ?? []).map((l) => intentChip(l.name, { score: l.score })));
+/** The line's chips, which the agent may correct (assist-feedback.js); the add list offers the label set's others. */
+function setLineIntents(line, event) {
+  if (line.dataset.corrected) return; // the server's answer to the agent's click stands
+  renderLineIntents(line, event.labels, Object.keys(event.scores ?? {}));
 }
 
 function partialNode(speaker) {

@@ -2,9 +2,9 @@
 // labelled WebRTC tracks and shows, live, what the server makes of the call.
 //
 // This module holds the call (session, peer, stop, what went wrong) and routes each
-// server event to the page. assist-sources.js opens the audio, assist-view.js shows
-// the status and the transcript, assist-cards.js the suggestion, mood, topic, intents
-// and metrics; api.js talks HTTP, signalling.js WebRTC.
+// server event to the page. assist-sources.js opens the audio, assist-view.js shows the status
+// and the transcript (assist-feedback.js: the agent's intent corrections), assist-cards.js the
+// suggestion, mood, topic, intents and metrics; api.js talks HTTP, signalling.js WebRTC.
 
 import * as api from "./api.js";
 import * as cards from "./assist-cards.js";
@@ -377,6 +377,7 @@ function init() {
   view.controls.start.addEventListener("click", start);
   view.controls.stop.addEventListener("click", () => stop("Call ended."));
   cards.initCards();
+  view.initCorrections(() => conn.session); // clicks on a line's intent chips correct them
   initSetup({
     changed() {
       if (["idle", "ended", "error"].includes(earshotAssist.state)) setStatus(idleHint());

@@ -39,6 +39,8 @@ POLICY: dict[str, tuple[str, str, str, str]] = {
     "settings read":        ("-",       "-",    "-",        "yes"),
     "identity erase":       ("-",       "-",    "-",        "yes"),
     "audit read":           ("-",       "-",    "-",        "yes"),
+    "intent correct":       ("-",       "own",  "-",        "any"),
+    "intent heads reload":  ("-",       "-",    "-",        "yes"),
 }
 # fmt: on
 

@@ -33,7 +33,10 @@ from earshot.server.configs import redacted_kinds
 from earshot.server.encoder_service import EncoderService
 from earshot.server.errors import ApiError
 from earshot.server.facts_store import FactsStore
+from earshot.server.feedback_api import Feedback
+from earshot.server.feedback_store import FeedbackStore
 from earshot.server.forwarding import Forwarder
+from earshot.server.intent_reload import IntentReloader
 from earshot.server.intent_stage import IntentOptions
 from earshot.server.limits import Limits, at_capacity
 from earshot.server.metrics import ServerMetrics
@@ -80,6 +83,8 @@ class AppState:
     cluster: Cluster = field(init=False)  # this instance among those on the store's Redis
     forwarder: Forwarder = field(init=False)  # the hop to another instance (server/forwarding.py)
     facts: FactsStore = field(init=False)  # ended calls' facts, for the calls page (server/calls_api.py)
+    feedback: Feedback = field(init=False)  # the agents' intent corrections (server/feedback_api.py)
+    intent_reload: IntentReloader = field(init=False)  # new intent heads, on SIGHUP or the admin call
 
     def __post_init__(self) -> None:
         if self.turn is None:
@@ -90,6 +95,8 @@ class AppState:
         self.cluster.on_lost = self._lost_call
         self.forwarder = Forwarder(self.cluster.instance_id)
         self.facts = FactsStore(self.store.client, self.store.sealer, self.settings.retention_reports_s)
+        self.feedback = Feedback(FeedbackStore(self.store.client, self.store.retention, self.store.sealer))
+        self.intent_reload = IntentReloader(self.settings, self.encoders)
         if self.redactor is None and any(redacted_kinds(self.settings, name) for name in MODE_KINDS):
             raise ValueError("the settings redact transcripts but no redactor was loaded")
         if self.end_of_turn is None and self.settings.endpointing == "model":

@@ -20,6 +20,9 @@
     DELETE /api/admin/identities/{name}/sessions   every session an identity created, deleted (admin)
     GET    /api/admin/audit              the audit stream: who read or deleted what (admin)
     GET    /api/privacy                  what a call stores, for how long, and what is redacted
+    POST   /api/sessions/{id}/corrections  Bearer token, {utterance_id, speaker, add, remove} -> the utterance's
+                                         labels now (an agent's intent correction, server/feedback_api.py)
+    POST   /api/admin/intent-heads/reload  the intent heads read again and swapped in, calls go on (admin; also SIGHUP)
     GET    /openapi.json                 this API as OpenAPI 3 (server/openapi.py)
     GET    /                             the client (client/index.html and its files)
 
@@ -50,7 +53,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from earshot.server import api, calls_api, operations_api, privacy_api
+from earshot.server import api, calls_api, feedback_api, operations_api, privacy_api
 from earshot.server.api import AppState
 from earshot.server.at_rest import SealError
 from earshot.server.auth import IdentityMiddleware
@@ -72,7 +75,7 @@ async def refused(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
     if exc.code in REJECTIONS:  # what a load balancer and an operator watch (earshot_sessions_rejected_total)
         request.app.state.earshot.metrics.count_rejected(exc.code)
-    response = error_response(exc.status, exc.code, exc.message)
+    response = error_response(exc.status, exc.code, exc.message, exc.extra)
     response.headers.update(exc.headers)
     return response
 
@@ -151,6 +154,8 @@ def create_app(state: AppState) -> Starlette:
         Route("/api/admin/identities/{name}/sessions", privacy_api.erase_identity, methods=["DELETE"]),
         Route("/api/admin/audit", privacy_api.admin_audit, methods=["GET"]),
         Route("/api/privacy", privacy_api.privacy, methods=["GET"]),
+        Route("/api/sessions/{session_id}/corrections", feedback_api.correct_intents, methods=["POST"]),
+        Route("/api/admin/intent-heads/reload", operations_api.reload_intent_heads, methods=["POST"]),
     ]
     routes += [
         openapi_route(routes),  # the document of every route above and of itself (server/openapi.py)

@@ -5,6 +5,8 @@
                 a `server_draining` notice (their callers reconnect, and the session resumes on
                 another instance), then uvicorn's own graceful stop
     SIGINT, or a second SIGTERM -> uvicorn's stop at once (calls still end cleanly: lifespan)
+    SIGHUP   -> `on_hangup` (the intent heads are loaded again: server/intent_reload.py); nothing stops.
+                Before the server serves (while the models load), SIGHUP still ends the process
 
 HTTP keeps being served while draining: the probes see "draining", a caller's
 GET, DELETE or report still works, and a session created here is placed on an
@@ -30,15 +32,33 @@ log = logging.getLogger(__name__)
 
 
 class DrainingServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, drain: Callable[[], Awaitable[None]]) -> None:
+    def __init__(
+        self, config: uvicorn.Config, drain: Callable[[], Awaitable[None]],
+        on_hangup: Optional[Callable[[], Awaitable[None]]] = None,
+    ) -> None:
         super().__init__(config)
         self._drain = drain
+        self._on_hangup = on_hangup
+        self._hangups: set[asyncio.Task] = set()  # reloads in flight (a task must be held until done)
         self._draining = False
         self._loop: Optional[asyncio.AbstractEventLoop] = None
 
     async def serve(self, sockets: Optional[list] = None) -> None:
         self._loop = asyncio.get_running_loop()
-        await super().serve(sockets)
+        if self._on_hangup is not None:
+            self._loop.add_signal_handler(signal.SIGHUP, self._hung_up)
+        try:
+            await super().serve(sockets)
+        finally:
+            if self._on_hangup is not None:
+                self._loop.remove_signal_handler(signal.SIGHUP)
+
+    def _hung_up(self) -> None:
+        assert self._on_hangup is not None
+        log.info("SIGHUP: loading the intent heads again")
+        task = asyncio.ensure_future(self._on_hangup())
+        self._hangups.add(task)
+        task.add_done_callback(self._hangups.discard)
 
     def handle_exit(self, sig: int, frame: Optional[FrameType]) -> None:
         if sig == signal.SIGTERM and not self._draining and self._loop is not None:

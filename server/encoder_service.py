@@ -70,6 +70,11 @@ class EncoderService:
             raise RuntimeError("intent classification is off (intent_enabled is false)")
         return await self.run(self.intents.classify, text, label_set)
 
+    def swap_intents(self, intents: IntentClassifier) -> Optional[IntentClassifier]:
+        """Classify with `intents` from now on (one assignment; what is queued keeps the old heads); the old ones."""
+        old, self.intents = self.intents, intents
+        return old
+
     def close(self) -> None:
         self._thread.shutdown(wait=False, cancel_futures=True)
 

@@ -2,7 +2,8 @@
 
 Every session key is visited (SCAN `earshot:session:*`) and each sealed value
 (server/store.py: the finals' `event`, the report, the summary, the hash
-fields in SEALED_FIELDS) is opened and sealed again with the current key;
+fields in SEALED_FIELDS; every field of a session's intent corrections,
+server/feedback_store.py) is opened and sealed again with the current key;
 a value stored before encryption existed is sealed for the first time.
 
 Each key is changed in one transaction under WATCH, so a live server that
@@ -31,6 +32,7 @@ from earshot.server.at_rest import Sealer, SealError, sealed_key_id
 from earshot.server.store import KEY_PREFIX, SEALED_FIELDS, is_session_id
 
 SEALED_STRINGS = (":report", ":summary", ":facts", ":rescored")  # string keys whose whole value is sealed
+SEALED_HASHES = (":corrections",)  # hash keys whose every field's value is sealed (server/feedback_store.py)
 FINALS = ":finals"  # the stream whose entries' `event` is sealed
 TEMPORARY_PREFIX = "earshot:rotating:"  # outside KEY_PREFIX: the scan never meets a stream being rebuilt
 MAX_TRIES = 50
@@ -78,7 +80,8 @@ class Resealer:
             elif kind == "string" and key.endswith(SEALED_STRINGS):
                 await self._transact(key, lambda pipe, key=key: self._plan_string(pipe, key, session_id))
             elif kind == "hash":
-                await self._transact(key, lambda pipe, key=key: self._plan_hash(pipe, key, session_id))
+                every = key.endswith(SEALED_HASHES)
+                await self._transact(key, lambda pipe, key=key, every=every: self._plan_hash(pipe, key, session_id, every))
         return self.counts
 
     async def _transact(self, key: str, plan: Callable[[Pipeline], Awaitable[Plan]]) -> None:
@@ -153,10 +156,11 @@ class Resealer:
             return None
         return (lambda p: p.set(key, resealed, keepttl=True)), tally
 
-    async def _plan_hash(self, pipe: Pipeline, key: str, session_id: str) -> Plan:
+    async def _plan_hash(self, pipe: Pipeline, key: str, session_id: str, every: bool = False) -> Plan:
         tally = ResealCounts()
         updates: dict[str, Any] = {}
-        for name, stored in zip(SEALED_FIELDS, await pipe.hmget(key, SEALED_FIELDS)):
+        names = list(await pipe.hkeys(key)) if every else list(SEALED_FIELDS)
+        for name, stored in zip(names, await pipe.hmget(key, names) if names else []):
             if stored is None:
                 continue
             tally.keys = 1

@@ -21,6 +21,8 @@ from earshot.agents.roles import DIFFICULTIES, ROLES
 from earshot.models.redaction.kinds import KINDS
 from earshot.server.api import PURGE_VALUES
 from earshot.server.audit import ACTIONS
+from earshot.server.feedback_api import CORRECTION_SCHEMAS
+from earshot.server.intent_reload import HEADS_RELOADED
 from earshot.server.modes import MODE_KINDS
 from earshot.server.privacy_api import MAX_AUDIT_PAGE, MAX_NAME_CHARS, STREAM_ID
 from earshot.server.store import SESSION_ID
@@ -32,7 +34,8 @@ ERROR_STATUSES = {
     403: "not allowed for this caller",
     404: "no such session, or nothing there yet",
     408: "the request body did not arrive in time",
-    409: "the session is live, has ended, or its live state has expired; or an offer is being answered",
+    409: "the session is live, has ended, or its live state has expired; or an offer is being answered; "
+         "or (intent heads) the files do not load, or intents are off",
     413: "request body too large",
     429: "too many requests; see Retry-After",
     503: "at capacity, or session storage unreachable; see Retry-After",
@@ -193,6 +196,8 @@ COMPONENTS: dict[str, Any] = {
                 "audio_retention_s": {"type": "integer"},
             },
         },
+        **CORRECTION_SCHEMAS,  # server/feedback_api.py
+        "HeadsReloaded": HEADS_RELOADED,  # server/intent_reload.py
         "Probe": {
             "type": "object",
             "required": ["status", "instance"],
@@ -324,6 +329,15 @@ OPERATIONS: dict[str, Operation] = {
     ),
     "privacy": Operation(
         "What a call stores, for how long, and what is removed first", _ok(200, "the notice", _json(_ref("Privacy")))
+    ),
+    "correct_intents": Operation(
+        "Correct an utterance's intents (one click of the assist overlay): the labels it has now",
+        _ok(200, "the utterance's labels after the correction", _json(_ref("Corrected"))),
+        body="CorrectionRequest", token=True, errors=(*SESSION_ERRORS, 408, 409, 413),
+    ),
+    "reload_intent_heads": Operation(
+        "Read the intent heads again and use them for later finals; calls go on (admin)",
+        _ok(200, "the heads in use now", _json(_ref("HeadsReloaded"))), errors=(401, 403, 409),
     ),
     "openapi": Operation("This document", _ok(200, "OpenAPI 3", _json({"type": "object"}))),
 }

@@ -1,5 +1,7 @@
 """The operators' endpoints: health (detailed, liveness, readiness), metrics, and the settings.
 
+POST /api/admin/intent-heads/reload (admin) loads new intent heads (server/intent_reload.py).
+
 Like server/api.py, each reads the process's `AppState` from the request; a
 refusal raises `ApiError`, which server/app.py answers as JSON.
 """
@@ -11,7 +13,9 @@ from starlette.responses import JSONResponse, Response
 
 from earshot.server.access import auth_on, may, require
 from earshot.server.api import AppState
+from earshot.server.audit_trail import record_act
 from earshot.server.errors import ApiError
+from earshot.server.intent_reload import ReloadError
 from earshot.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from earshot.server.modes.interview import InterviewServices
 from earshot.server.store import StoreUnavailable
@@ -91,3 +95,15 @@ async def metrics_internal(request: Request) -> Response:
 async def admin_settings(request: Request) -> JSONResponse:
     require(request, "settings read")
     return JSONResponse(_state(request).settings.public())
+
+
+async def reload_intent_heads(request: Request) -> JSONResponse:
+    """The intent heads read again from intent_heads_dir and swapped in; calls go on (server/intent_reload.py)."""
+    require(request, "intent heads reload")
+    try:
+        done = await _state(request).intent_reload.reload()
+    except ReloadError as failed:
+        await record_act(request, "intent_heads.reload", outcome=failed.code)
+        raise ApiError(failed.status, failed.code, failed.message) from None
+    await record_act(request, "intent_heads.reload", reloads=done["reloads"])
+    return JSONResponse(done)

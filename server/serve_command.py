@@ -96,7 +96,8 @@ def run_server(settings: Settings) -> int:
                 settings, create_internal_app(state), settings.internal_host, settings.internal_port, lifespan="off",
             )
             log.info("/metrics and /healthz (detailed) on http://%s:%d", settings.internal_host, settings.internal_port)
-        _serve(DrainingServer(config, lambda: drain(state)), internal)
+        # SIGHUP loads the intent heads again (server/intent_reload.py); calls go on.
+        _serve(DrainingServer(config, lambda: drain(state), on_hangup=state.intent_reload.reload_logged), internal)
         engine.close()
     finally:
         if private is not None:

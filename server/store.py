@@ -147,7 +147,8 @@ class SessionStore:
 
     @property
     def sealer(self) -> Sealer:
-        """The storage keys, for what is sealed outside Redis (call recordings, server/recording.py)."""
+        """The storage keys, for what else seals what people said: call recordings (server/recording.py),
+        corrections (server/feedback_store.py), facts (server/facts_store.py)."""
         return self._sealer
 
     @property
@@ -188,10 +189,6 @@ class SessionStore:
         keys, args = create_arguments(session_id, fields, created_at, owner, self.retention)
         await self._call(lambda: self._create_script(keys=keys, args=args))
         return _record(session_id, fields), token
-
-    @property
-    def sealer(self) -> Sealer:
-        return self._sealer
 
     async def get(self, session_id: str) -> Optional[SessionRecord]:
         if not is_session_id(session_id):

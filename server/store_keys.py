@@ -7,6 +7,7 @@
     earshot:session:{id}:summary   string, an assist call's summary
     earshot:session:{id}:facts     string, the call's analytics facts (server/facts_store.py)
     earshot:session:{id}:rescored  string, a recorded call's re-scored transcript (server/rescoring.py)
+    earshot:session:{id}:corrections  hash, the agent's intent corrections (server/feedback_store.py)
     earshot:owner:{sha256(owner)}  set, the ids of the sessions an identity created (the erasure index)
 
 SESSION_KEYS is the one list of a session's keys and of the retention each has
@@ -38,6 +39,7 @@ OWNER_PREFIX = "earshot:owner:"
 SESSION_KEYS = {
     "": "record", ":live": "live", ":finals": "transcripts", ":report": "reports", ":summary": "reports",
     ":facts": "reports", ":rescored": "reports",
+    ":corrections": "transcripts",  # a correction holds an utterance's words: kept as the transcript is
 }
 LIVE_FIELDS = ("audio_s", "next_utterance_id", "pace", "interview")  # in the :live hash; the others in the record
 

@@ -97,7 +97,8 @@ def create(http: httpx.Client, credential: str, body: dict) -> dict:
 # {N} an identity's name (one that created nothing).
 # A cell is the status, and the error code when there is one: 401m missing_credentials, 401b
 # bad_credentials, 403 forbidden. Allowed calls answer as the endpoint does (400 bad_sdp for the
-# deliberately empty offer, 404 for a report or summary that does not exist yet).
+# deliberately empty offer, 404 for a report or summary that does not exist yet, or an utterance of a
+# call that never was; 409 for reloading intent heads on a server whose intents are off).
 CALLERS = ("candidate", "agent", "sup_red", "sup_blue", "admin", "none", "own", "other")
 MATRIX = """
 request                              candidate  agent    sup_red  sup_blue  admin    none     own      other
@@ -124,6 +125,8 @@ GET    /api/admin/settings           403        403      403      403       200 
 DELETE /api/admin/identities/{N}/sessions 403   403      403      403       200      401m     401b     401b
 GET    /api/admin/audit              403        403      403      403       200      401m     401b     401b
 GET    /api/privacy                  200        200      200      200       200      200      200      200
+POST   /api/sessions/{S}/corrections 403        404      403      403       404      401m     404      401b
+POST   /api/admin/intent-heads/reload 403       403      403      403       409      401m     401b     401b
 GET    /openapi.json                 200        200      200      200       200      200      200      200
 GET    /                             200        200      200      200       200      200      200      200
 """
@@ -173,6 +176,8 @@ def test_role_x_endpoint_matrix(http, credentials):
             body = {"interview": INTERVIEW, "transcribe": TRANSCRIBE, "assist": ASSIST}.get(body_name)
             if url.endswith("/offer"):
                 body = BAD_OFFER
+            elif url.endswith("/corrections"):  # allowed: 404, the session has had no call
+                body = {"utterance_id": 1, "add": ["complaint"]}
             response = http.request(method, url, json=body, headers=bearer(credential) if credential else {})
             status, code = CODES[expected] if expected in CODES else (int(expected), "")
             got_code = response.json().get("error", {}).get("code", "") if response.headers.get(

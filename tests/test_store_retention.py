@@ -8,8 +8,10 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
+from earshot.models.intent_feedback import Correction
 from earshot.server.at_rest import Sealer
 from earshot.server.facts_store import FactsStore
+from earshot.server.feedback_store import FeedbackStore
 from earshot.server.redis_server import PrivateRedis
 from earshot.server.retention import Retention
 from earshot.server.storage_keys import StorageKey
@@ -20,6 +22,10 @@ from earshot.server.store_keys import SESSION_KEYS, owner_key, session_key
 RETENTION = Retention(live_s=3600, transcripts_s=7 * 86400, reports_s=30 * 86400, pending_s=600)
 FINAL = {"type": "final", "text": "hello there", "seq": 1}
 SEALER = Sealer([StorageKey.new()])
+
+
+def a_correction(session_id: str) -> Correction:  # an agent's intent correction (server/feedback_store.py)
+    return Correction("call_center", "hello there", ("greeting_other",), (), (), session_id, 1, "", 1.0)
 
 
 @pytest.fixture
@@ -60,6 +66,7 @@ async def test_a_session_s_keys_and_their_absolute_expiries(store, raw):
     facts = FactsStore(store.client, SEALER, RETENTION.reports_s)
     assert await facts.write_once({"meta": {"session_id": sid, "ended_at": 1.0}}, {"calls|interview": 1}) == 1
     await store.save_rescored(sid, {"transcript": []})
+    assert await FeedbackStore(store.client, RETENTION, SEALER).write(a_correction(sid), "customer", expected="")
     assert await keys_of(raw, sid) == sorted(session_key(sid, suffix) for suffix in SESSION_KEYS)
     # The record holds who and what; the live hash where a call resumes.
     assert set(await raw.hkeys(session_key(sid))) == {
@@ -67,7 +74,7 @@ async def test_a_session_s_keys_and_their_absolute_expiries(store, raw):
     assert set(await raw.hkeys(session_key(sid, ":live"))) == {"audio_s", "next_utterance_id", "pace"}
     expected = {"": RETENTION.record_s, ":live": RETENTION.live_s, ":finals": RETENTION.transcripts_s,
                 ":report": RETENTION.reports_s, ":summary": RETENTION.reports_s, ":facts": RETENTION.reports_s,
-                ":rescored": RETENTION.reports_s}
+                ":rescored": RETENTION.reports_s, ":corrections": RETENTION.transcripts_s}
     for suffix, seconds in expected.items():
         assert await expires_at_ms(raw, session_key(sid, suffix)) == created_ms + seconds * 1000, suffix
     assert await expires_at_ms(raw, owner_key("ada")) >= created_ms + RETENTION.record_s * 1000

@@ -1,0 +1,63 @@
+"""The overlay's one-click intent correction in Chromium, on a real call: the first 12 s of call-1.wav (one turn each)."""
+
+import wave
+from pathlib import Path
+
+import pytest
+
+from earshot.server.feedback_store import load_corrections
+from earshot.server.settings import Settings
+from tests.conftest import corpus_file
+from tests.test_browser import chromium_page, wait_for_js
+from tests.test_feedback_call import server_redis
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+SECONDS = 12.0  # the agent's first turn (0.3-5.3 s) and the customer's (6.0-11.0 s)
+
+
+def short_call(tmp_path: Path) -> Path:
+    path = tmp_path / "call-start.wav"
+    with wave.open(str(corpus_file("calls/call-1.wav"))) as source, wave.open(str(path), "wb") as out:
+        out.setparams(source.getparams())
+        out.writeframes(source.readframes(int(SECONDS * source.getframerate())))
+    return path
+
+
+def test_clicking_a_line_s_intents_corrects_them(server, tmp_path):
+    with chromium_page(tmp_path) as page:
+        sent = []
+        page.on("request", lambda request: request.url.endswith("/corrections") and sent.append(request.post_data_json))
+        page.goto(server.base_url + "/assist.html")
+        page.get_by_test_id("assist-source").select_option("file")
+        page.get_by_test_id("assist-file").set_input_files(str(short_call(tmp_path)))
+        page.get_by_test_id("assist-start").click()
+        # A line with its intents shown: chips to remove, a list to add from (the label set's others).
+        line = page.locator("li.final[data-speaker=customer]").first
+        line.locator(".as-line-intents select[data-action=add]").wait_for(timeout=40000)
+        chips = line.locator("button[data-action=remove]")
+        head = [chips.nth(i).get_attribute("data-intent") for i in range(chips.count())]
+
+        add_list = line.locator("select[data-action=add]")
+        value = next(v for v in add_list.locator("option").evaluate_all("os => os.map(o => o.value)") if v)
+
+        def labels_shown() -> list[str]:
+            return sorted(b.get_attribute("data-intent") for b in line.locator("button[data-action=remove]").all())
+
+        add_list.select_option(value)  # the "+" list adds a label...
+        line.locator(f"button[data-action=remove][data-intent={value}]").wait_for(timeout=10000)
+        assert labels_shown() == sorted({*head, value})
+        line.locator(f"button[data-action=remove][data-intent={value}]").click()  # ...a click on its chip removes it
+        line.locator(f"button[data-action=remove][data-intent={value}]").wait_for(state="detached", timeout=10000)
+        assert labels_shown() == sorted(head)
+        line.locator("select[data-action=add]").select_option(value)
+        line.locator(f"button[data-action=remove][data-intent={value}]").wait_for(timeout=10000)
+        shown = labels_shown()
+        assert len(sent) == 3, sent  # one request per click
+        assert sent[1] == {"utterance_id": sent[0]["utterance_id"], "speaker": "customer", "add": [], "remove": [value]}
+        session_id = page.evaluate("window.earshotAssist.session")
+
+    # What the server stored is what the page shows.
+    settings = Settings(redis_url=server_redis(server), data_dir=server.log_path.parent)
+    stored = [c for c in load_corrections(settings) if c.session_id == session_id]
+    assert len(stored) == 1 and list(stored[0].labels) == shown and stored[0].added == (value,)
