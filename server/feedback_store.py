@@ -130,8 +130,7 @@ def load_corrections(settings: "Settings") -> list[Correction]:
     data_dir is started when no server runs it, and stopped after).
 
     Raises CommandError when Redis cannot be reached."""
-    from earshot.server.cli import CommandError
-    from earshot.server.rotate_keys_command import redis_url
+    from earshot.server.cli import CommandError, command_redis_url
     from earshot.server.store import connect
 
     sealer = Sealer.from_settings(settings)
@@ -143,7 +142,7 @@ def load_corrections(settings: "Settings") -> list[Correction]:
         finally:
             await client.aclose()
 
-    with redis_url(settings) as url:
+    with command_redis_url(settings) as url:
         try:
             return asyncio.run(read(url))
         except (OSError, RedisError) as exc:
