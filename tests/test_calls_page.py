@@ -175,6 +175,14 @@ def test_the_manager_finds_plots_and_opens_the_calls(ended_calls, keys_and_site,
         wait_for_rows(page, 2)
         page.select_option("[data-testid=calls-agent]", AGENT)
         wait_for_rows(page, 2)
+        # The intent filter: an intent heard in one call only narrows the table to it; one heard in both keeps both.
+        heard_in = {label: {sid for sid, c in facts.items() if label in c["live"]["intent_counts"]} for label in heard}
+        label = min(heard_in, key=lambda name: (len(heard_in[name]), name))
+        page.select_option("[data-testid=calls-intent]", label)
+        wait_for_rows(page, len(heard_in[label]))
+        assert set(rows(page)) == heard_in[label]
+        page.select_option("[data-testid=calls-intent]", "")
+        wait_for_rows(page, 2)
 
         # The whole call's summary link opens its summary, read with the supervisor's key.
         page.click(f"tr[data-session-id='{whole_id}'] [data-testid=summary-link]")
