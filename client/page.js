@@ -4,6 +4,7 @@
 // intent chips and talk share (the overlay and the summary).
 
 import { ApiError } from "./api.js";
+import { identityCredential } from "./credential.js";
 
 export const SVG_NS = "http://www.w3.org/2000/svg";
 export const TOKEN_PREFIX = "earshot.token.";
@@ -138,7 +139,9 @@ export async function openSessionPage({ page, what, noSession, errorHints, load,
     showError(404, noSession);
     return;
   }
-  const token = tokenFor(sessionId, location.hash);
+  // No session token (a manager opening a call from calls.html): this tab's identity credential
+  // (server --auth on), which the policy lets read the summaries of the team's calls.
+  const token = tokenFor(sessionId, location.hash) ?? (identityCredential() || null);
   if (!token) {
     showError(401, "This link has no access token.");
     return;

@@ -166,8 +166,28 @@ def _flag(command: list[str], name: str) -> str:
     return command[command.index(name) + 1]
 
 
-def test_four_services(config: dict):
-    assert sorted(config["services"]) == ["caddy", "earshot", "redis", "vllm"]
+def test_five_services(config: dict):
+    assert sorted(config["services"]) == ["analytics-worker", "caddy", "earshot", "redis", "vllm"]
+
+
+@pytest.mark.parametrize("files", [(COMPOSE_FILE,), (COMPOSE_FILE, CPU_FILE)], ids=["gpu", "cpu"])
+def test_the_analytics_worker_runs_with_earshots_image_settings_and_keys(compose: Compose, files: tuple[Path, ...]):
+    """Same build, same Redis, same storage key file and retention: it reads what earshot sealed and writes what it reads."""
+    from earshot.server.settings_sources import settings_from_env
+    from earshot.server.storage_keys import key_file_path
+
+    services = compose.config(*files)["services"]
+    earshot, worker = services["earshot"], services["analytics-worker"]
+    assert worker["command"] == ["earshot", "analytics-worker"]
+    assert worker["build"] == earshot["build"]
+    ours, theirs = (settings_from_env({k: str(v) for k, v in s["environment"].items()}) for s in (worker, earshot))
+    assert (ours.redis_url, key_file_path(ours), ours.retention_reports_s, ours.auth, ours.api_keys_file) == (
+        theirs.redis_url, key_file_path(theirs), theirs.retention_reports_s, theirs.auth, theirs.api_keys_file)
+    assert worker["volumes"] == earshot["volumes"]  # the key file's volume, and the API keys
+    # Its metrics on earshot's loopback, where the monitoring profile's Prometheus scrapes them.
+    assert worker["network_mode"] == "service:earshot" and ours.internal_host == "127.0.0.1"
+    assert ours.analytics_metrics_port > 0 and not worker.get("ports")
+    assert worker["depends_on"]["earshot"]["condition"] == "service_healthy"  # the key file exists by then
 
 
 def test_earshot_waits_for_healthy_redis_and_vllm(config: dict):
@@ -336,7 +356,7 @@ def test_redis_is_durable(config: dict):
 
 def test_cpu_override_drops_vllm(compose: Compose):
     config = compose.config(COMPOSE_FILE, CPU_FILE)
-    assert sorted(config["services"]) == ["caddy", "earshot", "redis"]  # HTTPS in front either way
+    assert sorted(config["services"]) == ["analytics-worker", "caddy", "earshot", "redis"]  # HTTPS in front either way
     earshot = config["services"]["earshot"]
     assert list(earshot["depends_on"]) == ["redis"]
     from earshot.server.settings_sources import settings_from_env
@@ -457,8 +477,14 @@ def test_prometheus_scrapes_the_internal_port_from_inside_earshots_network(compo
     assert settings.auth == "on" and settings.internal_port > 0
     assert prometheus["network_mode"] == "service:earshot"  # its 127.0.0.1 is the earshot container's
     scrape = yaml.safe_load((MONITORING / "prometheus.yml").read_text())["scrape_configs"]
-    assert [(job["job_name"], job["metrics_path"]) for job in scrape] == [("earshot", "/metrics")]
+    assert [(job["job_name"], job["metrics_path"]) for job in scrape] == [("earshot", "/metrics"), ("earshot-analytics", "/metrics")]
     assert [c["targets"] for c in scrape[0]["static_configs"]] == [[f"127.0.0.1:{settings.internal_port}"]]
+    # The analytics worker's metrics, on the same loopback (it shares earshot's network namespace).
+    worker = config["services"]["analytics-worker"]
+    ours = settings_from_env({k: str(v) for k, v in worker["environment"].items()})
+    assert worker["network_mode"] == "service:earshot"
+    assert [c["targets"] for c in scrape[1]["static_configs"]] == [[f"127.0.0.1:{ours.analytics_metrics_port}"]]
+    assert ours.analytics_metrics_port != settings.internal_port
     # Grafana reaches Prometheus under the earshot service's name, at Prometheus' own default port.
     assert not any(arg.startswith("--web.listen-address") for arg in prometheus["command"])
     sources = yaml.safe_load((MONITORING / "grafana/provisioning/datasources/prometheus.yml").read_text())["datasources"]

@@ -1,7 +1,9 @@
 """The Grafana dashboards ask only for what Earshot exports, from data sources that are provisioned.
 
 Every PromQL expression of every panel is read for the metric names it
-selects; each must be a series that `ServerMetrics` renders at /metrics, by
+selects; each must be a series that `ServerMetrics` renders at the server's
+/metrics, or (the managers' dashboard, earshot-calls.json) that the analytics
+worker's `AnalyticsCollector` renders from the totals of a real call's facts, by
 its type: a counter `x` is selected as `x_total`, a histogram `x` as
 `x_bucket`, `x_sum` or `x_count`, a gauge by its own name. A panel that
 names a metric that does not exist (a typo, a rename, `_total` on a
@@ -18,11 +20,14 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from earshot.agents.call_facts import CallMeta, facts_from_summary
+from earshot.server.analytics_metrics import AnalyticsCollector, increments
 from earshot.server.metrics import ServerMetrics
 
 REPO = Path(__file__).resolve().parent.parent
 GRAFANA = REPO / "deploy" / "monitoring" / "grafana"
 DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
+OPERATIONS, CALLS = GRAFANA / "dashboards" / "earshot.json", GRAFANA / "dashboards" / "earshot-calls.json"
 
 # What an operator must find on the dashboard (the issue "Watching it").
 WATCHED = (
@@ -40,6 +45,19 @@ WATCHED = (
     "earshot_end_of_turn_seconds_bucket",
     "earshot_event_loop_lag_seconds_bucket",
     "earshot_errors_total",
+)
+
+# What a manager must find on the calls dashboard (issue 17): intents and topics over time, the
+# sentiment trend, handle times, escalation reasons, suggestions used against shown.
+MANAGED = (
+    "earshot_analytics_calls_total",
+    "earshot_analytics_calls_by_topic_total",
+    "earshot_analytics_intents_total",
+    "earshot_analytics_sentiment_sum",
+    "earshot_analytics_sentiment_count",
+    "earshot_analytics_handle_time_seconds_bucket",
+    "earshot_analytics_escalations_total",
+    "earshot_analytics_suggestions_total",
 )
 
 # PromQL words that look like names but select nothing.
@@ -65,15 +83,50 @@ def metric_names(expr: str) -> set[str]:
     return names
 
 
-def exported_series() -> set[str]:
-    """Every series name /metrics can carry, from ServerMetrics' own render, by each family's type."""
-    metrics = ServerMetrics(live_sessions=lambda: 0, asr_queue_depth=lambda: 0)
+def series_names(rendered: bytes) -> set[str]:
+    """Every series name a /metrics text can carry, by each family's type."""
     names = set()
-    for family in text_string_to_metric_families(metrics.render().decode()):
+    for family in text_string_to_metric_families(rendered.decode()):
         suffixes = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_sum", "_count", "_created"),
                     "summary": ("", "_sum", "_count", "_created")}.get(family.type, ("",))
         names.update(family.name + suffix for suffix in suffixes)
     return names
+
+
+def exported_series() -> set[str]:
+    """Every series name the server's /metrics can carry, from ServerMetrics' own render."""
+    return series_names(ServerMetrics(live_sessions=lambda: 0, asr_queue_depth=lambda: 0).render())
+
+
+def escalated_call_summary() -> dict:
+    """A stored assist summary (agents/assist_agent.py's shape) of a short call that escalates, with a suggestion used."""
+    line = lambda seq, speaker, start, text, intents, utterance: {  # noqa: E731
+        "seq": seq, "speaker": speaker, "start": start, "end": start + 2.0, "text": text, "utterance_id": utterance,
+        "intents": [{"name": name, "score": 0.9} for name in intents]}
+    return {
+        "transcript": [
+            line(0, "customer", 0.5, "I was charged twice this month", ["billing_inquiry", "complaint"], 1),
+            line(1, "agent", 3.0, "I can refund the duplicate charge today", ["greeting_other"], 2),
+            line(2, "customer", 6.0, "I want to speak to your manager", ["escalation"], 3),
+        ],
+        "metrics": {"call_s": 75.0, "talk_share": {"agent": 0.4, "customer": 0.6}, "silence_s": 30.0, "overlap_s": 0.5,
+                    "interruptions": {"agent": 0, "customer": 1}},
+        "topic": {"topic": "billing_dispute", "label": "Billing dispute", "score": 0.71},
+        "topic_history": [{"at_s": 2.5, "topic": "billing_dispute", "label": "Billing dispute"}],
+        "sentiment": {"scores": [{"seq": 0, "score": -0.6}, {"seq": 2, "score": -0.8}], "mean": -0.7, "trend_label": "worsening"},
+        "suggestions": [{"utterance_id": 1, "text": "I can refund the duplicate charge today", "score": 0.8,
+                         "source": "knowledge", "knowledge_ids": ["billing-refund"]}],
+    }
+
+
+def analytics_series() -> tuple[set[str], bytes]:
+    """The series the analytics worker's /metrics carries: its collector, fed what a real call's facts add."""
+    meta = CallMeta("0123456789abcdef", "assist", "agent-1", "blue", 1_700_000_000.0, 1_700_000_075.0)
+    facts = facts_from_summary(meta, escalated_call_summary(), lambda a, b: float(a == b), 0.6)
+    collector = AnalyticsCollector()
+    collector.update(increments(facts.to_dict()))
+    rendered = collector.render()
+    return series_names(rendered), rendered
 
 
 def panels(dashboard: dict) -> list[dict]:
@@ -116,15 +169,16 @@ def provisioned_datasources() -> list[dict]:
 
 @pytest.fixture(scope="module")
 def exported() -> set[str]:
-    return exported_series()
+    return exported_series() | analytics_series()[0]
 
 
 def load(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def test_there_is_a_dashboard():
-    assert [p.name for p in DASHBOARDS] == ["earshot.json"]
+def test_there_are_the_operators_and_the_managers_dashboards():
+    assert DASHBOARDS == sorted([OPERATIONS, CALLS])
+    assert len({load(path)["uid"] for path in DASHBOARDS}) == len(DASHBOARDS)
 
 
 @pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
@@ -153,9 +207,45 @@ def test_the_operator_sees_what_the_issue_asks_for():
     selected = {name for path in DASHBOARDS for _, expr in expressions(load(path)) for name in metric_names(expr)}
     assert sorted(set(WATCHED) - selected) == []
     for path in DASHBOARDS:
+        assert not re.search(r"[^\w]\$\{?DS_", path.read_text()), "a data source input: provisioning needs the uid"
         titles = [p["title"] for p in panels(load(path)) if p.get("type") != "row"]
         assert len(titles) == len(set(titles)), "two panels of one title"
         assert all(p.get("description") for p in panels(load(path)) if p.get("type") != "row"), "a panel says what it shows"
+
+
+def test_the_manager_sees_what_the_issue_asks_for():
+    selected = {name for _, expr in expressions(load(CALLS)) for name in metric_names(expr)}
+    assert sorted(set(MANAGED) - selected) == []
+    assert all(name.startswith("earshot_analytics_") for name in selected), "the calls dashboard reads the worker's metrics"
+
+
+def test_every_calls_query_takes_the_max_over_the_workers():
+    """Every worker reports the same cluster-wide totals: a sum over the workers would count each call once per worker."""
+    for title, expr in expressions(load(CALLS)):
+        selectors = re.findall(r"earshot_analytics_\w+", expr)
+        assert expr.count("max without (instance)") == len(selectors), f"{title}: {expr}"
+
+
+def test_the_worker_exports_every_family_the_calls_dashboard_reads():
+    """The collector fed one escalated call with a used suggestion: each family the panels read has samples."""
+    names, rendered = analytics_series()
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for f in text_string_to_metric_families(rendered.decode()) for s in f.samples}
+    assert samples[("earshot_analytics_calls_total", (("mode", "assist"),))] == 1
+    assert samples[("earshot_analytics_calls_by_topic_total", (("topic", "Billing dispute"),))] == 1
+    assert samples[("earshot_analytics_escalations_total", (("reason", "Billing dispute"),))] == 1
+    assert samples[("earshot_analytics_intents_total", (("intent", "escalation"),))] == 1
+    assert samples[("earshot_analytics_suggestions_total", (("outcome", "used"),))] == 1
+    assert samples[("earshot_analytics_sentiment_bucket", (("le", "-0.5"),))] == 1  # mean -0.7
+    assert samples[("earshot_analytics_handle_time_seconds_bucket", (("le", "60"),))] == 0
+    assert samples[("earshot_analytics_handle_time_seconds_bucket", (("le", "120"),))] == 1  # 75 s
+    assert set(MANAGED) <= names
+    # A label matcher of a panel names a label value the worker writes (mode, outcome, a bucket's bound).
+    values = {(name, label, value) for name, labels in samples for label, value in labels}
+    for title, expr in expressions(load(CALLS)):
+        for name, matchers in re.findall(r"(earshot_analytics_\w+)\{([^}]*)\}", expr):
+            for label, value in re.findall(r'(\w+)="([^"]*)"', matchers):
+                assert (name, label, value) in values, f"{title}: {name}{{{label}={value!r}}} matches nothing"
 
 
 # --- the checker checks ------------------------------------------------------------------------

@@ -351,3 +351,61 @@ def test_a_policy_that_forgot_the_pods_would_cut_the_hop():
     assert reachable(INGRESS_CONTROLLER, "Deployment", "earshot", port, policies=policies)
     assert not reachable(earshot_pod(), "Deployment", "earshot", port, policies=policies)
     assert not reachable(INGRESS_CONTROLLER, "Deployment", "earshot", settings().internal_port, policies=policies)
+
+
+# --- the analytics worker (analytics-worker.yaml) --------------------------------------------------
+
+WORKER = ("Deployment", "earshot-analytics-worker")
+
+
+def worker() -> dict:
+    return container(pod_spec(*WORKER), "analytics-worker")
+
+
+def worker_settings() -> Settings:
+    return settings_from_env(resolved_env(worker()["env"]))
+
+
+def worker_pod() -> Source:
+    return Source("10.244.6.30", namespace(), tuple(pod_labels(*WORKER).items()))
+
+
+def test_the_analytics_worker_runs_the_earshot_image_on_earshots_redis_and_keys():
+    c, s, ours = worker(), settings(), worker_settings()
+    assert c["image"] == earshot()["image"] and c["command"] == ["earshot", "analytics-worker"]
+    settings_names = {"EARSHOT_" + f.name.upper() for f in dataclasses.fields(Settings)}
+    assert not {v["name"] for v in c["env"]} - settings_names - UNPREFIXED
+    assert pod_spec(*WORKER)["enableServiceLinks"] is False
+    assert (ours.redis_url, ours.storage_key_file, ours.retention_reports_s) == (s.redis_url, s.storage_key_file, s.retention_reports_s)
+    # The key file comes from the same Secret, copied the same way.
+    copy = container(pod_spec(*WORKER), "storage-key")
+    assert copy["command"] == container(pod_spec("Deployment", "earshot"), "storage-key")["command"]
+    assert copy["command"][-1] == ours.storage_key_file
+    secrets = {v["secret"]["secretName"] for v in pod_spec(*WORKER)["volumes"] if "secret" in v}
+    assert secrets == {"earshot-storage-keys"}  # no API keys nor TURN secret: it serves no caller
+
+
+def test_the_worker_is_not_an_earshot_pod():
+    """Its pods must not join the earshot Deployment's selector, the Service, or the disruption budget."""
+    labels = pod_labels(*WORKER)
+    for kind, name in (("Deployment", "earshot"), ("PodDisruptionBudget", "earshot")):
+        assert not matches(find(kind, name)["spec"]["selector"], labels), kind
+    assert not matches({"matchLabels": find("Service", "earshot")["spec"]["selector"]}, labels)
+
+
+def test_prometheus_scrapes_the_workers_metrics_port():
+    annotations = find(*WORKER)["spec"]["template"]["metadata"]["annotations"]
+    ours = worker_settings()
+    assert annotations["prometheus.io/scrape"] == "true" and annotations["prometheus.io/path"] == "/metrics"
+    assert annotations["prometheus.io/port"] == str(ours.analytics_metrics_port)
+    assert [(p["name"], p["containerPort"]) for p in worker()["ports"]] == [("metrics", ours.analytics_metrics_port)]
+    assert ours.internal_host == "0.0.0.0"
+
+
+def test_the_worker_reaches_redis_and_only_monitoring_reaches_it():
+    assert reachable(worker_pod(), "StatefulSet", "redis", 6379)
+    assert not reachable(worker_pod(), "Deployment", "vllm", 8000)
+    port = worker_settings().analytics_metrics_port
+    assert reachable(PROMETHEUS, *WORKER, port)
+    for source in (INGRESS_CONTROLLER, NODE, OTHER_POD, earshot_pod()):
+        assert not reachable(source, *WORKER, port), source

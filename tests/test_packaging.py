@@ -67,7 +67,7 @@ def test_the_wheel_holds_one_namespace_and_the_client(wheel: Path):
     names = zipfile.ZipFile(wheel).namelist()
     top_level = {name.split("/")[0] for name in names}
     assert top_level == {"earshot", wheel.name.split("-")[0] + "-" + wheel.name.split("-")[1] + ".dist-info"}
-    for page in ("index.html", "assist.html", "report.html", "summary.html", "app.js", "style.css"):
+    for page in ("index.html", "assist.html", "report.html", "summary.html", "calls.html", "calls.js", "charts.js", "app.js", "style.css"):
         assert f"earshot/client/{page}" in names, page
     assert "earshot/agents/questions/data_scientist.json" in names
     assert "earshot/models/intent_heads/interview.json" in names
@@ -112,7 +112,7 @@ def installed_server(venv: Path, redis_url: str, tmp_path_factory) -> Iterator[S
 
 def test_the_installed_server_serves_the_pages_and_the_api(installed_server: ServerProcess):
     # The report page of a session id of the documented form (any other is a 404).
-    for path in ("/", "/assist.html", "/sessions/0123456789abcdef/report", "/app.js"):
+    for path in ("/", "/assist.html", "/calls.html", "/charts.js", "/sessions/0123456789abcdef/report", "/app.js"):
         response = httpx.get(installed_server.base_url + path, timeout=10)
         assert response.status_code == 200, (path, response.text[:200])
     assert "<html" in httpx.get(installed_server.base_url + "/", timeout=10).text.lower()
