@@ -237,8 +237,8 @@ def test_the_worker_exports_every_family_the_calls_dashboard_reads():
     assert samples[("earshot_analytics_intents_total", (("intent", "escalation"),))] == 1
     assert samples[("earshot_analytics_suggestions_total", (("outcome", "used"),))] == 1
     assert samples[("earshot_analytics_sentiment_bucket", (("le", "-0.5"),))] == 1  # mean -0.7
-    assert samples[("earshot_analytics_handle_time_seconds_bucket", (("le", "60"),))] == 0
-    assert samples[("earshot_analytics_handle_time_seconds_bucket", (("le", "120"),))] == 1  # 75 s
+    assert samples[("earshot_analytics_handle_time_seconds_bucket", (("le", "60.0"),))] == 0
+    assert samples[("earshot_analytics_handle_time_seconds_bucket", (("le", "120.0"),))] == 1  # 75 s
     assert set(MANAGED) <= names
     # A label matcher of a panel names a label value the worker writes (mode, outcome, a bucket's bound).
     values = {(name, label, value) for name, labels in samples for label, value in labels}
