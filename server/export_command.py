@@ -1,5 +1,9 @@
 """`earshot export --since WHEN [--until WHEN] --format csv|jsonl [--out FILE]`: ended calls' facts for BI tools.
 
+`earshot export corrections [--since WHEN] [--out FILE]`: agents' intent corrections as JSON lines
+(models/intent_feedback.py), what `earshot train-intent --feedback-file` reads: train where the
+data may go, away from the servers. Corrections hold the corrected utterances' words.
+
     jsonl   one call's whole facts per line (CallFacts.to_dict(): intents with their times,
             both scorings when a call was re-scored, suggestions and whether they were used)
     csv     one flat row per call (agents/call_facts.export_row), a header first
@@ -19,6 +23,7 @@ import json
 import re
 import sys
 import time
+from pathlib import Path
 from datetime import datetime, timezone
 from typing import Any, TextIO
 
@@ -31,6 +36,7 @@ from earshot.server.settings_sources import add_settings_arguments, settings_fro
 from earshot.server.store import connect
 
 FORMATS = ("csv", "jsonl")
+WHAT = ("calls", "corrections")
 AGE = re.compile(r"(\d+(?:\.\d+)?)([mhd])")
 AGE_UNITS = {"m": 60, "h": 3600, "d": 86400}
 MOST = 1_000_000
@@ -55,7 +61,9 @@ def parse_when(text: str, now: float) -> float:
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--since", required=True, help="calls that ended at or after this (2026-12-01, 24h, 7d, unix time)")
+    parser.add_argument("what", nargs="?", choices=WHAT, default="calls",
+                        help="calls (their facts; the default) or corrections (agents' intent corrections, JSON lines)")
+    parser.add_argument("--since", default="", help="calls that ended (corrections made) at or after this (2026-12-01, 24h, 7d, unix time); required for calls")
     parser.add_argument("--until", default="", help="and at or before this (default: now)")
     parser.add_argument("--format", choices=FORMATS, default="jsonl", help="csv (one flat row per call) or jsonl (whole facts)")
     parser.add_argument("--out", default="-", help="file to write (default: standard output)")
@@ -65,10 +73,14 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 def _run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     now = time.time()
-    since = parse_when(args.since, now)
+    if args.what == "calls" and not args.since:
+        raise CommandError("exporting calls needs --since (2026-12-01, 24h, 7d, or unix time)")
+    since = parse_when(args.since, now) if args.since else 0.0
     until = parse_when(args.until, now) if args.until else now
     if until < since:
         raise CommandError("--until is before --since")
+    if args.what == "corrections":
+        return _export_corrections(settings, since, until, args.out)
     with command_redis_url(settings) as url:
         calls = asyncio.run(_read(settings, url, since, until))
     if args.out == "-":
@@ -77,6 +89,20 @@ def _run(args: argparse.Namespace) -> int:
         with open(args.out, "w", encoding="utf-8", newline="") as out:
             write_calls(calls, args.format, out)
     print(f"earshot export: {len(calls)} calls", file=sys.stderr)
+    return 0
+
+
+def _export_corrections(settings: Settings, since: float, until: float, out: str) -> int:
+    from earshot.models.intent_feedback import write_jsonl
+    from earshot.server.feedback_store import load_corrections
+
+    corrections = [c for c in load_corrections(settings) if since <= c.at <= until]
+    if out == "-":
+        for correction in corrections:
+            sys.stdout.write(json.dumps(correction.to_dict(), ensure_ascii=False) + "\n")
+    else:
+        write_jsonl(Path(out), corrections)
+    print(f"earshot export: {len(corrections)} corrections", file=sys.stderr)
     return 0
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 
 import pytest
 import redis.asyncio as aioredis
 
-from earshot.models.intent_feedback import Correction
+from earshot.models.intent_feedback import Correction, read_jsonl
 from earshot.server.at_rest import Sealer
 from earshot.server.feedback_store import CORRECTIONS, CorrectionConflict, FeedbackStore, load_corrections
 from earshot.server.key_rotation import Resealer
@@ -76,6 +78,16 @@ async def test_a_correction_is_sealed_kept_as_long_as_the_transcript_and_loaded_
     assert await feedback.of_session(sid) == [stored]
     # What `earshot train-intent --with-feedback` reads: every correction, from the settings alone.
     assert await asyncio.to_thread(load_corrections, settings) == [stored]
+    # And what `earshot export corrections` writes for a trainer elsewhere: the same records, as JSON lines.
+    out = settings.data_dir / "corrections.jsonl"
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "earshot.server", "export", "corrections", "--out", str(out),
+         "--redis-url", settings.redis_url, "--data-dir", str(settings.data_dir)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 0 and "1 corrections" in done.stderr, done.stderr
+    assert read_jsonl(out) == [stored]
 
 
 async def test_a_write_over_a_changed_correction_or_a_gone_session_writes_nothing(stores, raw):
