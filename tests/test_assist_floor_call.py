@@ -111,4 +111,6 @@ def test_the_page_shows_topic_unclear_and_no_suggestion_then_the_match(server, e
         )
         wait_for_js(page, "document.querySelector('[data-testid=assist-topic]').dataset.state === 'named'", timeout=5000)
         assert "Billing" in topic.inner_text() and topic.get_attribute("data-state") == "named"
-        assert suggestion.get_attribute("data-state") == "final" and "No confident" not in suggestion.inner_text()
+        # "refining" while the server's LLM words it (the knowledge answer is shown meanwhile), then "final".
+        assert suggestion.get_attribute("data-state") in ("refining", "final")
+        assert "No confident" not in suggestion.inner_text() and suggestion.locator("[data-role=copy]").is_enabled()
