@@ -165,7 +165,8 @@ def plot(result: dict[str, Any], path: Path) -> None:
     axes[1].legend(fontsize=8)
     rows = result["sweep"]["suggestion"]["rows"]
     x = [r["suggestion_floor"] for r in rows]
-    for key in ("suggestion_acceptance", "suggestion_precision", "suggestion_shown_on_null_share", "objective"):
+    for key in ("suggestion_acceptance", "suggestion_precision", "suggestion_shown_on_null_share",
+                "suggestion_shown_on_no_need_share", "objective"):
         axes[2].plot(x, [r[key] or 0 for r in rows], marker="o", label=key.replace("suggestion_", "").replace("_", " "))
     axes[2].axvline(result["sweep"]["suggestion"]["chosen"], color="grey", linestyle=":")
     axes[2].set_title("suggestion floor (replayed finals)")
