@@ -222,7 +222,7 @@ class AssistAgent:
         query = (await self._embed([self._query_text(text)]))[0]
         hits = self._knowledge.search(query, k=max(self.config.knowledge_for_llm, 1), topic=self._topics.named)
         if hits[0].score < self.config.suggestion_floor:
-            self._emit_withheld(utterance_id, hits[0].score, received)
+            self._emit_suggestion(utterance_id, "", "none", [], True, received, withheld_score=hits[0].score)
             return
         refine = self._llm is not None and generation == self._suggestion_generation and not self._closed
         self._emit_suggestion(utterance_id, hits[0].entry.answer, "knowledge", hits[:1], not refine, received)
@@ -269,24 +269,18 @@ class AssistAgent:
         return " ".join(customer[-2:])  # this final is the last of them
 
     def _emit_suggestion(
-        self, utterance_id: int, text: str, source: str, hits: list[KnowledgeHit], final: bool, received: float
+        self, utterance_id: int, text: str, source: str, hits: list[KnowledgeHit], final: bool, received: float,
+        withheld_score: Optional[float] = None,  # set: no suggestion, the best entry scored this (under the floor)
     ) -> None:
         update = SuggestionUpdate(
             utterance_id=utterance_id,
             text=text,
             source=source,
             knowledge_ids=[hit.entry.id for hit in hits],
-            score=hits[0].score,
+            score=hits[0].score if withheld_score is None else withheld_score,
             final=final,
             latency_s=r3(time.monotonic() - received),
-        )
-        self._suggestions.append(asdict(update))
-        self._emit(update)
-
-    def _emit_withheld(self, utterance_id: int, score: float, received: float) -> None:
-        update = SuggestionUpdate(
-            utterance_id=utterance_id, text="", source="none", knowledge_ids=[], score=score, final=True,
-            latency_s=r3(time.monotonic() - received), withheld=True,
+            withheld=withheld_score is not None,
         )
         self._suggestions.append(asdict(update))
         self._emit(update)
