@@ -63,6 +63,7 @@ bench: system-deps-run $(TEST_DEPS)
 	$(PY) -m bench.redaction_bench
 	$(PY) -m bench.turn_bench
 	$(PY) -m bench.instances_bench
+	nice -n 10 $(PY) -m bench.support_bench
 	# Load: capacity under the SLO, with fault callers beside a normal level.
 	$(VENV)/bin/earshot loadtest --serve $(LOAD_ARGS) --search --faults all --name loadtest
 

@@ -12,6 +12,8 @@ needs the encoder or the LLM runs in tasks. Updates go out through `emit`
      encode of the customer's words and a dot product, typically well under
      50 ms, so the agent has something to say while the customer is still
      finishing the thought;
+     When that entry matches below `suggestion_floor`, no suggestion: the
+     update says it was withheld (`withheld`, no text) and no LLM is asked;
   2. when an LLM is set, its rewording grounded on the best entries, checked
      by agents/suggestion.py; when it fails the check, errs or times out, the
      knowledge answer again, now `final`. A newer customer final cancels the
@@ -57,6 +59,7 @@ class AssistConfig:
     suggestion_max_tokens: int = 48  # one or two sentences
     suggestion_temperature: float = 0.2
     suggestion_timeout_s: float = 4.0  # the whole LLM reply; the knowledge answer stands after that
+    suggestion_floor: float = 0.0  # best entry's score below this: the suggestion is withheld (0 = always one)
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,7 @@ class AssistAgent:
         self._llm_task: Optional[asyncio.Task] = None
         self._topic_wanted = asyncio.Event()
         self._topic_task: Optional[asyncio.Task] = None
+        self._topic_busy = False
         self._closed = False
 
     # --- what the server calls --------------------------------------------------------
@@ -160,6 +164,11 @@ class AssistAgent:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
+    async def idle(self) -> None:
+        """Until no suggestion or topic work is in flight (for a replay of finals one after another)."""
+        while self._tasks or self._topic_wanted.is_set() or self._topic_busy:
+            await asyncio.sleep(0.002)
+
     def summary(self, now_s: float) -> dict[str, Any]:
         """The call so far, JSON-ready: what was said, intents, topic, sentiment, metrics, suggestions."""
         lines = sorted(self._lines, key=lambda line: line.seq)
@@ -194,6 +203,9 @@ class AssistAgent:
             },
             "metrics": metrics,
             "suggestions": list(self._suggestions),
+            # Customer lines whose best knowledge entry was under the floor: no suggestion was shown.
+            "suggestions_withheld": sum(1 for s in self._suggestions if s["withheld"]),
+            "confidence_floor": {"topic": self._topics.config.floor, "suggestion": self.config.suggestion_floor},
         }
 
     # --- suggestions ------------------------------------------------------------------
@@ -208,8 +220,10 @@ class AssistAgent:
     async def _suggest(self, generation: int, utterance_id: int, text: str, received: float) -> None:
         await self._knowledge.embed(self._embed)  # at once when the server warmed it
         query = (await self._embed([self._query_text(text)]))[0]
-        topic = self._topics.current.topic if self._topics.current is not None else None
-        hits = self._knowledge.search(query, k=max(self.config.knowledge_for_llm, 1), topic=topic)
+        hits = self._knowledge.search(query, k=max(self.config.knowledge_for_llm, 1), topic=self._topics.named)
+        if hits[0].score < self.config.suggestion_floor:
+            self._emit_suggestion(utterance_id, "", "none", [], True, received, withheld_score=hits[0].score)
+            return
         refine = self._llm is not None and generation == self._suggestion_generation and not self._closed
         self._emit_suggestion(utterance_id, hits[0].entry.answer, "knowledge", hits[:1], not refine, received)
         if refine:
@@ -255,16 +269,18 @@ class AssistAgent:
         return " ".join(customer[-2:])  # this final is the last of them
 
     def _emit_suggestion(
-        self, utterance_id: int, text: str, source: str, hits: list[KnowledgeHit], final: bool, received: float
+        self, utterance_id: int, text: str, source: str, hits: list[KnowledgeHit], final: bool, received: float,
+        withheld_score: Optional[float] = None,  # set: no suggestion, the best entry scored this (under the floor)
     ) -> None:
         update = SuggestionUpdate(
             utterance_id=utterance_id,
             text=text,
             source=source,
             knowledge_ids=[hit.entry.id for hit in hits],
-            score=hits[0].score,
+            score=hits[0].score if withheld_score is None else withheld_score,
             final=final,
             latency_s=r3(time.monotonic() - received),
+            withheld=withheld_score is not None,
         )
         self._suggestions.append(asdict(update))
         self._emit(update)
@@ -280,11 +296,14 @@ class AssistAgent:
         while True:
             await self._topic_wanted.wait()
             self._topic_wanted.clear()
+            self._topic_busy = True
             try:
                 update = await self._topics.update(self._embed)
             except Exception:  # noqa: BLE001 - the call goes on without a new topic
                 log.exception("topic update failed")
                 continue
+            finally:
+                self._topic_busy = False
             if update is not None:
                 self._topic_history.append({**asdict(update), "at_s": r3(self._metrics.latest_s)})
                 self._emit(update)

@@ -14,6 +14,11 @@ down again". Two rules keep the overlay calm:
 * hysteresis: the topic changes only when another one beats the current one
   by `switch_margin` on the same window, so near-ties do not flicker;
 * an update is produced only when the topic is first named or changes.
+A confidence floor keeps it from guessing: when the chosen topic matches the
+window below `floor`, the update says the topic is unclear (`state`
+"unclear", no topic named) instead; it is sent once, when the call becomes
+unclear, and a topic is named again as soon as one clears the floor. The
+floor applies to the embedding choice only (an LLM's pick has no score).
 
 `LlmTopic` asks an LLM instead, for servers with a capable one (vLLM with
 Mistral): one short completion that must name a topic from the list. When
@@ -42,6 +47,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PATH = Path(__file__).resolve().parent / "assist_data" / "topics.json"
 CANDIDATES = 3
+UNCLEAR_LABEL = "Topic unclear"
 
 
 class TopicError(AssistFileError):
@@ -122,6 +128,7 @@ class TopicConfig:
     window_finals: int = 6
     window_words: int = 60
     switch_margin: float = 0.05
+    floor: float = 0.0  # a chosen topic scoring below this is not named: "topic unclear" (0 = always name one)
 
 
 class TopicDetector:
@@ -135,6 +142,12 @@ class TopicDetector:
         self.config = config
         self._window: deque[tuple[str, str]] = deque(maxlen=config.window_finals)  # (speaker, text)
         self.current: Optional[TopicUpdate] = None
+
+    @property
+    def named(self) -> Optional[str]:
+        """The topic now shown, or None (not yet judged, or unclear)."""
+        current = self.current
+        return current.topic if current is not None and current.state == "named" else None
 
     def add_final(self, speaker: str, text: str) -> None:
         if text.strip():
@@ -163,16 +176,24 @@ class TopicDetector:
         order = np.argsort(-scores, kind="stable")
         candidates = [{"name": self.topics.topics[i].name, "score": r3(scores[i])} for i in order[:CANDIDATES]]
         chosen, source = int(order[0]), "embedding"
-        if self.current is not None:
-            current = self.topics.index_of(self.current.topic)
-            if scores[chosen] < scores[current] + self.config.switch_margin:
-                chosen = current  # not clearly better: stay
+        if self.named is not None:
+            current = self.topics.index_of(self.named)
+            if scores[chosen] < scores[current] + self.config.switch_margin and scores[current] >= self.config.floor:
+                chosen = current  # not clearly better (and the current one still clears the floor): stay
         if self.llm_topic is not None:
             named = await self.llm_topic.pick(window)
             if named is not None:
                 chosen, source = self.topics.index_of(named), "llm"
+        if source == "embedding" and scores[chosen] < self.config.floor:  # the best one (see above) is below too
+            if self.current is not None and self.current.state == "unclear":
+                return None
+            self.current = TopicUpdate(
+                topic="", label=UNCLEAR_LABEL, score=r3(scores[order[0]]), source=source, candidates=candidates,
+                state="unclear",
+            )
+            return self.current
         topic = self.topics.topics[chosen]
-        if self.current is not None and self.current.topic == topic.name:
+        if self.named == topic.name:
             return None
         self.current = TopicUpdate(
             topic=topic.name, label=topic.label, score=r3(scores[chosen]), source=source, candidates=candidates

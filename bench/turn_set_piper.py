@@ -60,25 +60,30 @@ def punctuation_pauses(pcm: np.ndarray) -> list[int]:
     return middles
 
 
+def deterministic_voice():
+    """The bundled Piper voice on one ONNX thread (with noise scales 0, the same text gives the same samples)."""
+    import onnxruntime
+    from piper.config import PiperConfig
+    from piper.voice import PiperVoice
+
+    from earshot.models.tts import bundled_voice_path
+
+    path = bundled_voice_path()
+    with open(path.with_name(path.name + ".json"), encoding="utf-8") as f:
+        config = PiperConfig.from_dict(json.load(f))
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    session = onnxruntime.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    return PiperVoice(session=session, config=config)
+
+
 class PiperSentences:
     """The bundled Piper voice, deterministic (noise scales 0, one thread), at 16 kHz."""
 
     def __init__(self) -> None:
-        import onnxruntime
-        from piper.config import PiperConfig
-        from piper.voice import PiperVoice
-
-        from earshot.models.tts import bundled_voice_path
-
-        path = bundled_voice_path()
-        with open(path.with_name(path.name + ".json"), encoding="utf-8") as f:
-            config = PiperConfig.from_dict(json.load(f))
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        session = onnxruntime.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
-        self._voice = PiperVoice(session=session, config=config)
-        self._rate = config.sample_rate
+        self._voice = deterministic_voice()
+        self._rate = self._voice.config.sample_rate
         self._spoken: dict[str, np.ndarray] = {}  # this builder's sentences, each synthesized once
 
     def sentence(self, text: str) -> np.ndarray:

@@ -156,15 +156,19 @@ export function sparkline(scores, label = "neutral") {
 // ---- topic ------------------------------------------------------------------------------
 
 export function showTopic(event) {
-  const label = event.label || (event.topic ? String(event.topic).replaceAll("_", " ") : "");
+  const unclear = event.state === "unclear"; // no topic matched well enough: say so rather than guess
+  const label = unclear ? "Topic unclear" : event.label || (event.topic ? String(event.topic).replaceAll("_", " ") : "");
   if (!label) return;
   el.topicLabel.textContent = label;
-  el.topic.dataset.topic = event.topic ?? "";
+  el.topic.dataset.topic = unclear ? "" : event.topic ?? "";
+  el.topic.dataset.state = unclear ? "unclear" : "named";
   const bits = [];
-  if (num(event.score) !== null) bits.push(`match ${fixed(event.score, 2)}`);
+  if (unclear && num(event.score) !== null) bits.push(`best match only ${fixed(event.score, 2)}`);
+  else if (num(event.score) !== null) bits.push(`match ${fixed(event.score, 2)}`);
   if (event.source) bits.push(event.source === "llm" ? "named by the AI" : "by similarity");
   const others = (event.candidates ?? []).filter((c) => c.name !== event.topic).slice(0, 2);
-  if (others.length) bits.push(`also: ${others.map((c) => String(c.name).replaceAll("_", " ")).join(", ")}`);
+  if (unclear) bits.length = 1; // no runners-up: nothing was named
+  else if (others.length) bits.push(`also: ${others.map((c) => String(c.name).replaceAll("_", " ")).join(", ")}`);
   el.topicMeta.textContent = bits.join(" · ");
 }
 
@@ -173,6 +177,7 @@ export function showTopic(event) {
 export function showSuggestion(event) {
   const utteranceId = num(event.utterance_id) ?? taken.suggestionFor;
   if (utteranceId < taken.suggestionFor) return; // an answer to older words: the shown one is newer
+  if (event.withheld) return showWithheld(event, utteranceId);
   if (!event.text) return;
   taken.suggestionFor = utteranceId;
   const changed = el.suggestionText.textContent !== event.text;
@@ -201,6 +206,23 @@ export function showSuggestion(event) {
     void el.suggestion.offsetWidth; // restart the highlight animation
     el.suggestion.classList.add("fresh");
   }
+}
+
+// Nothing in the knowledge base matched the customer's words well enough: no suggestion rather than a guess.
+function showWithheld(event, utteranceId) {
+  taken.suggestionFor = utteranceId;
+  el.suggestionText.textContent = "No confident suggestion for this line.";
+  el.suggestion.dataset.state = "withheld";
+  el.suggestion.dataset.source = "";
+  el.suggestion.classList.remove("fresh");
+  el.suggestionSource.hidden = true;
+  el.suggestionRefining.hidden = true;
+  el.copy.disabled = true;
+  const customerSaid = lineText("customer", utteranceId);
+  const meta = [];
+  if (customerSaid !== null) meta.push(`re: “${shorten(customerSaid, 60)}”`);
+  if (num(event.score) !== null) meta.push(`best match only ${fixed(event.score, 2)}`);
+  el.suggestionMeta.textContent = meta.join(" · ");
 }
 
 async function copySuggestion() {
@@ -277,6 +299,7 @@ export function clearCards() {
   el.topicLabel.textContent = "Not yet known";
   el.topicMeta.textContent = "";
   delete el.topic.dataset.topic;
+  delete el.topic.dataset.state;
 
   el.intentsCurrent.replaceChildren(h("span", { class: "muted", text: "Nothing yet" }));
   el.intentsCounts.replaceChildren();

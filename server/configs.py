@@ -12,6 +12,7 @@ from typing import Optional
 from earshot.agents.assist_agent import AssistConfig
 from earshot.agents.interview_config import InterviewConfig
 from earshot.agents.pace import PaceConfig
+from earshot.agents.topic import TopicConfig
 from earshot.models.asr import AsrConfig
 from earshot.models.llm import LlmConfig
 from earshot.models.redaction.kinds import parse_kinds
@@ -120,7 +121,11 @@ def interview_config(settings: Settings) -> InterviewConfig:
 
 
 def assist_config(settings: Settings) -> AssistConfig:
-    return AssistConfig(long_silence_s=settings.long_silence_s)
+    return AssistConfig(long_silence_s=settings.long_silence_s, suggestion_floor=settings.assist_suggestion_floor)
+
+
+def topic_config(settings: Settings) -> TopicConfig:
+    return TopicConfig(floor=settings.assist_topic_floor)
 
 
 def redacted_kinds(settings: Settings, mode: str) -> frozenset[str]:

@@ -377,6 +377,9 @@ class TopicUpdate:
     score: float  # cosine similarity of the recent talk to the topic
     source: str  # embedding | llm
     candidates: list[dict[str, Any]]  # the top 3 by embedding: {"name", "score"}
+    # "named", or "unclear": the best topic's score is under the confidence floor, so no topic is
+    # named (`topic` is "", `label` says so, `score` is the best one's); the overlay shows "topic unclear".
+    state: str = "named"
 
 
 @dataclass(frozen=True)
@@ -396,6 +399,9 @@ class SuggestionUpdate:
     score: float  # the best entry's match to the customer's words (cosine); low means a guess
     final: bool  # false while an LLM may still replace it
     latency_s: float  # from the final reaching the agent to this update (monotonic clock)
+    # True when the best entry's score is under the confidence floor: no suggestion rather than a
+    # guess (`text` "", `knowledge_ids` [], `score` the best entry's, `source` "none").
+    withheld: bool = False
 
 
 @dataclass(frozen=True)

@@ -326,6 +326,13 @@ class Settings:
         default=True, metadata=_help("let the LLM word suggested replies from the canned answers; off = canned only")
     )
     long_silence_s: float = field(default=3.0, metadata=_help("a silence in a call at least this long is counted"))
+    # Both chosen by bench/support_bench.py's offline sweep on the six voiced support calls (bench/README.md).
+    assist_topic_floor: float = field(
+        default=0.4, metadata=_help("a topic matching the recent talk below this (cosine) is shown as 'topic unclear'")
+    )
+    assist_suggestion_floor: float = field(
+        default=0.4, metadata=_help("no suggested reply when the best knowledge entry matches below this (cosine)")
+    )
 
     # --- WebRTC ---
     ice_loopback_only: bool = field(

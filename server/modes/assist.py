@@ -26,7 +26,7 @@ from earshot.agents.knowledge import KnowledgeBase, KnowledgeError
 from earshot.agents.topic import LlmTopic, TopicDetector, TopicError, TopicList
 from earshot.models.llm import LlmBackend
 from earshot.server import protocol
-from earshot.server.configs import assist_config
+from earshot.server.configs import assist_config, topic_config
 from earshot.server.encoder_service import EncoderService
 from earshot.server.errors import StartupError
 from earshot.server.intent_stage import FinalsWithIntents
@@ -86,7 +86,9 @@ class AssistMode:
         self._agent = AssistAgent(
             embed=services.encoders.encode,
             knowledge=services.knowledge,
-            topics=TopicDetector(services.topics, llm_topic=services.topic_llm()),
+            topics=TopicDetector(
+                services.topics, llm_topic=services.topic_llm(), config=topic_config(services.settings)
+            ),
             llm=services.llm,
             emit=self._update,
             config=assist_config(services.settings),
