@@ -104,6 +104,8 @@ def facts_from_summary(
         lines = sorted(summary["transcript"], key=lambda line: int(line["seq"]))
         metrics = summary["metrics"]
         topic = summary.get("topic")
+        if topic and topic.get("state", "named") != "named":  # "topic unclear" under the confidence floor
+            topic = None
         call_s = float(metrics["call_s"])
         labelled = [
             {"at_s": _r(line["start"]), "speaker": str(line["speaker"]), "labels": [str(i["name"]) for i in line["intents"]]}
@@ -225,6 +227,8 @@ def _suggestions(
         last[int(update["utterance_id"])] = update  # a later one (the LLM's, or the final) replaces it
     facts = []
     for utterance_id, update in last.items():
+        if update.get("withheld"):  # below the confidence floor: nothing was shown
+            continue
         reply = _agent_reply(lines, utterance_id)
         score = similarity(str(update["text"]), reply) if reply else None
         ids = update.get("knowledge_ids") or []
@@ -261,7 +265,7 @@ def _topic_at(history: Sequence[Mapping[str, Any]], at_s: Optional[float], curre
     label = ""
     for update in history:
         if float(update.get("at_s", 0.0)) <= at_s + 5.0:  # a topic named just after the words still explains them
-            label = str(update["label"])
+            label = str(update["label"]) if update.get("state", "named") == "named" else ""
     return label or current_label
 
 

@@ -177,6 +177,11 @@ def test_escalations_suggestions_and_talk_are_counted_from_a_summary():
     assert suggestion.used and suggestion.knowledge_id == "duplicate-charge" and suggestion.used_similarity == 1.0
     assert facts.silence_share == pytest.approx(4 / 12, abs=0.001)
     assert [point["score"] for point in facts.sentiment] == [-0.4, 0.6] and facts.sentiment[0]["at_s"] == 5.0
+    unclear = {**summary(), "topic": {"topic": "", "label": "Topic unclear", "score": 0.2, "state": "unclear"}}
+    assert facts_from_summary(meta, unclear, word_overlap, used_at=0.6).live.topic_label == "unclear"
+    withheld = summary()
+    withheld["suggestions"] = [{**withheld["suggestions"][0], "text": "", "knowledge_ids": [], "withheld": True}]
+    assert facts_from_summary(meta, withheld, word_overlap, used_at=0.6).suggestions == []
     unused = facts_from_summary(meta, summary(), lambda a, b: 0.1, used_at=0.6)
     assert not unused.escalated and unused.escalation_reason == "" and not unused.suggestions[0].used
     add = increments(facts.to_dict())
