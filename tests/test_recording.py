@@ -205,15 +205,20 @@ def test_purging_the_session_deletes_its_recording(recording_server, recorded_ca
 
 
 def test_erasing_an_identity_deletes_the_recording_of_its_live_call(redis_url, tmp_path):
-    """auth on: a transcribe call is recording when its identity is erased; its files go, another's stay."""
+    """auth on: a transcribe call is recording when its identity is erased; its files go, another's stay.
+    And the server's retention sweep has deleted an 8-day-old recording by then."""
     keys = write_api_keys(tmp_path / "api-keys.toml", {"rec-cand": ("candidate", "red"), "rec-root": ("admin", "ops")})
     data = tmp_path / "server"
-    server = start_server(redis_url, data, extra_args=(
-        "--recording", "--auth", "on", "--api-keys-file", str(tmp_path / "api-keys.toml"), "--no-intent-enabled"))
     settings = Settings(data_dir=data, recording=True)
     other = recording_root(settings) / "00000000feedf00d"  # another identity's recording: it stays
     other.mkdir(parents=True)
     (other / "recording.json").write_text("{}")
+    expired = recording_root(settings) / "00000000000e4e1d"  # 8 days old: the server's sweep deletes it at start
+    expired.mkdir(parents=True)
+    (expired / "recording.json").write_text(json.dumps(
+        {"session_id": expired.name, "mode": "assist", "created_at": time.time() - 8 * 86400, "format": "flac"}))
+    server = start_server(redis_url, data, extra_args=(
+        "--recording", "--auth", "on", "--api-keys-file", str(tmp_path / "api-keys.toml"), "--no-intent-enabled"))
     speech = read_audio(corpus_file("utterances/LJ001-0001.wav"))
     caller = HeadlessCaller(server.base_url, speech, mode="transcribe", role="data_scientist", credential=keys["rec-cand"])
 
@@ -231,6 +236,10 @@ def test_erasing_an_identity_deletes_the_recording_of_its_live_call(redis_url, t
             await caller.hangup(end_session=False)
 
     try:
+        deadline = time.monotonic() + 30
+        while expired.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not expired.exists()  # past retention_recordings_s (7 days): the server's sweep deleted it at start
         erased = asyncio.run(erase_mid_call())
         assert erased.status_code == 200 and erased.json()["sessions"] == [caller.session_id], erased.text
         assert not (recording_root(settings) / caller.session_id).exists()
