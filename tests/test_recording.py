@@ -174,14 +174,19 @@ def test_a_missing_or_broken_recording_raises_a_typed_error(recorded_call, tmp_p
     altered[len(altered) // 2] ^= 0x40
     (recording_root(copy) / caller.session_id / first.path.name).write_bytes(bytes(altered))
     with pytest.raises(RecordingUnreadable, match="does not open"):
-        asyncio.run(rescore_call(caller.session_id, copy))
+        asyncio.run(rescore_call(caller.session_id, copy, Rescorer.shared(settings)))
+    # The key file is not where the settings say: nothing is made, nothing opens.
+    keyless = Settings(data_dir=tmp_path / "nokeys", recording_dir=str(recording_root(settings)))
+    with pytest.raises(RecordingUnreadable, match="storage keys"):
+        asyncio.run(rescore_call(caller.session_id, keyless))
+    assert not (tmp_path / "nokeys").exists()
     # Sealed properly, but not audio.
     (recording_root(copy) / caller.session_id / first.path.name).unlink()
     writer = SealedWriter(Sealer.from_settings(copy), caller.session_id, recording_root(copy) / caller.session_id / second.path.name)
     writer.write(b"this is not a FLAC stream" * 100)
     writer.close()
     with pytest.raises(RecordingUnreadable, match="does not decode"):
-        asyncio.run(rescore_call(caller.session_id, copy))
+        asyncio.run(rescore_call(caller.session_id, copy, Rescorer.shared(settings)))
 
 
 def test_the_rescore_command_says_when_a_session_has_no_recording(recording_server):
