@@ -115,11 +115,11 @@ async def internal_error(request: Request, exc: Exception) -> JSONResponse:
 def create_app(state: AppState) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        recordings = asyncio.ensure_future(sweep_recordings(state.settings))  # their retention (server/recording.py)
         for services in state.modes.values():
             await services.warm()  # common phrases synthesised, knowledge embedded, before the first caller
         loop_watch = asyncio.ensure_future(state.metrics.watch_event_loop())
         heartbeat = asyncio.ensure_future(state.cluster.run())  # in placement from its first beat (server/cluster.py)
-        recordings = asyncio.ensure_future(sweep_recordings(state.settings))  # their retention (server/recording.py)
         yield
         await cancel_and_wait(recordings)
         loop_watch.cancel()

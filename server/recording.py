@@ -95,9 +95,11 @@ class TrackRecorder:
             self.dropped_samples += len(pcm) // BYTES_PER_SAMPLE
 
     def finish(self) -> None:
-        """Blocking: the last chunks encoded and the file closed. Run it off the event loop."""
+        """Blocking: the last chunks encoded and the file closed (deleted when it got no audio). Off the event loop."""
         self._queue.put(None)
         self._thread.join()
+        if self.samples == 0 and self.dropped_samples == 0:  # a call that never connected: no part
+            self.path.unlink(missing_ok=True)
 
     def _run(self) -> None:
         try:
@@ -126,6 +128,8 @@ class RecordingInfo:
     tracks: dict[str, dict[str, Any]] = field(default_factory=dict)  # track -> duration_s, dropped_s, parts
 
     def add(self, recorder: TrackRecorder) -> None:
+        if recorder.samples == 0 and recorder.dropped_samples == 0 and not recorder.failed:
+            return  # no part was kept
         entry = self.tracks.setdefault(recorder.track, {"duration_s": 0.0, "dropped_s": 0.0, "parts": 0})
         entry["duration_s"] = round(entry["duration_s"] + recorder.duration_s, 3)
         entry["dropped_s"] = round(entry["dropped_s"] + recorder.dropped_samples / SAMPLE_RATE, 3)
@@ -161,12 +165,12 @@ class CallRecording:
         }
 
     async def finish(self) -> dict[str, Any]:
-        """Close every track's file (off the loop); what the record's `recording` field becomes."""
+        """Close every track's file (off the loop); what the record's `recording` field becomes ({}: nothing yet)."""
         await asyncio.gather(*(asyncio.to_thread(r.finish) for r in self.recorders.values()))
         info = RecordingInfo.from_dict(self._earlier, self._format)
         for recorder in self.recorders.values():
             info.add(recorder)
-        return info.to_dict()
+        return info.to_dict() if info.tracks else {}
 
 
 async def sweep_recordings(settings: Settings) -> None:

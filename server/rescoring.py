@@ -50,6 +50,7 @@ from earshot.server.recording_files import (
     session_dir,
 )
 from earshot.server.settings import Settings
+from earshot.server.storage_keys import KeySource, StorageKeyError
 
 __all__ = ["NotRecorded", "RecordingError", "RecordingUnreadable", "Rescored", "Rescorer", "rescore_call"]
 
@@ -128,9 +129,9 @@ async def rescore_call(session_id: str, settings: Settings, rescorer: Optional[R
     found = parts(settings, session_id)  # NotRecorded
     manifest = read_manifest(session_dir(settings, session_id))
     mode = manifest.mode if manifest is not None else ""
+    sealer = _sealer(settings)  # RecordingUnreadable before any model loads
     if rescorer is None:
         rescorer = await asyncio.to_thread(Rescorer.shared, settings)
-    sealer = Sealer.from_settings(settings)
     utterances: list[Utterance] = []
     audio_s = decode_s = 0.0
     for part in found:
@@ -168,6 +169,16 @@ async def rescore_call(session_id: str, settings: Settings, rescorer: Optional[R
         session_id, mode, rescorer.whisper.name, utterances, dict(counts.most_common()), topic,
         round(audio_s, 3), round(decode_s, 3),
     )
+
+
+def _sealer(settings: Settings) -> Sealer:
+    """The storage keys as they are: re-scoring never makes a key file (a new key would open nothing)."""
+    source = KeySource.from_settings(settings)
+    stamp = source.stamp()
+    try:
+        return Sealer(source.load(create=False), source, stamp)
+    except StorageKeyError as exc:
+        raise RecordingUnreadable(f"the storage keys do not load: {exc}") from None
 
 
 def _decrypted_audio(sealer: Sealer, session_id: str, path: Path) -> bytes:

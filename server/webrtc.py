@@ -267,7 +267,9 @@ class LiveSession:
                 await cancel_and_wait(track_loop)
                 await pipeline.abort()  # never got audio, or its last final is stuck: drop what is in flight
         if self._recording is not None:  # every track's audio is in: its files are closed (off the loop)
-            self.writer.fields(recording=await self._recording.finish())
+            recorded = await self._recording.finish()
+            if recorded:
+                self.writer.fields(recording=recorded)
         await self.outbox.drain()  # the last finals are stored and sent, and the mode has heard them
         await self.mode.close()  # the interviewer saves where it is; an assist call stores its summary
         await self.outbox.close()

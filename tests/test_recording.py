@@ -192,14 +192,19 @@ def test_a_missing_or_broken_recording_raises_a_typed_error(recorded_call, tmp_p
     altered[len(altered) // 2] ^= 0x40
     (recording_root(copy) / caller.session_id / first.path.name).write_bytes(bytes(altered))
     with pytest.raises(RecordingUnreadable, match="does not open"):
-        asyncio.run(rescore_call(caller.session_id, copy))
+        asyncio.run(rescore_call(caller.session_id, copy, Rescorer.shared(settings)))
+    # The key file is not where the settings say: nothing is made, nothing opens.
+    keyless = Settings(data_dir=tmp_path / "nokeys", recording_dir=str(recording_root(settings)))
+    with pytest.raises(RecordingUnreadable, match="storage keys"):
+        asyncio.run(rescore_call(caller.session_id, keyless))
+    assert not (tmp_path / "nokeys").exists()
     # Sealed properly, but not audio.
     (recording_root(copy) / caller.session_id / first.path.name).unlink()
     writer = SealedWriter(Sealer.from_settings(copy), caller.session_id, recording_root(copy) / caller.session_id / second.path.name)
     writer.write(b"this is not a FLAC stream" * 100)
     writer.close()
     with pytest.raises(RecordingUnreadable, match="does not decode"):
-        asyncio.run(rescore_call(caller.session_id, copy))
+        asyncio.run(rescore_call(caller.session_id, copy, Rescorer.shared(settings)))
 
 
 def test_the_rescore_command_says_when_a_session_has_no_recording(recording_server):
@@ -223,15 +228,20 @@ def test_purging_the_session_deletes_its_recording(recording_server, recorded_ca
 
 
 def test_erasing_an_identity_deletes_the_recording_of_its_live_call(redis_url, tmp_path):
-    """auth on: a transcribe call is recording when its identity is erased; its files go, another's stay."""
+    """auth on: a transcribe call is recording when its identity is erased; its files go, another's stay.
+    And the server's retention sweep has deleted an 8-day-old recording by then."""
     keys = write_api_keys(tmp_path / "api-keys.toml", {"rec-cand": ("candidate", "red"), "rec-root": ("admin", "ops")})
     data = tmp_path / "server"
-    server = start_server(redis_url, data, extra_args=(
-        "--recording", "--auth", "on", "--api-keys-file", str(tmp_path / "api-keys.toml"), "--no-intent-enabled"))
     settings = Settings(data_dir=data, recording=True)
     other = recording_root(settings) / "00000000feedf00d"  # another identity's recording: it stays
     other.mkdir(parents=True)
     (other / "recording.json").write_text("{}")
+    expired = recording_root(settings) / "00000000000e4e1d"  # 8 days old: the server's sweep deletes it at start
+    expired.mkdir(parents=True)
+    (expired / "recording.json").write_text(json.dumps(
+        {"session_id": expired.name, "mode": "assist", "created_at": time.time() - 8 * 86400, "format": "flac"}))
+    server = start_server(redis_url, data, extra_args=(
+        "--recording", "--auth", "on", "--api-keys-file", str(tmp_path / "api-keys.toml"), "--no-intent-enabled"))
     speech = read_audio(corpus_file("utterances/LJ001-0001.wav"))
     caller = HeadlessCaller(server.base_url, speech, mode="transcribe", role="data_scientist", credential=keys["rec-cand"])
 
@@ -249,6 +259,10 @@ def test_erasing_an_identity_deletes_the_recording_of_its_live_call(redis_url, t
             await caller.hangup(end_session=False)
 
     try:
+        deadline = time.monotonic() + 30
+        while expired.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not expired.exists()  # past retention_recordings_s (7 days): the server's sweep deleted it at start
         erased = asyncio.run(erase_mid_call())
         assert erased.status_code == 200 and erased.json()["sessions"] == [caller.session_id], erased.text
         assert not (recording_root(settings) / caller.session_id).exists()

@@ -183,3 +183,10 @@ def test_rotate_keys_reseals_every_recording_and_counts_what_does_not_open(tmp_p
     first.write_bytes(first.read_bytes()[:-10])  # cut short (or still being written)
     done = reseal_recordings(s, sealer)
     assert (done.resealed, done.current, done.unreadable) == (0, 1, 1)
+
+
+def test_a_call_that_got_no_audio_leaves_no_part(tmp_path):
+    s = settings(tmp_path)
+    assert record(s, b"", speakers=("agent", "customer")) == {}
+    with pytest.raises(NotRecorded):
+        parts(s, SESSION)
