@@ -181,8 +181,18 @@ class IntentClassifier:
         if head is None:
             raise IntentHeadError(f"no intent head for label set {label_set!r}; loaded: {sorted(self.heads)}")
         started = time.perf_counter()
-        scores = head.scores(self.encoder.layer_means(list(texts)))
+        features = self.encoder.layer_means(list(texts))
         elapsed = (time.perf_counter() - started) / max(1, len(texts))
+        return self.predict(features, label_set, elapsed)
+
+    def predict(self, features: np.ndarray, label_set: str, inference_s: float = 0.0) -> list[IntentPrediction]:
+        """Score (n, dim) layer means already computed (one encoder pass can serve several users)."""
+        head = self.heads.get(label_set)
+        if head is None:
+            raise IntentHeadError(f"no intent head for label set {label_set!r}; loaded: {sorted(self.heads)}")
+        started = time.perf_counter()
+        scores = head.scores(features)
+        elapsed = inference_s + (time.perf_counter() - started) / max(1, len(features))
         on = head.decide(scores)
         predictions = []
         for row, row_on in zip(scores, on):

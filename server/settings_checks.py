@@ -72,6 +72,8 @@ def settings_problems(s: "Settings") -> list[str]:
     check(0.0 < s.key_point_threshold < 1.0, "key_point_threshold must be in (0, 1)")
     check(s.grammar_llm in ("auto", "on", "off"), "grammar_llm must be auto, on or off")
     check(s.assist_topic_llm in ("auto", "on", "off"), "assist_topic_llm must be auto, on or off")
+    check(s.encoder_backend in ("onnx", "torch"), "encoder_backend must be onnx or torch")
+    check(s.encoder_cache_size >= 0, "encoder_cache_size must be 0 or more")
     check(s.connect_timeout_s >= 1, "connect_timeout_s must be at least 1")
     check(s.media_timeout_s >= 1, "media_timeout_s must be at least 1")
     check(s.long_silence_s > 0, "long_silence_s must be positive")
