@@ -201,6 +201,26 @@ def build_dataset(data_dir: Path | None = None, seed: int = 13) -> dict[str, Int
 # ---------------------------------------------------------------- counts
 
 
+def batch_of_groups(data: IntentDataset, data_dir: Path | None = None) -> dict[str, str]:
+    """group -> the batch of bases it comes from ("original" = before any `#@batch` line)."""
+    path = (data_dir or DATA_DIR) / f"base_{data.label_set}.tsv"
+    batch_of: dict[str, str] = {}
+    if path.is_file():
+        bases = read_bases(path, data.labels)
+        batch_of = {f"{data.label_set}-g{n:04d}": base.batch or "original" for n, base in enumerate(bases, start=1)}
+    return {u.group: batch_of.get(u.group, "original") for u in data.examples}
+
+
+def batch_counts(data: IntentDataset, data_dir: Path | None = None) -> dict[str, dict[str, int]]:
+    """Examples per base batch and split, for evaluation files."""
+    batch_of = batch_of_groups(data, data_dir)
+    counts: dict[str, Counter[str]] = {}
+    for u in data.examples:
+        counts.setdefault(batch_of[u.group], Counter())[u.split] += 1
+    return {batch: {split: c[split] for split in SPLITS} for batch, c in counts.items()}
+
+
+
 def counts_markdown(datasets: dict[str, IntentDataset]) -> str:
     """Per label set: examples per label and split, groups, styles and the multi-label share."""
     parts = []

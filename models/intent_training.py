@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -34,8 +33,18 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from earshot.models.encoder import SentenceEncoder, layer_means_tensor
-from earshot.models.intent import BUNDLED_ENCODER, HEADS_DIR, LABEL_SETS, IntentHead, head_path, label_scores
+from earshot.models.intent import (
+    BUNDLED_ENCODER,
+    HEADS_DIR,
+    LABEL_SETS,
+    IntentHead,
+    head_path,
+    label_scores,
+    sentiment_features,
+)
 from earshot.models.intent_dataset import DATA_DIR, IntentDataset, LabelledUtterance, load_dataset
+from earshot.models.intent_dataset_build import batch_counts, batch_of_groups
+from earshot.models.intent_evaluation import evaluate, tune_thresholds
 from earshot.models.intent_feedback import Correction
 
 log = logging.getLogger(__name__)
@@ -47,8 +56,6 @@ FINETUNE_EPOCHS = 6
 FINETUNE_BATCH = 16
 FINETUNE_ENCODER_LR = 5e-5
 FINETUNE_HEAD_LR = 2e-3
-THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.025), 3)
-CONFUSION_PAIRS_SHOWN = 10
 THRESHOLD_FOLDS = 5
 
 
@@ -63,6 +70,8 @@ class TrainConfig:
     out_dir: Path = HEADS_DIR
     feedback: tuple[Correction, ...] = field(default=(), repr=False)  # agents' corrections to learn from
     feedback_weight: float = 2.0  # loss weight of a corrected example (an ordinary one weighs 1)
+    sentiment: bool = True  # append VADER's polarity to the features (frozen heads; see models/intent.py)
+    at_least_one: bool = True  # every utterance gets a label (IntentHead.decide)
 
 
 @dataclass(frozen=True)
@@ -119,13 +128,18 @@ def train_intent(config: TrainConfig) -> TrainResult:
             },
         }
     head = fit.head
-    test_scores = head.scores(features(fit.encoder, [u.text for u in test]))
+    test_texts = [u.text for u in test]
+    test_scores = head.scores(features(fit.encoder, test_texts), test_texts)
     evaluation = {
         "label_set": config.label_set,
         "training": head.training,
         "thresholds": {name: round(float(t), 4) for name, t in zip(head.labels, head.thresholds)},
         "held_out": evaluate(head.labels, head.decide(fit.held_out_scores), fit.held_out_targets),
         "test": evaluate(head.labels, head.decide(test_scores), data.targets(test)),
+        # Examples per batch of bases and split: the harder batches joined all three splits; the first
+        # batch's examples kept theirs (models/intent_data/README.md).
+        "data_batches": batch_counts(data, config.data_dir),
+        "test_micro_f1_by_batch": _micro_f1_by_batch(head, data, test, test_scores, config.data_dir),
         **evaluation,
     }
     head_file = head_path(config.label_set, config.out_dir)
@@ -152,8 +166,21 @@ class _FeatureCache:
         return np.stack([self._rows[(id(encoder), t)] for t in texts])
 
 
+def _micro_f1_by_batch(
+    head: IntentHead, data: IntentDataset, test: Sequence[LabelledUtterance], scores: np.ndarray, data_dir: Optional[Path]
+) -> dict[str, float]:
+    """Test micro-F1 on each batch's test examples ("original": the examples the first heads were measured on)."""
+    batch_of = batch_of_groups(data, data_dir)
+    out = {}
+    for batch in sorted({batch_of[u.group] for u in test}, key=lambda b: (b != "original", b)):
+        rows = np.asarray([batch_of[u.group] == batch for u in test])
+        out[batch] = float(evaluate(head.labels, head.decide(scores[rows]), data.targets(test)[rows])["micro_f1"])
+    return out
+
+
 def _micro_f1(fit: _Fit, data: IntentDataset, examples: Sequence[LabelledUtterance], features: _FeatureCache) -> float:
-    scores = fit.head.scores(features(fit.encoder, [u.text for u in examples]))
+    texts = [u.text for u in examples]
+    scores = fit.head.scores(features(fit.encoder, texts), texts)
     return float(evaluate(fit.head.labels, fit.head.decide(scores), data.targets(examples))["micro_f1"])
 
 
@@ -171,6 +198,7 @@ def _fit(
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
     encoder = SentenceEncoder.load(config.encoder_dir, threads=0)  # fresh each time: fine-tuning changes it
+    sentiment = config.sentiment and not config.full_finetune  # the fine-tuned head reads layer means only
     if config.full_finetune:
         epochs = config.epochs or FINETUNE_EPOCHS
         weight, bias = _finetune(encoder, data, train, epochs, config.seed, _weights(train, weights))
@@ -183,7 +211,10 @@ def _fit(
     else:
         epochs = config.epochs or FROZEN_EPOCHS
         seen = train + validation
-        x, targets = features(encoder, [u.text for u in seen]), data.targets(seen)
+        texts = [u.text for u in seen]
+        x, targets = features(encoder, texts), data.targets(seen)
+        if sentiment:
+            x = np.hstack([x, sentiment_features(texts)]).astype(np.float32)
         sample = _weights(seen, weights)
         held_out_scores = _out_of_fold_scores(x, targets, [u.group for u in seen], epochs, config.seed, sample)
         held_out_targets = targets
@@ -199,6 +230,8 @@ def _fit(
         bias,
         thresholds,
         recorded_encoder,
+        sentiment=sentiment,
+        at_least_one=config.at_least_one,
         training={
             "mode": "full_finetune" if config.full_finetune else "frozen",
             "encoder": encoder.path.name if not config.encoder_dir else config.encoder_dir,
@@ -312,65 +345,6 @@ def _positive_weight(targets: np.ndarray) -> Any:
     positives = targets.sum(axis=0)
     negatives = len(targets) - positives
     return torch.from_numpy(np.clip(negatives / np.maximum(positives, 1), 1.0, 10.0).astype(np.float32))
-
-
-def tune_thresholds(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """Per label, the threshold with the best F1 on these examples (ties: the one nearest 0.5)."""
-    chosen = []
-    for column in range(targets.shape[1]):
-        truth = targets[:, column] > 0.5
-        best = max(
-            THRESHOLD_GRID,
-            key=lambda t: (round(_f1(scores[:, column] >= t, truth), 6), -abs(t - 0.5)),
-        )
-        chosen.append(best)
-    return np.asarray(chosen, dtype=np.float32)
-
-
-def _f1(predicted: np.ndarray, truth: np.ndarray) -> float:
-    tp = float(np.sum(predicted & truth))
-    fp = float(np.sum(predicted & ~truth))
-    fn = float(np.sum(~predicted & truth))
-    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
-
-
-def evaluate(labels: Sequence[str], predicted: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
-    """Micro/macro F1, per-label precision/recall/F1, exact matches and the commonest confusions."""
-    truth = targets > 0.5
-    per_label: dict[str, dict[str, float]] = {}
-    for column, name in enumerate(labels):
-        p, t = predicted[:, column], truth[:, column]
-        tp, fp, fn = int(np.sum(p & t)), int(np.sum(p & ~t)), int(np.sum(~p & t))
-        per_label[name] = {
-            "precision": _ratio(tp, tp + fp),
-            "recall": _ratio(tp, tp + fn),
-            "f1": round(_f1(p, t), 4),
-            "support": int(t.sum()),
-        }
-    tp, fp, fn = int(np.sum(predicted & truth)), int(np.sum(predicted & ~truth)), int(np.sum(~predicted & truth))
-    confusions: Counter[tuple[str, str]] = Counter()
-    for row_predicted, row_truth in zip(predicted, truth):
-        # Every wrongly predicted label is charged to each label the utterance really has.
-        for wrong in np.flatnonzero(row_predicted & ~row_truth):
-            for right in np.flatnonzero(row_truth):
-                confusions[(labels[right], labels[wrong])] += 1
-    return {
-        "examples": int(len(targets)),
-        "micro_precision": _ratio(tp, tp + fp),
-        "micro_recall": _ratio(tp, tp + fn),
-        "micro_f1": round(2 * tp / (2 * tp + fp + fn), 4) if tp else 0.0,
-        "macro_f1": round(float(np.mean([m["f1"] for m in per_label.values()])), 4),
-        "exact_match": round(float(np.mean(np.all(predicted == truth, axis=1))), 4),
-        "per_label": per_label,
-        "confusion_pairs": [
-            {"true": true, "predicted": wrong, "count": count}
-            for (true, wrong), count in confusions.most_common(CONFUSION_PAIRS_SHOWN)
-        ],
-    }
-
-
-def _ratio(numerator: int, denominator: int) -> float:
-    return round(numerator / denominator, 4) if denominator else 0.0
 
 
 def _data_fingerprint(label_set: str, data_dir: Optional[Path]) -> str:

@@ -138,7 +138,7 @@ class EncoderService:
         if label_set not in intents.heads:
             raise IntentHeadError(f"no intent head for label set {label_set!r}; loaded: {sorted(intents.heads)}")
         (vector,) = await self._vectors(FEATURES, [text])
-        return intents.predict(vector.row[None, :], label_set, vector.seconds)[0]
+        return intents.predict(vector.row[None, :], [text], label_set, vector.seconds)[0]
 
     def use_intents(self, intents: Optional[IntentClassifier]) -> None:
         """Classify with `intents` from now on (a reloaded head); cached features of another encoder are dropped."""
