@@ -196,6 +196,18 @@ def plot(report: dict[str, Any], path: Path) -> None:
     samples = report.get("assist", {}).get("_samples", {})
     series = [(k, samples.get(k, [])) for k in ("intent_after_final_s", "knowledge_suggestion_s", "llm_suggestion_s")]
     series = [(k, v) for k, v in series if v]
+    if not series:  # no assist pass: time per utterance by batch size instead
+        for backend in BACKENDS:
+            for name in LABEL_SETS:
+                timing = report["intent"].get(backend, {}).get(name)
+                if timing:
+                    sizes = [1] + [int(k) for k in timing["batched"]]
+                    p50 = [timing["inference_s"]["p50"]] + [v["per_utterance_s"]["p50"] for v in timing["batched"].values()]
+                    right.plot(sizes, [v * 1000 for v in p50], marker="o", label=f"{name} {backend}")
+        right.set_xlabel("utterances per encoder pass")
+        right.set_ylabel("ms per utterance, p50 (1 thread)")
+        right.set_title("Simultaneous finals in one batch")
+        right.legend(fontsize=8)
     if series:
         right.boxplot([v for _, v in series], whis=(5, 95))
         right.set_xticks(range(1, len(series) + 1), [k.removesuffix("_s").replace("_", " ") for k, _ in series], fontsize=8)
