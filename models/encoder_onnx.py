@@ -11,8 +11,10 @@ start that needs it; the file name carries a hash of the weights and config,
 so a changed model never meets a stale graph. Each load checks the graph
 against torch on a few probe sentences and refuses one that disagrees.
 
-Measured on the dev container (2 shared cores, one thread, bench/intent_bench.py):
-torch p50 ~9 ms / p95 ~18 ms per utterance, ONNX Runtime ~4 / ~6 ms.
+Measured on the dev container (2 shared cores under load ~6, one thread,
+`python -m bench.intent_bench --intent-only`, test-split utterances, encoder +
+head): torch p50 12.4-13.0 ms / p95 17.9-19.5 ms per utterance, ONNX Runtime
+p50 5.1-5.6 ms / p95 7.7-8.5 ms.
 BERT-family encoders (the bundled MiniLM) take this path; RoBERTa and other
 encoders stay on torch (`encoder_backend` = torch forces torch for all).
 """

@@ -19,6 +19,12 @@ micro-F1 0.835 that way, 0.855 this way on the interview set). Fine-tuning
 is too slow for five folds: it trains on train and tunes on validation.
 The test split is scored once, at the end. Everything is seeded, so a run
 reproduces the committed metrics.
+
+Frozen heads also read VADER's polarity of the text and put at least one
+label on every utterance (models/intent.py says why, with the numbers).
+Agents' corrections (`--with-feedback`) are merged by
+models/intent_feedback_data.py; the evaluation then compares the heads
+trained without and with them.
 """
 
 from __future__ import annotations
