@@ -63,6 +63,12 @@ FINETUNE_BATCH = 16
 FINETUNE_ENCODER_LR = 5e-5
 FINETUNE_HEAD_LR = 2e-3
 THRESHOLD_FOLDS = 5
+DATA_NOTE = (
+    "data_batches: examples per batch of hand-written bases and split. 'original' is the data the first heads "
+    "were measured on (every example kept its split); 'hard-1' and 'hard-2' were appended in base_<set>.tsv after "
+    "'#@batch' lines, written for the confused pairs, and split by the same rule among their own bases "
+    "(models/intent_data/README.md). test_micro_f1_by_batch scores each batch's test examples."
+)
 
 
 @dataclass(frozen=True)
@@ -142,8 +148,7 @@ def train_intent(config: TrainConfig) -> TrainResult:
         "thresholds": {name: round(float(t), 4) for name, t in zip(head.labels, head.thresholds)},
         "held_out": evaluate(head.labels, head.decide(fit.held_out_scores), fit.held_out_targets),
         "test": evaluate(head.labels, head.decide(test_scores), data.targets(test)),
-        # Examples per batch of bases and split: the harder batches joined all three splits; the first
-        # batch's examples kept theirs (models/intent_data/README.md).
+        "data_note": DATA_NOTE,
         "data_batches": batch_counts(data, config.data_dir),
         "test_micro_f1_by_batch": _micro_f1_by_batch(head, data, test, test_scores, config.data_dir),
         **evaluation,
