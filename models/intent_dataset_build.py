@@ -6,6 +6,11 @@ sometimes as words; `disfluent`: asr plus fillers and sometimes a restart).
 Whole groups go to train / validation / test (70/15/15, stratified by the
 group's first label), so no variant of a test utterance is trained on.
 
+A base file grows in batches: a `#@batch NAME` line starts a new batch, and
+each batch is split by the same rule among its own bases (seeded with its
+name). Adding a batch therefore leaves every earlier base in the split it was
+in (the test split keeps its examples) and spreads the new bases 70/15/15.
+
 `build_dataset` writes models/intent_data/<set>.jsonl and the counts in the
 data card (`python -m earshot.models.intent_dataset` runs it); building twice
 gives byte-identical files. models/intent_dataset.py loads what it writes.
@@ -110,17 +115,27 @@ def _variants(clean: str, rng: random.Random) -> list[tuple[str, str]]:
     return out
 
 
+BATCH_MARKER = "#@batch"
+
+
 @dataclass(frozen=True)
 class _Base:
     labels: tuple[str, ...]
     text: str
+    batch: str = ""  # "" = the first batch (the bases before any `#@batch` line)
 
 
 def read_bases(path: Path, known: Sequence[str]) -> list[_Base]:
-    """A base file: `labels<TAB>utterance` per line, labels comma-separated, `#` comments."""
+    """A base file: `labels<TAB>utterance` per line, labels comma-separated, `#` comments, `#@batch NAME` batches."""
     bases: list[_Base] = []
     seen: dict[str, int] = {}
+    batch = ""
     for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if raw.startswith(BATCH_MARKER):
+            batch = raw[len(BATCH_MARKER) :].strip()
+            if not batch:
+                raise data_error(path, number, f"`{BATCH_MARKER}` needs a name")
+            continue
         if not raw.strip() or raw.lstrip().startswith("#"):
             continue
         if raw.count("\t") != 1:
@@ -135,16 +150,18 @@ def read_bases(path: Path, known: Sequence[str]) -> list[_Base]:
         if key in seen:
             raise data_error(path, number, f"duplicate utterance (same as line {seen[key]})")
         seen[key] = number
-        bases.append(_Base(labels, text))
+        bases.append(_Base(labels, text, batch))
     return bases
 
 
 def assign_splits(bases: Sequence[_Base], labels: Sequence[str], seed: int, label_set: str) -> list[str]:
-    """Each base's split: 15% validation, 15% test, the rest train, within each first-label stratum."""
+    """Each base's split: 15% validation, 15% test, the rest train, within each batch's first-label strata."""
     splits = ["train"] * len(bases)
-    for label in labels:
-        members = [i for i, base in enumerate(bases) if base.labels[0] == label]
-        random.Random(f"{seed}:{label_set}:{label}").shuffle(members)
+    batches = sorted({base.batch for base in bases}, key=lambda name: min(i for i, b in enumerate(bases) if b.batch == name))
+    for batch, label in ((batch, label) for batch in batches for label in labels):
+        members = [i for i, base in enumerate(bases) if base.labels[0] == label and base.batch == batch]
+        # The first batch keeps the seed it always had, so its splits never move.
+        random.Random(f"{seed}:{label_set}:{label}" + (f":{batch}" if batch else "")).shuffle(members)
         n_val, n_test = (int(len(members) * SPLIT_SHARES[name] + 0.5) for name in ("validation", "test"))
         for i in members[:n_val]:
             splits[i] = "validation"
@@ -182,6 +199,26 @@ def build_dataset(data_dir: Path | None = None, seed: int = 13) -> dict[str, Int
 
 
 # ---------------------------------------------------------------- counts
+
+
+def batch_of_groups(data: IntentDataset, data_dir: Path | None = None) -> dict[str, str]:
+    """group -> the batch of bases it comes from ("original" = before any `#@batch` line)."""
+    path = (data_dir or DATA_DIR) / f"base_{data.label_set}.tsv"
+    batch_of: dict[str, str] = {}
+    if path.is_file():
+        bases = read_bases(path, data.labels)
+        batch_of = {f"{data.label_set}-g{n:04d}": base.batch or "original" for n, base in enumerate(bases, start=1)}
+    return {u.group: batch_of.get(u.group, "original") for u in data.examples}
+
+
+def batch_counts(data: IntentDataset, data_dir: Path | None = None) -> dict[str, dict[str, int]]:
+    """Examples per base batch and split, for evaluation files."""
+    batch_of = batch_of_groups(data, data_dir)
+    counts: dict[str, Counter[str]] = {}
+    for u in data.examples:
+        counts.setdefault(batch_of[u.group], Counter())[u.split] += 1
+    return {batch: {split: c[split] for split in SPLITS} for batch, c in counts.items()}
+
 
 
 def counts_markdown(datasets: dict[str, IntentDataset]) -> str:

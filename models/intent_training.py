@@ -19,6 +19,12 @@ micro-F1 0.835 that way, 0.855 this way on the interview set). Fine-tuning
 is too slow for five folds: it trains on train and tunes on validation.
 The test split is scored once, at the end. Everything is seeded, so a run
 reproduces the committed metrics.
+
+Frozen heads also read VADER's polarity of the text and put at least one
+label on every utterance (models/intent.py says why, with the numbers).
+Agents' corrections (`--with-feedback`) are merged by
+models/intent_feedback_data.py; the evaluation then compares the heads
+trained without and with them.
 """
 
 from __future__ import annotations
@@ -26,16 +32,26 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
 
 from earshot.models.encoder import SentenceEncoder, layer_means_tensor
-from earshot.models.intent import BUNDLED_ENCODER, HEADS_DIR, LABEL_SETS, IntentHead, head_path, label_scores
-from earshot.models.intent_dataset import DATA_DIR, IntentDataset, load_dataset
+from earshot.models.intent import (
+    BUNDLED_ENCODER,
+    HEADS_DIR,
+    LABEL_SETS,
+    IntentHead,
+    head_path,
+    label_scores,
+    sentiment_features,
+)
+from earshot.models.intent_dataset import DATA_DIR, IntentDataset, LabelledUtterance, load_dataset
+from earshot.models.intent_dataset_build import batch_counts, batch_of_groups
+from earshot.models.intent_evaluation import evaluate, tune_thresholds
+from earshot.models.intent_feedback import Correction
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +62,13 @@ FINETUNE_EPOCHS = 6
 FINETUNE_BATCH = 16
 FINETUNE_ENCODER_LR = 5e-5
 FINETUNE_HEAD_LR = 2e-3
-THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.025), 3)
-CONFUSION_PAIRS_SHOWN = 10
 THRESHOLD_FOLDS = 5
+DATA_NOTE = (
+    "data_batches: examples per batch of hand-written bases and split. 'original' is the data the first heads "
+    "were measured on (every example kept its split); 'hard-1' and 'hard-2' were appended in base_<set>.tsv after "
+    "'#@batch' lines, written for the confused pairs, and split by the same rule among their own bases "
+    "(models/intent_data/README.md). test_micro_f1_by_batch scores each batch's test examples."
+)
 
 
 @dataclass(frozen=True)
@@ -60,6 +80,10 @@ class TrainConfig:
     seed: int = 13
     data_dir: Optional[Path] = None
     out_dir: Path = HEADS_DIR
+    feedback: tuple[Correction, ...] = field(default=(), repr=False)  # agents' corrections to learn from
+    feedback_weight: float = 2.0  # loss weight of a corrected example (an ordinary one weighs 1)
+    sentiment: bool = True  # append VADER's polarity to the features (frozen heads; see models/intent.py)
+    at_least_one: bool = True  # every utterance gets a label (IntentHead.decide)
 
 
 @dataclass(frozen=True)
@@ -74,20 +98,121 @@ def evaluation_path(label_set: str, out_dir: Path = HEADS_DIR) -> Path:
     return out_dir / f"{label_set}.eval.json"
 
 
-def train_intent(config: TrainConfig) -> TrainResult:
-    import torch
+@dataclass
+class _Fit:
+    head: IntentHead
+    held_out_scores: np.ndarray
+    held_out_targets: np.ndarray
+    encoder: SentenceEncoder
 
+
+def train_intent(config: TrainConfig) -> TrainResult:
+    """Train one head, score it once on the test split, write head + evaluation.
+
+    With corrections (`config.feedback`), two heads are trained, without and
+    with them (models/intent_feedback_data.py), and the evaluation shows both
+    on the unchanged test split and on the corrections' held-out split; the
+    head with the corrections is the one written.
+    """
     if config.label_set not in LABEL_SETS:
         raise ValueError(f"unknown label set {config.label_set!r}; known: {', '.join(LABEL_SETS)}")
     data = load_dataset(config.label_set, config.data_dir)
+    train, validation, test = (data.split(name) for name in ("train", "validation", "test"))
+    features = _FeatureCache()
+    fit = _fit(config, data, train, validation, {}, features)
+    evaluation: dict[str, Any] = {}
+    if config.feedback:
+        from earshot.models.intent_feedback_data import merge_feedback
+
+        merged = merge_feedback(data, config.feedback, config.feedback_weight)
+        before = fit
+        fit = _fit(config, data, list(merged.train), list(merged.validation), merged.weights, features)
+        fit.head.training["feedback"] = {"weight": config.feedback_weight, **merged.counts}
+        held_out = list(merged.held_out)
+        evaluation["feedback"] = {
+            "weight": config.feedback_weight,
+            "counts": merged.counts,
+            "test_micro_f1": {"before": _micro_f1(before, data, test, features), "after": _micro_f1(fit, data, test, features)},
+            "corrections_held_out_micro_f1": {
+                "examples": len(held_out),
+                "before": _micro_f1(before, data, held_out, features) if held_out else None,
+                "after": _micro_f1(fit, data, held_out, features) if held_out else None,
+            },
+        }
+    head = fit.head
+    test_texts = [u.text for u in test]
+    test_scores = head.scores(features(fit.encoder, test_texts), test_texts)
+    evaluation = {
+        "label_set": config.label_set,
+        "training": head.training,
+        "thresholds": {name: round(float(t), 4) for name, t in zip(head.labels, head.thresholds)},
+        "held_out": evaluate(head.labels, head.decide(fit.held_out_scores), fit.held_out_targets),
+        "test": evaluate(head.labels, head.decide(test_scores), data.targets(test)),
+        "data_note": DATA_NOTE,
+        "data_batches": batch_counts(data, config.data_dir),
+        "test_micro_f1_by_batch": _micro_f1_by_batch(head, data, test, test_scores, config.data_dir),
+        **evaluation,
+    }
+    head_file = head_path(config.label_set, config.out_dir)
+    head.save(head_file)
+    evaluation_file = evaluation_path(config.label_set, config.out_dir)
+    evaluation_file.write_text(json.dumps(evaluation, indent=2) + "\n")
+    return TrainResult(head, evaluation, head_file, evaluation_file)
+
+
+class _FeatureCache:
+    """Layer means of the frozen encoder, computed once per text for all the heads a run trains."""
+
+    def __init__(self) -> None:
+        self._rows: dict[tuple[int, str], np.ndarray] = {}
+
+    def __call__(self, encoder: SentenceEncoder, texts: Sequence[str]) -> np.ndarray:
+        missing = sorted({t for t in texts if (id(encoder), t) not in self._rows})
+        for start in range(0, len(missing), 64):
+            chunk = missing[start : start + 64]
+            for text, row in zip(chunk, encoder.layer_means(chunk)):
+                self._rows[(id(encoder), text)] = row
+        if not texts:
+            return np.zeros((0, encoder.layer_features), dtype=np.float32)
+        return np.stack([self._rows[(id(encoder), t)] for t in texts])
+
+
+def _micro_f1_by_batch(
+    head: IntentHead, data: IntentDataset, test: Sequence[LabelledUtterance], scores: np.ndarray, data_dir: Optional[Path]
+) -> dict[str, float]:
+    """Test micro-F1 on each batch's test examples ("original": the examples the first heads were measured on)."""
+    batch_of = batch_of_groups(data, data_dir)
+    out = {}
+    for batch in sorted({batch_of[u.group] for u in test}, key=lambda b: (b != "original", b)):
+        rows = np.asarray([batch_of[u.group] == batch for u in test])
+        out[batch] = float(evaluate(head.labels, head.decide(scores[rows]), data.targets(test)[rows])["micro_f1"])
+    return out
+
+
+def _micro_f1(fit: _Fit, data: IntentDataset, examples: Sequence[LabelledUtterance], features: _FeatureCache) -> float:
+    texts = [u.text for u in examples]
+    scores = fit.head.scores(features(fit.encoder, texts), texts)
+    return float(evaluate(fit.head.labels, fit.head.decide(scores), data.targets(examples))["micro_f1"])
+
+
+def _fit(
+    config: TrainConfig,
+    data: IntentDataset,
+    train: list[LabelledUtterance],
+    validation: list[LabelledUtterance],
+    weights: dict[str, float],
+    features: _FeatureCache,
+) -> _Fit:
+    """One head (and, fine-tuning, its encoder) from these examples; thresholds from held-out scores."""
+    import torch
+
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
-    encoder = SentenceEncoder.load(config.encoder_dir, threads=0)
-    train, validation, test = (data.split(name) for name in ("train", "validation", "test"))
-
+    encoder = SentenceEncoder.load(config.encoder_dir, threads=0)  # fresh each time: fine-tuning changes it
+    sentiment = config.sentiment and not config.full_finetune  # the fine-tuned head reads layer means only
     if config.full_finetune:
         epochs = config.epochs or FINETUNE_EPOCHS
-        weight, bias = _finetune(encoder, data, train, epochs, config.seed)
+        weight, bias = _finetune(encoder, data, train, epochs, config.seed, _weights(train, weights))
         encoder_name = f"{config.label_set}-encoder"
         encoder.save(config.out_dir / encoder_name)  # the tuned encoder the head needs
         recorded_encoder = encoder_name
@@ -97,11 +222,15 @@ def train_intent(config: TrainConfig) -> TrainResult:
     else:
         epochs = config.epochs or FROZEN_EPOCHS
         seen = train + validation
-        features, targets = encoder.layer_means([u.text for u in seen]), data.targets(seen)
-        held_out_scores = _out_of_fold_scores(features, targets, [u.group for u in seen], epochs, config.seed)
+        texts = [u.text for u in seen]
+        x, targets = features(encoder, texts), data.targets(seen)
+        if sentiment:
+            x = np.hstack([x, sentiment_features(texts)]).astype(np.float32)
+        sample = _weights(seen, weights)
+        held_out_scores = _out_of_fold_scores(x, targets, [u.group for u in seen], epochs, config.seed, sample)
         held_out_targets = targets
         held_out = f"train+validation, {THRESHOLD_FOLDS}-fold out-of-fold"
-        weight, bias = _train_frozen_head(features, targets, epochs, config.seed)
+        weight, bias = _train_frozen_head(x, targets, epochs, config.seed, sample)
         recorded_encoder = config.encoder_dir or BUNDLED_ENCODER
 
     thresholds = tune_thresholds(held_out_scores, held_out_targets)
@@ -112,6 +241,8 @@ def train_intent(config: TrainConfig) -> TrainResult:
         bias,
         thresholds,
         recorded_encoder,
+        sentiment=sentiment,
+        at_least_one=config.at_least_one,
         training={
             "mode": "full_finetune" if config.full_finetune else "frozen",
             "encoder": encoder.path.name if not config.encoder_dir else config.encoder_dir,
@@ -122,22 +253,18 @@ def train_intent(config: TrainConfig) -> TrainResult:
             "data_sha256": _data_fingerprint(config.label_set, config.data_dir),
         },
     )
-    test_scores = head.scores(encoder.layer_means([u.text for u in test]))
-    evaluation = {
-        "label_set": config.label_set,
-        "training": head.training,
-        "thresholds": {name: round(float(t), 4) for name, t in zip(head.labels, head.thresholds)},
-        "held_out": evaluate(head.labels, head.decide(held_out_scores), held_out_targets),
-        "test": evaluate(head.labels, head.decide(test_scores), data.targets(test)),
-    }
-    head_file = head_path(config.label_set, config.out_dir)
-    head.save(head_file)
-    evaluation_file = evaluation_path(config.label_set, config.out_dir)
-    evaluation_file.write_text(json.dumps(evaluation, indent=2) + "\n")
-    return TrainResult(head, evaluation, head_file, evaluation_file)
+    return _Fit(head, held_out_scores, held_out_targets, encoder)
 
 
-def _train_frozen_head(embeddings: np.ndarray, targets: np.ndarray, epochs: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _weights(examples: Sequence[LabelledUtterance], weights: dict[str, float]) -> Optional[np.ndarray]:
+    if not weights:
+        return None
+    return np.asarray([weights.get(u.id, 1.0) for u in examples], dtype=np.float32)
+
+
+def _train_frozen_head(
+    embeddings: np.ndarray, targets: np.ndarray, epochs: int, seed: int, sample_weight: Optional[np.ndarray] = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Logistic regression per label, trained together (full batch) on fixed embeddings."""
     import torch
 
@@ -145,18 +272,21 @@ def _train_frozen_head(embeddings: np.ndarray, targets: np.ndarray, epochs: int,
     x = torch.from_numpy(embeddings)
     y = torch.from_numpy(targets)
     layer = torch.nn.Linear(x.shape[1], y.shape[1])
-    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=_positive_weight(targets))
+    loss_fn = _loss(targets, sample_weight)
     optimiser = torch.optim.AdamW(layer.parameters(), lr=FROZEN_LEARNING_RATE, weight_decay=FROZEN_WEIGHT_DECAY)
     for _ in range(epochs):
         optimiser.zero_grad()
-        loss = loss_fn(layer(x), y)
+        loss = loss_fn(layer(x), y, None)
         loss.backward()
         optimiser.step()
     log.debug("frozen head: final training loss %.4f", float(loss.detach()))
     return layer.weight.detach().numpy().copy(), layer.bias.detach().numpy().copy()
 
 
-def _out_of_fold_scores(features: np.ndarray, targets: np.ndarray, groups: Sequence[str], epochs: int, seed: int) -> np.ndarray:
+def _out_of_fold_scores(
+    features: np.ndarray, targets: np.ndarray, groups: Sequence[str], epochs: int, seed: int,
+    sample_weight: Optional[np.ndarray] = None,
+) -> np.ndarray:
     """Each utterance scored by a head that did not train on its group."""
     names = sorted(set(groups))
     np.random.default_rng(seed).shuffle(names)
@@ -164,12 +294,16 @@ def _out_of_fold_scores(features: np.ndarray, targets: np.ndarray, groups: Seque
     folds = np.array([fold_of[group] for group in groups])
     scores = np.zeros_like(targets)
     for fold in range(THRESHOLD_FOLDS):
-        weight, bias = _train_frozen_head(features[folds != fold], targets[folds != fold], epochs, seed)
+        fold_weight = None if sample_weight is None else sample_weight[folds != fold]
+        weight, bias = _train_frozen_head(features[folds != fold], targets[folds != fold], epochs, seed, fold_weight)
         scores[folds == fold] = label_scores(features[folds == fold], weight, bias)
     return scores
 
 
-def _finetune(encoder: SentenceEncoder, data: IntentDataset, train: Sequence[Any], epochs: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _finetune(
+    encoder: SentenceEncoder, data: IntentDataset, train: Sequence[Any], epochs: int, seed: int,
+    sample_weight: Optional[np.ndarray] = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Train the encoder and the head together, mini-batch, on the same layer means the head reads."""
     import torch
 
@@ -179,7 +313,7 @@ def _finetune(encoder: SentenceEncoder, data: IntentDataset, train: Sequence[Any
     texts = [u.text for u in train]
     targets = torch.from_numpy(data.targets(train))
     head = torch.nn.Linear(encoder.layer_features, len(data.labels))
-    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=_positive_weight(targets.numpy()))
+    loss_fn = _loss(targets.numpy(), sample_weight)
     optimiser = torch.optim.AdamW(
         [{"params": model.parameters(), "lr": FINETUNE_ENCODER_LR}, {"params": head.parameters(), "lr": FINETUNE_HEAD_LR}]
     )
@@ -188,7 +322,7 @@ def _finetune(encoder: SentenceEncoder, data: IntentDataset, train: Sequence[Any
         total = 0.0
         for batch in torch.randperm(len(texts), generator=order).split(FINETUNE_BATCH):
             features = layer_means_tensor(model, [texts[i] for i in batch])
-            loss = loss_fn(head(features), targets[batch])
+            loss = loss_fn(head(features), targets[batch], batch)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -198,6 +332,23 @@ def _finetune(encoder: SentenceEncoder, data: IntentDataset, train: Sequence[Any
     return head.weight.detach().numpy().copy(), head.bias.detach().numpy().copy()
 
 
+def _loss(targets: np.ndarray, sample_weight: Optional[np.ndarray]) -> Any:
+    """Binary cross-entropy with positives weighed up, each example weighed by `sample_weight` (corrections)."""
+    import torch
+
+    bce = torch.nn.BCEWithLogitsLoss(pos_weight=_positive_weight(targets), reduction="none")
+    weights = None if sample_weight is None else torch.from_numpy(sample_weight)
+
+    def loss(logits: Any, y: Any, rows: Any) -> Any:
+        per_example = bce(logits, y).mean(dim=1)
+        if weights is None:
+            return per_example.mean()
+        w = weights if rows is None else weights[rows]
+        return (per_example * w).sum() / w.sum()
+
+    return loss
+
+
 def _positive_weight(targets: np.ndarray) -> Any:
     """Each label is positive in a small share of examples; weigh positives up so recall is not starved."""
     import torch
@@ -205,65 +356,6 @@ def _positive_weight(targets: np.ndarray) -> Any:
     positives = targets.sum(axis=0)
     negatives = len(targets) - positives
     return torch.from_numpy(np.clip(negatives / np.maximum(positives, 1), 1.0, 10.0).astype(np.float32))
-
-
-def tune_thresholds(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """Per label, the threshold with the best F1 on these examples (ties: the one nearest 0.5)."""
-    chosen = []
-    for column in range(targets.shape[1]):
-        truth = targets[:, column] > 0.5
-        best = max(
-            THRESHOLD_GRID,
-            key=lambda t: (round(_f1(scores[:, column] >= t, truth), 6), -abs(t - 0.5)),
-        )
-        chosen.append(best)
-    return np.asarray(chosen, dtype=np.float32)
-
-
-def _f1(predicted: np.ndarray, truth: np.ndarray) -> float:
-    tp = float(np.sum(predicted & truth))
-    fp = float(np.sum(predicted & ~truth))
-    fn = float(np.sum(~predicted & truth))
-    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
-
-
-def evaluate(labels: Sequence[str], predicted: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
-    """Micro/macro F1, per-label precision/recall/F1, exact matches and the commonest confusions."""
-    truth = targets > 0.5
-    per_label: dict[str, dict[str, float]] = {}
-    for column, name in enumerate(labels):
-        p, t = predicted[:, column], truth[:, column]
-        tp, fp, fn = int(np.sum(p & t)), int(np.sum(p & ~t)), int(np.sum(~p & t))
-        per_label[name] = {
-            "precision": _ratio(tp, tp + fp),
-            "recall": _ratio(tp, tp + fn),
-            "f1": round(_f1(p, t), 4),
-            "support": int(t.sum()),
-        }
-    tp, fp, fn = int(np.sum(predicted & truth)), int(np.sum(predicted & ~truth)), int(np.sum(~predicted & truth))
-    confusions: Counter[tuple[str, str]] = Counter()
-    for row_predicted, row_truth in zip(predicted, truth):
-        # Every wrongly predicted label is charged to each label the utterance really has.
-        for wrong in np.flatnonzero(row_predicted & ~row_truth):
-            for right in np.flatnonzero(row_truth):
-                confusions[(labels[right], labels[wrong])] += 1
-    return {
-        "examples": int(len(targets)),
-        "micro_precision": _ratio(tp, tp + fp),
-        "micro_recall": _ratio(tp, tp + fn),
-        "micro_f1": round(2 * tp / (2 * tp + fp + fn), 4) if tp else 0.0,
-        "macro_f1": round(float(np.mean([m["f1"] for m in per_label.values()])), 4),
-        "exact_match": round(float(np.mean(np.all(predicted == truth, axis=1))), 4),
-        "per_label": per_label,
-        "confusion_pairs": [
-            {"true": true, "predicted": wrong, "count": count}
-            for (true, wrong), count in confusions.most_common(CONFUSION_PAIRS_SHOWN)
-        ],
-    }
-
-
-def _ratio(numerator: int, denominator: int) -> float:
-    return round(numerator / denominator, 4) if denominator else 0.0
 
 
 def _data_fingerprint(label_set: str, data_dir: Optional[Path]) -> str:
@@ -278,11 +370,16 @@ def run_train_intent(
     epochs: int,
     out_dir: Path,
     data_dir: Optional[Path],
+    feedback: Sequence[Correction] = (),
+    feedback_weight: float = 2.0,
 ) -> int:
     """The `earshot train-intent` command: train, write head + evaluation, print a summary."""
     for label_set in label_sets:
         result = train_intent(
-            TrainConfig(label_set, encoder_dir, full_finetune, epochs, data_dir=data_dir, out_dir=out_dir)
+            TrainConfig(
+                label_set, encoder_dir, full_finetune, epochs, data_dir=data_dir, out_dir=out_dir,
+                feedback=tuple(feedback), feedback_weight=feedback_weight,
+            )
         )
         test = result.evaluation["test"]
         print(
@@ -291,5 +388,14 @@ def run_train_intent(
         )
         for name, metrics in test["per_label"].items():
             print(f"  {name:<24} P {metrics['precision']:.2f}  R {metrics['recall']:.2f}  F1 {metrics['f1']:.2f}  n={metrics['support']}")
+        if "feedback" in result.evaluation:
+            fb = result.evaluation["feedback"]
+            held = fb["corrections_held_out_micro_f1"]
+            print(
+                f"  corrections: {fb['counts']['this_label_set']} of this label set, {fb['counts']['added']} added, "
+                f"{fb['counts']['relabelled_examples']} examples relabelled, {held['examples']} held out; "
+                f"test micro-F1 {fb['test_micro_f1']['before']:.3f} -> {fb['test_micro_f1']['after']:.3f}"
+                + (f", held-out corrections {held['before']:.3f} -> {held['after']:.3f}" if held["examples"] else "")
+            )
         print(f"  wrote {result.head_file} and {result.evaluation_file}")
     return 0

@@ -12,7 +12,7 @@ heads in use stay, the error is logged, and the admin call answers 409
 for meanwhile waits for it, then reads the files again.
 
 The encoder the heads name is loaded again only when it is not the shared one
-(server/encoder_service.py `_load_intents`): a head trained on another encoder
+(server/encoder_service.py `load_classifier`): a head trained on another encoder
 brings it along, as at start.
 
 Cost (measured: 10 reloads of the bundled heads in one process, on the shared
@@ -31,7 +31,7 @@ from typing import Any
 
 from earshot.models.intent import HEADS_DIR, LABEL_SETS, IntentClassifier, IntentHeadError
 from earshot.models.model_files import ModelMissingError
-from earshot.server.encoder_service import EncoderService, _load_intents
+from earshot.server.encoder_service import EncoderService, load_classifier
 from earshot.server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -67,13 +67,13 @@ class IntentReloader:
             started = time.perf_counter()
             try:
                 # Reading the files, and any encoder they name, is blocking work: not on the event loop.
-                fresh: IntentClassifier = await asyncio.to_thread(_load_intents, self._settings, self._encoders.encoder)
+                fresh: IntentClassifier = await asyncio.to_thread(load_classifier, self._settings, self._encoders.encoder)
                 for label_set in LABEL_SETS:
                     await self._encoders.run(fresh.classify, TRIAL_TEXT, label_set)
             except (IntentHeadError, ModelMissingError, OSError, ValueError, RuntimeError) as exc:
                 log.error("intent heads not reloaded from %s (the heads in use stay): %s", self.heads_dir, exc)
                 raise ReloadError(409, "intent_heads_invalid", f"the heads in use stay: {exc}") from None
-            self._encoders.swap_intents(fresh)
+            self._encoders.use_intents(fresh)
             self.reloads += 1
             took_s = time.perf_counter() - started
         log.info("intent heads reloaded from %s in %.2f s (reload %d)", self.heads_dir, took_s, self.reloads)

@@ -313,6 +313,15 @@ class Settings:
     intent_partials: bool = field(
         default=False, metadata=_help("also classify the settled words of partials (more events, more CPU)")
     )
+    encoder_backend: str = field(
+        default="onnx", metadata=_help("run the sentence encoder on onnx (ONNX Runtime, BERT-family encoders) or torch")
+    )
+    encoder_onnx_cache: str = field(
+        default="", metadata=_help("where the encoder's local ONNX export is kept; empty = ~/.cache/earshot/onnx")
+    )
+    encoder_cache_size: int = field(
+        default=1024, metadata=_help("texts whose encoder vectors are kept, so intents, topics and knowledge share a pass")
+    )
 
     # --- Agent assist ---
     assist_knowledge: str = field(

@@ -74,6 +74,8 @@ def settings_problems(s: "Settings") -> list[str]:
     check(s.assist_topic_llm in ("auto", "on", "off"), "assist_topic_llm must be auto, on or off")
     check(-1.0 <= s.assist_topic_floor <= 1.0, "assist_topic_floor must be in -1..1 (a cosine similarity)")
     check(-1.0 <= s.assist_suggestion_floor <= 1.0, "assist_suggestion_floor must be in -1..1 (a cosine similarity)")
+    check(s.encoder_backend in ("onnx", "torch"), "encoder_backend must be onnx or torch")
+    check(s.encoder_cache_size >= 0, "encoder_cache_size must be 0 or more")
     check(s.connect_timeout_s >= 1, "connect_timeout_s must be at least 1")
     check(s.media_timeout_s >= 1, "media_timeout_s must be at least 1")
     check(s.long_silence_s > 0, "long_silence_s must be positive")

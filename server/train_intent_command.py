@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 
 from earshot.models.intent import HEADS_DIR, LABEL_SETS
+from earshot.models.intent_feedback import Correction, CorrectionError, read_jsonl
 from earshot.server.cli import Command, CommandError
 
 
@@ -20,6 +21,33 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=0, help="0 = the default of the chosen way")
     parser.add_argument("--data-dir", type=Path, default=None, help="labelled data directory; default: the bundled data set")
     parser.add_argument("--out", type=Path, default=None, help="where heads and evaluations go; default: the bundled heads")
+    parser.add_argument("--with-feedback", action="store_true",
+                        help="also learn from agents' intent corrections: those stored in the servers' Redis "
+                             "(EARSHOT_REDIS_URL and EARSHOT_DATA_DIR, or EARSHOT_SETTINGS_FILE), or --feedback-file")
+    parser.add_argument("--feedback-file", type=Path, default=None,
+                        help="JSONL of corrections (`earshot export corrections`); implies --with-feedback")
+    parser.add_argument("--feedback-weight", type=float, default=2.0, help="loss weight of a corrected example (others weigh 1)")
+
+
+def _corrections(args: argparse.Namespace) -> list[Correction]:
+    """The corrections to learn from: none, those of --feedback-file, or those stored by the servers."""
+    if not (args.with_feedback or args.feedback_file):
+        return []
+    if args.feedback_weight <= 0:
+        raise CommandError(f"--feedback-weight must be positive, got {args.feedback_weight}")
+    if args.feedback_file is None:
+        # The servers' store: their Redis and storage keys, from the environment or EARSHOT_SETTINGS_FILE
+        # (this command's --data-dir is the labelled data's, so the settings' flags are not taken here).
+        from earshot.server.feedback_store import load_corrections
+        from earshot.server.settings_sources import settings_from_env
+
+        return load_corrections(settings_from_env())
+    try:
+        return read_jsonl(args.feedback_file)
+    except OSError as exc:
+        raise CommandError(f"cannot read corrections {args.feedback_file}: {exc.strerror or exc}") from None
+    except CorrectionError as exc:
+        raise CommandError(f"bad correction: {exc}") from None
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -27,10 +55,17 @@ def _run(args: argparse.Namespace) -> int:
     from earshot.models.intent_training import run_train_intent
 
     label_sets = LABEL_SETS if args.label_set == "all" else (args.label_set,)
+    corrections = _corrections(args)
     try:
-        return run_train_intent(label_sets, args.encoder, args.full_finetune, args.epochs, args.out or HEADS_DIR, args.data_dir)
+        return run_train_intent(
+            label_sets, args.encoder, args.full_finetune, args.epochs, args.out or HEADS_DIR, args.data_dir,
+            feedback=corrections, feedback_weight=args.feedback_weight,
+        )
     except IntentDataError as exc:
         raise CommandError(str(exc)) from None
+    except CorrectionError as exc:
+        where = f"{args.feedback_file}: " if args.feedback_file else ""
+        raise CommandError(f"bad correction: {where}{exc}") from None
 
 
 COMMAND = Command(

@@ -132,6 +132,31 @@ def test_building_reproduces_the_committed_files_byte_for_byte(tmp_path):
     assert all((built / name).read_bytes() == content for name, content in first.items())
 
 
+def test_a_later_batch_of_bases_leaves_every_earlier_example_in_its_split(tmp_path):
+    """The harder bases were appended as batches: without them the build is the original data set, line for line."""
+    built = copy_sources(tmp_path / "data")
+    for label_set in LABEL_SETS:
+        base = built / f"base_{label_set}.tsv"
+        text = base.read_text()
+        assert "\n#@batch " in text
+        base.write_text(text[: text.index("\n#@batch ") + 1])
+    build_dataset(built)
+    for label_set in LABEL_SETS:
+        before = (built / f"{label_set}.jsonl").read_text().splitlines()
+        now = (DATA_DIR / f"{label_set}.jsonl").read_text().splitlines()
+        assert now[: len(before)] == before and len(now) > len(before)
+        added = [json.loads(line) for line in now[len(before):]]
+        assert {record["split"] for record in added} == {"train", "validation", "test"}
+
+
+def test_a_batch_line_needs_a_name(tmp_path):
+    built = copy_sources(tmp_path / "data")
+    base = built / "base_interview.tsv"
+    base.write_text(base.read_text() + "#@batch\n")
+    with pytest.raises(IntentDataError, match=r"base_interview\.tsv:\d+: `#@batch` needs a name"):
+        build_dataset(built)
+
+
 def test_an_unknown_label_in_a_data_file_names_the_file_line_and_label(tmp_path):
     data = copy_sources(tmp_path / "data")
     shutil.copy(DATA_DIR / "call_center.jsonl", data / "call_center.jsonl")

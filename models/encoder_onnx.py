@@ -1,0 +1,175 @@
+"""The sentence encoder on ONNX Runtime: the installed MiniLM, exported locally, run on one thread.
+
+    SentenceEncoder (torch) --torch.onnx.export, once--> <cache>/<name>-<key>.onnx --ONNX Runtime--> layer means
+
+The graph computes what `layer_means_tensor` computes (each layer's masked
+token mean, unit length, side by side), so one pass gives the intent heads'
+features and, in its last layer's slice, the sentence embedding topics and
+knowledge search use. Nothing is downloaded: the graph is exported from the
+weights already installed, into a cache directory (a setting), on the first
+start that needs it; the file name carries a hash of the weights and config,
+so a changed model never meets a stale graph. Each load checks the graph
+against torch on a few probe sentences and refuses one that disagrees.
+
+Measured on the dev container (2 shared cores under load ~6, one thread,
+`python -m bench.intent_bench --intent-only`, test-split utterances, encoder +
+head): torch p50 12.4-13.0 ms / p95 17.9-19.5 ms per utterance, ONNX Runtime
+p50 5.1-5.6 ms / p95 7.7-8.5 ms.
+BERT-family encoders (the bundled MiniLM) take this path; RoBERTa and other
+encoders stay on torch (`encoder_backend` = torch forces torch for all).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+EXPORT_FORMAT = 1  # bump when the exported graph changes, so old cache files are not reused
+OPSET = 17
+MATCH_TOLERANCE = 1e-4  # largest absolute difference from torch a graph may show (features are unit vectors)
+ONNX_MODEL_TYPES = ("bert",)  # encoders exported; others (RoBERTa...) stay on torch
+PROBES = (
+    "um could you say the question one more time",
+    "hi",
+    "i want to cancel my internet because it keeps dropping every night and nobody has fixed it yet",
+)
+
+
+class OnnxExportError(RuntimeError):
+    """The encoder could not be exported, or the exported graph does not match torch."""
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "earshot" / "onnx"
+
+
+def supports_onnx(model: Any) -> bool:
+    return str(getattr(model[0].auto_model.config, "model_type", "")) in ONNX_MODEL_TYPES
+
+
+def model_key(model_dir: Path) -> str:
+    """A hash of the encoder's config and weights (and the export format): the cache file's name."""
+    digest = hashlib.sha256(f"format {EXPORT_FORMAT} opset {OPSET}".encode())
+    for name in sorted(p.name for p in model_dir.iterdir() if p.suffix in (".json", ".safetensors", ".bin")):
+        digest.update(name.encode())
+        with (model_dir / name).open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def _graph_module(model: Any) -> Any:
+    import torch
+
+    class LayerMeans(torch.nn.Module):
+        def __init__(self, auto_model: Any) -> None:
+            super().__init__()
+            self.auto_model = auto_model
+
+        def forward(self, input_ids: Any, attention_mask: Any) -> Any:
+            hidden = self.auto_model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True).hidden_states[1:]
+            mask = attention_mask.unsqueeze(-1).to(hidden[0].dtype)
+            means = [torch.nn.functional.normalize((h * mask).sum(1) / mask.sum(1).clamp(min=1), dim=1) for h in hidden]
+            return torch.cat(means, dim=1)
+
+    return LayerMeans(model[0].auto_model).eval()
+
+
+def export(model: Any, path: Path) -> None:
+    """Write the layer-means graph of `model` (a SentenceTransformer) to `path`, atomically."""
+    import torch
+
+    try:
+        import onnx  # noqa: F401 - torch.onnx.export needs it; say so plainly when it is missing
+    except ImportError:
+        raise OnnxExportError("exporting the encoder needs the onnx package: pip install onnx") from None
+    batch = model[0].tokenizer(list(PROBES[:2]), padding=True, return_tensors="pt")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with torch.inference_mode(), warnings.catch_warnings():
+            # The tracer warns about shape checks that are constant for an encoder (is_causal, index ops);
+            # the graph is checked against torch on load instead.
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                _graph_module(model),
+                (batch["input_ids"], batch["attention_mask"]),
+                str(partial),
+                input_names=["input_ids", "attention_mask"],
+                output_names=["layer_means"],
+                dynamic_axes={
+                    "input_ids": {0: "batch", 1: "tokens"},
+                    "attention_mask": {0: "batch", 1: "tokens"},
+                    "layer_means": {0: "batch"},
+                },
+                opset_version=OPSET,
+                dynamo=False,
+            )
+        os.replace(partial, path)
+    except Exception as exc:  # noqa: BLE001 - any exporter failure means: stay on torch
+        partial.unlink(missing_ok=True)
+        raise OnnxExportError(f"cannot export the encoder to ONNX: {type(exc).__name__}: {exc}") from None
+
+
+class OnnxLayerMeans:
+    """An ONNX Runtime session over an exported encoder, with the encoder's own tokenizer."""
+
+    def __init__(self, path: Path, tokenizer: Any, max_length: int, threads: int = 1) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = max(1, threads)
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001 - a corrupt cache file: re-export or stay on torch
+            raise OnnxExportError(f"cannot load {path}: {type(exc).__name__}: {exc}") from None
+        self._tokenizer = tokenizer
+        self._max_length = max_length
+        self.path = path
+
+    def __call__(self, sentences: Sequence[str]) -> np.ndarray:
+        batch = self._tokenizer(
+            list(sentences), padding=True, truncation=True, max_length=self._max_length, return_tensors="np"
+        )
+        feeds = {name: np.asarray(batch[name], dtype=np.int64) for name in ("input_ids", "attention_mask")}
+        return np.asarray(self._session.run(None, feeds)[0], dtype=np.float32)
+
+
+def max_difference(onnx: OnnxLayerMeans, torch_features: Any) -> float:
+    """The largest absolute difference between ONNX and torch features on the probe sentences."""
+    return float(np.max(np.abs(onnx(PROBES) - torch_features(list(PROBES)))))
+
+
+def load_onnx(model: Any, model_dir: Path, cache_dir: Path, threads: int, torch_features: Any) -> OnnxLayerMeans:
+    """The cached graph of this encoder (exported first if absent), checked against torch.
+
+    Raises OnnxExportError when the encoder cannot be exported or its graph
+    disagrees with torch; the caller then stays on torch.
+    """
+    path = cache_dir / f"{model_dir.name}-{model_key(model_dir)}.onnx"
+    if not path.is_file():
+        log.info("exporting the sentence encoder to %s (once per model)", path)
+        export(model, path)
+    transformer = model[0]
+    try:
+        session = OnnxLayerMeans(path, transformer.tokenizer, transformer.max_seq_length, threads)
+    except OnnxExportError:
+        log.warning("the cached graph %s does not load; exporting it again", path)
+        export(model, path)
+        session = OnnxLayerMeans(path, transformer.tokenizer, transformer.max_seq_length, threads)
+    difference = max_difference(session, torch_features)
+    if difference > MATCH_TOLERANCE:
+        raise OnnxExportError(f"{path} differs from torch by {difference:.2e} (> {MATCH_TOLERANCE:.0e})")
+    return session

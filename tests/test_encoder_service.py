@@ -1,0 +1,173 @@
+"""The encoder service: one encoder pass per text for intents, topics and knowledge; simultaneous requests batched.
+
+Runs the real bundled MiniLM (torch backend here: the ONNX path has its own
+tests in test_encoder_onnx.py) and the shipped intent heads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from earshot.models.encoder import SentenceEncoder
+from earshot.models.intent import HEADS_DIR, LABEL_SETS, IntentClassifier, IntentHeadError
+from earshot.server.encoder_service import EncoderService, load_classifier
+from earshot.server.settings import Settings
+
+FINALS = [
+    "hi i'm calling about my bill it went up again",
+    "the internet keeps dropping every evening",
+    "um could you say the question one more time",
+    "i want to cancel the streaming add-on",
+    "thanks you've been really helpful",
+]
+
+
+@pytest.fixture(scope="module")
+def encoder() -> SentenceEncoder:
+    return SentenceEncoder.load("", threads=1)
+
+
+@pytest.fixture(scope="module")
+def classifier(encoder) -> IntentClassifier:
+    return load_classifier(Settings(encoder_backend="torch"), encoder)
+
+
+class Counting:
+    """Counts the encoder passes (and the texts in each) the service makes."""
+
+    def __init__(self, encoder: SentenceEncoder, monkeypatch) -> None:
+        self.passes: list[int] = []
+        layer_means, encode = encoder.layer_means, encoder.encode
+
+        def counted_layer_means(texts):
+            self.passes.append(len(texts))
+            return layer_means(texts)
+
+        def counted_encode(texts):
+            self.passes.append(len(texts))
+            return encode(texts)
+
+        monkeypatch.setattr(encoder, "layer_means", counted_layer_means)
+        monkeypatch.setattr(encoder, "encode", counted_encode)
+
+
+async def test_knowledge_search_of_a_final_reuses_the_pass_its_intent_made(encoder, classifier, monkeypatch):
+    expected = encoder.encode([FINALS[0]])
+    service = EncoderService(encoder, classifier, cache_size=64)
+    counting = Counting(encoder, monkeypatch)
+    try:
+        prediction = await service.classify(FINALS[0], "call_center")
+        vectors = await service.encode([FINALS[0]])  # what the assist agent's topic and knowledge search ask for
+        again = await service.encode([FINALS[0]])
+    finally:
+        service.close()
+    assert counting.passes == [1]
+    assert {label.name for label in prediction.labels} == {label.name for label in classifier.classify(FINALS[0], "call_center").labels}
+    assert np.abs(vectors - expected).max() < 1e-4
+    assert np.array_equal(vectors, again)
+    assert service.cache.hits == 2 and service.cache.misses == 1
+
+
+async def test_simultaneous_finals_go_through_the_encoder_as_one_batch(encoder, classifier, monkeypatch):
+    service = EncoderService(encoder, classifier, cache_size=64)
+    counting = Counting(encoder, monkeypatch)
+    try:
+        predictions = await asyncio.gather(*(service.classify(text, "call_center") for text in FINALS))
+    finally:
+        service.close()
+    assert counting.passes == [len(FINALS)]
+    for text, prediction in zip(FINALS, predictions):
+        alone = classifier.classify(text, "call_center")
+        assert prediction.scores.keys() == alone.scores.keys()
+        assert max(abs(prediction.scores[k] - alone.scores[k]) for k in alone.scores) < 1e-3
+        assert prediction.inference_s > 0
+
+
+async def test_finals_arriving_while_the_encoder_is_busy_wait_and_go_together(encoder, classifier, monkeypatch):
+    service = EncoderService(encoder, classifier, cache_size=64)
+    counting = Counting(encoder, monkeypatch)
+    try:
+        first = asyncio.ensure_future(service.classify(FINALS[0], "call_center"))
+        await asyncio.sleep(0)  # the first pass starts on the encoder thread
+        await asyncio.sleep(0)
+        rest = [asyncio.ensure_future(service.classify(text, "call_center")) for text in FINALS[1:]]
+        await asyncio.gather(first, *rest)
+    finally:
+        service.close()
+    assert sum(counting.passes) == len(FINALS)
+    assert len(counting.passes) < len(FINALS), counting.passes  # the ones that waited shared a pass
+
+
+async def test_the_cache_is_bounded_and_keeps_the_recent_texts(encoder, classifier):
+    service = EncoderService(encoder, classifier, cache_size=2)
+    try:
+        for text in FINALS[:3]:
+            await service.encode([text])
+    finally:
+        service.close()
+    assert len(service.cache) == 2
+    assert service.cache.get(("features", FINALS[0])) is None
+    assert service.cache.get(("features", FINALS[2])) is not None
+
+
+async def test_without_intents_embeddings_still_come_one_pass_per_text(encoder, monkeypatch):
+    service = EncoderService(encoder, None, cache_size=8)
+    counting = Counting(encoder, monkeypatch)
+    try:
+        first = await service.encode(FINALS[:2])
+        second = await service.encode(FINALS[1:3])
+    finally:
+        service.close()
+    assert counting.passes == [2, 1]
+    assert first.shape == (2, 384) and np.array_equal(first[1], second[0])
+    with pytest.raises(RuntimeError, match="intent classification is off"):
+        await service.classify(FINALS[0], "call_center")
+
+
+async def test_a_failed_pass_fails_its_waiters_and_the_next_request_works(encoder, classifier, monkeypatch):
+    service = EncoderService(encoder, classifier, cache_size=8)
+    real = encoder.layer_means
+    calls = []
+
+    def flaky(texts):
+        calls.append(len(texts))
+        if len(calls) == 1:
+            raise RuntimeError("encoder fell over")
+        return real(texts)
+
+    monkeypatch.setattr(encoder, "layer_means", flaky)
+    try:
+        results = await asyncio.gather(*(service.classify(t, "interview") for t in FINALS[:2]), return_exceptions=True)
+        assert all(isinstance(r, RuntimeError) and "fell over" in str(r) for r in results)
+        assert (await service.classify(FINALS[0], "interview")).scores
+    finally:
+        service.close()
+    with pytest.raises(IntentHeadError, match="no intent head for label set 'sales'"):
+        await service.classify("hello", "sales")
+
+
+def test_load_classifier_builds_a_new_one_and_leaves_the_one_in_use_alone(encoder, classifier, tmp_path):
+    service = EncoderService(encoder, classifier)
+    heads = tmp_path / "heads"
+    shutil.copytree(HEADS_DIR, heads)
+    settings = Settings(encoder_backend="torch", intent_heads_dir=str(heads))
+    fresh = load_classifier(settings, encoder)
+    assert fresh is not classifier and fresh.encoder is encoder and set(fresh.heads) == set(LABEL_SETS)
+    assert service.intents is classifier
+
+    data = json.loads((heads / "call_center.json").read_text())
+    data["weight"] = data["weight"][:-1]
+    (heads / "call_center.json").write_text(json.dumps(data))
+    with pytest.raises(IntentHeadError, match="call_center.json: 9 labels but weight"):
+        load_classifier(settings, encoder)
+    with pytest.raises(IntentHeadError, match="does not exist"):
+        load_classifier(Settings(encoder_backend="torch", intent_heads_dir=str(tmp_path / "nowhere")), encoder)
+    assert service.intents is classifier
+    service.use_intents(fresh)
+    assert service.intents is fresh
+    service.close()
