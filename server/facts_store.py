@@ -12,19 +12,23 @@ expired): facts of a deleted call must not come back. The facts expire with the 
 reports (retention_reports_s, counted from its creation, as every session key is).
 
 The index can outlive facts (a session expires, or is erased); readers skip those ids and
-prune the index.
+prune the index. Facts sealed under a key the reader's settings lack (another deployment on
+the same Redis) are left out of a listing and logged.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any, Optional
 
 import redis.asyncio as aioredis
 
-from earshot.server.at_rest import Sealer
+from earshot.server.at_rest import SealError, Sealer
 from earshot.server.store import guarded
 from earshot.server.store_keys import session_key
+
+log = logging.getLogger(__name__)
 
 ENDED_INDEX = "earshot:analytics:ended"
 TOTALS = "earshot:analytics:totals"
@@ -78,7 +82,15 @@ class FactsStore:
         gone = [i for i, raw in zip(ids, raws) if raw is None]
         if gone:  # expired or erased since: the index forgets them
             await guarded(lambda: self._redis.zrem(ENDED_INDEX, *gone))
-        return [json.loads(self._sealer.unseal(i, raw)) for i, raw in zip(ids, raws) if raw is not None]
+        found = []
+        for session_id, raw in zip(ids, raws):
+            if raw is None:
+                continue
+            try:
+                found.append(json.loads(self._sealer.unseal(session_id, raw)))
+            except SealError as exc:  # sealed under a key these settings lack: left out, not a failed page
+                log.warning("facts of session %s left out: %s", session_id, exc)
+        return found
 
     async def totals(self) -> dict[str, float]:
         raw = await guarded(lambda: self._redis.hgetall(TOTALS))

@@ -231,3 +231,12 @@ def test_who_sees_which_calls_facts():
     assert seen_by("lead", "supervisor", "red") and not seen_by("lead", "supervisor", "blue")
     assert seen_by("root", "admin", "") and not seen_by("dana", "candidate", "red")
     assert _visible(None, facts), "auth none: anyone on the server"
+
+
+async def test_facts_under_another_deployments_key_are_left_out_of_a_listing(harness):
+    session_id = await harness.ended_call(summary())
+    worker, _ = harness.worker("w")
+    await harness.run(worker)
+    other = FactsStore(harness.client, Sealer([StorageKey.new()]), Settings().retention_reports_s)
+    assert await other.ended_between(0, time.time(), 10) == []
+    assert [f["meta"]["session_id"] for f in await harness.facts.ended_between(0, time.time(), 10)] == [session_id]
