@@ -20,6 +20,11 @@ is too slow for five folds: it trains on train and tunes on validation.
 The test split is scored once, at the end. Everything is seeded, so a run
 reproduces the committed metrics.
 
+Why this module is long: the two ways of training share the fold loop, the
+threshold search and the one scoring of the test split, and read best as one
+flow; the data (intent_dataset*.py), the corrections' merge
+(intent_feedback_data.py) and the scores (intent_evaluation.py) are apart.
+
 Frozen heads also read VADER's polarity of the text and put at least one
 label on every utterance (models/intent.py says why, with the numbers).
 Agents' corrections (`--with-feedback`) are merged by

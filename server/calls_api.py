@@ -25,6 +25,7 @@ from earshot.server.store import SessionRecord, is_session_id
 
 DEFAULT_WINDOW_S = 7 * 86400
 MAX_LIMIT = 1000
+MAX_QUERY = 200
 SCAN_MOST = 20_000  # facts read for one search at most (newest first)
 FILTERS = ("topic", "intent", "agent")
 
@@ -32,7 +33,9 @@ FILTERS = ("topic", "intent", "agent")
 async def list_calls(request: Request) -> JSONResponse:
     identity = require_scoped(request, "calls read")
     since, until, limit = _range(request)
-    query = request.query_params.get("q", "").strip().lower()[:200]
+    query = request.query_params.get("q", "").strip().lower()
+    if len(query) > MAX_QUERY:
+        raise ApiError(400, "bad_query", f"q must be at most {MAX_QUERY} characters")
     wanted = {name: request.query_params.get(name, "").strip() for name in FILTERS}
     facts = await request.app.state.earshot.facts.ended_between(since, until, SCAN_MOST)
     rows = []

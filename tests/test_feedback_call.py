@@ -35,11 +35,13 @@ CALL_CENTER = json.loads((HEADS_DIR.parent / "intent_data" / "labels.json").read
 
 
 def write_heads(heads_dir: Path, threshold: float | None) -> None:
-    """The bundled heads, with every call_center threshold set to `threshold` (None: as trained)."""
+    """The bundled heads, with every call_center threshold set to `threshold` (None: as trained), and no
+    label turned on when none reaches its threshold (so a threshold above 1 leaves every final unlabelled)."""
     for label_set in LABEL_SETS:
         head = json.loads((HEADS_DIR / f"{label_set}.json").read_text())
         if label_set == "call_center" and threshold is not None:
             head["thresholds"] = [threshold] * len(head["labels"])
+            head["decide"] = "thresholds"
         (heads_dir / f"{label_set}.json").write_text(json.dumps(head))
 
 
@@ -125,7 +127,7 @@ async def test_corrections_and_head_reloads_during_a_live_assist_call(feedback_s
         assert other.status_code == 404 and other.json()["error"]["code"] == "unknown_session"
 
         # --- the admin call: every label on from the next final ---------------------------------
-        write_heads(heads_dir, 0.0)
+        write_heads(heads_dir, 1e-6)  # thresholds must be positive; any sigmoid reaches this
         reloaded = await admin.post("/api/admin/intent-heads/reload")
         assert reloaded.status_code == 200, reloaded.text
         assert reloaded.json()["label_sets"]["call_center"] == list(CALL_CENTER) and reloaded.json()["reloads"] == 1
