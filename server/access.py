@@ -73,14 +73,20 @@ def unauthorised(request: Request) -> ApiError:
     return ApiError(401, "bad_credentials", "the credential is not valid", headers=WWW_AUTHENTICATE)
 
 
-def require(request: Request, action: str) -> Optional[Identity]:
-    """The caller, when the policy lets it do `action` (always with auth none); else 401 or 403."""
+def _identified(request: Request) -> Optional[Identity]:
+    """The caller's identity; None with auth none; 401 when auth is on and it sent no valid credential."""
     if not auth_on(request):
         return None
     identity = caller(request)
     if identity is None:
         raise unauthorised(request)
-    if not allowed(identity, action):
+    return identity
+
+
+def require(request: Request, action: str) -> Optional[Identity]:
+    """The caller, when the policy lets it do `action` (always with auth none); else 401 or 403."""
+    identity = _identified(request)
+    if identity is not None and not allowed(identity, action):
         raise ApiError(403, "forbidden", "your role may not do this")
     return identity
 
@@ -88,12 +94,8 @@ def require(request: Request, action: str) -> Optional[Identity]:
 def require_scoped(request: Request, action: str) -> Optional[Identity]:
     """The caller, when the policy lets it do `action` on some sessions (its own, its team's, any);
     the caller then filters what it answers with `allowed(identity, action, record)`."""
-    if not auth_on(request):
-        return None
-    identity = caller(request)
-    if identity is None:
-        raise unauthorised(request)
-    if POLICY[action][ROLES.index(identity.role)] == "-":
+    identity = _identified(request)
+    if identity is not None and POLICY[action][ROLES.index(identity.role)] == "-":
         raise ApiError(403, "forbidden", "your role may not do this")
     return identity
 
