@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, TextIO
 
 
 class CorrectionError(ValueError):
@@ -55,12 +55,17 @@ class Correction:
 
 
 def write_jsonl(path: Path, corrections: Iterable[Correction]) -> int:
-    """Write one correction per line; how many were written."""
-    count = 0
+    """Write one correction per line to the file at `path`; how many were written."""
     with path.open("w", encoding="utf-8") as out:
-        for correction in corrections:
-            out.write(json.dumps(correction.to_dict(), ensure_ascii=False) + "\n")
-            count += 1
+        return write_lines(out, corrections)
+
+
+def write_lines(out: TextIO, corrections: Iterable[Correction]) -> int:
+    """Write one correction per line to an open text stream (standard output); how many were written."""
+    count = 0
+    for correction in corrections:
+        out.write(json.dumps(correction.to_dict(), ensure_ascii=False) + "\n")
+        count += 1
     return count
 
 

@@ -93,13 +93,12 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _export_corrections(settings: Settings, since: float, until: float, out: str) -> int:
-    from earshot.models.intent_feedback import write_jsonl
+    from earshot.models.intent_feedback import write_jsonl, write_lines
     from earshot.server.feedback_store import load_corrections
 
     corrections = [c for c in load_corrections(settings) if since <= c.at <= until]
     if out == "-":
-        for correction in corrections:
-            sys.stdout.write(json.dumps(correction.to_dict(), ensure_ascii=False) + "\n")
+        write_lines(sys.stdout, corrections)
     else:
         write_jsonl(Path(out), corrections)
     print(f"earshot export: {len(corrections)} corrections", file=sys.stderr)
