@@ -17,6 +17,7 @@ from earshot.models.asr import AsrConfig
 from earshot.models.llm import LlmConfig
 from earshot.models.redaction.kinds import parse_kinds
 from earshot.models.streaming import StreamingConfig
+from earshot.models.file_asr import FileAsrConfig
 from earshot.models.turn_model import EndOfTurnConfig
 from earshot.models.vad import VadConfig
 from earshot.server.endpointing import EndpointingConfig
@@ -40,6 +41,20 @@ def asr_config(settings: Settings) -> AsrConfig:
         scheduling=settings.asr_scheduling,
         max_batch=settings.asr_max_batch,
         speech_check_ms=settings.min_speech_ms,
+        cache_dir=settings.data_dir,
+    )
+
+
+def file_asr_config(settings: Settings) -> FileAsrConfig:
+    """The whole-file Whisper that re-scores recorded calls (server/rescoring.py): the live ASR's device and
+    decoding settings, with its own model."""
+    return FileAsrConfig(
+        model=settings.rescore_asr_model,
+        device=settings.asr_device,
+        compute_type=settings.asr_compute_type,
+        threads=settings.asr_threads,
+        language=settings.asr_language,
+        beam_size=settings.asr_beam_size,
         cache_dir=settings.data_dir,
     )
 

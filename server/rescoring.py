@@ -33,9 +33,9 @@ from typing import Any, Optional
 
 from earshot.agents.topic import TopicDetector, TopicList
 from earshot.models.audio import SAMPLE_RATE, AudioFormatError, read_audio
-from earshot.models.file_asr import FileAsrConfig, FileWhisper
+from earshot.models.file_asr import FileWhisper
 from earshot.server.at_rest import Sealer
-from earshot.server.configs import redacted_kinds
+from earshot.server.configs import file_asr_config, redacted_kinds
 from earshot.server.encoder_service import EncoderService
 from earshot.server.modes import MODE_KINDS
 from earshot.server.recording import SINGLE_TRACK
@@ -84,18 +84,6 @@ class Rescored:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def file_asr_config(settings: Settings) -> FileAsrConfig:
-    return FileAsrConfig(
-        model=settings.rescore_asr_model,
-        device=settings.asr_device,
-        compute_type=settings.asr_compute_type,
-        threads=settings.asr_threads,
-        language=settings.asr_language,
-        beam_size=settings.asr_beam_size,
-        cache_dir=settings.data_dir,
-    )
 
 
 class Rescorer:
