@@ -69,15 +69,16 @@ def test_no_match_then_a_match_on_a_real_call(server, excerpt):
     caller, summary = asyncio.run(place(server.base_url, excerpt))
     customer = sorted((f for f in caller.of_type("final") if f["speaker"] == "customer"), key=lambda f: f["seq"])
     assert len(customer) >= 2, customer
-    first, last = customer[0], customer[-1]
-    assert "charged" in last["text"].lower(), last
+    # The billing line may come as one final or, split at its comma pause, as two (seen in CI).
+    first, billing = customer[0], customer[1:]
+    assert "charged" in " ".join(f["text"] for f in billing).lower(), billing
     by_utterance = {s["utterance_id"]: s for s in caller.of_type("suggestion")}
     assert by_utterance[first["utterance_id"]]["withheld"] and by_utterance[first["utterance_id"]]["text"] == ""
-    shown = by_utterance[last["utterance_id"]]
-    assert not shown["withheld"] and shown["knowledge_ids"][0] == "double-charge" and shown["text"]
+    shown = [by_utterance[f["utterance_id"]] for f in billing if not by_utterance[f["utterance_id"]]["withheld"]]
+    assert any(s["knowledge_ids"][:1] == ["double-charge"] and s["text"] for s in shown), (billing, shown)
     topics = caller.of_type("topic")
     assert topics[0]["state"] == "unclear" and topics[0]["topic"] == ""
-    assert topics[0]["emitted_audio_s"] < last["start"], "unclear was said before the matching line was spoken"
+    assert topics[0]["emitted_audio_s"] < billing[0]["start"], "unclear was said before the matching line was spoken"
     assert topics[-1]["state"] == "named" and topics[-1]["topic"] == "billing_payments"
     assert summary["suggestions_withheld"] >= 1 and summary["topic"]["topic"] == "billing_payments"
     assert [t["state"] for t in summary["topic_history"]][:1] == ["unclear"]
