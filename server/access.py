@@ -48,13 +48,18 @@ WWW_AUTHENTICATE = {"WWW-Authenticate": "Bearer"}
 
 
 def allowed(identity: Identity, action: str, record: Optional[SessionRecord] = None) -> bool:
+    return allowed_for(identity, action, record.owner if record else "", record.team if record else "")
+
+
+def allowed_for(identity: Identity, action: str, owner: str, team: str) -> bool:
+    """`allowed` for something owned by `owner` of `team` (a session, or the stored facts of one)."""
     scope = POLICY[action][ROLES.index(identity.role)]
     if scope in ("yes", "any"):
         return True
     if scope == "own":
-        return record is not None and bool(record.owner) and record.owner == identity.name
+        return bool(owner) and owner == identity.name
     if scope == "team":
-        return record is not None and bool(record.team) and record.team == identity.team
+        return bool(team) and team == identity.team
     return False
 
 

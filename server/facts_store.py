@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Optional
+from typing import Any, AsyncIterator, Optional
 
 import redis.asyncio as aioredis
 
@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 ENDED_INDEX = "earshot:analytics:ended"
 TOTALS = "earshot:analytics:totals"
+PAGE = 200  # facts read and unsealed at a time
 
 # KEYS: the session's record, its facts key, the index, the totals.
 # ARGV: the reports retention (ms), the sealed facts, the ended time (index score), the session id,
@@ -73,24 +74,35 @@ class FactsStore:
 
     async def ended_between(self, since: float, until: float, limit: int) -> list[dict[str, Any]]:
         """Facts of calls that ended in [since, until], newest first, at most `limit`."""
-        ids = await guarded(
-            lambda: self._redis.zrevrangebyscore(ENDED_INDEX, until, since, start=0, num=limit)
-        )
-        if not ids:
-            return []
-        raws = await guarded(lambda: self._redis.mget([session_key(i, ":facts") for i in ids]))
-        gone = [i for i, raw in zip(ids, raws) if raw is None]
-        if gone:  # expired or erased since: the index forgets them
-            await guarded(lambda: self._redis.zrem(ENDED_INDEX, *gone))
-        found = []
-        for session_id, raw in zip(ids, raws):
-            if raw is None:
-                continue
-            try:
-                found.append(json.loads(self._sealer.unseal(session_id, raw)))
-            except SealError as exc:  # sealed under a key these settings lack: left out, not a failed page
-                log.warning("facts of session %s left out: %s", session_id, exc)
-        return found
+        return [facts async for facts in self.newest_first(since, until, limit)]
+
+    async def newest_first(self, since: float, until: float, most: int) -> AsyncIterator[dict[str, Any]]:
+        """Facts of calls that ended in [since, until], newest first, read and unsealed a page at a time.
+
+        A reader that stops early (the calls page once it has its `limit` of matches) reads no more pages.
+        """
+        offset = 0
+        while offset < most:
+            ids = await guarded(lambda: self._redis.zrevrangebyscore(
+                ENDED_INDEX, until, since, start=offset, num=min(PAGE, most - offset)))
+            if not ids:
+                return
+            raws = await guarded(lambda: self._redis.mget([session_key(i, ":facts") for i in ids]))
+            gone = [i for i, raw in zip(ids, raws) if raw is None]
+            if gone:  # expired or erased since: the index forgets them (and the next page starts that much nearer)
+                await guarded(lambda: self._redis.zrem(ENDED_INDEX, *gone))
+            offset += len(ids) - len(gone)
+            for session_id, raw in zip(ids, raws):
+                if raw is None:
+                    continue
+                try:
+                    found = json.loads(self._sealer.unseal(session_id, raw))
+                except SealError as exc:  # sealed under a key these settings lack: left out, not a failed page
+                    log.warning("facts of session %s left out: %s", session_id, exc)
+                    continue
+                yield found
+            if len(ids) < PAGE:
+                return
 
     async def totals(self) -> dict[str, float]:
         raw = await guarded(lambda: self._redis.hgetall(TOTALS))

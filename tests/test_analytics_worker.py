@@ -9,6 +9,7 @@ it: exactly what Redis sees when a worker process dies mid-message.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import pytest
@@ -65,7 +66,7 @@ def word_overlap(a: str, b: str) -> float:
 class Harness:
     def __init__(self, url: str) -> None:
         self.client = connect(url)
-        sealer = Sealer([StorageKey.new()])
+        self.sealer = sealer = Sealer([StorageKey.new()])
         settings = Settings()
         self.sessions = SessionStore(self.client, Retention.from_settings(settings), sealer)
         self.facts = FactsStore(self.client, sealer, settings.retention_reports_s)
@@ -231,6 +232,24 @@ def test_who_sees_which_calls_facts():
     assert seen_by("lead", "supervisor", "red") and not seen_by("lead", "supervisor", "blue")
     assert seen_by("root", "admin", "") and not seen_by("dana", "candidate", "red")
     assert _visible(None, facts), "auth none: anyone on the server"
+
+
+async def test_a_listing_reads_the_index_a_page_at_a_time_and_skips_what_is_gone(harness):
+    """More calls than a page: newest first across pages, expired facts pruned without skipping the next ones."""
+    from earshot.server.facts_store import ENDED_INDEX, PAGE
+
+    ids = [f"{n:016x}" for n in range(PAGE + 50)]
+    for n, session_id in enumerate(ids):  # the index and sealed facts, as the worker's script leaves them
+        facts = {"meta": {"session_id": session_id, "ended_at": 1000.0 + n}}
+        await harness.client.set(f"earshot:session:{session_id}:facts", harness.sealer.seal(session_id, json.dumps(facts)))
+        await harness.client.zadd(ENDED_INDEX, {session_id: 1000.0 + n})
+    gone = ids[PAGE + 40 : PAGE + 45] + ids[10:15]  # expired: some in the first page, some in the second
+    await harness.client.delete(*[f"earshot:session:{i}:facts" for i in gone])
+    listed = [f["meta"]["session_id"] async for f in harness.facts.newest_first(0, 5000, 10_000)]
+    assert listed == [i for i in reversed(ids) if i not in gone]
+    assert await harness.client.zcard(ENDED_INDEX) == len(ids) - len(gone), "the index forgot the gone ones"
+    first_three = await harness.facts.ended_between(0, 5000, 3)
+    assert [f["meta"]["session_id"] for f in first_three] == list(reversed(ids))[:3]
 
 
 async def test_facts_under_another_deployments_key_are_left_out_of_a_listing(harness):
