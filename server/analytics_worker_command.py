@@ -3,7 +3,7 @@
 Start as many as the calls need (each takes its own messages; `--consumer` names it in the
 group, the host name and process id by default). It reads the settings the servers use
 (the same Redis, storage keys and retention), loads the sentence encoder once (to judge
-whether agents used the suggestions shown), re-scores calls that were recorded (server/rescoring.py:
+whether agents used the suggestions shown, and for re-scoring), re-scores calls that were recorded (server/rescoring.py:
 the bigger Whisper's transcript is stored beside the live one, and the facts say which scoring the
 totals used), and serves the manager's metrics at
 `/metrics` on `analytics_metrics_port` (server/analytics_metrics.py). SIGTERM or Ctrl-C
@@ -25,12 +25,14 @@ from typing import Optional
 
 import numpy as np
 
-from earshot.agents.call_facts import UNCLEAR_TOPIC, Scoring
+from earshot.agents.call_facts import UNCLEAR_TOPIC, Scoring, Similarity
+from earshot.models.encoder import SentenceEncoder
 from earshot.server.analytics_metrics import AnalyticsCollector
 from earshot.server.analytics_stream import RedisCallStream
 from earshot.server.analytics_worker import AnalyticsWorker
 from earshot.server.at_rest import Sealer
 from earshot.server.cli import Command, command_redis_url
+from earshot.server.encoder_service import EncoderService
 from earshot.server.facts_store import FactsStore
 from earshot.server.retention import Retention
 from earshot.server.settings import Settings
@@ -56,11 +58,12 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def cosine_similarity(settings: Settings):  # -> Similarity
-    """The sentence encoder's cosine of two texts (each text encoded once per process)."""
-    from earshot.models.encoder import SentenceEncoder
+def cosine_similarity(encoder: SentenceEncoder) -> Similarity:
+    """The sentence encoder's cosine of two texts (each text encoded once per process).
 
-    encoder = SentenceEncoder.load(settings.encoder_model, threads=1)
+    Called from the thread that builds a call's facts; the worker handles one message at a time,
+    so the encoder is never used by two threads at once.
+    """
 
     @lru_cache(maxsize=4096)
     def vector(text: str) -> np.ndarray:
@@ -76,7 +79,8 @@ async def serve_worker(settings: Settings, url: str, consumer: str, until_idle: 
     stream = RedisCallStream(client, consumer, settings.analytics_claim_idle_s)
     await stream.join()
     facts = FactsStore(client, sealer, settings.retention_reports_s)
-    similarity = await asyncio.to_thread(cosine_similarity, settings)
+    encoders = await asyncio.to_thread(EncoderService.load, settings)  # one encoder: "used" and re-scoring
+    similarity = cosine_similarity(encoders.encoder)
     sessions = SessionStore(client, Retention.from_settings(settings), sealer)
     worker = AnalyticsWorker(
         stream,
@@ -85,7 +89,7 @@ async def serve_worker(settings: Settings, url: str, consumer: str, until_idle: 
         similarity,
         settings.analytics_used_similarity,
         settings.analytics_max_tries,
-        rescore=partial(rescore_recorded, settings, sessions),
+        rescore=partial(rescore_recorded, settings, sessions, encoders),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -102,20 +106,23 @@ async def serve_worker(settings: Settings, url: str, consumer: str, until_idle: 
         if refresher is not None:
             await refresher
         await client.aclose()
+        encoders.close()
     return worker.counts
 
 
-async def rescore_recorded(settings: Settings, sessions: SessionStore, record: SessionRecord) -> Optional[Scoring]:
+async def rescore_recorded(
+    settings: Settings, sessions: SessionStore, encoders: EncoderService, record: SessionRecord
+) -> Optional[Scoring]:
     """A recorded call's transcript from the bigger Whisper, stored beside the live one; its intents and topic.
 
     None when the call was not recorded (or its recording is not on this worker's disk: recording_dir
     must be shared with the servers), and when the recording cannot be read (logged; the live scoring
-    stands). Whisper and the encoder load on the first recorded call.
+    stands). Whisper loads on the first recorded call; the encoder is the worker's own.
     """
     from earshot.server.rescoring import NotRecorded, RecordingUnreadable, rescore_call
 
     try:
-        rescored = await rescore_call(record.session_id, settings)
+        rescored = await rescore_call(record.session_id, settings, encoders=encoders)
     except NotRecorded:
         return None
     except RecordingUnreadable as exc:

@@ -98,28 +98,39 @@ class Rescorer:
         self.redactor = redactor  # None: no mode redacts (the settings' redact_*)
 
     @classmethod
-    def load(cls, settings: Settings) -> "Rescorer":
-        """ModelMissingError / StartupError / TopicError name what is missing."""
+    def load(cls, settings: Settings, encoders: Optional[EncoderService] = None) -> "Rescorer":
+        """ModelMissingError / StartupError / TopicError name what is missing.
+
+        `encoders`: an encoder service the caller already loaded (the analytics worker's), used instead
+        of loading a second copy of the sentence encoder.
+        """
         from earshot.server.serve_command import load_redactor  # the server's own loader: Presidio only when needed
 
         topics = TopicList.load(Path(settings.assist_topics).expanduser() if settings.assist_topics else None)
-        return cls(FileWhisper(file_asr_config(settings)), EncoderService.load(settings), topics, load_redactor(settings))
+        encoders = encoders if encoders is not None else EncoderService.load(settings)
+        return cls(FileWhisper(file_asr_config(settings)), encoders, topics, load_redactor(settings))
 
     @staticmethod
     @functools.lru_cache(maxsize=1)
-    def shared(settings: Settings) -> "Rescorer":
+    def shared(settings: Settings, encoders: Optional[EncoderService] = None) -> "Rescorer":
         """One per process and settings: what `rescore_call` uses when it is given none."""
-        return Rescorer.load(settings)
+        return Rescorer.load(settings, encoders)
 
 
-async def rescore_call(session_id: str, settings: Settings, rescorer: Optional[Rescorer] = None) -> Rescored:
-    """Re-transcribe a recorded call and redo its intents and topic; RecordingError when it cannot."""
+async def rescore_call(
+    session_id: str, settings: Settings, rescorer: Optional[Rescorer] = None, encoders: Optional[EncoderService] = None
+) -> Rescored:
+    """Re-transcribe a recorded call and redo its intents and topic; RecordingError when it cannot.
+
+    Without `rescorer`, the process's shared one is loaded on the first recorded call (with `encoders`
+    when given, so the sentence encoder is not loaded twice).
+    """
     found = parts(settings, session_id)  # NotRecorded
     manifest = read_manifest(session_dir(settings, session_id))
     mode = manifest.mode if manifest is not None else ""
     sealer = _sealer(settings)  # RecordingUnreadable before any model loads
     if rescorer is None:
-        rescorer = await asyncio.to_thread(Rescorer.shared, settings)
+        rescorer = await asyncio.to_thread(Rescorer.shared, settings, encoders)
     utterances: list[Utterance] = []
     audio_s = decode_s = 0.0
     for part in found:
