@@ -51,15 +51,36 @@ def bundled_encoder_path() -> Path:
 class SentenceEncoder:
     """Turns sentences into unit-length vectors, so a dot product is a cosine similarity."""
 
-    def __init__(self, model: Any, path: Path) -> None:
+    def __init__(self, model: Any, path: Path, threads: int = 1) -> None:
         # Use `load`; this takes an already loaded SentenceTransformer.
-        self._model = model
+        self._loaded = model
         self.path = path
+        self._threads = threads
         # sentence-transformers 5 renamed the method; >=3.0 is supported.
         dimension = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
         self.dim = int(dimension())
         self._onnx: Any = None  # an OnnxLayerMeans once `use_onnx` succeeded
         self.embedding_in_layer_means = _embedding_is_last_layer_mean(model, self.dim)
+        config = model[0].auto_model.config
+        self.layer_features = int(config.num_hidden_layers * config.hidden_size)
+
+    @classmethod
+    def _on_checked_graph(cls, path: Path, onnx: Any, info: Any, threads: int) -> "SentenceEncoder":
+        """An encoder on an ONNX graph checked before (encoder_onnx.load_checked): torch is not loaded
+        unless something asks for it (fine-tuning, saving, or an embedding the graph does not hold)."""
+        encoder = cls.__new__(cls)
+        encoder._loaded, encoder.path, encoder._threads = None, path, threads
+        encoder.dim, encoder.layer_features = info.dim, info.layer_features
+        encoder.embedding_in_layer_means = info.embedding_in_layer_means
+        encoder._onnx = onnx
+        return encoder
+
+    @property
+    def _model(self) -> Any:
+        """The SentenceTransformer (torch), loaded now if this encoder started on a checked graph alone."""
+        if self._loaded is None:
+            self._loaded = _load_torch(self.path, self._threads)
+        return self._loaded
 
     @property
     def backend(self) -> str:
@@ -69,11 +90,10 @@ class SentenceEncoder:
     def load(cls, model_dir: str = "", threads: int = 1, backend: str = "torch", onnx_cache: str = "") -> "SentenceEncoder":
         """Load `model_dir` ("" = the bundled MiniLM) on the CPU.
 
-        `threads` > 0 sets torch's intra-op threads. That setting is
-        process-wide in torch; the encoder is the process's only torch user,
-        and one thread keeps report building from starving the real-time ASR.
-        `backend` "onnx" runs layer means (and embeddings) on ONNX Runtime
-        where the encoder allows it (see `use_onnx`), torch otherwise.
+        `threads`: the encoder's threads (see `_load_torch`). `backend` "onnx"
+        runs layer means (and embeddings) on ONNX Runtime where the encoder
+        allows it (see `use_onnx`), torch otherwise; once its graph was checked
+        against torch on an earlier load, without importing torch at all.
         """
         if backend not in BACKENDS:
             raise ValueError(f"unknown encoder backend {backend!r}; known: {', '.join(BACKENDS)}")
@@ -84,21 +104,13 @@ class SentenceEncoder:
             raise ModelMissingError(
                 f"{path} is not a sentence-transformers directory (no {' or '.join(_MARKER_FILES)})"
             )
-        # Imported here: torch and sentence-transformers take seconds to import,
-        # and processes that never build a report should not pay for that.
-        import torch
-        from sentence_transformers import SentenceTransformer
+        if backend == "onnx":  # a graph checked on an earlier start: no torch at all
+            from earshot.models import encoder_onnx
 
-        if threads > 0:
-            torch.set_num_threads(threads)
-        try:
-            # local_files_only: a directory missing a file must fail here, not
-            # quietly reach for the model hub.
-            model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
-        except (OSError, ValueError, KeyError) as e:
-            raise ModelMissingError(f"cannot load sentence encoder from {path}: {e}") from e
-        model.eval()
-        encoder = cls(model, path)
+            checked = encoder_onnx.load_checked(path, _onnx_cache(onnx_cache), max(1, threads))
+            if checked is not None:
+                return cls._on_checked_graph(path, *checked, threads=threads)
+        encoder = cls(_load_torch(path, threads), path, threads)
         if backend == "onnx":
             encoder.use_onnx(onnx_cache, threads=max(1, threads))
         return encoder
@@ -114,9 +126,11 @@ class SentenceEncoder:
         if not encoder_onnx.supports_onnx(self._model):
             log.info("encoder %s stays on torch (ONNX is used for %s encoders)", self.path, "/".join(encoder_onnx.ONNX_MODEL_TYPES))
             return False
-        cache = Path(cache_dir).expanduser() if cache_dir else encoder_onnx.default_cache_dir()
+        info = encoder_onnx.graph_info(self._model, self.dim, self.embedding_in_layer_means)
         try:
-            self._onnx = encoder_onnx.load_onnx(self._model, self.path, cache, threads, self._torch_layer_means)
+            self._onnx = encoder_onnx.load_onnx(
+                self._model, self.path, _onnx_cache(cache_dir), threads, self._torch_layer_means, info
+            )
         except encoder_onnx.OnnxExportError as exc:
             log.warning("sentence encoder stays on torch: %s", exc)
             return False
@@ -145,11 +159,6 @@ class SentenceEncoder:
         with torch.inference_mode():
             return layer_means_tensor(self._model, list(sentences)).numpy().astype(np.float32)
 
-    @property
-    def layer_features(self) -> int:
-        config = self._model[0].auto_model.config
-        return int(config.num_hidden_layers * config.hidden_size)
-
     def embedding_of(self, layer_means: np.ndarray) -> np.ndarray:
         """The sentence embeddings inside (n, layer_features) layer means (`embedding_in_layer_means` only)."""
         if not self.embedding_in_layer_means:
@@ -170,6 +179,36 @@ class SentenceEncoder:
             show_progress_bar=False,
         )
         return np.asarray(vectors, dtype=np.float32)
+
+
+def _load_torch(path: Path, threads: int) -> Any:
+    """The SentenceTransformer at `path`, on the CPU, in eval mode.
+
+    `threads` > 0 sets torch's intra-op threads. That setting is process-wide
+    in torch; the encoder is the process's only torch user, and one thread
+    keeps report building from starving the real-time ASR.
+    """
+    # Imported here: torch and sentence-transformers take seconds to import,
+    # and processes that never build a report should not pay for that.
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+    try:
+        # local_files_only: a directory missing a file must fail here, not
+        # quietly reach for the model hub.
+        model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+    except (OSError, ValueError, KeyError) as e:
+        raise ModelMissingError(f"cannot load sentence encoder from {path}: {e}") from e
+    model.eval()
+    return model
+
+
+def _onnx_cache(cache_dir: str) -> Path:
+    from earshot.models import encoder_onnx
+
+    return Path(cache_dir).expanduser() if cache_dir else encoder_onnx.default_cache_dir()
 
 
 def layer_means_tensor(model: Any, sentences: list[str]) -> Any:

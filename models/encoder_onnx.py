@@ -8,8 +8,16 @@ features and, in its last layer's slice, the sentence embedding topics and
 knowledge search use. Nothing is downloaded: the graph is exported from the
 weights already installed, into a cache directory (a setting), on the first
 start that needs it; the file name carries a hash of the weights and config,
-so a changed model never meets a stale graph. Each load checks the graph
-against torch on a few probe sentences and refuses one that disagrees.
+so a changed model never meets a stale graph. The first load checks the graph
+against torch on a few probe sentences and refuses one that disagrees; a graph
+that passed gets a check file beside it (`<graph>.check.json`: torch's answers
+on the probes, the encoder's sizes and its tokenizer settings). Later loads
+(`load_checked`) need neither torch nor sentence-transformers: they tokenize
+with the model's own tokenizer.json (the `tokenizers` package, the same
+tokenizer the transformers one wraps) and check the graph's answers on the
+probes against the stored ones. That takes a server start's encoder from
+~5.5 s (importing torch and sentence-transformers, and loading the model) to
+~0.5 s, and leaves torch out of the server's memory (dev container, 2 cores).
 
 Measured on the dev container (2 shared cores under load ~6, one thread,
 `python -m bench.intent_bench --intent-only`, test-split utterances, encoder +
@@ -22,11 +30,13 @@ encoders stay on torch (`encoder_backend` = torch forces torch for all).
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import warnings
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -45,6 +55,18 @@ PROBES = (
 
 class OnnxExportError(RuntimeError):
     """The encoder could not be exported, or the exported graph does not match torch."""
+
+
+@dataclass(frozen=True)
+class GraphInfo:
+    """What a checked graph's encoder is, so a load without torch knows it (stored in the check file)."""
+
+    dim: int  # the sentence embedding's size
+    layer_features: int  # layers x hidden: the width of the layer means
+    embedding_in_layer_means: bool  # the embedding is the last layer's slice of the layer means
+    max_length: int  # tokens per sentence, as sentence-transformers truncates
+    pad_id: int
+    pad_token: str
 
 
 def default_cache_dir() -> Path:
@@ -120,10 +142,32 @@ def export(model: Any, path: Path) -> None:
         raise OnnxExportError(f"cannot export the encoder to ONNX: {type(exc).__name__}: {exc}") from None
 
 
+class Tokenizer:
+    """The encoder's own fast tokenizer (tokenizer.json), padded to the longest and truncated as the encoder is."""
+
+    def __init__(self, model_dir: Path, max_length: int, pad_id: int, pad_token: str) -> None:
+        from tokenizers import Tokenizer as FastTokenizer
+
+        file = model_dir / "tokenizer.json"
+        try:
+            self._tokenizer = FastTokenizer.from_file(str(file))
+        except Exception as exc:  # noqa: BLE001 - missing or unreadable: this encoder stays on torch
+            raise OnnxExportError(f"cannot read {file}: {type(exc).__name__}: {exc}") from None
+        self._tokenizer.enable_truncation(max_length)
+        self._tokenizer.enable_padding(pad_id=pad_id, pad_token=pad_token)  # to the longest in the batch
+
+    def __call__(self, sentences: Sequence[str]) -> dict[str, np.ndarray]:
+        encoded = self._tokenizer.encode_batch(list(sentences))
+        return {
+            "input_ids": np.asarray([e.ids for e in encoded], dtype=np.int64),
+            "attention_mask": np.asarray([e.attention_mask for e in encoded], dtype=np.int64),
+        }
+
+
 class OnnxLayerMeans:
     """An ONNX Runtime session over an exported encoder, with the encoder's own tokenizer."""
 
-    def __init__(self, path: Path, tokenizer: Any, max_length: int, threads: int = 1) -> None:
+    def __init__(self, path: Path, tokenizer: Tokenizer, threads: int = 1) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -136,40 +180,91 @@ class OnnxLayerMeans:
         except Exception as exc:  # noqa: BLE001 - a corrupt cache file: re-export or stay on torch
             raise OnnxExportError(f"cannot load {path}: {type(exc).__name__}: {exc}") from None
         self._tokenizer = tokenizer
-        self._max_length = max_length
         self.path = path
 
     def __call__(self, sentences: Sequence[str]) -> np.ndarray:
-        batch = self._tokenizer(
-            list(sentences), padding=True, truncation=True, max_length=self._max_length, return_tensors="np"
-        )
-        feeds = {name: np.asarray(batch[name], dtype=np.int64) for name in ("input_ids", "attention_mask")}
-        return np.asarray(self._session.run(None, feeds)[0], dtype=np.float32)
+        return np.asarray(self._session.run(None, self._tokenizer(sentences))[0], dtype=np.float32)
 
 
-def max_difference(onnx: OnnxLayerMeans, torch_features: Any) -> float:
-    """The largest absolute difference between ONNX and torch features on the probe sentences."""
-    return float(np.max(np.abs(onnx(PROBES) - torch_features(list(PROBES)))))
+def graph_path(model_dir: Path, cache_dir: Path) -> Path:
+    return cache_dir / f"{model_dir.name}-{model_key(model_dir)}.onnx"
 
 
-def load_onnx(model: Any, model_dir: Path, cache_dir: Path, threads: int, torch_features: Any) -> OnnxLayerMeans:
-    """The cached graph of this encoder (exported first if absent), checked against torch.
+def check_path(graph: Path) -> Path:
+    return graph.with_name(graph.name + ".check.json")
+
+
+def graph_info(model: Any, dim: int, embedding_in_layer_means: bool) -> GraphInfo:
+    """`model` (a SentenceTransformer)'s sizes and tokenizer settings."""
+    transformer = model[0]
+    config = transformer.auto_model.config
+    tokenizer = transformer.tokenizer
+    return GraphInfo(
+        dim=dim,
+        layer_features=int(config.num_hidden_layers * config.hidden_size),
+        embedding_in_layer_means=embedding_in_layer_means,
+        max_length=int(transformer.max_seq_length),
+        pad_id=int(tokenizer.pad_token_id),
+        pad_token=str(tokenizer.pad_token),
+    )
+
+
+def load_onnx(
+    model: Any, model_dir: Path, cache_dir: Path, threads: int, torch_features: Any, info: GraphInfo
+) -> OnnxLayerMeans:
+    """The cached graph of this encoder (exported first if absent), checked against torch; its check file written.
 
     Raises OnnxExportError when the encoder cannot be exported or its graph
     disagrees with torch; the caller then stays on torch.
     """
-    path = cache_dir / f"{model_dir.name}-{model_key(model_dir)}.onnx"
+    path = graph_path(model_dir, cache_dir)
     if not path.is_file():
         log.info("exporting the sentence encoder to %s (once per model)", path)
         export(model, path)
-    transformer = model[0]
+    tokenizer = Tokenizer(model_dir, info.max_length, info.pad_id, info.pad_token)
     try:
-        session = OnnxLayerMeans(path, transformer.tokenizer, transformer.max_seq_length, threads)
+        session = OnnxLayerMeans(path, tokenizer, threads)
     except OnnxExportError:
         log.warning("the cached graph %s does not load; exporting it again", path)
         export(model, path)
-        session = OnnxLayerMeans(path, transformer.tokenizer, transformer.max_seq_length, threads)
-    difference = max_difference(session, torch_features)
+        session = OnnxLayerMeans(path, tokenizer, threads)
+    reference = np.asarray(torch_features(list(PROBES)), dtype=np.float32)
+    difference = float(np.max(np.abs(session(PROBES) - reference)))
     if difference > MATCH_TOLERANCE:
         raise OnnxExportError(f"{path} differs from torch by {difference:.2e} (> {MATCH_TOLERANCE:.0e})")
+    _write_check(path, info, reference)
     return session
+
+
+def load_checked(model_dir: Path, cache_dir: Path, threads: int) -> Optional[tuple[OnnxLayerMeans, GraphInfo]]:
+    """The cached graph of this encoder and what it is, without torch: None unless it was checked before
+    and still gives torch's answers on the probes (then the caller loads torch and checks it again)."""
+    path = graph_path(model_dir, cache_dir)
+    check = check_path(path)
+    if not (path.is_file() and check.is_file()):
+        return None
+    try:
+        stored = json.loads(check.read_text())
+        info = GraphInfo(**stored["info"])
+        reference = np.asarray(stored["reference"], dtype=np.float32)
+        session = OnnxLayerMeans(path, Tokenizer(model_dir, info.max_length, info.pad_id, info.pad_token), threads)
+        difference = float(np.max(np.abs(session(PROBES) - reference)))
+    except (OSError, ValueError, TypeError, KeyError, OnnxExportError) as exc:
+        log.warning("the check file %s is not usable (torch checks the graph again): %s", check, exc)
+        return None
+    if stored.get("probes") != list(PROBES) or difference > MATCH_TOLERANCE:
+        log.warning("%s no longer matches its check file (torch checks it again)", path)
+        return None
+    return session, info
+
+
+def _write_check(path: Path, info: GraphInfo, reference: np.ndarray) -> None:
+    check = check_path(path)
+    partial = check.with_name(f".{check.name}.{os.getpid()}.tmp")
+    document = {"probes": list(PROBES), "info": asdict(info), "reference": [[float(x) for x in row] for row in reference]}
+    try:
+        partial.write_text(json.dumps(document))
+        os.replace(partial, check)
+    except OSError as exc:  # a read-only cache: every start checks against torch, as before
+        partial.unlink(missing_ok=True)
+        log.warning("the check file %s was not written: %s", check, exc)

@@ -7,7 +7,10 @@ Runs the real bundled encoder; the export takes a few seconds once per module
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -76,9 +79,64 @@ def test_a_corrupt_cached_graph_is_exported_again(tmp_path, onnx_encoder, cache_
     broken = tmp_path / "cache"
     broken.mkdir()
     (broken / graph.name).write_bytes(b"not an onnx graph")
+    shutil.copy(encoder_onnx.check_path(graph), broken)  # its check file says nothing of a graph that does not load
     encoder = SentenceEncoder.load("", threads=1, backend="onnx", onnx_cache=str(broken))
     assert encoder.backend == "onnx"
     assert (broken / graph.name).stat().st_size > 1_000_000
+
+
+def test_a_checked_graph_loads_without_torch_and_still_equals_it(onnx_encoder, torch_encoder, cache_dir):
+    """What a server's start does once the graph passed its check: no torch, no sentence-transformers."""
+    script = (
+        "import json, sys\n"
+        "from earshot.models.encoder import SentenceEncoder\n"
+        f"encoder = SentenceEncoder.load('', threads=1, backend='onnx', onnx_cache={str(cache_dir)!r})\n"
+        f"means = encoder.layer_means({TEXTS!r}).tolist()\n"
+        "heavy = sorted(m for m in ('torch', 'sentence_transformers', 'transformers') if m in sys.modules)\n"
+        "print(json.dumps({'backend': encoder.backend, 'heavy': heavy, 'means': means, 'dim': encoder.dim,"
+        " 'in_means': encoder.embedding_in_layer_means}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    assert answer["backend"] == "onnx" and answer["heavy"] == [], answer["heavy"]
+    assert answer["dim"] == 384 and answer["in_means"]
+    assert np.abs(np.asarray(answer["means"]) - torch_encoder.layer_means(TEXTS)).max() < TOLERANCE
+
+
+def test_a_check_file_the_graph_no_longer_matches_sends_the_load_back_to_torch(tmp_path, onnx_encoder, cache_dir):
+    (graph,) = cache_dir.glob("*.onnx")
+    copy = tmp_path / "cache"
+    copy.mkdir()
+    shutil.copy(graph, copy)
+    check = encoder_onnx.check_path(copy / graph.name)
+    stored = json.loads(encoder_onnx.check_path(graph).read_text())
+    check.write_text(json.dumps({**stored, "reference": [[x + 0.1 for x in row] for row in stored["reference"]]}))
+    assert encoder_onnx.load_checked(bundled_encoder_path(), copy, 1) is None
+    encoder = SentenceEncoder.load("", threads=1, backend="onnx", onnx_cache=str(copy))
+    assert encoder.backend == "onnx"
+    assert json.loads(check.read_text())["reference"] == stored["reference"], "torch checked it and wrote the truth"
+    assert encoder_onnx.load_checked(bundled_encoder_path(), copy, 1) is not None
+
+
+def test_the_graph_s_tokenizer_cuts_every_utterance_of_the_data_as_the_encoder_s_own(torch_encoder):
+    """The check runs on three probes; the tokenizer must also agree on everything the heads learn from."""
+    from earshot.models.intent_dataset import DATA_DIR
+
+    texts = [json.loads(line)["text"] for name in ("interview", "call_center")
+             for line in (DATA_DIR / f"{name}.jsonl").read_text().splitlines() if line.strip()]
+    texts += ["word " * 400, "", "Ünïcödé café, naïve", "TABS\tand  spaces\n", "12,345.67 $ € 😀"]
+    transformer = torch_encoder.module[0]
+    info = encoder_onnx.graph_info(torch_encoder.module, torch_encoder.dim, True)
+    ours = encoder_onnx.Tokenizer(bundled_encoder_path(), info.max_length, info.pad_id, info.pad_token)
+    for start in range(0, len(texts), 32):
+        batch = texts[start : start + 32]
+        theirs = transformer.tokenizer(batch, padding=True, truncation=True, max_length=transformer.max_seq_length,
+                                       return_tensors="np")
+        mine = ours(batch)
+        for name in ("input_ids", "attention_mask"):
+            assert np.array_equal(mine[name], theirs[name]), (name, batch)
+    assert len(texts) > 2000
 
 
 def test_a_graph_that_disagrees_with_torch_is_refused_and_torch_stays(tmp_path, torch_encoder, monkeypatch):
