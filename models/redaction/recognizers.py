@@ -17,33 +17,55 @@ list snapshot that `tldextract` ships instead of fetching the current one.
 
 from __future__ import annotations
 
+import sys
 import threading
-from typing import List, Optional
+from contextlib import contextmanager
+from typing import Iterator, List, Optional
 
 import regex
 import spacy
 import tldextract
-from presidio_analyzer import (
-    AnalyzerEngine,
-    EntityRecognizer,
-    LocalRecognizer,
-    Pattern,
-    PatternRecognizer,
-    RecognizerRegistry,
-    RecognizerResult,
-)
-from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
-from presidio_analyzer.nlp_engine import NlpArtifacts, SpacyNlpEngine
-from presidio_analyzer.predefined_recognizers import (
-    CreditCardRecognizer,
-    EmailRecognizer,
-    IbanRecognizer,
-    PhoneRecognizer,
-    UkNinoRecognizer,
-    UsSsnRecognizer,
-)
 
-from earshot.models.redaction.names import NameFinder
+
+@contextmanager
+def _without_transformers() -> Iterator[None]:
+    """Presidio imports Hugging Face transformers for an NLP engine we never use (its optional
+    `from transformers import pipeline`); hidden while Presidio loads, that import fails as Presidio
+    allows, and a server start saves the ~3 s transformers takes to import (2-core dev container).
+    A process that already imported transformers keeps it; one that needs it later imports it then."""
+    if "transformers" in sys.modules:
+        yield
+        return
+    sys.modules["transformers"] = None  # type: ignore[assignment] - makes `import transformers` raise ImportError
+    try:
+        yield
+    finally:
+        if sys.modules.get("transformers", "") is None:
+            del sys.modules["transformers"]
+
+
+with _without_transformers():
+    from presidio_analyzer import (
+        AnalyzerEngine,
+        EntityRecognizer,
+        LocalRecognizer,
+        Pattern,
+        PatternRecognizer,
+        RecognizerRegistry,
+        RecognizerResult,
+    )
+    from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
+    from presidio_analyzer.nlp_engine import NlpArtifacts, SpacyNlpEngine
+    from presidio_analyzer.predefined_recognizers import (
+        CreditCardRecognizer,
+        EmailRecognizer,
+        IbanRecognizer,
+        PhoneRecognizer,
+        UkNinoRecognizer,
+        UsSsnRecognizer,
+    )
+
+from earshot.models.redaction.names import NameFinder  # noqa: E402 - after Presidio, as it loads
 
 # Presidio's entity name -> Earshot's kind (kinds.py)
 ENTITY_KINDS: dict[str, str] = {
