@@ -95,6 +95,7 @@ export function appendFinal(event) {
   if (corrected) {
     shown.pendingCorrections.delete(key);
     showCorrected(line, corrected);
+    shown.corrected(speaker, event.utterance_id, corrected);
   }
   const pending = shown.pendingIntents.get(key);
   if (pending) {
