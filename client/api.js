@@ -123,3 +123,11 @@ export function getSummary(session) {
 export function correctIntents(session, correction) {
   return request("POST", `${sessionPath(session.session_id)}/corrections`, { token: session.token, body: correction });
 }
+
+/**
+ * The call's stored intent corrections -> {session_id, label_set, corrections: [{speaker, utterance_id, labels,
+ * added, removed, head_labels, agent, at}]}, one per corrected utterance (none yet: an empty list).
+ */
+export function getCorrections(session) {
+  return request("GET", `${sessionPath(session.session_id)}/corrections`, { token: session.token });
+}

@@ -60,8 +60,8 @@ const el = {
 
 // What the cards have taken in so far.
 const taken = {
-  counted: new Set(), // customer utterances already in the intent counts
-  counts: new Map(), // intent name -> customer utterances with it
+  labelsOf: new Map(), // customer utterance_id -> its labels (names) in the counts: the head's, or the agent's correction
+  current: null, // the customer utterance whose final intents "Customer wants" shows (null: none, or provisional ones)
   scores: new Map(), // customer utterance_id -> sentiment score (insertion order = call order)
   suggestionFor: -1, // the customer utterance the shown suggestion answers
 };
@@ -83,23 +83,46 @@ export function initCards() {
 // ---- intents ----------------------------------------------------------------------------
 
 /** The intents of the customer's last line; provisional ones come from words still being said. */
-export function showCurrentIntents(labels, provisional = false) {
+export function showCurrentIntents(labels, provisional = false, corrected = false) {
   el.intentsCurrent.replaceChildren(
     ...(labels.length
       ? labels.map((l) => intentChip(l.name, { score: l.score, provisional }))
       : [h("span", { class: "muted", text: "No clear intent in the last line" })]),
   );
   el.intentsCurrent.dataset.provisional = String(provisional);
+  if (corrected) el.intentsCurrent.dataset.corrected = "1";
+  else delete el.intentsCurrent.dataset.corrected;
+  if (provisional) taken.current = null;
 }
 
-/** A customer line's final intents: shown as the current ones and counted once for the call. */
-export function showCustomerIntents(event) {
+/**
+ * A customer line's final intents: shown as the current ones and counted once for the call.
+ * `corrected`: the labels are the agent's correction of the line (assist.js passes them for a corrected line).
+ */
+export function showCustomerIntents(event, corrected = false) {
   const labels = event.labels ?? [];
-  showCurrentIntents(labels);
-  if (taken.counted.has(event.utterance_id)) return;
-  taken.counted.add(event.utterance_id);
-  for (const { name } of labels) taken.counts.set(name, (taken.counts.get(name) ?? 0) + 1);
-  const sorted = [...taken.counts.entries()].sort((a, b) => b[1] - a[1]);
+  showCurrentIntents(labels, false, corrected);
+  taken.current = event.utterance_id;
+  if (taken.labelsOf.has(event.utterance_id) && !corrected) return;
+  taken.labelsOf.set(event.utterance_id, labels.map((l) => l.name));
+  showCounts();
+}
+
+/**
+ * The agent corrected a customer line (a click, or the read-back after a reconnect): its labels `names` count
+ * instead of the head's, and "Customer wants" shows them when that line is the one it shows.
+ */
+export function correctCustomerIntents(utteranceId, names) {
+  if (taken.current === utteranceId) showCurrentIntents(names.map((name) => ({ name })), false, true);
+  if (!taken.labelsOf.has(utteranceId)) return; // not counted yet: its intent event counts the corrected labels
+  taken.labelsOf.set(utteranceId, [...names]);
+  showCounts();
+}
+
+function showCounts() {
+  const counts = new Map();
+  for (const names of taken.labelsOf.values()) for (const name of names) counts.set(name, (counts.get(name) ?? 0) + 1);
+  const sorted = [...counts.entries()].sort((a, b) => b[1] - a[1]);
   el.intentsCounts.replaceChildren(
     ...(sorted.length ? [h("span", { class: "as-chips-label", text: "This call:" })] : []),
     ...sorted.map(([name, count]) => intentChip(name, { count })),
@@ -275,8 +298,8 @@ export function showMetrics(event) {
 
 /** Every card as it is before a call. */
 export function clearCards() {
-  taken.counted.clear();
-  taken.counts.clear();
+  taken.labelsOf.clear();
+  taken.current = null;
   taken.scores.clear();
   taken.suggestionFor = -1;
 
@@ -302,6 +325,7 @@ export function clearCards() {
   delete el.topic.dataset.state;
 
   el.intentsCurrent.replaceChildren(h("span", { class: "muted", text: "Nothing yet" }));
+  delete el.intentsCurrent.dataset.corrected;
   el.intentsCounts.replaceChildren();
 
   showMetrics({ call_s: 0 });

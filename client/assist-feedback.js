@@ -2,7 +2,8 @@
 // intents as chips; clicking a chip removes that label, the "+" list adds one of the label
 // set's others. Each click is one POST /api/sessions/{id}/corrections; the chips then show
 // the labels the server answered with (never a guess of the page's own). What training
-// learns from is stored by the server (server/feedback_api.py).
+// learns from is stored by the server (server/feedback_api.py), and read back after a reconnect
+// (GET .../corrections; assist-view.js applyCorrections) onto the lines with `showCorrected`.
 
 import * as api from "./api.js";
 import { byRole, fixed, h, intentName } from "./page.js";
@@ -33,28 +34,52 @@ export function renderLineIntents(line, labels, choices) {
   line.querySelector(".as-line-intents").replaceChildren(...chips, ...(add ? [add] : []));
 }
 
+/** A line's labels as the server has them after a correction (`names`): its chips, marked corrected. */
+export function showCorrected(line, names) {
+  renderLineIntents(line, names.map((name) => ({ name })));
+  line.dataset.corrected = "1";
+}
+
+/** The call's stored corrections (GET .../corrections), or none when they cannot be read (the lines stay as they are). */
+export async function readBack(session) {
+  try {
+    return (await api.getCorrections(session))?.corrections ?? [];
+  } catch (error) {
+    console.warn("Earshot assist: the corrections were not read back", error);
+    return [];
+  }
+}
+
+/** The labels a corrected line shows (names), or null when the line is not corrected. */
+export function correctedNames(line) {
+  return line?.dataset.corrected ? JSON.parse(line.dataset.labels ?? "[]") : null;
+}
+
 /**
  * Listens for clicks on the transcript's chips. `sessionOf()`: the call's {session_id, token};
- * `failed(message)`: shows a correction the server refused (the chips stay as they were).
+ * `failed(message)`: shows a correction the server refused (the chips stay as they were);
+ * `corrected(line, names)`: the line's labels now, for what else shows them (the "Customer wants" card).
  */
-export function initFeedback(sessionOf, failed) {
+export function initFeedback(sessionOf, failed, corrected = () => {}) {
   const lines = byRole("lines");
+  const hooks = { sessionOf, failed, corrected };
   lines.addEventListener("click", (event) => {
     const chip = event.target.closest("button[data-action=remove]");
-    if (chip) send(chip.closest("li.final"), { remove: [chip.dataset.intent] }, sessionOf, failed);
+    if (chip) send(chip.closest("li.final"), { remove: [chip.dataset.intent] }, hooks);
   });
   lines.addEventListener("change", (event) => {
     const select = event.target.closest("select[data-action=add]");
-    if (select && select.value) send(select.closest("li.final"), { add: [select.value] }, sessionOf, failed);
+    if (select && select.value) send(select.closest("li.final"), { add: [select.value] }, hooks);
   });
 }
 
-async function send(line, change, sessionOf, failed) {
+async function send(line, change, { sessionOf, failed, corrected }) {
   const session = sessionOf();
   if (!line || !session || line.dataset.correcting) return;
   line.dataset.correcting = "1"; // one request at a time per line: each answer is the line's whole state
   const controls = line.querySelectorAll(".as-line-intents button, .as-line-intents select");
   for (const control of controls) control.disabled = true;
+  let labels = null;
   try {
     const answer = await api.correctIntents(session, {
       utterance_id: Number(line.dataset.utteranceId),
@@ -62,8 +87,8 @@ async function send(line, change, sessionOf, failed) {
       add: change.add ?? [],
       remove: change.remove ?? [],
     });
-    renderLineIntents(line, answer.labels.map((name) => ({ name })));
-    line.dataset.corrected = "1";
+    showCorrected(line, answer.labels);
+    labels = answer.labels;
   } catch (error) {
     for (const control of controls) control.disabled = false;
     const select = line.querySelector("select[data-action=add]");
@@ -72,4 +97,5 @@ async function send(line, change, sessionOf, failed) {
   } finally {
     delete line.dataset.correcting;
   }
+  if (labels) corrected(line, labels);
 }

@@ -3,7 +3,7 @@
 // the call survives. assist-cards.js shows what the server makes of the call.
 // Everything said on the call goes in with textContent, never as HTML.
 
-import { initFeedback, renderLineIntents } from "./assist-feedback.js";
+import { correctedNames, initFeedback, readBack, renderLineIntents, showCorrected } from "./assist-feedback.js";
 import { byRole, byTestId, formatClock, h, intentChip, num, showStatus, speakerName } from "./page.js";
 
 const el = {
@@ -26,6 +26,8 @@ export const controls = { start: el.start, stop: el.stop };
 const shown = {
   lines: new Map(), // speaker:utterance_id -> the final's <li>
   pendingIntents: new Map(), // speaker:utterance_id -> the intent event that came before its final
+  pendingCorrections: new Map(), // speaker:utterance_id -> labels read back before its final was shown
+  corrected: () => {}, // told each corrected line's labels (initCorrections)
   partials: {}, // speaker -> {utteranceId, node}
 };
 
@@ -89,6 +91,12 @@ export function appendFinal(event) {
     else el.lines.prepend(line);
   });
 
+  const corrected = shown.pendingCorrections.get(key);
+  if (corrected) {
+    shown.pendingCorrections.delete(key);
+    showCorrected(line, corrected);
+    shown.corrected(speaker, event.utterance_id, corrected);
+  }
   const pending = shown.pendingIntents.get(key);
   if (pending) {
     shown.pendingIntents.delete(key);
@@ -96,10 +104,47 @@ export function appendFinal(event) {
   }
 }
 
-/** The agent's clicks on a line's chips correct its intents; `sessionOf()` is the call's session. */
-export function initCorrections(sessionOf) {
-  initFeedback(sessionOf, (text) => addNotice("correction_failed", text));
+/**
+ * The agent's clicks on a line's chips correct its intents; `sessionOf()` is the call's session,
+ * `corrected(speaker, utteranceId, names)` is told each line's labels after a click or a read-back.
+ */
+export function initCorrections(sessionOf, corrected = () => {}) {
+  shown.corrected = corrected;
+  initFeedback(sessionOf, (text) => addNotice("correction_failed", text),
+    (line) => corrected(line.dataset.speaker, Number(line.dataset.utteranceId), correctedNames(line)));
 }
+
+/**
+ * The call's stored corrections (GET .../corrections: [{speaker, utterance_id, labels}]) onto its lines,
+ * marked corrected as a click marks them; a line not shown yet gets them when its final comes.
+ * Returns how many lines on screen now show them.
+ */
+export function applyCorrections(corrections) {
+  let applied = 0;
+  for (const c of corrections ?? []) {
+    if (!c || !Array.isArray(c.labels)) continue;
+    const key = lineKey(c.speaker, c.utterance_id);
+    const line = shown.lines.get(key);
+    if (!line) {
+      shown.pendingCorrections.set(key, c.labels);
+      continue;
+    }
+    if (line.dataset.correcting) continue; // a click's answer is on its way: it is newer
+    showCorrected(line, c.labels);
+    shown.corrected(c.speaker, c.utterance_id, c.labels);
+    applied += 1;
+  }
+  return applied;
+}
+
+/** Reads the call's stored corrections back onto its lines, while `stillCurrent()`; resolves to how many it set. */
+export async function readCorrections(session, stillCurrent) {
+  const corrections = await readBack(session);
+  return stillCurrent() ? applyCorrections(corrections) : 0;
+}
+
+/** The labels a final line shows after the agent's correction, or null (not corrected, or not shown). */
+export const correctedLabels = (speaker, utteranceId) => correctedNames(shown.lines.get(lineKey(speaker, utteranceId)));
 
 /** Whether any final is on screen. */
 export const hasFinals = () => shown.lines.size > 0;
@@ -119,8 +164,11 @@ export function showLineIntents(event) {
 
 /** The line's chips, which the agent may correct (assist-feedback.js); the add list offers the label set's others. */
 function setLineIntents(line, event) {
-  if (line.dataset.corrected) return; // the server's answer to the agent's click stands
-  renderLineIntents(line, event.labels, Object.keys(event.scores ?? {}));
+  const choices = Object.keys(event.scores ?? {});
+  const corrected = correctedNames(line);
+  // The server's answer to the agent's click (or its read-back) stands; the add list still gets the label set.
+  if (corrected) renderLineIntents(line, corrected.map((name) => ({ name })), choices);
+  else renderLineIntents(line, event.labels, choices);
 }
 
 function partialNode(speaker) {
@@ -204,6 +252,7 @@ export function addNotice(code, text, event = {}) {
 export function clearView() {
   shown.lines.clear();
   shown.pendingIntents.clear();
+  shown.pendingCorrections.clear();
   clearPartials();
   el.lines.replaceChildren();
   el.transcriptEmpty.hidden = false;

@@ -33,9 +33,10 @@ const NOTICE_TEXT = {
 
 // ---- state ---------------------------------------------------------------------------
 
-// Exposed for tests and the console: every parsed event, the state, and handle(event)
-// to feed an event by hand (as if it came over the data channel).
-const earshotAssist = { events: [], state: "idle", session: null, summaryUrl: null, handle: handleEvent };
+// Exposed for tests and the console: every parsed event, the state, handle(event)
+// to feed an event by hand (as if it came over the data channel), and readCorrections()
+// (what a reconnect does: the call's stored corrections onto its lines).
+const earshotAssist = { events: [], state: "idle", session: null, summaryUrl: null, handle: handleEvent, readCorrections };
 window.earshotAssist = earshotAssist;
 
 // The one call this page may hold. Every start and teardown begins a new attempt, so
@@ -171,7 +172,8 @@ async function reconnect() {
 function goLive() {
   clearTimeout(conn.openTimer);
   setState("live");
-  if (conn.liveSince === null) conn.liveSince = Date.now(); // a reconnect's clock goes on
+  if (conn.liveSince === null) conn.liveSince = Date.now();
+  else readCorrections(); // a reconnect: the clock goes on, and the lines get the corrections stored meanwhile
   updateClock();
   conn.clockTimer = setInterval(updateClock, 1000);
   if (conn.audio.recording) {
@@ -257,6 +259,12 @@ function describeError(error) {
     notFound: "Audio input not found: connect it (or pick another)",
     inUse: "The audio input is in use by another app",
   });
+}
+
+/** After a reconnect: the call's stored intent corrections onto its lines (assist-view.js); how many it set. */
+function readCorrections() {
+  const session = conn.session;
+  return session ? view.readCorrections(session, () => conn.session === session) : Promise.resolve(0);
 }
 
 /** Relative to this page (the client's folder), so it works under any mount prefix. */
@@ -350,7 +358,10 @@ const EVENT_HANDLERS = {
       return;
     }
     view.showLineIntents(event);
-    if (customer) cards.showCustomerIntents(event);
+    if (!customer) return;
+    const corrected = view.correctedLabels(event.speaker, event.utterance_id); // the agent's click stands
+    if (corrected) cards.showCustomerIntents({ ...event, labels: corrected.map((name) => ({ name })) }, true);
+    else cards.showCustomerIntents(event);
   },
 
   sentiment: cards.showSentiment,
@@ -377,7 +388,8 @@ function init() {
   view.controls.start.addEventListener("click", start);
   view.controls.stop.addEventListener("click", () => stop("Call ended."));
   cards.initCards();
-  view.initCorrections(() => conn.session); // clicks on a line's intent chips correct them
+  // Clicks on a line's intent chips correct them; a corrected customer line's labels reach its card too.
+  view.initCorrections(() => conn.session, (speaker, id, names) => speaker === "customer" && cards.correctCustomerIntents(id, names));
   initSetup({
     changed() {
       if (["idle", "ended", "error"].includes(earshotAssist.state)) setStatus(idleHint());

@@ -1,6 +1,6 @@
 // The call summary as the summary page shows it: the server's JSON read defensively
 // (any part may be missing: it gets a default), plus what the page derives from it
-// (each customer line's sentiment, the last reply suggested for it).
+// (each customer line's sentiment, the last reply suggested for it, the agent's correction of its intents).
 
 import { num } from "./page.js";
 
@@ -10,6 +10,9 @@ export const list = (value) => (Array.isArray(value) ? value : []);
 /** The summary's parts, with defaults for whatever is missing. */
 export function normalise(summary) {
   const metrics = obj(summary.metrics);
+  // The agents' intent corrections (the same items as GET .../corrections): a line's labels after them.
+  const corrected = new Map(list(summary.corrections).filter((c) => c && Array.isArray(c.labels))
+    .map((c) => [`${c.speaker ?? ""}:${c.utterance_id}`, c.labels.map(String)]));
   const transcript = list(summary.transcript)
     .filter((line) => line && typeof line === "object")
     .map((line) => ({
@@ -20,6 +23,7 @@ export function normalise(summary) {
       start: num(line.start) ?? num(line.start_s),
       end: num(line.end) ?? num(line.end_s),
       intents: list(line.intents).map((i) => (typeof i === "string" ? { name: i } : obj(i))).filter((i) => i.name),
+      corrected: corrected.get(`${line.speaker ?? ""}:${line.utterance_id}`) ?? null, // null: as the model said
     }));
   transcript.sort((a, b) => (a.start ?? 0) - (b.start ?? 0) || (a.seq ?? 0) - (b.seq ?? 0));
 

@@ -272,22 +272,33 @@ function renderTranscript(model) {
   holder.replaceChildren(...model.transcript.map((line) => {
     const s = sentimentOf.get(line);
     const reply = line.speaker === "customer" ? model.replies.get(line.utterance_id) : null;
-    return h("li", { class: "call-line", "data-speaker": line.speaker, "data-seq": line.seq },
+    const item = h("li", { class: "call-line", "data-speaker": line.speaker, "data-seq": line.seq },
       h("div", {},
         h("span", { class: "who", text: speakerName(line.speaker) }),
         line.start === null ? null : h("time", { text: formatClock(line.start), title: `${line.start.toFixed(1)} s into the call` })),
       h("div", {},
         h("p", { class: "line-text", text: line.text }),
-        line.intents.length || s
-          ? h("div", { class: "as-chips" },
-              line.intents.map((i) => intentChip(i.name, { score: num(i.score) ?? undefined })),
+        line.intents.length || line.corrected || s
+          ? h("div", { class: "as-chips" }, lineIntents(line),
               s ? h("span", { class: `sentiment-tag ${moodLabel(s.label, s.score)}`,
                 text: `mood ${signed(s.score)}` }) : null)
           : null,
         reply ? h("p", { class: "question-stats muted" }, "Suggested reply",
           reply.source === "llm" ? " (AI draft)" : " (knowledge base)", ": ", h("q", { text: reply.text })) : null),
     );
+    if (line.corrected) item.dataset.corrected = "1";
+    return item;
   }));
+}
+
+/** A line's intent chips: the agent's correction where there is one (marked, the model's labels in its title), else the model's. */
+function lineIntents(line) {
+  if (!line.corrected) return line.intents.map((i) => intentChip(i.name, { score: num(i.score) ?? undefined }));
+  const said = line.intents.map((i) => i.name).join(", ") || "none";
+  return [
+    ...line.corrected.map((name) => intentChip(name)),
+    h("span", { class: "as-chips-label corrected-note", text: "corrected by the agent", title: `The model said: ${said}` }),
+  ];
 }
 
 export function renderSummary(summary) {

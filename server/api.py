@@ -33,7 +33,7 @@ from earshot.server.configs import redacted_kinds
 from earshot.server.encoder_service import EncoderService
 from earshot.server.errors import ApiError
 from earshot.server.facts_store import FactsStore
-from earshot.server.feedback_api import Feedback
+from earshot.server.feedback_api import Feedback, stored_corrections
 from earshot.server.feedback_store import FeedbackStore
 from earshot.server.forwarding import Forwarder
 from earshot.server.intent_reload import IntentReloader
@@ -378,6 +378,8 @@ async def summary(request: Request) -> Response:
         rescored = await state.store.rescored(record.session_id)
         if rescored is not None:
             found = {**found, "rescored": rescored}
+    # The agents' intent corrections as they are now (made during the call or after it), read at each request.
+    found = {**found, "corrections": await stored_corrections(state.feedback.store, record.session_id)}
     await record_act(request, "summary.read", record.session_id)
     return JSONResponse(found)
 

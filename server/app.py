@@ -22,6 +22,7 @@
     GET    /api/privacy                  what a call stores, for how long, and what is redacted
     POST   /api/sessions/{id}/corrections  Bearer token, {utterance_id, speaker, add, remove} -> the utterance's
                                          labels now (an agent's intent correction, server/feedback_api.py)
+    GET    /api/sessions/{id}/corrections  Bearer token -> the call's stored intent corrections (as the summary's readers)
     POST   /api/admin/intent-heads/reload  the intent heads read again and swapped in, calls go on (admin; also SIGHUP)
     GET    /openapi.json                 this API as OpenAPI 3 (server/openapi.py)
     GET    /                             the client (client/index.html and its files)
@@ -155,6 +156,7 @@ def create_app(state: AppState) -> Starlette:
         Route("/api/admin/audit", privacy_api.admin_audit, methods=["GET"]),
         Route("/api/privacy", privacy_api.privacy, methods=["GET"]),
         Route("/api/sessions/{session_id}/corrections", feedback_api.correct_intents, methods=["POST"]),
+        Route("/api/sessions/{session_id}/corrections", feedback_api.read_corrections, methods=["GET"]),
         Route("/api/admin/intent-heads/reload", operations_api.reload_intent_heads, methods=["POST"]),
     ]
     routes += [

@@ -7,7 +7,8 @@ One Redis stream, `earshot:audit`, one entry per act:
               `anonymous` with auth none; `cli` for a command run on the server's machine
     role      the identity's role, or empty
     action    transcript.read | report.read | summary.read | session.delete | session.purge |
-              identity.erase | keys.rotate | audit.read | intent.correct | intent_heads.reload
+              identity.erase | keys.rotate | audit.read | intent.correct | corrections.read |
+              intent_heads.reload
     session   the session id the act was on, or empty
     remote    the caller's address as the server saw it (a proxy's, behind one), or empty
     outcome   ok, or the error code it was refused with
@@ -39,6 +40,7 @@ ACTIONS = (
     "keys.rotate",
     "audit.read",
     "intent.correct",  # an agent corrected an utterance's intents (server/feedback_api.py)
+    "corrections.read",  # a call's intent corrections read back (server/feedback_api.py)
     "intent_heads.reload",  # an admin had the intent heads loaded again (server/intent_reload.py)
 )
 

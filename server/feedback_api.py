@@ -21,6 +21,14 @@ utterances apart, so an id alone may name two utterances (400
 `speaker_required` then). Bad input: an unknown label is 400 `unknown_label`
 whose error lists the label set's `labels`; an unknown session or utterance
 is 404.
+
+GET /api/sessions/{id}/corrections reads them back (the overlay after a
+reconnect): `{"session_id", "label_set", "corrections": [...]}`, one item per
+corrected utterance in utterance order, `{"speaker", "utterance_id", "labels",
+"added", "removed", "head_labels", "agent", "at"}` (`stored_corrections`; the
+call summary carries the same list as its `corrections`). Who may read them is
+who may read the call's summary (server/access.py `summary read`); an
+interview or transcribe session is 404 `no_intents`.
 """
 
 from __future__ import annotations
@@ -175,6 +183,39 @@ async def correct_intents(request: Request) -> Response:
     })
 
 
+def correction_item(speaker: str, correction: Correction) -> dict[str, Any]:
+    """One stored correction as the read-back and the summary show it (no words: the transcript has them)."""
+    # labels = head + added - removed, added and removed against the head: so the head is labels - added + removed.
+    head = (set(correction.labels) - set(correction.added)) | set(correction.removed)
+    return {
+        "speaker": speaker,
+        "utterance_id": correction.utterance_id,
+        "labels": list(correction.labels),
+        "added": list(correction.added),
+        "removed": list(correction.removed),
+        "head_labels": sorted(head),
+        "agent": correction.agent,
+        "at": correction.at,
+    }
+
+
+async def stored_corrections(store: FeedbackStore, session_id: str) -> list[dict[str, Any]]:
+    """The session's corrections as `correction_item`s, in utterance order."""
+    return [correction_item(speaker, correction) for speaker, correction in await store.of_session(session_id)]
+
+
+async def read_corrections(request: Request) -> Response:
+    """GET /api/sessions/{id}/corrections: the call's stored corrections (none yet: an empty list)."""
+    state: AppState = request.app.state.earshot
+    record = await audited_session(request, "summary read", "corrections.read")
+    label_set = MODE_KINDS[record.mode].intent_label_set
+    if record.mode != "assist" or label_set is None:
+        raise ApiError(404, "no_intents", "only the utterances of assist calls have corrections")
+    items = await stored_corrections(state.feedback.store, record.session_id)
+    await record_act(request, "corrections.read", record.session_id, corrections=len(items))
+    return JSONResponse({"session_id": record.session_id, "label_set": label_set, "corrections": items})
+
+
 async def _store(
     store: FeedbackStore, utterance: Utterance, wanted: CorrectionRequest, label_set: str, session_id: str, agent: str,
 ) -> Correction:
@@ -246,6 +287,29 @@ CORRECTION_SCHEMAS: dict[str, Any] = {
             "added": {**_LABELS, "description": "against what the head said"},
             "removed": _LABELS,
             "head_labels": {**_LABELS, "description": "what the head said"},
+        },
+    },
+    "StoredCorrection": {
+        "type": "object",
+        "required": ["speaker", "utterance_id", "labels", "added", "removed", "head_labels", "agent", "at"],
+        "properties": {
+            "speaker": {"type": "string"},
+            "utterance_id": {"type": "integer"},
+            "labels": {**_LABELS, "description": "the utterance's labels after every click so far"},
+            "added": {**_LABELS, "description": "against what the head said"},
+            "removed": _LABELS,
+            "head_labels": {**_LABELS, "description": "what the head said, sorted"},
+            "agent": {"type": "string", "description": "who corrected it; empty with auth none"},
+            "at": {"type": "number", "description": "unix time of the last click"},
+        },
+    },
+    "Corrections": {
+        "type": "object",
+        "required": ["session_id", "label_set", "corrections"],
+        "properties": {
+            "session_id": {"type": "string"},
+            "label_set": {"type": "string"},
+            "corrections": {"type": "array", "items": {"$ref": "#/components/schemas/StoredCorrection"}},
         },
     },
 }

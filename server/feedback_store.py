@@ -92,10 +92,20 @@ class FeedbackStore:
             raise CorrectionConflict(f"the correction of {session_id} {field_name(speaker, correction.utterance_id)} changed")
         return done == 1
 
-    async def of_session(self, session_id: str) -> list[Correction]:
-        """The session's corrections, in utterance order."""
+    async def of_session(self, session_id: str) -> list[tuple[str, Correction]]:
+        """The session's corrections, each with its utterance's speaker, in utterance order (the read-back,
+        GET /api/sessions/{id}/corrections, and the call summary). One that does not open is left out and
+        logged at WARNING, as `read_corrections` does: the others are still shown."""
         raw = await guarded(lambda: self._redis.hgetall(session_key(session_id, CORRECTIONS)))
-        return sorted((_opened(self._sealer, session_id, value) for value in raw.values()), key=lambda c: c.utterance_id)
+        found, unreadable = [], []
+        for field, value in raw.items():
+            try:
+                found.append((field.rpartition(":")[0], _opened(self._sealer, session_id, value)))
+            except (SealError, ValueError, CorrectionError) as exc:
+                unreadable.append(str(exc))
+        if unreadable:
+            log.warning("%d corrections of a session left out, unreadable (e.g. %s)", len(unreadable), unreadable[0])
+        return sorted(found, key=lambda pair: (pair[1].utterance_id, pair[0]))
 
 
 async def read_corrections(client: aioredis.Redis, sealer: Sealer) -> list[Correction]:

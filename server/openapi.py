@@ -339,6 +339,11 @@ OPERATIONS: dict[str, Operation] = {
         _ok(200, "the utterance's labels after the correction", _json(_ref("Corrected"))),
         body="CorrectionRequest", token=True, errors=(*SESSION_ERRORS, 408, 409, 413),
     ),
+    "read_corrections": Operation(
+        "An assist call's stored intent corrections, one per corrected utterance (the overlay's read-back)",
+        _ok(200, "the corrections, in utterance order", _json(_ref("Corrections"))), token=True,
+        errors=SESSION_ERRORS,
+    ),
     "reload_intent_heads": Operation(
         "Read the intent heads again and use them for later finals; calls go on (admin)",
         _ok(200, "the heads in use now", _json(_ref("HeadsReloaded"))), errors=(401, 403, 409),

@@ -203,7 +203,8 @@ async def test_session_ids_not_of_the_documented_form_are_404_before_redis(http,
     bad_ids = [f"{session_id}:summary", f"{session_id}:finals", session_id.upper(), session_id[:-1], session_id + "0",
                "x" * 16, "%2e%2e", "0" * 1000]
     for bad in bad_ids:
-        for method, path in (("GET", ""), ("DELETE", ""), ("GET", "/report"), ("GET", "/summary"), ("POST", "/offer")):
+        for method, path in (("GET", ""), ("DELETE", ""), ("GET", "/report"), ("GET", "/summary"), ("POST", "/offer"),
+                             ("GET", "/corrections")):
             body = {"sdp": "v=0", "type": "offer"} if method == "POST" else None
             response = await http.request(method, f"/api/sessions/{bad}{path}", json=body, headers=auth)
             assert_error(response, 404, "unknown_session")

@@ -126,6 +126,7 @@ DELETE /api/admin/identities/{N}/sessions 403   403      403      403       200 
 GET    /api/admin/audit              403        403      403      403       200      401m     401b     401b
 GET    /api/privacy                  200        200      200      200       200      200      200      200
 POST   /api/sessions/{S}/corrections 403        404      403      403       404      401m     404      401b
+GET    /api/sessions/{S}/corrections 403        200      200      403       200      401m     200      401b
 POST   /api/admin/intent-heads/reload 403       403      403      403       409      401m     401b     401b
 GET    /openapi.json                 200        200      200      200       200      200      200      200
 GET    /                             200        200      200      200       200      200      200      200
@@ -176,7 +177,7 @@ def test_role_x_endpoint_matrix(http, credentials):
             body = {"interview": INTERVIEW, "transcribe": TRANSCRIBE, "assist": ASSIST}.get(body_name)
             if url.endswith("/offer"):
                 body = BAD_OFFER
-            elif url.endswith("/corrections"):  # allowed: 404, the session has had no call
+            elif url.endswith("/corrections") and method == "POST":  # allowed: 404, the session has had no call
                 body = {"utterance_id": 1, "add": ["complaint"]}
             response = http.request(method, url, json=body, headers=bearer(credential) if credential else {})
             status, code = CODES[expected] if expected in CODES else (int(expected), "")

@@ -1,7 +1,10 @@
-"""The overlay's one-click intent correction in Chromium, on a real call: the first 12 s of call-1.wav (one turn each)."""
+"""The overlay's one-click intent correction in Chromium, on a real call: the first 12 s of call-1.wav (one turn each).
+
+After the clicks: the "Customer wants" card, the read-back a reconnect does, and the summary page show the correction."""
 
 import wave
 from pathlib import Path
+from urllib.parse import urljoin
 
 import pytest
 
@@ -56,6 +59,47 @@ def test_clicking_a_line_s_intents_corrects_them(server, tmp_path):
         assert len(sent) == 3, sent  # one request per click
         assert sent[1] == {"utterance_id": sent[0]["utterance_id"], "speaker": "customer", "add": [], "remove": [value]}
         session_id = page.evaluate("window.earshotAssist.session")
+        utterance_id = sent[0]["utterance_id"]
+        assert line.get_attribute("data-corrected") == "1"
+
+        # "Customer wants" shows the customer's last final line: the corrected labels when that is this line.
+        link = page.get_by_test_id("assist-summary-link")
+        link.wait_for(state="visible", timeout=40000)  # the call has ended: every final is in
+        card = page.locator("[data-role=intents-current]")
+        last = max(int(u) for u in page.locator("li.final[data-speaker=customer]").evaluate_all(
+            "ls => ls.map(l => l.dataset.utteranceId)"))
+
+        def card_labels() -> list[str]:
+            return sorted(c.get_attribute("data-intent") for c in card.locator(".as-chip").all())
+
+        if last == utterance_id:
+            assert card_labels() == shown and card.get_attribute("data-corrected") == "1"
+        else:  # the customer's words came as two finals and this is the first: the card shows the other
+            assert card.get_attribute("data-corrected") is None
+
+        # A reconnect's read-back: the line unmarked and its final intent event sent again (the head's labels
+        # on the line and the card), then the call's stored corrections read back (GET .../corrections).
+        page.evaluate("""(id) => {
+            const li = document.querySelector(`li.final[data-speaker=customer][data-utterance-id="${id}"]`);
+            delete li.dataset.corrected;
+            const intent = window.earshotAssist.events.find((e) => e.type === "intent" && e.final !== false
+                && e.speaker === "customer" && e.utterance_id === id);
+            window.earshotAssist.handle({...intent});
+        }""", utterance_id)
+        assert labels_shown() == sorted(head) and line.get_attribute("data-corrected") is None
+        assert card_labels() == sorted(head) and card.get_attribute("data-corrected") is None
+        assert page.evaluate("() => window.earshotAssist.readCorrections()") == 1
+        assert labels_shown() == shown and line.get_attribute("data-corrected") == "1"
+        assert card_labels() == shown and card.get_attribute("data-corrected") == "1"
+        assert line.locator("select[data-action=add]").count() == 1, "the add list still offers the label set's others"
+
+        # The summary page (the link's, as the calls page opens it) shows the corrected chips on that line.
+        page.goto(urljoin(page.url, link.get_attribute("href")))
+        page.locator("body[data-state=ready]").wait_for(timeout=20000)
+        corrected = page.locator("li.call-line[data-corrected='1']")
+        assert corrected.count() == 1 and corrected.get_attribute("data-speaker") == "customer"
+        assert sorted(c.get_attribute("data-intent") for c in corrected.locator(".as-chip[data-intent]").all()) == shown
+        assert "corrected by the agent" in corrected.inner_text()
 
     # What the server stored is what the page shows.
     settings = Settings(redis_url=server_redis(server), data_dir=server.log_path.parent)

@@ -111,6 +111,11 @@ async def test_corrections_and_head_reloads_during_a_live_assist_call(feedback_s
         undo = {"add": [label]} if head else {"remove": [label]}
         undone = await correct(caller, {**target, **undo})
         assert undone["labels"] == sorted(head) and undone["added"] == undone["removed"] == []
+        # Read back: the one corrected utterance, its labels now (the head's again) and what the head said.
+        read = await caller.api("GET", "/corrections")
+        assert read["session_id"] == caller.session_id and read["label_set"] == "call_center"
+        assert [(c["speaker"], c["utterance_id"], c["labels"], c["added"], c["removed"], c["head_labels"], c["agent"])
+                for c in read["corrections"]] == [(first["speaker"], first["utterance_id"], sorted(head), [], [], sorted(head), "")]
 
         unknown = await refused(caller, {**target, "add": ["refund_request"]})
         assert unknown.status == 400 and unknown.code == "unknown_label"
@@ -125,6 +130,10 @@ async def test_corrections_and_head_reloads_during_a_live_assist_call(feedback_s
         other = await admin.post("/api/sessions/0123456789abcdef/corrections", json={**target, "add": ["complaint"]},
                                  headers={"Authorization": f"Bearer {caller.token}"})
         assert other.status_code == 404 and other.json()["error"]["code"] == "unknown_session"
+        unread = await admin.get("/api/sessions/0123456789abcdef/corrections", headers={"Authorization": f"Bearer {caller.token}"})
+        assert unread.status_code == 404 and unread.json()["error"]["code"] == "unknown_session"
+        tokenless = await admin.get(f"/api/sessions/{caller.session_id}/corrections")
+        assert tokenless.status_code == 401 and tokenless.json()["error"]["code"] == "missing_token"
 
         # --- the admin call: every label on from the next final ---------------------------------
         write_heads(heads_dir, 1e-6)  # thresholds must be positive; any sigmoid reaches this
@@ -164,6 +173,16 @@ async def test_corrections_and_head_reloads_during_a_live_assist_call(feedback_s
         late = [f for f in finals if f["speaker"] == "customer"][-1]  # classified with no label on
         stored = await correct(caller, {"utterance_id": late["utterance_id"], "speaker": "customer", "add": ["escalation"]})
         assert "escalation" in stored["labels"] and stored["added"] == ["escalation"]
+        # The summary shows both corrections, as the read-back gives them; its transcript keeps the head's labels.
+        summary = await caller.api("GET", "/summary")
+        assert summary["corrections"] == (await caller.api("GET", "/corrections"))["corrections"]
+        by_line = {(c["speaker"], c["utterance_id"]): c for c in summary["corrections"]}
+        assert set(by_line) == {(first["speaker"], first["utterance_id"]), ("customer", late["utterance_id"])}
+        assert by_line[("customer", late["utterance_id"])]["labels"] == stored["labels"]
+        assert by_line[("customer", late["utterance_id"])]["added"] == ["escalation"]
+        late_line = next(line for line in summary["transcript"]
+                         if line["speaker"] == "customer" and line["utterance_id"] == late["utterance_id"])
+        assert "escalation" not in [intent["name"] for intent in late_line["intents"]]
 
         settings = Settings(redis_url=server_redis(server), data_dir=server.data_dir)
         mine = {(c.utterance_id, c.text): c for c in await asyncio.to_thread(load_corrections, settings)

@@ -75,7 +75,7 @@ async def test_a_correction_is_sealed_kept_as_long_as_the_transcript_and_loaded_
     found, raw_value = await feedback.read(sid, "customer", 3)
     assert found == stored and raw_value == value
     assert await feedback.read(sid, "agent", 3) == (None, "")  # the other side's utterance 3 is another one
-    assert await feedback.of_session(sid) == [stored]
+    assert await feedback.of_session(sid) == [("customer", stored)]
     # What `earshot train-intent --with-feedback` reads: every correction, from the settings alone.
     assert await asyncio.to_thread(load_corrections, settings) == [stored]
     # And what `earshot export corrections` writes for a trainer elsewhere: the same records, as JSON lines.
