@@ -263,6 +263,14 @@ def _matching(transcript: list[dict[str, Any]], wanted: CorrectionRequest) -> li
 
 # The endpoint's request and answer in the OpenAPI document (server/openapi.py).
 _LABELS = {"type": "array", "items": {"type": "string"}}
+_CORRECTED: dict[str, Any] = {  # an utterance's labels after the agent's clicks, in the POST's answer and the read-back
+    "speaker": {"type": "string"},
+    "utterance_id": {"type": "integer"},
+    "labels": {**_LABELS, "description": "the utterance's labels after every click so far"},
+    "added": {**_LABELS, "description": "against what the head said"},
+    "removed": _LABELS,
+    "head_labels": {**_LABELS, "description": "what the head said (sorted in the read-back)"},
+}
 CORRECTION_SCHEMAS: dict[str, Any] = {
     "CorrectionRequest": {
         "type": "object",
@@ -277,28 +285,14 @@ CORRECTION_SCHEMAS: dict[str, Any] = {
     },
     "Corrected": {
         "type": "object",
-        "required": ["session_id", "utterance_id", "speaker", "label_set", "labels", "added", "removed", "head_labels"],
-        "properties": {
-            "session_id": {"type": "string"},
-            "utterance_id": {"type": "integer"},
-            "speaker": {"type": "string"},
-            "label_set": {"type": "string"},
-            "labels": {**_LABELS, "description": "the utterance's labels now"},
-            "added": {**_LABELS, "description": "against what the head said"},
-            "removed": _LABELS,
-            "head_labels": {**_LABELS, "description": "what the head said"},
-        },
+        "required": ["session_id", "label_set", *_CORRECTED],
+        "properties": {"session_id": {"type": "string"}, "label_set": {"type": "string"}, **_CORRECTED},
     },
     "StoredCorrection": {
         "type": "object",
-        "required": ["speaker", "utterance_id", "labels", "added", "removed", "head_labels", "agent", "at"],
+        "required": [*_CORRECTED, "agent", "at"],
         "properties": {
-            "speaker": {"type": "string"},
-            "utterance_id": {"type": "integer"},
-            "labels": {**_LABELS, "description": "the utterance's labels after every click so far"},
-            "added": {**_LABELS, "description": "against what the head said"},
-            "removed": _LABELS,
-            "head_labels": {**_LABELS, "description": "what the head said, sorted"},
+            **_CORRECTED,
             "agent": {"type": "string", "description": "who corrected it; empty with auth none"},
             "at": {"type": "number", "description": "unix time of the last click"},
         },
