@@ -7,6 +7,7 @@
                                                v
                                       earshot:analytics:dead (stream: the message, its reason)
 
+A call closed with no DELETE gets there too, later: a worker's sweep (server/abandoned_calls.py).
 A message names the call (session id, mode, when it ended) and nothing else: no words,
 no names. The worker reads the rest from the session's sealed keys.
 

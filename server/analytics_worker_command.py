@@ -8,8 +8,10 @@ the bigger Whisper's transcript is stored beside the live one, and the facts say
 totals used), and serves the manager's metrics at
 `/metrics` on `analytics_metrics_port` (server/analytics_metrics.py). SIGTERM or Ctrl-C
 stops it after the message in hand; what it had not acknowledged is taken by another
-worker after `analytics_claim_idle_s`. `--until-idle` handles what is waiting and exits
-(a batch run, and what the tests use).
+worker after `analytics_claim_idle_s`. Calls whose connection closed with no DELETE are
+ended and put on the stream `analytics_abandoned_after_s` after they closed (server/abandoned_calls.py:
+each worker sweeps, each call is published once). `--until-idle` sweeps once, handles what is waiting
+and exits (a batch run, and what the tests use).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import numpy as np
 
 from earshot.agents.call_facts import UNCLEAR_TOPIC, Scoring, Similarity
 from earshot.models.encoder import SentenceEncoder
+from earshot.server.abandoned_calls import AbandonedCalls
 from earshot.server.analytics_metrics import AnalyticsCollector
 from earshot.server.analytics_stream import RedisCallStream
 from earshot.server.analytics_worker import AnalyticsWorker
@@ -95,16 +98,23 @@ async def serve_worker(settings: Settings, url: str, consumer: str, until_idle: 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    refresher = None
+    refresher = sweeper = None
     if settings.analytics_metrics_port and not until_idle:
         refresher = asyncio.ensure_future(_serve_metrics(settings, facts, stop))
+    if settings.analytics_abandoned_after_s > 0:  # calls closed with no DELETE join the stream (abandoned_calls.py)
+        abandoned = AbandonedCalls(client, settings.analytics_abandoned_after_s)
+        if until_idle:
+            await abandoned.sweep()
+        else:
+            sweeper = asyncio.ensure_future(abandoned.run(stop))
     log.info("analytics worker %s: reading %s", consumer, url.split("@")[-1])
     try:
         await worker.run(stop, until_idle=until_idle)
     finally:
         stop.set()
-        if refresher is not None:
-            await refresher
+        for chore in (refresher, sweeper):
+            if chore is not None:
+                await chore
         await client.aclose()
         encoders.close()
     return worker.counts

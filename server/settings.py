@@ -473,6 +473,11 @@ class Settings:
     analytics_metrics_port: int = field(
         default=9102, metadata=_help("the analytics worker serves the manager's metrics at /metrics on this port (0 = none)")
     )
+    analytics_abandoned_after_s: float = field(
+        default=600.0,
+        metadata=_help("a call whose connection closed with no DELETE is ended and analysed this long after it closed, "
+                       "unless resumed meanwhile (0 = never: it stays resumable and is not analysed)"),
+    )
 
     # --- Call recording and re-scoring (server/recording.py, server/rescoring.py) ---
     recording: bool = field(

@@ -137,6 +137,10 @@ def settings_problems(s: "Settings") -> list[str]:
     check(1 <= s.analytics_max_tries <= 100, "analytics_max_tries must be in 1..100")
     check(0.0 <= s.analytics_used_similarity <= 1.0, "analytics_used_similarity must be in 0..1")
     check(0 <= s.analytics_metrics_port < 65536, "analytics_metrics_port must be 0 (none) to 65535")
+    check(
+        s.analytics_abandoned_after_s == 0 or s.analytics_abandoned_after_s >= 60,
+        "analytics_abandoned_after_s must be 0 (never) or at least 60 (a page's reconnect goes on for 40 s)",
+    )
     return problems
 
 

@@ -115,6 +115,11 @@ class LiveSession:
     def closed(self) -> bool:
         return self._closing is not None
 
+    @property
+    def abandoned(self) -> bool:
+        """Closed with its session not ended (no DELETE), after it connected or resumed a session with audio."""
+        return self.closed and self._end_state != "ended" and (self._connected or self.record.audio_s > 0)
+
     # --- signalling ---------------------------------------------------------------
     async def answer(self, offer_sdp: str) -> RTCSessionDescription:
         """Apply the caller's offer; returns the answer with every ICE candidate in it."""

@@ -8,6 +8,7 @@ import pytest
 import redis.asyncio as aioredis
 from aiortc import RTCPeerConnection
 
+from earshot.server.abandoned_calls import CLOSED as ABANDONED
 from earshot.server.ice import rtc_configuration
 from earshot.server.protocol import EVENTS_CHANNEL
 from earshot.server.store import KEY_PREFIX
@@ -109,7 +110,7 @@ async def test_malformed_and_non_audio_offers_are_400(http):
     assert state["state"] == "created" and state["finals"] == []
 
 
-async def test_second_offer_on_a_live_session_is_409_and_the_first_call_goes_on(server, http):
+async def test_second_offer_on_a_live_session_is_409_and_the_first_call_goes_on(server, http, redis_url):
     caller = await call_with(server.base_url, corpus_file("utterances/LJ001-0002.wav"))
     try:
         auth = {"Authorization": f"Bearer {caller.token}"}
@@ -119,7 +120,19 @@ async def test_second_offer_on_a_live_session_is_409_and_the_first_call_goes_on(
         assert_error(second, 409, "session_live")
         assert caller.of_type("final")
     finally:
-        await caller.hangup()
+        await caller.hangup(end_session=False)
+    # Closed with no DELETE: the session is noted for analytics later (server/abandoned_calls.py) ...
+    raw = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        deadline = time.monotonic() + 20
+        while await raw.zscore(ABANDONED, caller.session_id) is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert await raw.zscore(ABANDONED, caller.session_id) is not None, "the closed call was not noted"
+        # ... until its DELETE, which ends it (and publishes it itself).
+        assert (await http.delete(f"/api/sessions/{caller.session_id}", headers=auth)).status_code == 200
+        assert await raw.zscore(ABANDONED, caller.session_id) is None
+    finally:
+        await raw.aclose()
     # DELETE ended it: a new offer is refused, the transcript stays readable.
     state = (await http.get(f"/api/sessions/{caller.session_id}", headers=auth)).json()
     assert state["state"] == "ended" and state["finals"]

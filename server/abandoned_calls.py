@@ -1,0 +1,157 @@
+"""Calls whose connection closed with no DELETE: after `analytics_abandoned_after_s` they end, and are analysed once.
+
+    a call closes, its session not ended (tab closed, network gone)  --ZADD-->  earshot:analytics:closed
+                                                                                (sorted set, score: the close time)
+    DELETE (ended or purged), or the session's next call going live   --ZREM-->
+    the analytics worker, every `sweep_period_s`: each entry older than the setting, in one script
+        its entry is gone, or newer by now (another worker took it,
+        or the session was resumed and closed again)               -> nothing
+        the session is gone (purged, erased, expired)              -> entry dropped, nothing published
+        the session is ended (a DELETE came: it published)         -> entry dropped, nothing published
+        a call of the session is live on some instance
+        (its hold, earshot:call:{id}, server/cluster.py)           -> looked at again one period later
+        else                                                       -> state "ended" (what a DELETE sets),
+                                                                      CallEnded on the analytics stream,
+                                                                      entry removed: all in the same step
+
+A script runs alone, so of several workers sweeping the same entry one publishes and the others find
+it gone: a call is published once. What the stream's consumers do with it is server/analytics_worker.py.
+
+Only calls that connected (or resumed a session that already had audio) are noted: a call whose offer
+was refused or whose ICE never connected leaves a session the caller may still start. The set is kept
+to its newest `MAX_ENTRIES` (what no worker ever sweeps must not grow without end).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+import redis.asyncio as aioredis
+
+from earshot.server.analytics_stream import MODES, STREAM, STREAM_MAXLEN
+from earshot.server.cluster import CALL_PREFIX
+from earshot.server.settings import Settings
+from earshot.server.store import guarded, is_session_id
+from earshot.server.store_keys import session_key
+
+log = logging.getLogger(__name__)
+
+CLOSED = "earshot:analytics:closed"
+MAX_ENTRIES = STREAM_MAXLEN  # closed calls waiting at most: days of a busy site's calls
+SWEEP_BATCH = 100  # entries taken per round trip of ZRANGEBYSCORE
+
+# KEYS: the closed set, the session's record, its call hold, the analytics stream.
+# ARGV: the session id, the cutoff (entries at or before it are due), now, the stream's MAXLEN, the
+# analysed modes (",assist,interview,"). Returns what happened to the entry (SweepCounts' fields).
+SWEEP_SCRIPT = """
+local closed_at = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not closed_at or tonumber(closed_at) > tonumber(ARGV[2]) then return 'not_due' end
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+  return 'live'
+end
+redis.call('ZREM', KEYS[1], ARGV[1])
+local record = redis.call('HMGET', KEYS[2], 'created_at', 'state', 'mode')
+if not record[1] then return 'gone' end
+if record[2] == 'ended' then return 'ended' end
+redis.call('HSET', KEYS[2], 'state', 'ended')
+local mode = record[3] or ''
+if mode == '' or not string.find(ARGV[5], ',' .. mode .. ',', 1, true) then return 'unanalysed' end
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[4], '*',
+  'session_id', ARGV[1], 'mode', mode, 'ended_at', string.format('%.3f', tonumber(closed_at)))
+return 'published'
+"""
+
+
+@dataclass
+class SweepCounts:
+    published: int = 0  # ended, and put on the analytics stream
+    unanalysed: int = 0  # ended; its mode is not analysed
+    ended: int = 0  # already ended by a DELETE: dropped
+    gone: int = 0  # purged, erased or expired: dropped
+    live: int = 0  # a call of it is live: looked at again later
+    not_due: int = 0  # another worker took it, or it closed again since
+
+    def add(self, other: "SweepCounts") -> None:
+        for name in vars(self):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+async def note_closed(client: aioredis.Redis, session_id: str, at: Optional[float] = None) -> None:
+    """A call of the session closed without ending it: it is due for analytics unless resumed or DELETEd."""
+    async def write() -> None:
+        async with client.pipeline(transaction=True) as pipe:
+            pipe.zadd(CLOSED, {session_id: time.time() if at is None else at})
+            pipe.zremrangebyrank(CLOSED, 0, -(MAX_ENTRIES + 1))  # the oldest beyond the cap
+            await pipe.execute()
+
+    await guarded(write)
+
+
+async def forget(client: aioredis.Redis, session_id: str) -> None:
+    """The session was ended (DELETE), purged, or has a live call again: nothing is due for it here."""
+    await guarded(lambda: client.zrem(CLOSED, session_id))
+
+
+def sweep_period_s(after_s: float) -> float:
+    """How often a worker looks: a tenth of the wait, at most a minute (an entry is at most that late)."""
+    return min(60.0, max(0.05, after_s / 10))
+
+
+class AbandonedCalls:
+    """The sweep a worker runs: due entries end and are published (SWEEP_SCRIPT), each exactly once."""
+
+    def __init__(self, client: aioredis.Redis, after_s: float) -> None:
+        self._redis = client
+        self.after_s = after_s
+        self._script = client.register_script(SWEEP_SCRIPT)
+        self.counts = SweepCounts()
+
+    async def sweep(self, now: Optional[float] = None) -> SweepCounts:
+        """Every entry closed `after_s` or more before `now`, once; what happened to them."""
+        now = time.time() if now is None else now
+        cutoff = now - self.after_s
+        counts = SweepCounts()
+        modes = "," + ",".join(MODES) + ","
+        seen: set[str] = set()
+        while True:
+            due = await guarded(lambda: self._redis.zrangebyscore(CLOSED, "-inf", cutoff, start=0, num=SWEEP_BATCH))
+            due = [member for member in due if member not in seen]
+            if not due:
+                break
+            for member in due:
+                seen.add(member)
+                if not is_session_id(member):  # nothing else may become part of a key
+                    await forget(self._redis, member)
+                    continue
+                keys = [CLOSED, session_key(member), CALL_PREFIX + member, STREAM]
+                args = [member, repr(cutoff), repr(now), STREAM_MAXLEN, modes]  # exact: the same cutoff as the range
+                outcome = await guarded(lambda: self._script(keys=keys, args=args))
+                setattr(counts, outcome, getattr(counts, outcome) + 1)
+                if outcome == "published":
+                    log.info("analytics: session %s closed with no DELETE over %.0f s ago: ended and published",
+                             member, self.after_s)
+        self.counts.add(counts)
+        return counts
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Sweep every `sweep_period_s` until `stop` is set; a Redis outage is logged, and the next sweep tries again."""
+        period = sweep_period_s(self.after_s)
+        while not stop.is_set():
+            try:
+                await self.sweep()
+            except Exception as exc:  # noqa: BLE001 - StoreUnavailable mostly: the entries wait for the next sweep
+                log.warning("analytics: abandoned calls not swept: %s", exc)
+            try:
+                await asyncio.wait_for(stop.wait(), period)
+            except asyncio.TimeoutError:
+                pass
+
+
+def noted(settings: Settings, mode: str) -> bool:
+    """Whether a server notes a call of `mode` that closes without a DELETE."""
+    return settings.analytics_enabled and settings.analytics_abandoned_after_s > 0 and mode in MODES

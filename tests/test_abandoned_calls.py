@@ -1,0 +1,161 @@
+"""Calls closed with no DELETE (server/abandoned_calls.py) on a real Redis: ended and published once, or not at all.
+
+The closed set's entries are what a server's `call_closed` writes (`note_closed`; that the real close
+path writes one is checked in tests/test_api_errors.py); the sessions are real SessionStore sessions
+with a sealed summary, as in tests/test_analytics_worker.py, whose harness runs the consumers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from dataclasses import replace
+
+import pytest
+
+from earshot.server.abandoned_calls import CLOSED, AbandonedCalls, SweepCounts, note_closed
+from earshot.server.analytics_stream import STREAM, CallEnded, RedisCallStream
+from earshot.server.at_rest import Sealer
+from earshot.server.cluster import CALL_PREFIX
+from earshot.server.settings import Settings, SettingsError
+from earshot.server.retention import Retention
+from earshot.server.store import SessionStore, connect
+from tests.test_analytics_worker import CLAIM_IDLE_S, Harness, summary
+
+AFTER_S = 600.0
+
+
+@pytest.fixture
+async def harness(own_redis):
+    h = Harness(own_redis.url)
+    h.url = own_redis.url
+    await RedisCallStream(h.client, "setup", CLAIM_IDLE_S).join()
+    yield h
+    await h.client.aclose()
+
+
+async def closed_call(h: Harness, closed_at: float, mode: str = "assist") -> str:
+    """A session whose call closed at `closed_at` with no DELETE: its summary stored, its state "created"."""
+    record, _ = await h.sessions.create(mode, "", "", owner="dana", team="billing")
+    await h.sessions.update(record.session_id, state="created", audio_s=12.0)  # what the call's teardown leaves
+    await h.sessions.save_summary(record.session_id, summary())
+    await note_closed(h.client, record.session_id, at=closed_at)
+    return record.session_id
+
+
+async def published(h: Harness) -> list[CallEnded]:
+    return [CallEnded.from_fields(fields) for _id, fields in await h.client.xrange(STREAM)]
+
+
+async def state_of(h: Harness, session_id: str) -> str:
+    record = await h.sessions.get(session_id)
+    return record.state if record is not None else "gone"
+
+
+async def test_closed_calls_past_the_setting_are_ended_and_published_once_with_two_workers_sweeping(harness):
+    now = time.time()
+    due = [await closed_call(harness, now - AFTER_S - 60 - i) for i in range(12)]
+    fresh = await closed_call(harness, now - 30)
+    clients = [connect(harness.url), connect(harness.url)]
+    try:
+        sweepers = [AbandonedCalls(client, AFTER_S) for client in clients]
+        first, second = await asyncio.gather(*(s.sweep(now) for s in sweepers))
+    finally:
+        for client in clients:
+            await client.aclose()
+    # Both saw the same due entries; each was published by exactly one of them.
+    assert first.published + second.published == len(due)
+    assert first.not_due + second.not_due <= len(due) and first.gone == second.gone == 0
+    messages = await published(harness)
+    assert sorted(m.session_id for m in messages) == sorted(due)
+    by_id = {m.session_id: m for m in messages}
+    closed_at = {sid: now - AFTER_S - 60 - i for i, sid in enumerate(due)}
+    assert all(m.mode == "assist" and m.ended_at == pytest.approx(closed_at[m.session_id], abs=0.01) for m in messages)
+    assert [await state_of(harness, sid) for sid in due] == ["ended"] * len(due)  # no longer resumable
+    # A fresh one waits: still resumable, still in the set.
+    assert await state_of(harness, fresh) == "created"
+    assert await harness.client.zrange(CLOSED, 0, -1) == [fresh]
+    # Sweeping again publishes nothing more; the consumers store each call's facts once.
+    assert await AbandonedCalls(harness.client, AFTER_S).sweep(now) == SweepCounts()
+    worker, _ = harness.worker("w")
+    await harness.run(worker)
+    assert worker.counts.stored == len(due) and worker.counts.dead == 0
+    assert (await harness.facts.totals())["calls|assist"] == len(due)
+    # Its time comes: the fresh one is ended and published too.
+    later = await AbandonedCalls(harness.client, AFTER_S).sweep(now + AFTER_S)
+    assert later.published == 1 and await state_of(harness, fresh) == "ended"
+    assert await harness.client.zcard(CLOSED) == 0
+
+
+async def test_a_resumed_call_is_not_published_while_live_and_once_after_it_closes_again(harness):
+    now = time.time()
+    resumed = await closed_call(harness, now - AFTER_S - 5)
+    # Its session's next call went live (on some instance: its hold), and the entry stayed (a lost race).
+    await harness.client.set(CALL_PREFIX + resumed, "instance-b", px=5000)
+    sweeper = AbandonedCalls(harness.client, AFTER_S)
+    assert (await sweeper.sweep(now)).live == 1
+    assert await published(harness) == [] and await state_of(harness, resumed) == "created"
+    assert await harness.client.zscore(CLOSED, resumed) == pytest.approx(now, abs=0.01)  # looked at again later
+    # The resumed call closes, again with no DELETE: it is due a full wait after that close.
+    await harness.client.delete(CALL_PREFIX + resumed)
+    await note_closed(harness.client, resumed, at=now + 100)
+    assert (await sweeper.sweep(now + AFTER_S)).not_due == 0 and await published(harness) == []
+    counts = await sweeper.sweep(now + 100 + AFTER_S)
+    assert counts.published == 1
+    (message,) = await published(harness)
+    assert message.session_id == resumed and message.ended_at == pytest.approx(now + 100, abs=0.01)
+
+
+async def test_a_call_deleted_meanwhile_is_not_published_again(harness):
+    now = time.time()
+    deleted = await closed_call(harness, now - AFTER_S - 5)
+    await harness.sessions.end(deleted)  # its DELETE (which published it) ended it; its entry was left behind
+    counts = await AbandonedCalls(harness.client, AFTER_S).sweep(now)
+    assert counts == SweepCounts(ended=1)
+    assert await published(harness) == [] and await harness.client.zcard(CLOSED) == 0
+
+
+async def test_a_call_purged_or_expired_meanwhile_is_dropped_and_nothing_published(harness):
+    now = time.time()
+    purged = await closed_call(harness, now - AFTER_S - 5)
+    await harness.sessions.purge(await harness.sessions.get(purged))
+    expired = await closed_call(harness, now - AFTER_S - 6, mode="interview")
+    await harness.client.delete(f"earshot:session:{expired}")  # its record expired
+    await harness.client.zadd(CLOSED, {"../../etc": now - AFTER_S - 7})  # not a session id: never a key
+    counts = await AbandonedCalls(harness.client, AFTER_S).sweep(now)
+    assert counts == SweepCounts(gone=2)
+    assert await published(harness) == [] and await harness.client.zcard(CLOSED) == 0
+    assert await harness.client.exists(f"earshot:session:{purged}") == 0  # nothing brought back
+
+
+def test_the_wait_is_0_or_longer_than_a_page_s_reconnect():
+    assert Settings().analytics_abandoned_after_s == 600
+    assert Settings(analytics_abandoned_after_s=0).analytics_abandoned_after_s == 0
+    with pytest.raises(SettingsError, match="analytics_abandoned_after_s must be 0"):
+        Settings(analytics_abandoned_after_s=30)
+
+
+async def test_the_worker_command_sweeps_before_a_batch_run(own_redis, tmp_path):
+    """`earshot analytics-worker --until-idle`: the due call is ended, published and its facts stored in one run."""
+    settings = replace(Settings(), data_dir=tmp_path / "data")  # the worker's storage keys: made here first
+    client = connect(own_redis.url)
+    try:
+        sessions = SessionStore(client, Retention.from_settings(settings), Sealer.from_settings(settings))
+        record, _ = await sessions.create("assist", "", "", owner="dana", team="billing")
+        await sessions.update(record.session_id, state="created", audio_s=12.0)
+        await sessions.save_summary(record.session_id, summary())
+        await note_closed(client, record.session_id, at=time.time() - AFTER_S - 60)
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "earshot.server", "analytics-worker", "--until-idle", "--redis-url", own_redis.url,
+             "--data-dir", str(settings.data_dir), "--analytics-metrics-port", "0"],
+            capture_output=True, text=True, timeout=120,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert "stored=1" in done.stdout
+        assert (await sessions.get(record.session_id)).state == "ended" and await client.zcard(CLOSED) == 0
+        assert await client.exists(f"earshot:session:{record.session_id}:facts") == 1
+    finally:
+        await client.aclose()
