@@ -15,7 +15,9 @@ means blur complaint vs praise in the same words); the at-least-one rule to
 Tried and not taken: max pooling next to the means (+0.003), the first
 tokens' mean (worse), standardised features (far worse), a 256-unit MLP head
 (+0.014 out-of-fold, 30x the size), weight decay 1e-2 to 0.3, 250 or 1000
-steps or a learning rate of 0.05 (call center out-of-fold 0.874-0.879: noise).
+steps or a learning rate of 0.05 (call center out-of-fold 0.874-0.879: noise),
+a third batch of 60 harder call-center bases (out-of-fold on the earlier
+examples 0.887 -> 0.874).
 The encoder stays frozen so that one pass also gives the sentence embedding
 that topics and knowledge search use (server/encoder_service.py).
 
