@@ -25,8 +25,11 @@ threshold search and the one scoring of the test split, and read best as one
 flow; the data (intent_dataset*.py), the corrections' merge
 (intent_feedback_data.py) and the scores (intent_evaluation.py) are apart.
 
-Frozen heads also read VADER's polarity of the text and put at least one
-label on every utterance (models/intent.py says why, with the numbers).
+Frozen heads also read VADER's polarity and the TF-IDF of the words of the
+text, and put at least one label on every utterance (models/intent.py and
+models/intent_lexical.py say why, with the numbers). The words' vocabulary is
+fitted on each fold's training part for the out-of-fold scores, on all of
+train+validation for the head that ships.
 Agents' corrections (`--with-feedback`) are merged by
 models/intent_feedback_data.py; the evaluation then compares the heads
 trained without and with them.
@@ -57,6 +60,7 @@ from earshot.models.intent_dataset import DATA_DIR, IntentDataset, LabelledUtter
 from earshot.models.intent_dataset_build import batch_counts, batch_of_groups
 from earshot.models.intent_evaluation import evaluate, tune_thresholds
 from earshot.models.intent_feedback import Correction
+from earshot.models.intent_lexical import LexicalFeatures, fit_lexical
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +72,9 @@ FINETUNE_BATCH = 16
 FINETUNE_ENCODER_LR = 5e-5
 FINETUNE_HEAD_LR = 2e-3
 THRESHOLD_FOLDS = 5
+LEXICAL_SCALE = 0.5  # the TF-IDF rows' length next to the unit-length layer means (models/intent_lexical.py)
+LEXICAL_MAX_TERMS = 4000  # above either label set's vocabulary (about 3,500 and 3,100 terms)
+LEXICAL_MIN_DF = 2  # a term seen in one training utterance only is left out
 DATA_NOTE = (
     "data_batches: examples per batch of hand-written bases and split. 'original' is the data the first heads "
     "were measured on (every example kept its split); 'hard-1' and 'hard-2' were appended in base_<set>.tsv after "
@@ -89,6 +96,7 @@ class TrainConfig:
     feedback_weight: float = 2.0  # loss weight of a corrected example (an ordinary one weighs 1)
     sentiment: bool = True  # append VADER's polarity to the features (frozen heads; see models/intent.py)
     at_least_one: bool = True  # every utterance gets a label (IntentHead.decide)
+    lexical: bool = True  # append the TF-IDF of word uni- and bigrams (frozen heads; models/intent_lexical.py)
 
 
 @dataclass(frozen=True)
@@ -215,6 +223,7 @@ def _fit(
     np.random.seed(config.seed)
     encoder = SentenceEncoder.load(config.encoder_dir, threads=0)  # fresh each time: fine-tuning changes it
     sentiment = config.sentiment and not config.full_finetune  # the fine-tuned head reads layer means only
+    lexical: Optional[LexicalFeatures] = None
     if config.full_finetune:
         epochs = config.epochs or FINETUNE_EPOCHS
         weight, bias = _finetune(encoder, data, train, epochs, config.seed, _weights(train, weights))
@@ -232,9 +241,14 @@ def _fit(
         if sentiment:
             x = np.hstack([x, sentiment_features(texts)]).astype(np.float32)
         sample = _weights(seen, weights)
-        held_out_scores = _out_of_fold_scores(x, targets, [u.group for u in seen], epochs, config.seed, sample)
+        held_out_scores = _out_of_fold_scores(
+            x, targets, [u.group for u in seen], epochs, config.seed, sample, texts if config.lexical else None
+        )
         held_out_targets = targets
         held_out = f"train+validation, {THRESHOLD_FOLDS}-fold out-of-fold"
+        if config.lexical:
+            lexical = _fit_lexical(texts)
+            x = np.hstack([x, lexical(texts)])
         weight, bias = _train_frozen_head(x, targets, epochs, config.seed, sample)
         recorded_encoder = config.encoder_dir or BUNDLED_ENCODER
 
@@ -248,6 +262,7 @@ def _fit(
         recorded_encoder,
         sentiment=sentiment,
         at_least_one=config.at_least_one,
+        lexical=lexical,
         training={
             "mode": "full_finetune" if config.full_finetune else "frozen",
             "encoder": encoder.path.name if not config.encoder_dir else config.encoder_dir,
@@ -288,11 +303,15 @@ def _train_frozen_head(
     return layer.weight.detach().numpy().copy(), layer.bias.detach().numpy().copy()
 
 
+def _fit_lexical(texts: Sequence[str]) -> LexicalFeatures:
+    return fit_lexical(texts, LEXICAL_SCALE, LEXICAL_MAX_TERMS, LEXICAL_MIN_DF)
+
+
 def _out_of_fold_scores(
     features: np.ndarray, targets: np.ndarray, groups: Sequence[str], epochs: int, seed: int,
-    sample_weight: Optional[np.ndarray] = None,
+    sample_weight: Optional[np.ndarray] = None, lexical_texts: Optional[Sequence[str]] = None,
 ) -> np.ndarray:
-    """Each utterance scored by a head that did not train on its group."""
+    """Each utterance scored by a head that did not train on its group (nor on its words' vocabulary)."""
     names = sorted(set(groups))
     np.random.default_rng(seed).shuffle(names)
     fold_of = {name: index % THRESHOLD_FOLDS for index, name in enumerate(names)}
@@ -300,8 +319,13 @@ def _out_of_fold_scores(
     scores = np.zeros_like(targets)
     for fold in range(THRESHOLD_FOLDS):
         fold_weight = None if sample_weight is None else sample_weight[folds != fold]
-        weight, bias = _train_frozen_head(features[folds != fold], targets[folds != fold], epochs, seed, fold_weight)
-        scores[folds == fold] = label_scores(features[folds == fold], weight, bias)
+        seen, held = features[folds != fold], features[folds == fold]
+        if lexical_texts is not None:
+            lexical = _fit_lexical([t for t, f in zip(lexical_texts, folds) if f != fold])
+            seen = np.hstack([seen, lexical([t for t, f in zip(lexical_texts, folds) if f != fold])])
+            held = np.hstack([held, lexical([t for t, f in zip(lexical_texts, folds) if f == fold])])
+        weight, bias = _train_frozen_head(seen, targets[folds != fold], epochs, seed, fold_weight)
+        scores[folds == fold] = label_scores(held, weight, bias)
     return scores
 
 
@@ -367,40 +391,3 @@ def _data_fingerprint(label_set: str, data_dir: Optional[Path]) -> str:
     path = (data_dir or DATA_DIR) / f"{label_set}.jsonl"
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
-
-def run_train_intent(
-    label_sets: Sequence[str],
-    encoder_dir: str,
-    full_finetune: bool,
-    epochs: int,
-    out_dir: Path,
-    data_dir: Optional[Path],
-    feedback: Sequence[Correction] = (),
-    feedback_weight: float = 2.0,
-) -> int:
-    """The `earshot train-intent` command: train, write head + evaluation, print a summary."""
-    for label_set in label_sets:
-        result = train_intent(
-            TrainConfig(
-                label_set, encoder_dir, full_finetune, epochs, data_dir=data_dir, out_dir=out_dir,
-                feedback=tuple(feedback), feedback_weight=feedback_weight,
-            )
-        )
-        test = result.evaluation["test"]
-        print(
-            f"{label_set}: test micro-F1 {test['micro_f1']:.3f}, macro-F1 {test['macro_f1']:.3f}, "
-            f"exact match {test['exact_match']:.3f} on {test['examples']} utterances"
-        )
-        for name, metrics in test["per_label"].items():
-            print(f"  {name:<24} P {metrics['precision']:.2f}  R {metrics['recall']:.2f}  F1 {metrics['f1']:.2f}  n={metrics['support']}")
-        if "feedback" in result.evaluation:
-            fb = result.evaluation["feedback"]
-            held = fb["corrections_held_out_micro_f1"]
-            print(
-                f"  corrections: {fb['counts']['this_label_set']} of this label set, {fb['counts']['added']} added, "
-                f"{fb['counts']['relabelled_examples']} examples relabelled, {held['examples']} held out; "
-                f"test micro-F1 {fb['test_micro_f1']['before']:.3f} -> {fb['test_micro_f1']['after']:.3f}"
-                + (f", held-out corrections {held['before']:.3f} -> {held['after']:.3f}" if held["examples"] else "")
-            )
-        print(f"  wrote {result.head_file} and {result.evaluation_file}")
-    return 0

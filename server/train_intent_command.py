@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Optional, Sequence
 
 from earshot.models.intent import HEADS_DIR, LABEL_SETS
 from earshot.models.intent_feedback import Correction, CorrectionError, read_jsonl
@@ -52,8 +53,7 @@ def _corrections(args: argparse.Namespace) -> list[Correction]:
 
 def _run(args: argparse.Namespace) -> int:
     from earshot.models.intent_dataset import IntentDataError
-    from earshot.models.intent_training import run_train_intent
-
+    
     label_sets = LABEL_SETS if args.label_set == "all" else (args.label_set,)
     corrections = _corrections(args)
     try:
@@ -66,6 +66,46 @@ def _run(args: argparse.Namespace) -> int:
     except CorrectionError as exc:
         where = f"{args.feedback_file}: " if args.feedback_file else ""
         raise CommandError(f"bad correction: {where}{exc}") from None
+
+
+def run_train_intent(
+    label_sets: Sequence[str],
+    encoder_dir: str,
+    full_finetune: bool,
+    epochs: int,
+    out_dir: Path,
+    data_dir: Optional[Path],
+    feedback: Sequence[Correction] = (),
+    feedback_weight: float = 2.0,
+) -> int:
+    """Train, write head + evaluation, print a summary."""
+    from earshot.models.intent_training import TrainConfig, train_intent
+
+    for label_set in label_sets:
+        result = train_intent(
+            TrainConfig(
+                label_set, encoder_dir, full_finetune, epochs, data_dir=data_dir, out_dir=out_dir,
+                feedback=tuple(feedback), feedback_weight=feedback_weight,
+            )
+        )
+        test = result.evaluation["test"]
+        print(
+            f"{label_set}: test micro-F1 {test['micro_f1']:.3f}, macro-F1 {test['macro_f1']:.3f}, "
+            f"exact match {test['exact_match']:.3f} on {test['examples']} utterances"
+        )
+        for name, metrics in test["per_label"].items():
+            print(f"  {name:<24} P {metrics['precision']:.2f}  R {metrics['recall']:.2f}  F1 {metrics['f1']:.2f}  n={metrics['support']}")
+        if "feedback" in result.evaluation:
+            fb = result.evaluation["feedback"]
+            held = fb["corrections_held_out_micro_f1"]
+            print(
+                f"  corrections: {fb['counts']['this_label_set']} of this label set, {fb['counts']['added']} added, "
+                f"{fb['counts']['relabelled_examples']} examples relabelled, {held['examples']} held out; "
+                f"test micro-F1 {fb['test_micro_f1']['before']:.3f} -> {fb['test_micro_f1']['after']:.3f}"
+                + (f", held-out corrections {held['before']:.3f} -> {held['after']:.3f}" if held["examples"] else "")
+            )
+        print(f"  wrote {result.head_file} and {result.evaluation_file}")
+    return 0
 
 
 COMMAND = Command(
