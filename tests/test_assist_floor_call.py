@@ -1,4 +1,4 @@
-"""The confidence floor on a short real call: Piper voices both sides, two WebRTC tracks, the shipped floors.
+"""The confidence floor on a short real call: two voices (Piper agent, Festival customer), two WebRTC tracks, the shipped floors.
 
 The customer first says a line that matches no topic and no knowledge entry:
 the overlay says "topic unclear" and withholds the suggestion. Five seconds
