@@ -144,7 +144,13 @@ export async function readCorrections(session, stillCurrent) {
 }
 
 /** The labels a final line shows after the agent's correction, or null (not corrected, or not shown). */
-export const correctedLabels = (speaker, utteranceId) => correctedNames(shown.lines.get(lineKey(speaker, utteranceId)));
+const correctedLabels = (speaker, utteranceId) => correctedNames(shown.lines.get(lineKey(speaker, utteranceId)));
+
+/** An intent event as its line shows it: [the event with the agent's corrected labels, true], or [event, false]. */
+export function asCorrected(event) {
+  const corrected = correctedLabels(event.speaker, event.utterance_id);
+  return corrected ? [{ ...event, labels: corrected.map((name) => ({ name })) }, true] : [event, false];
+}
 
 /** Whether any final is on screen. */
 export const hasFinals = () => shown.lines.size > 0;
@@ -228,6 +234,21 @@ export function clearSpeaking() {
 }
 
 // ---- notices ----------------------------------------------------------------------------------
+
+// Errors the call survives: a notice each, the call goes on.
+const NOTICE_TEXT = {
+  intent_failed: "Intent detection failed for a line: transcription goes on.",
+  llm_timeout: "The language model was slow: the suggestion is the knowledge-base answer.",
+  llm_unavailable: "The language model is unavailable: suggestions come from the knowledge base.",
+  store_unavailable: "Storage is unavailable: the call goes on, but its summary may be incomplete.",
+  suggestion_failed: "A suggestion could not be made for the last line.",
+  topic_failed: "The topic could not be judged this time.",
+};
+
+/** A server `error` event the call survives, as its notice. */
+export function addServerNotice(event) {
+  addNotice(event.code ?? "error", NOTICE_TEXT[event.code] ?? `Server: ${event.message ?? event.code ?? "error"}`, event);
+}
 
 /** One notice per kind of trouble (`code`); a repeat counts up. */
 export function addNotice(code, text, event = {}) {

@@ -21,16 +21,6 @@ const FILE_TAIL_MS = 1500;
 const FILE_FINAL_WAIT_MS = 5000;
 const DELETE_TIMEOUT_MS = 10000;
 
-// Errors the call survives: a notice each, the call goes on.
-const NOTICE_TEXT = {
-  intent_failed: "Intent detection failed for a line: transcription goes on.",
-  llm_timeout: "The language model was slow: the suggestion is the knowledge-base answer.",
-  llm_unavailable: "The language model is unavailable: suggestions come from the knowledge base.",
-  store_unavailable: "Storage is unavailable: the call goes on, but its summary may be incomplete.",
-  suggestion_failed: "A suggestion could not be made for the last line.",
-  topic_failed: "The topic could not be judged this time.",
-};
-
 // ---- state ---------------------------------------------------------------------------
 
 // Exposed for tests and the console: every parsed event, the state, handle(event)
@@ -358,10 +348,7 @@ const EVENT_HANDLERS = {
       return;
     }
     view.showLineIntents(event);
-    if (!customer) return;
-    const corrected = view.correctedLabels(event.speaker, event.utterance_id); // the agent's click stands
-    if (corrected) cards.showCustomerIntents({ ...event, labels: corrected.map((name) => ({ name })) }, true);
-    else cards.showCustomerIntents(event);
+    if (customer) cards.showCustomerIntents(...view.asCorrected(event)); // the agent's click stands
   },
 
   sentiment: cards.showSentiment,
@@ -378,7 +365,7 @@ const EVENT_HANDLERS = {
       reconnect();
       return;
     }
-    view.addNotice(event.code ?? "error", NOTICE_TEXT[event.code] ?? `Server: ${event.message ?? event.code ?? "error"}`, event);
+    view.addServerNotice(event);
   },
 };
 

@@ -49,7 +49,7 @@ from earshot.server.pipeline import ResumePoint
 from earshot.server.recording import CallRecording
 from earshot.server.recording_files import erase_recording
 from earshot.server.redaction_stage import RedactionOptions, Redacts
-from earshot.server.request_checks import authorised_session, read_json
+from earshot.server.request_checks import authorised_session, purge_requested, read_json
 from earshot.server.settings import Settings
 from earshot.server.speakers import SpeakerError, assign_speakers
 from earshot.server.routing import answered_by_holder, forwarded, offer_url
@@ -299,16 +299,6 @@ async def get_session(request: Request) -> JSONResponse:
     live = state.calls.is_live(record.session_id) or (await state.cluster.holder(record.session_id))[0] is not None
     await record_act(request, "transcript.read", record.session_id, finals=len(finals))
     return JSONResponse({**record.public(), "live": live, "finals": finals, "pace": record.pace})
-
-
-PURGE_VALUES = ("true", "1")
-
-
-def purge_requested(request: Request) -> bool:
-    value = request.query_params.get("purge")
-    if value is not None and value not in PURGE_VALUES:
-        raise ApiError(400, "bad_purge", "purge must be true (or 1), or left out")
-    return value is not None
 
 
 async def delete_session(request: Request) -> Response:

@@ -23,12 +23,12 @@ from starlette.routing import BaseRoute, Route
 
 from earshot.agents.roles import DIFFICULTIES, ROLES
 from earshot.models.redaction.kinds import KINDS
-from earshot.server.api import PURGE_VALUES
 from earshot.server.audit import ACTIONS
 from earshot.server.feedback_api import CORRECTION_SCHEMAS
 from earshot.server.intent_reload import HEADS_RELOADED
 from earshot.server.modes import MODE_KINDS
 from earshot.server.privacy_api import MAX_AUDIT_PAGE, MAX_NAME_CHARS, STREAM_ID
+from earshot.server.request_checks import PURGE_VALUES
 from earshot.server.store import SESSION_ID
 
 SESSION_ID_PATTERN = f"^{SESSION_ID.pattern}$"  # the form store.create makes

@@ -52,3 +52,13 @@ async def authorised_session(request: Request, action: str) -> SessionRecord:
         raise ApiError(404, "unknown_session", "no such session")
     check_session_access(request, record, action)
     return record
+
+
+PURGE_VALUES = ("true", "1")
+
+
+def purge_requested(request: Request) -> bool:
+    value = request.query_params.get("purge")
+    if value is not None and value not in PURGE_VALUES:
+        raise ApiError(400, "bad_purge", "purge must be true (or 1), or left out")
+    return value is not None

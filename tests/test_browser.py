@@ -219,6 +219,11 @@ def test_the_assist_overlay_follows_a_recorded_call(server, browser_page):
         assert page.get_by_test_id(panel).inner_text().strip(), f"{panel} is empty"
     suggestion = page.evaluate("[...window.earshotAssist.events].reverse().find(e => e.type === 'suggestion')")
     assert suggestion["text"][:30] in page.get_by_test_id("assist-suggestion").inner_text()
+    # An error the call survives is a notice in the page's words (fed by hand: this call has none); a repeat counts up.
+    for _ in range(2):
+        page.evaluate("window.earshotAssist.handle({type: 'error', code: 'llm_timeout', message: 'slow'})")
+    notice = page.locator("[data-role=notices] [data-code=llm_timeout]")
+    assert "knowledge-base answer" in notice.inner_text() and notice.get_attribute("data-count") == "2"
     page.screenshot(path=str(SCREENSHOT_DIR / "browser-assist.png"))
 
     # The file ends, the call ends by itself, and the summary opens.
