@@ -45,12 +45,16 @@ export function normalise(summary) {
 
   const intents = obj(summary.intents);
   let counts = obj(intents.counts);
-  const bySpeaker = obj(intents.by_speaker);
   if (!Object.keys(counts).length) {
     // No counts: make them from the transcript's lines.
     counts = {};
     for (const line of transcript) for (const { name } of line.intents) counts[name] = (counts[name] ?? 0) + 1;
   }
+  // The counts the page shows are after the agents' corrections, as the lines are.
+  const correctedLines = transcript.filter((line) => line.corrected);
+  counts = afterCorrections(counts, correctedLines);
+  const bySpeaker = Object.fromEntries(Object.entries(obj(intents.by_speaker)).map(([speaker, c]) =>
+    [speaker, afterCorrections(obj(c), correctedLines.filter((line) => line.speaker === speaker))]));
 
   const suggestions = Array.isArray(summary.suggestions) ? summary.suggestions.filter((s) => s && s.text) : [];
   const suggestionCount = typeof summary.suggestions === "number" ? summary.suggestions
@@ -71,6 +75,7 @@ export function normalise(summary) {
     topicHistory: list(summary.topic_history),
     counts,
     bySpeaker,
+    correctedLines: correctedLines.length,
     scores,
     average,
     trend: num(sentiment.trend),
@@ -81,4 +86,14 @@ export function normalise(summary) {
     replies,
     transcript,
   };
+}
+
+/** Intent counts (label -> lines) with each corrected line counted under its corrected labels, not the model's. */
+export function afterCorrections(counts, correctedLines) {
+  const out = { ...counts };
+  for (const line of correctedLines) {
+    for (const { name } of line.intents) out[name] = Math.max(0, (num(out[name]) ?? 0) - 1);
+    for (const name of line.corrected) out[name] = (num(out[name]) ?? 0) + 1;
+  }
+  return out;
 }

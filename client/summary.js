@@ -114,17 +114,21 @@ function renderFacts(model) {
 
 function renderIntents(model) {
   const holder = $("intents");
-  const row = (label, counts) => {
+  const row = (label, counts, speaker = "") => {
     const entries = Object.entries(obj(counts)).filter(([, n]) => num(n)).sort((a, b) => b[1] - a[1]);
     if (!entries.length) return null;
-    return h("div", { class: "intent-row" },
+    return h("div", { class: "intent-row", "data-speaker": speaker },
       h("h4", { text: label }),
       h("div", { class: "as-chips" }, entries.map(([name, n]) => intentChip(name, { count: n }))));
   };
   const rows = Object.keys(model.bySpeaker).length
-    ? Object.entries(model.bySpeaker).map(([speaker, counts]) => row(`${speakerName(speaker)} lines`, counts))
+    ? Object.entries(model.bySpeaker).map(([speaker, counts]) => row(`${speakerName(speaker)} lines`, counts, speaker))
     : [row("Lines of the call", model.counts)];
   const shown = rows.filter(Boolean);
+  if (shown.length && model.correctedLines) {
+    shown.push(h("p", { class: "muted", "data-role": "intents-corrected",
+      text: `Counted after the agent's corrections (${plural(model.correctedLines, "line")}).` }));
+  }
   holder.replaceChildren(...(shown.length ? shown
     : [h("p", { class: "muted", text: "No intent was recognised in this call." })]));
 }

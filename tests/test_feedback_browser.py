@@ -1,8 +1,10 @@
 """The overlay's one-click intent correction in Chromium, on a real call: the first 12 s of call-1.wav (one turn each).
 
-After the clicks: the "Customer wants" card, the read-back a reconnect does, and the summary page show the correction."""
+After the clicks: the "Customer wants" card, the read-back a reconnect does, and the summary page (its lines and
+its intent counts) show the correction."""
 
 import wave
+from collections import Counter
 from pathlib import Path
 from urllib.parse import urljoin
 
@@ -100,6 +102,13 @@ def test_clicking_a_line_s_intents_corrects_them(server, tmp_path):
         assert corrected.count() == 1 and corrected.get_attribute("data-speaker") == "customer"
         assert sorted(c.get_attribute("data-intent") for c in corrected.locator(".as-chip[data-intent]").all()) == shown
         assert "corrected by the agent" in corrected.inner_text()
+        # Its intent counts are after the correction too: the customer's row tallies the labels their lines show.
+        lines = page.locator("li.call-line[data-speaker=customer]")
+        tally = Counter(c.get_attribute("data-intent") for c in lines.locator(".as-chip[data-intent]").all())
+        row = page.locator(".intent-row[data-speaker=customer] .as-chip[data-intent]")
+        counts = {c.get_attribute("data-intent"): int(c.inner_text().rsplit("×", 1)[1]) for c in row.all()}
+        assert counts == dict(tally) and counts[value] >= 1, (counts, tally)
+        assert "after the agent's corrections (1 line)" in page.locator("[data-role=intents-corrected]").inner_text()
 
     # What the server stored is what the page shows.
     settings = Settings(redis_url=server_redis(server), data_dir=server.log_path.parent)
