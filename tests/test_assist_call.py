@@ -29,7 +29,7 @@ from earshot.server.settings import Settings
 from tests.calls import utterances_settled
 from tests.conftest import corpus_file, serve_expecting_failure
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timed]
 
 CALL = "calls/call-1.wav"
 TAIL_S = 2.0

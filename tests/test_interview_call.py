@@ -22,7 +22,7 @@ from earshot.models.text import normalize_text
 from earshot.models.tts import PiperTts
 from tests.test_metrics import moved, scrape
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timed]
 
 ROLE, DIFFICULTY = "software_engineer", "easy"
 FIRST_ANSWER = "utterances/LJ001-0009.wav"  # 19 words: enough to be followed up

@@ -30,6 +30,8 @@ from earshot.models.llm.embedded import EmbeddedLlm, bundled_llm_path
 from earshot.models.llm.http import HttpLlm, fold_system
 from earshot.models.model_files import ModelMissingError
 
+pytestmark = pytest.mark.timed  # first-token bounds: run alone (Makefile)
+
 ROLE = "Data scientist"
 QUESTION = "How do you handle missing values in a dataset?"
 ANSWER = (

@@ -208,6 +208,7 @@ def test_enqueue_rejects_audio_it_cannot_play():
         track.enqueue(1, sentence("More.", 1, 1))
 
 
+@pytest.mark.timed
 async def test_frames_are_paced_in_real_time():
     track, _ = new_track()
     track.enqueue(1, sentence("Pacing.", 25, 1))

@@ -26,7 +26,7 @@ from bench.turn_set import TurnItem, build_turn_set, load_manifest
 from earshot.loadtest.caller import HeadlessCaller
 from earshot.models.audio import read_audio
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timed]
 
 FALLBACK_S = 2.5  # the default --end-of-turn-fallback-ms
 SILENCE_RULE_S = 0.5 + 0.7  # --endpointing silence: end_of_speech_ms, then turn_pause_ms, before the interviewer speaks
