@@ -8,8 +8,9 @@ the bigger Whisper's transcript is stored beside the live one, and the facts say
 totals used), and serves the manager's metrics at
 `/metrics` on `analytics_metrics_port` (server/analytics_metrics.py). SIGTERM or Ctrl-C
 stops it after the message in hand; what it had not acknowledged is taken by another
-worker after `analytics_claim_idle_s`. Calls whose connection closed with no DELETE are
-ended and put on the stream `analytics_abandoned_after_s` after they closed (server/abandoned_calls.py:
+worker after `analytics_claim_idle_s`. Calls whose connection closed with no DELETE (or whose
+instance died) are ended and put on the stream `analytics_abandoned_after_s` after they closed or were last
+live (server/abandoned_calls.py:
 each worker sweeps, each call is published once). `--until-idle` sweeps once, handles what is waiting
 and exits (a batch run, and what the tests use).
 """

@@ -21,7 +21,7 @@ from earshot.agents.roles import DIFFICULTIES, ROLES
 from earshot.models.asr import AsrEngine
 from earshot.models.llm import LlmBackend
 from earshot.models.turn_model import EndOfTurnModel
-from earshot.server.abandoned_calls import forget as forget_closed, note_closed, noted
+from earshot.server.abandoned_calls import forget as forget_unended, note_unended, noted
 from earshot.server.access import require
 from earshot.server.analytics_stream import MODES as ANALYSED_MODES, CallEnded, publish
 from earshot.server.audit import AuditLog
@@ -107,8 +107,8 @@ class AppState:
         """A call's teardown is done: another instance may take the session now (once its writes are in)."""
         self.calls.closed(call)
         session_id = call.session_id
-        if call.abandoned and noted(self.settings, call.record.mode):  # analysed later unless resumed or DELETEd
-            self.calls.spawn(_quietly(note_closed(self.store.client, session_id)))
+        if call.abandoned and noted(self.settings, call.record.mode):  # due that long after the close, unless live or DELETEd
+            self.calls.spawn(_quietly(note_unended(self.store.client, session_id)))
         # Not while its writes wait for Redis, nor when a new call of the session is being set up here.
         if not call.writer.pending and self.calls.get(session_id) is None and not self.calls.offer_in_progress(session_id):
             self.calls.spawn(self.cluster.release(session_id))
@@ -235,7 +235,8 @@ async def _offer_here(
     state.limits.pending.remove(record.session_id)  # the call's first write gave its record its full retention
     for instance_id in {state.cluster.instance_id, record.placed_on} - {""}:
         await _quietly(state.cluster.unplace(instance_id, record.session_id))
-    await _quietly(forget_closed(state.store.client, record.session_id))  # resumed: not abandoned (abandoned_calls.py)
+    if noted(state.settings, record.mode):  # live: analysed later even if this instance dies (abandoned_calls.py)
+        await _quietly(note_unended(state.store.client, record.session_id))
     return JSONResponse({"sdp": answer.sdp, "type": answer.type})
 
 
@@ -322,7 +323,7 @@ async def delete_session(request: Request) -> Response:
             if state.settings.analytics_enabled and record.mode in ANALYSED_MODES and record.state != "ended":
                 # its facts are due (server/analytics_worker.py)
                 await guarded(lambda: publish(state.store.client, CallEnded(record.session_id, record.mode, time.time())))
-        await _quietly(forget_closed(state.store.client, record.session_id))  # ended or purged: not abandoned
+        await _quietly(forget_unended(state.store.client, record.session_id))  # ended or purged: not abandoned
     if purge:
         await record_act(request, action, record.session_id, keys_deleted=deleted)
         return JSONResponse({"session_id": record.session_id, "state": "purged", "keys_deleted": deleted})

@@ -475,8 +475,9 @@ class Settings:
     )
     analytics_abandoned_after_s: float = field(
         default=600.0,
-        metadata=_help("a call whose connection closed with no DELETE is ended and analysed this long after it closed, "
-                       "unless resumed meanwhile (0 = never: it stays resumable and is not analysed)"),
+        metadata=_help("a call whose connection closed with no DELETE (or whose instance died) is ended and analysed "
+                       "this long after it closed (or was last live), unless resumed meanwhile "
+                       "(0 = never: it stays resumable and is not analysed)"),
     )
 
     # --- Call recording and re-scoring (server/recording.py, server/rescoring.py) ---

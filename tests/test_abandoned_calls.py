@@ -1,6 +1,6 @@
 """Calls closed with no DELETE (server/abandoned_calls.py) on a real Redis: ended and published once, or not at all.
 
-The closed set's entries are what a server's `call_closed` writes (`note_closed`; that the real close
+The closed set's entries are what a server's `call_closed` writes (`note_unended`; that the real close
 path writes one is checked in tests/test_api_errors.py); the sessions are real SessionStore sessions
 with a sealed summary, as in tests/test_analytics_worker.py, whose harness runs the consumers.
 """
@@ -15,14 +15,18 @@ from dataclasses import replace
 
 import pytest
 
-from earshot.server.abandoned_calls import CLOSED, AbandonedCalls, SweepCounts, note_closed
+from earshot.loadtest.caller import HeadlessCaller
+from earshot.server.abandoned_calls import UNENDED, AbandonedCalls, SweepCounts, note_unended
 from earshot.server.analytics_stream import STREAM, CallEnded, RedisCallStream
 from earshot.server.at_rest import Sealer
 from earshot.server.cluster import CALL_PREFIX
 from earshot.server.settings import Settings, SettingsError
 from earshot.server.retention import Retention
+from earshot.server.modes.assist import SUMMARY_CHECKPOINT_S
 from earshot.server.store import SessionStore, connect
+from tests.conftest import start_server
 from tests.test_analytics_worker import CLAIM_IDLE_S, Harness, summary
+from tests.test_assist_call import call_channels
 
 AFTER_S = 600.0
 
@@ -41,7 +45,7 @@ async def closed_call(h: Harness, closed_at: float, mode: str = "assist") -> str
     record, _ = await h.sessions.create(mode, "", "", owner="dana", team="billing")
     await h.sessions.update(record.session_id, state="created", audio_s=12.0)  # what the call's teardown leaves
     await h.sessions.save_summary(record.session_id, summary())
-    await note_closed(h.client, record.session_id, at=closed_at)
+    await note_unended(h.client, record.session_id, at=closed_at)
     return record.session_id
 
 
@@ -76,7 +80,7 @@ async def test_closed_calls_past_the_setting_are_ended_and_published_once_with_t
     assert [await state_of(harness, sid) for sid in due] == ["ended"] * len(due)  # no longer resumable
     # A fresh one waits: still resumable, still in the set.
     assert await state_of(harness, fresh) == "created"
-    assert await harness.client.zrange(CLOSED, 0, -1) == [fresh]
+    assert await harness.client.zrange(UNENDED, 0, -1) == [fresh]
     # Sweeping again publishes nothing more; the consumers store each call's facts once.
     assert await AbandonedCalls(harness.client, AFTER_S).sweep(now) == SweepCounts()
     worker, _ = harness.worker("w")
@@ -86,7 +90,7 @@ async def test_closed_calls_past_the_setting_are_ended_and_published_once_with_t
     # Its time comes: the fresh one is ended and published too.
     later = await AbandonedCalls(harness.client, AFTER_S).sweep(now + AFTER_S)
     assert later.published == 1 and await state_of(harness, fresh) == "ended"
-    assert await harness.client.zcard(CLOSED) == 0
+    assert await harness.client.zcard(UNENDED) == 0
 
 
 async def test_a_resumed_call_is_not_published_while_live_and_once_after_it_closes_again(harness):
@@ -97,10 +101,10 @@ async def test_a_resumed_call_is_not_published_while_live_and_once_after_it_clos
     sweeper = AbandonedCalls(harness.client, AFTER_S)
     assert (await sweeper.sweep(now)).live == 1
     assert await published(harness) == [] and await state_of(harness, resumed) == "created"
-    assert await harness.client.zscore(CLOSED, resumed) == pytest.approx(now, abs=0.01)  # looked at again later
+    assert await harness.client.zscore(UNENDED, resumed) == pytest.approx(now, abs=0.01)  # looked at again later
     # The resumed call closes, again with no DELETE: it is due a full wait after that close.
     await harness.client.delete(CALL_PREFIX + resumed)
-    await note_closed(harness.client, resumed, at=now + 100)
+    await note_unended(harness.client, resumed, at=now + 100)
     assert (await sweeper.sweep(now + AFTER_S)).not_due == 0 and await published(harness) == []
     counts = await sweeper.sweep(now + 100 + AFTER_S)
     assert counts.published == 1
@@ -114,7 +118,7 @@ async def test_a_call_deleted_meanwhile_is_not_published_again(harness):
     await harness.sessions.end(deleted)  # its DELETE (which published it) ended it; its entry was left behind
     counts = await AbandonedCalls(harness.client, AFTER_S).sweep(now)
     assert counts == SweepCounts(ended=1)
-    assert await published(harness) == [] and await harness.client.zcard(CLOSED) == 0
+    assert await published(harness) == [] and await harness.client.zcard(UNENDED) == 0
 
 
 async def test_a_call_purged_or_expired_meanwhile_is_dropped_and_nothing_published(harness):
@@ -123,11 +127,21 @@ async def test_a_call_purged_or_expired_meanwhile_is_dropped_and_nothing_publish
     await harness.sessions.purge(await harness.sessions.get(purged))
     expired = await closed_call(harness, now - AFTER_S - 6, mode="interview")
     await harness.client.delete(f"earshot:session:{expired}")  # its record expired
-    await harness.client.zadd(CLOSED, {"../../etc": now - AFTER_S - 7})  # not a session id: never a key
+    await harness.client.zadd(UNENDED, {"../../etc": now - AFTER_S - 7})  # not a session id: never a key
     counts = await AbandonedCalls(harness.client, AFTER_S).sweep(now)
     assert counts == SweepCounts(gone=2)
-    assert await published(harness) == [] and await harness.client.zcard(CLOSED) == 0
+    assert await published(harness) == [] and await harness.client.zcard(UNENDED) == 0
     assert await harness.client.exists(f"earshot:session:{purged}") == 0  # nothing brought back
+
+
+async def test_a_session_no_audio_reached_is_dropped_and_left_to_its_caller(harness):
+    """A call went live (its offer answered) but its ICE never connected: nothing to analyse, the session unended."""
+    now = time.time()
+    record, _ = await harness.sessions.create("assist", "", "", owner="dana", team="billing")
+    await note_unended(harness.client, record.session_id, at=now - AFTER_S - 5)
+    assert await AbandonedCalls(harness.client, AFTER_S).sweep(now) == SweepCounts(unheard=1)
+    assert await published(harness) == [] and await harness.client.zcard(UNENDED) == 0
+    assert await state_of(harness, record.session_id) == "created"  # the caller may still start it
 
 
 def test_the_wait_is_0_or_longer_than_a_page_s_reconnect():
@@ -146,7 +160,7 @@ async def test_the_worker_command_sweeps_before_a_batch_run(own_redis, tmp_path)
         record, _ = await sessions.create("assist", "", "", owner="dana", team="billing")
         await sessions.update(record.session_id, state="created", audio_s=12.0)
         await sessions.save_summary(record.session_id, summary())
-        await note_closed(client, record.session_id, at=time.time() - AFTER_S - 60)
+        await note_unended(client, record.session_id, at=time.time() - AFTER_S - 60)
         done = await asyncio.to_thread(
             subprocess.run,
             [sys.executable, "-m", "earshot.server", "analytics-worker", "--until-idle", "--redis-url", own_redis.url,
@@ -155,7 +169,56 @@ async def test_the_worker_command_sweeps_before_a_batch_run(own_redis, tmp_path)
         )
         assert done.returncode == 0, done.stderr[-2000:]
         assert "stored=1" in done.stdout
-        assert (await sessions.get(record.session_id)).state == "ended" and await client.zcard(CLOSED) == 0
+        assert (await sessions.get(record.session_id)).state == "ended" and await client.zcard(UNENDED) == 0
         assert await client.exists(f"earshot:session:{record.session_id}:facts") == 1
     finally:
+        await client.aclose()
+
+
+@pytest.mark.slow
+async def test_a_call_whose_instance_is_killed_is_analysed_from_its_last_checkpoint(own_redis, tmp_path):
+    """SIGKILL mid-call: no close code runs, yet the live call was noted at its offer and its summary checkpointed
+    (server/modes/assist.py); once its hold lapses and the wait has passed, a worker run ends it and stores its facts."""
+    speakers, _ = call_channels()
+    first_turns = {name: pcm[: 14 * 16000 * 2] for name, pcm in speakers.items()}  # one turn each, then silence
+    server = start_server(own_redis.url, tmp_path / "server", extra_args=("--instance-ttl-s", "2"))
+    client = connect(own_redis.url)
+    try:
+        caller = HeadlessCaller(server.base_url, first_turns["agent"], mode="assist", speakers=first_turns)
+        await caller.connect()
+        session_id = caller.session_id
+        assert await client.zscore(UNENDED, session_id) is not None, "a live call is noted from its offer"
+        assert await caller.wait_until(lambda c: any(f.get("speaker") == "customer" for f in c.of_type("final")), 40)
+        said = [f["text"] for f in caller.of_type("final")]
+        # The next checkpoint after the customer's final holds it.
+        settings = replace(Settings(), data_dir=tmp_path / "server")
+        sessions = SessionStore(client, Retention.from_settings(settings), Sealer.from_settings(settings))
+        deadline = time.monotonic() + 3 * SUMMARY_CHECKPOINT_S + 5
+        while time.monotonic() < deadline:
+            stored = await sessions.summary(session_id)
+            if stored and len(stored.get("transcript", [])) >= len(said):
+                break
+            await asyncio.sleep(0.5)
+        server.kill()
+        await caller.hangup(end_session=False)
+        assert [line["text"] for line in stored["transcript"]][: len(said)] == said
+        # Its hold lapses with the killed instance's heartbeat; then the entry is as old as the wait (moved back).
+        deadline = time.monotonic() + 15
+        while await client.exists(CALL_PREFIX + session_id) and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        assert not await client.exists(CALL_PREFIX + session_id)
+        assert (await sessions.get(session_id)).state != "ended"
+        await client.zadd(UNENDED, {session_id: time.time() - AFTER_S - 5})
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "earshot.server", "analytics-worker", "--until-idle", "--redis-url", own_redis.url,
+             "--data-dir", str(settings.data_dir), "--analytics-metrics-port", "0"],
+            capture_output=True, text=True, timeout=120,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert "stored=1" in done.stdout, done.stdout
+        assert (await sessions.get(session_id)).state == "ended" and await client.zcard(UNENDED) == 0
+        assert await client.exists(f"earshot:session:{session_id}:facts") == 1
+    finally:
+        server.stop()
         await client.aclose()

@@ -8,11 +8,15 @@
 `AssistServices` is what every assist call shares (the knowledge file, the
 topic list, the encoder, the LLM); one `AssistMode` exists per connected call.
 When the call ends its summary is stored in Redis; the DELETE that ends the
-call answers with where to read it.
+call answers with where to read it. While the call is live the summary is also
+stored every `SUMMARY_CHECKPOINT_S` when a final came since: an instance that
+dies without closing its calls leaves that for the analytics worker
+(server/abandoned_calls.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -35,6 +39,10 @@ from earshot.server.settings import Settings
 from earshot.server.store import SessionStore, StoreUnavailable
 
 log = logging.getLogger(__name__)
+
+# A live call's summary is stored this often, when a final came since: one sealed SET of a few KB.
+# It is what an instance killed mid-call leaves to analyse; at most this much of the call is missing from it.
+SUMMARY_CHECKPOINT_S = 5.0
 
 
 @dataclass
@@ -95,10 +103,15 @@ class AssistMode:
         )
         # Each final waits for its intent (~10 ms) so the agent records both together.
         self._finals = FinalsWithIntents(self._final, context.intents_follow_finals)
+        self._finals_seen = 0
+        self._closing = asyncio.Event()
+        self._checkpoints: Optional[asyncio.Task] = None
 
     # --- CallMode -------------------------------------------------------------------------
     def start(self) -> None:
-        pass  # the agent acts on the call's speech; nothing to say before it
+        # The agent acts on the call's speech; nothing to say before it. Its summary is checkpointed from now on.
+        if self._checkpoints is None:
+            self._checkpoints = asyncio.ensure_future(self._checkpoint_summary())
 
     def on_event(self, event: protocol.Event) -> None:
         if isinstance(event, protocol.SpeechStart):
@@ -110,6 +123,9 @@ class AssistMode:
 
     async def close(self) -> None:
         """Stop the agent's work in flight and store the summary."""
+        self._closing.set()
+        if self._checkpoints is not None:
+            await self._checkpoints  # a checkpoint being stored lands before the last summary, not after
         await self._agent.close()
         try:
             await self._services.store.save_summary(self.session_id, self.summary())
@@ -125,7 +141,25 @@ class AssistMode:
             **self._agent.summary(self._context.now()),
         }
 
+    async def _checkpoint_summary(self) -> None:
+        """Until the call closes: every SUMMARY_CHECKPOINT_S, the summary stored if a final came since."""
+        stored = 0
+        while True:
+            try:
+                await asyncio.wait_for(self._closing.wait(), SUMMARY_CHECKPOINT_S)
+                return
+            except asyncio.TimeoutError:
+                pass
+            if self._finals_seen == stored:
+                continue
+            stored = self._finals_seen
+            try:
+                await self._services.store.save_summary(self.session_id, self.summary())
+            except Exception as exc:  # noqa: BLE001 - Redis away or full: the next checkpoint (or the close) tries again
+                log.warning("session %s: summary checkpoint not stored: %s", self.session_id, exc)
+
     def _final(self, final: protocol.Final, intents: tuple[protocol.IntentLabel, ...]) -> None:
+        self._finals_seen += 1
         self._agent.final(
             final.speaker,
             final.utterance_id,
