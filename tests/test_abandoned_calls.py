@@ -151,6 +151,20 @@ def test_the_wait_is_0_or_longer_than_a_page_s_reconnect():
         Settings(analytics_abandoned_after_s=30)
 
 
+async def one_worker_run_stores_the_facts(redis_url: str, settings: Settings, sessions: SessionStore, session_id: str) -> None:
+    """`earshot analytics-worker --until-idle` sweeps the due entry, ends the session and stores its facts."""
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "earshot.server", "analytics-worker", "--until-idle", "--redis-url", redis_url,
+         "--data-dir", str(settings.data_dir), "--analytics-metrics-port", "0"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "stored=1" in done.stdout, done.stdout
+    assert (await sessions.get(session_id)).state == "ended" and await sessions.client.zcard(UNENDED) == 0
+    assert await sessions.client.exists(f"earshot:session:{session_id}:facts") == 1
+
+
 async def test_the_worker_command_sweeps_before_a_batch_run(own_redis, tmp_path):
     """`earshot analytics-worker --until-idle`: the due call is ended, published and its facts stored in one run."""
     settings = replace(Settings(), data_dir=tmp_path / "data")  # the worker's storage keys: made here first
@@ -161,16 +175,7 @@ async def test_the_worker_command_sweeps_before_a_batch_run(own_redis, tmp_path)
         await sessions.update(record.session_id, state="created", audio_s=12.0)
         await sessions.save_summary(record.session_id, summary())
         await note_unended(client, record.session_id, at=time.time() - AFTER_S - 60)
-        done = await asyncio.to_thread(
-            subprocess.run,
-            [sys.executable, "-m", "earshot.server", "analytics-worker", "--until-idle", "--redis-url", own_redis.url,
-             "--data-dir", str(settings.data_dir), "--analytics-metrics-port", "0"],
-            capture_output=True, text=True, timeout=120,
-        )
-        assert done.returncode == 0, done.stderr[-2000:]
-        assert "stored=1" in done.stdout
-        assert (await sessions.get(record.session_id)).state == "ended" and await client.zcard(UNENDED) == 0
-        assert await client.exists(f"earshot:session:{record.session_id}:facts") == 1
+        await one_worker_run_stores_the_facts(own_redis.url, settings, sessions, record.session_id)
     finally:
         await client.aclose()
 
@@ -209,16 +214,7 @@ async def test_a_call_whose_instance_is_killed_is_analysed_from_its_last_checkpo
         assert not await client.exists(CALL_PREFIX + session_id)
         assert (await sessions.get(session_id)).state != "ended"
         await client.zadd(UNENDED, {session_id: time.time() - AFTER_S - 5})
-        done = await asyncio.to_thread(
-            subprocess.run,
-            [sys.executable, "-m", "earshot.server", "analytics-worker", "--until-idle", "--redis-url", own_redis.url,
-             "--data-dir", str(settings.data_dir), "--analytics-metrics-port", "0"],
-            capture_output=True, text=True, timeout=120,
-        )
-        assert done.returncode == 0, done.stderr[-2000:]
-        assert "stored=1" in done.stdout, done.stdout
-        assert (await sessions.get(session_id)).state == "ended" and await client.zcard(UNENDED) == 0
-        assert await client.exists(f"earshot:session:{session_id}:facts") == 1
+        await one_worker_run_stores_the_facts(own_redis.url, settings, sessions, session_id)
     finally:
         server.stop()
         await client.aclose()
