@@ -17,8 +17,9 @@ with the model's own tokenizer.json (the `tokenizers` package, the same
 tokenizer the transformers one wraps) and check the graph's answers on the
 probes against the stored ones. That takes a server start's encoder from
 ~5.5 s (importing torch and sentence-transformers, and loading the model) to
-~0.5 s, and keeps sentence-transformers and transformers out of the server's
-memory (dev container, 2 cores; spaCy, under the redactor, still imports torch).
+~0.5 s, and keeps sentence-transformers, transformers and torch out of the
+server's memory (dev container, 2 cores; the redactor loads spaCy with torch
+hidden, models/redaction/recognizers.py).
 
 Measured on the dev container (2 shared cores under load ~6, one thread,
 `python -m bench.intent_bench --intent-only`, test-split utterances, encoder +

@@ -3,6 +3,7 @@ threads, no network, and the labelled set's quality (bench/redaction_bench.py me
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -201,3 +202,21 @@ def test_pii_span_and_redaction_are_plain_frozen_values():
     with pytest.raises(AttributeError):
         span.kind = "phone"  # type: ignore[misc]
     assert Redaction("x", (span,)).spans == (span,)
+
+
+def test_the_redactor_loads_without_torch_or_transformers_and_leaves_them_importable():
+    """Presidio and spaCy load with both hidden (models/redaction/recognizers.py): a server with the checked ONNX
+    encoder never loads torch. In a fresh process: the redactor works, neither was imported, both import after."""
+    script = (
+        "import json, sys\n"
+        "from earshot.models.redaction.kinds import KINDS\n"
+        "from earshot.models.redaction.redactor import Redactor\n"
+        "text = Redactor.load().redact('my card is 4111 1111 1111 1111', frozenset(KINDS)).text\n"
+        "heavy = sorted(m for m in ('torch', 'transformers', 'sentence_transformers') if m in sys.modules)\n"
+        "import torch, transformers\n"
+        "print(json.dumps({'text': text, 'heavy': heavy, 'torch_after': bool(torch.__version__)}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    assert answer == {"text": "my card is [CARD]", "heavy": [], "torch_after": True}
