@@ -8,6 +8,7 @@ loopback ICE.
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -34,6 +35,13 @@ def serve_expecting_failure(redis_url: str, tmp_path: Path, *args: str) -> subpr
          "--port", str(free_port()), *args],
         cwd=REPO, capture_output=True, text=True, timeout=120,
     )
+
+
+def fresh_process_json(script: str, timeout_s: float = 180) -> dict:
+    """Run `script` in a fresh Python process (nothing imported yet); the last line it prints, as JSON."""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=timeout_s)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def corpus_file(relative: str) -> Path:

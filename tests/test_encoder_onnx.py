@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from earshot.models import encoder_onnx
 from earshot.models.encoder import SentenceEncoder, bundled_encoder_path
+from tests.conftest import fresh_process_json
 
 TEXTS = [
     "um could you say the question one more time i lost it halfway",
@@ -96,9 +95,7 @@ def test_a_checked_graph_loads_without_torch_and_still_equals_it(onnx_encoder, t
         "print(json.dumps({'backend': encoder.backend, 'heavy': heavy, 'means': means, 'dim': encoder.dim,"
         " 'in_means': encoder.embedding_in_layer_means}))\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    answer = fresh_process_json(script, timeout_s=120)
     assert answer["backend"] == "onnx" and answer["heavy"] == [], answer["heavy"]
     assert answer["dim"] == 384 and answer["in_means"]
     assert np.abs(np.asarray(answer["means"]) - torch_encoder.layer_means(TEXTS)).max() < TOLERANCE
