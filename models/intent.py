@@ -21,7 +21,7 @@ examples 0.887 -> 0.874). Then, on call_center out-of-fold (0.887): a 16- or
 64-unit MLP beside the linear map 0.883 / 0.879, a nearest-neighbour vote
 blended in 0.851-0.888, 8 bagged heads 0.876, a second stage over the nine
 scores 0.880, thresholds tuned jointly for micro-F1 (nested) 0.869 against
-0.877, negation-scoped word terms 0.887, layers 3-6 only 0.885; and full
+0.877, or on scores averaged over 5 fold assignments (nested) 0.871 / 0.870, negation-scoped word terms 0.887, layers 3-6 only 0.885; and full
 fine-tuning (--full-finetune) 0.937 on validation but 0.865 on test. A
 training-only batch of 75 bases written for the out-of-fold confusions:
 out-of-fold on the earlier examples 0.881 -> 0.898 (mean of 5 fold
