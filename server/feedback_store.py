@@ -95,7 +95,7 @@ class FeedbackStore:
     async def of_session(self, session_id: str) -> list[tuple[str, Correction]]:
         """The session's corrections, each with its utterance's speaker, in utterance order (the read-back,
         GET /api/sessions/{id}/corrections, and the call summary). One that does not open is left out and
-        logged at WARNING, as `read_corrections` does: the others are still shown."""
+        logged at WARNING, as `scan_corrections` does: the others are still shown."""
         raw = await guarded(lambda: self._redis.hgetall(session_key(session_id, CORRECTIONS)))
         found, unreadable = [], []
         for field, value in raw.items():
@@ -108,7 +108,7 @@ class FeedbackStore:
         return sorted(found, key=lambda pair: (pair[1].utterance_id, pair[0]))
 
 
-async def read_corrections(client: aioredis.Redis, sealer: Sealer) -> list[Correction]:
+async def scan_corrections(client: aioredis.Redis, sealer: Sealer) -> list[Correction]:
     """Every correction stored on this Redis, oldest first (SCAN: the servers go on meanwhile).
 
     A value that does not open (sealed under a storage key these settings lack) or does not
@@ -148,7 +148,7 @@ def load_corrections(settings: "Settings") -> list[Correction]:
     async def read(url: str) -> list[Correction]:
         client = connect(url)
         try:
-            return await read_corrections(client, sealer)
+            return await scan_corrections(client, sealer)
         finally:
             await client.aclose()
 
