@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Callable, Coroutine, Optional
 
 from earshot.agents.assist_files import Embed
+from earshot.agents.assist_resume import EarlierPart
 from earshot.agents.call_metrics import CallMetrics, CallMetricsConfig
 from earshot.agents.knowledge import KnowledgeBase, KnowledgeHit
 from earshot.agents.sentiment import SentimentConfig, SentimentTracker
@@ -156,6 +157,28 @@ class AssistAgent:
         self._topics.add_final(speaker, text)
         self._want_topic()
 
+    def resume_from(self, earlier: EarlierPart) -> None:
+        """Before any event of a resumed call: start from its earlier part (agents/assist_resume.py).
+
+        Nothing is emitted: the overlay still shows that part.
+        """
+        for speaker, spans in earlier.spans.items():
+            for start_s, end_s in spans:
+                self._metrics.speech_ended(speaker, start_s, end_s)
+        for line in earlier.lines:
+            self._lines.append(
+                _Line(line.seq, line.speaker, line.utterance_id, line.text, line.start, line.end, line.intents)
+            )
+            self._metrics.final(line.speaker, line.start, line.end, len(line.text.split()))
+            if line.text.strip():
+                if line.speaker == "customer":  # the trend's window fills again (VADER gives the same scores)
+                    self._last_sentiment = self._sentiment.add(line.speaker, line.utterance_id, line.text)
+                self._topics.add_final(line.speaker, line.text)
+        self._sentiments.extend(earlier.sentiments)
+        self._suggestions.extend(earlier.suggestions)
+        self._topic_history.extend(earlier.topic_history)
+        self._topics.current = earlier.topic
+
     async def close(self) -> None:
         """Cancel the work in flight; no update is emitted after this returns."""
         self._closed = True
@@ -202,6 +225,7 @@ class AssistAgent:
                 "trend_label": last.trend_label if last is not None else "steady",
             },
             "metrics": metrics,
+            "speech_spans": self._metrics.spans(),  # what a resumed call's metrics start from
             "suggestions": list(self._suggestions),
             # Customer lines whose best knowledge entry was under the floor: no suggestion was shown.
             "suggestions_withheld": sum(1 for s in self._suggestions if s["withheld"]),

@@ -100,6 +100,14 @@ class CallMetrics:
         self._final_s[speaker] += max(end_s - start_s, 0.0)
         self._seen(end_s)
 
+    def spans(self) -> dict[str, list[list[float]]]:
+        """Each side's ended utterances as [start, end]: what a resumed call's metrics start from
+        (replayed through `speech_ended`, agents/assist_resume.py)."""
+        return {
+            speaker: [[r3(u.start_s), r3(u.end_s)] for u in utterances if u.end_s is not None]
+            for speaker, utterances in self._utterances.items()
+        }
+
     @property
     def latest_s(self) -> float:
         """The latest time on the audio clock that an event mentioned."""

@@ -11,7 +11,10 @@ When the call ends its summary is stored in Redis; the DELETE that ends the
 call answers with where to read it. While the call is live the summary is also
 stored every `SUMMARY_CHECKPOINT_S` when a final came since: an instance that
 dies without closing its calls leaves that for the analytics worker
-(server/abandoned_calls.py).
+(server/abandoned_calls.py). A call that resumes (a dropped connection, a
+draining or dead instance) starts its agent from that stored summary
+(agents/assist_resume.py), holding the new connection's events until it is
+read, so the summary and the call's facts cover the whole call.
 """
 
 from __future__ import annotations
@@ -26,10 +29,12 @@ from typing import Any, Optional
 from aiortc import MediaStreamTrack
 
 from earshot.agents.assist_agent import AssistAgent
+from earshot.agents.assist_resume import EarlierPart, ResumeError
 from earshot.agents.knowledge import KnowledgeBase, KnowledgeError
 from earshot.agents.topic import LlmTopic, TopicDetector, TopicError, TopicList
 from earshot.models.llm import LlmBackend
 from earshot.server import protocol
+from earshot.server.at_rest import SealError
 from earshot.server.configs import assist_config, topic_config
 from earshot.server.encoder_service import EncoderService
 from earshot.server.errors import StartupError
@@ -106,6 +111,12 @@ class AssistMode:
         self._finals_seen = 0
         self._closing = asyncio.Event()
         self._checkpoints: Optional[asyncio.Task] = None
+        # A resumed call (its session already got audio): events wait here until the earlier part is read.
+        self._held: Optional[list[protocol.Event]] = None
+        self._resuming: Optional[asyncio.Task] = None
+        if context.record.audio_s > 0:
+            self._held = []
+            self._resuming = asyncio.ensure_future(self._resume())
 
     # --- CallMode -------------------------------------------------------------------------
     def start(self) -> None:
@@ -114,6 +125,9 @@ class AssistMode:
             self._checkpoints = asyncio.ensure_future(self._checkpoint_summary())
 
     def on_event(self, event: protocol.Event) -> None:
+        if self._held is not None:
+            self._held.append(event)
+            return
         if isinstance(event, protocol.SpeechStart):
             self._agent.speech_started(event.speaker, event.utterance_id, event.start_s)
         elif isinstance(event, protocol.SpeechEnd):
@@ -124,6 +138,8 @@ class AssistMode:
     async def close(self) -> None:
         """Stop the agent's work in flight and store the summary."""
         self._closing.set()
+        if self._resuming is not None:
+            await self._resuming  # the held events reach the agent before it stops
         if self._checkpoints is not None:
             await self._checkpoints  # a checkpoint being stored lands before the last summary, not after
         await self._agent.close()
@@ -131,6 +147,22 @@ class AssistMode:
             await self._services.store.save_summary(self.session_id, self.summary())
         except StoreUnavailable as exc:
             log.warning("session %s: summary not stored: %s", self.session_id, exc)
+
+    async def _resume(self) -> None:
+        """The agent starts from the summary the call's earlier connection stored, then hears the held events."""
+        try:
+            stored = await self._services.store.summary(self.session_id)
+            if stored is not None:
+                earlier = EarlierPart.from_summary(stored)
+                self._agent.resume_from(earlier)
+                self._started_at = earlier.started_at
+        except (StoreUnavailable, SealError, ResumeError, ValueError) as exc:
+            # Redis away, a summary its keys cannot open or that is not a call's: the summary covers the call from here on.
+            log.warning("session %s: resumed without its earlier part: %s", self.session_id, exc)
+        finally:
+            held, self._held = self._held or [], None
+            for event in held:
+                self.on_event(event)
 
     # --- the call's summary ---------------------------------------------------------------
     def summary(self) -> dict[str, Any]:
