@@ -15,12 +15,15 @@
         no audio ever reached it (its ICE never connected)         -> entry dropped, the session left as it is
         else                                                       -> state "ended" (what a DELETE sets),
                                                                       CallEnded on the analytics stream
-                                                                      (ended_at: the entry's score),
+                                                                      (ended_at: the entry's score, or when
+                                                                      audio was last heard if later),
                                                                       entry removed: all in the same step
 
 Noting a call when it goes live, not only when it closes, covers the instance that dies without running
 its close code (SIGKILL, a lost node): its hold lapses within `instance_ttl_s`, and the sweep then ends and
-publishes the session `analytics_abandoned_after_s` after it went live (or was last found live). What the
+publishes the session `analytics_abandoned_after_s` after it went live (or was last found live). Its
+`ended_at` is when its audio was last heard: the live state's `heard_at`, written with the audio clock
+about once a second while audio comes (server/webrtc.py), not when the entry was last written. What the
 worker analyses is what that instance left in Redis: an interview's finals, and an assist call's summary,
 which a live call stores every `SUMMARY_CHECKPOINT_S` (server/modes/assist.py).
 
@@ -68,12 +71,14 @@ redis.call('ZREM', KEYS[1], ARGV[1])
 local record = redis.call('HMGET', KEYS[2], 'created_at', 'state', 'mode')
 if not record[1] then return 'gone' end
 if record[2] == 'ended' then return 'ended' end
-if (tonumber(redis.call('HGET', KEYS[5], 'audio_s')) or 0) <= 0 then return 'unheard' end
+local live = redis.call('HMGET', KEYS[5], 'audio_s', 'heard_at')
+if (tonumber(live[1]) or 0) <= 0 then return 'unheard' end
 redis.call('HSET', KEYS[2], 'state', 'ended')
 local mode = record[3] or ''
 if mode == '' or not string.find(ARGV[5], ',' .. mode .. ',', 1, true) then return 'unanalysed' end
+local ended_at = math.max(tonumber(noted_at), tonumber(live[2]) or 0)
 redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[4], '*',
-  'session_id', ARGV[1], 'mode', mode, 'ended_at', string.format('%.3f', tonumber(noted_at)))
+  'session_id', ARGV[1], 'mode', mode, 'ended_at', string.format('%.3f', ended_at))
 return 'published'
 """
 

@@ -41,7 +41,7 @@ SESSION_KEYS = {
     ":facts": "reports", ":rescored": "reports",
     ":corrections": "transcripts",  # a correction holds an utterance's words: kept as the transcript is
 }
-LIVE_FIELDS = ("audio_s", "next_utterance_id", "pace", "interview")  # in the :live hash; the others in the record
+LIVE_FIELDS = ("audio_s", "next_utterance_id", "heard_at", "pace", "interview")  # in the :live hash; the others in the record
 
 
 def session_key(session_id: str, suffix: str = "") -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any, Awaitable, Callable, Optional, Sequence
 
 from aiortc import MediaStreamTrack, RTCDataChannel, RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
@@ -216,9 +217,10 @@ class LiveSession:
         self.close("no audio")
 
     def _progress(self) -> dict[str, Any]:
-        """Where a reconnect resumes: the audio clock and the next utterance number."""
+        """Where a reconnect resumes (the audio clock, the next utterance number), and when audio was last
+        heard (wall clock): a killed instance's call ended then (server/abandoned_calls.py)."""
         next_utterance = max(pipeline.next_utterance_id for pipeline in self._pipelines.values())
-        return {"audio_s": round(self.audio_s(), 3), "next_utterance_id": next_utterance}
+        return {"audio_s": round(self.audio_s(), 3), "next_utterance_id": next_utterance, "heard_at": round(time.time(), 3)}
 
     def _save_progress(self) -> None:
         self.writer.fields(**self._progress())

@@ -20,6 +20,7 @@ from earshot.server.abandoned_calls import UNENDED, AbandonedCalls, SweepCounts,
 from earshot.server.analytics_stream import STREAM, CallEnded, RedisCallStream
 from earshot.server.at_rest import Sealer
 from earshot.server.cluster import CALL_PREFIX
+from earshot.server.facts_store import FactsStore
 from earshot.server.settings import Settings, SettingsError
 from earshot.server.retention import Retention
 from earshot.server.modes.assist import SUMMARY_CHECKPOINT_S
@@ -91,6 +92,19 @@ async def test_closed_calls_past_the_setting_are_ended_and_published_once_with_t
     later = await AbandonedCalls(harness.client, AFTER_S).sweep(now + AFTER_S)
     assert later.published == 1 and await state_of(harness, fresh) == "ended"
     assert await harness.client.zcard(UNENDED) == 0
+
+
+async def test_a_call_ends_when_its_audio_was_last_heard_when_that_is_after_its_entry(harness):
+    """A killed instance's call: its entry is as old as its offer (or a sweep that found it live), but its live
+    state says when audio last came (`heard_at`, server/webrtc.py): that is when it ended."""
+    now = time.time()
+    killed = await closed_call(harness, now - AFTER_S - 300)  # noted at its offer, 5 min before it died
+    await harness.sessions.update(killed, heard_at=now - AFTER_S - 20)
+    closed = await closed_call(harness, now - AFTER_S - 10)  # closed (noted then) after its audio stopped
+    await harness.sessions.update(closed, heard_at=now - AFTER_S - 12)
+    assert (await AbandonedCalls(harness.client, AFTER_S).sweep(now)).published == 2
+    ended_at = {m.session_id: m.ended_at for m in await published(harness)}
+    assert ended_at == {killed: pytest.approx(now - AFTER_S - 20, abs=0.01), closed: pytest.approx(now - AFTER_S - 10, abs=0.01)}
 
 
 async def test_a_resumed_call_is_not_published_while_live_and_once_after_it_closes_again(harness):
@@ -205,6 +219,7 @@ async def test_a_call_whose_instance_is_killed_is_analysed_from_its_last_checkpo
                 break
             await asyncio.sleep(0.5)
         server.kill()
+        killed_at = time.time()
         await caller.hangup(end_session=False)
         assert [line["text"] for line in stored["transcript"]][: len(said)] == said
         # Its hold lapses with the killed instance's heartbeat; then the entry is as old as the wait (moved back).
@@ -215,6 +230,9 @@ async def test_a_call_whose_instance_is_killed_is_analysed_from_its_last_checkpo
         assert (await sessions.get(session_id)).state != "ended"
         await client.zadd(UNENDED, {session_id: time.time() - AFTER_S - 5})
         await one_worker_run_stores_the_facts(own_redis.url, settings, sessions, session_id)
+        # It ended when its audio was last heard (about once a second while it came), not at its offer.
+        facts = await FactsStore(client, Sealer.from_settings(settings), 3600).get(session_id)
+        assert killed_at - 3 <= facts["meta"]["ended_at"] <= killed_at
     finally:
         server.stop()
         await client.aclose()
