@@ -218,14 +218,15 @@ async def _offer_here(
         raise ApiError(409, "session_expired", "this session's live state has expired (retention_live_s); create a new one")
     state.limits.admit_call(state.calls.busy)
     with state.calls.offering(record.session_id):
-        # A DELETE may have ended the session after it was read above, and before this offer took it.
-        fresh = await state.store.get(record.session_id)
-        if fresh is None or fresh.state == "ended" or state.calls.is_ending(record.session_id):
-            raise ApiError(409, "session_ended", "this session has ended; create a new one")
         # Of two instances answering offers for one session at once, one holds the call (server/cluster.py).
         if not await state.cluster.claim(record.session_id):
             raise ApiError(409, "session_live", "this session already has a live connection; DELETE it or wait")
         try:
+            # Read again, now that the call is held: a DELETE, or the analytics sweep of calls closed without
+            # one (which ends no session whose call is held), may have ended the session since it was read above.
+            fresh = await state.store.get(record.session_id)
+            if fresh is None or fresh.state == "ended" or state.calls.is_ending(record.session_id):
+                raise ApiError(409, "session_ended", "this session has ended; create a new one")
             answer = await _answer(state, fresh, kind, sdp, speakers)
         except Exception:
             await _quietly(state.cluster.release(record.session_id))  # before the answer: nothing holds it now

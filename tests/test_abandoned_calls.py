@@ -8,10 +8,12 @@ with a sealed summary, as in tests/test_analytics_worker.py, whose harness runs 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 import time
 from dataclasses import replace
+from types import SimpleNamespace
 
 import pytest
 
@@ -124,6 +126,59 @@ async def test_a_resumed_call_is_not_published_while_live_and_once_after_it_clos
     assert counts.published == 1
     (message,) = await published(harness)
     assert message.session_id == resumed and message.ended_at == pytest.approx(now + 100, abs=0.01)
+
+
+async def test_an_offer_that_races_the_sweep_is_refused_not_answered_on_the_ended_session(harness, monkeypatch):
+    """The sweep ends a due session only while no call of it is held; an offer reads the session again once it
+    holds the call (server/api.py `_offer_here`). Here the sweep runs between the offer's first read and its
+    claim: the offer is refused with 409 session_ended and lets the hold go, and no call goes live on the
+    ended (already published) session. The cluster, the limits and the call set are stand-ins; the session
+    store, Redis and the sweep's script are real."""
+    from earshot.server import api
+    from earshot.server.errors import ApiError
+    from earshot.server.modes import MODE_KINDS
+
+    session_id = await closed_call(harness, time.time() - AFTER_S - 5)
+    record = await harness.sessions.get(session_id)
+    assert record.state == "created"  # what the offer read first
+
+    class Cluster:
+        released = False
+
+        async def claim(self, _session_id: str) -> bool:
+            assert (await AbandonedCalls(harness.client, AFTER_S).sweep(time.time())).published == 1
+            await harness.client.set(CALL_PREFIX + session_id, "here", px=5000)
+            return True
+
+        async def release(self, _session_id: str) -> None:
+            self.released = True
+
+        def beat_soon(self) -> None:
+            pass
+
+    class Calls:
+        busy = 0
+        offer_in_progress = is_live = is_ending = staticmethod(lambda _session_id: False)
+
+        @contextlib.contextmanager
+        def offering(self, _session_id: str):
+            yield
+
+    answered = []
+
+    async def answer(*args, **kwargs):
+        answered.append(args)
+        raise AssertionError("a call went live on an ended session")
+
+    monkeypatch.setattr(api, "_answer", answer)
+    cluster = Cluster()
+    state = SimpleNamespace(calls=Calls(), store=harness.sessions, cluster=cluster, settings=Settings(),
+                            limits=SimpleNamespace(admit_call=lambda _busy: None))
+    with pytest.raises(ApiError) as refused:
+        await api._offer_here(state, record, MODE_KINDS["assist"], "v=0", {})
+    assert (refused.value.status, refused.value.code) == (409, "session_ended")
+    assert answered == [] and cluster.released
+    assert [m.session_id for m in await published(harness)] == [session_id]  # published once, by the sweep
 
 
 async def test_a_call_deleted_meanwhile_is_not_published_again(harness):
