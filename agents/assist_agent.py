@@ -32,18 +32,17 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from contextlib import aclosing
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Coroutine, Optional
 
 from earshot.agents.assist_files import Embed
-from earshot.agents.assist_resume import EarlierPart
+from earshot.agents.assist_resume import CallLine, EarlierPart
 from earshot.agents.call_metrics import CallMetrics, CallMetricsConfig
 from earshot.agents.knowledge import KnowledgeBase, KnowledgeHit
 from earshot.agents.sentiment import SentimentConfig, SentimentTracker
-from earshot.agents.suggestion import check_suggestion, clean_suggestion, suggestion_messages
+from earshot.agents.suggestion import check_suggestion, clean_suggestion, first_line, suggestion_messages
 from earshot.agents.topic import TopicDetector
-from earshot.models.llm import ChatMessage, LlmBackend, LlmError
+from earshot.models.llm import LlmBackend, LlmError
 from earshot.server.protocol import SPEAKERS, AssistPayload, SentimentUpdate, SuggestionUpdate, r3
 
 log = logging.getLogger(__name__)
@@ -61,28 +60,6 @@ class AssistConfig:
     suggestion_temperature: float = 0.2
     suggestion_timeout_s: float = 4.0  # the whole LLM reply; the knowledge answer stands after that
     suggestion_floor: float = 0.0  # best entry's score below this: the suggestion is withheld (0 = always one)
-
-
-@dataclass(frozen=True)
-class _Line:
-    seq: int
-    speaker: str
-    utterance_id: int
-    text: str
-    start: float
-    end: float
-    intents: tuple[tuple[str, float], ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "seq": self.seq,
-            "speaker": self.speaker,
-            "utterance_id": self.utterance_id,
-            "text": self.text,
-            "start": r3(self.start),
-            "end": r3(self.end),
-            "intents": [{"name": name, "score": r3(score)} for name, score in self.intents],
-        }
 
 
 class AssistAgent:
@@ -104,7 +81,7 @@ class AssistAgent:
         self.config = config
         self._metrics = CallMetrics(CallMetricsConfig(long_silence_s=config.long_silence_s))
         self._sentiment = SentimentTracker(SentimentConfig(window=config.sentiment_window))
-        self._lines: list[_Line] = []
+        self._lines: list[CallLine] = []
         self._sentiments: list[dict[str, Any]] = []
         self._last_sentiment: Optional[SentimentUpdate] = None
         self._suggestions: list[dict[str, Any]] = []
@@ -141,7 +118,7 @@ class AssistAgent:
         received = time.monotonic()
         if self._closed or not self._known(speaker):
             return
-        self._lines.append(_Line(seq, speaker, utterance_id, text, start_s, end_s, tuple(intents)))
+        self._lines.append(CallLine(seq, speaker, utterance_id, text, start_s, end_s, tuple(intents)))
         self._metrics.final(speaker, start_s, end_s, word_count)
         self._emit(self._metrics.snapshot(self._metrics.latest_s))
         if not text.strip():
@@ -158,22 +135,13 @@ class AssistAgent:
         self._want_topic()
 
     def resume_from(self, earlier: EarlierPart) -> None:
-        """Before any event of a resumed call: start from its earlier part (agents/assist_resume.py).
-
-        Nothing is emitted: the overlay still shows that part.
-        """
-        for speaker, spans in earlier.spans.items():
-            for start_s, end_s in spans:
-                self._metrics.speech_ended(speaker, start_s, end_s)
-        for line in earlier.lines:
-            self._lines.append(
-                _Line(line.seq, line.speaker, line.utterance_id, line.text, line.start, line.end, line.intents)
-            )
-            self._metrics.final(line.speaker, line.start, line.end, len(line.text.split()))
-            if line.text.strip():
-                if line.speaker == "customer":  # the trend's window fills again (VADER gives the same scores)
-                    self._last_sentiment = self._sentiment.add(line.speaker, line.utterance_id, line.text)
-                self._topics.add_final(line.speaker, line.text)
+        """Before any event of a resumed call: its earlier part (agents/assist_resume.py); nothing is emitted."""
+        self._metrics.restore(earlier.spans, [(ln.speaker, ln.start, ln.end, len(ln.text.split())) for ln in earlier.lines])
+        self._lines.extend(earlier.lines)
+        for line in (line for line in earlier.lines if line.text.strip()):
+            if line.speaker == "customer":  # the trend's window fills again (VADER gives the same scores)
+                self._last_sentiment = self._sentiment.add(line.speaker, line.utterance_id, line.text)
+            self._topics.add_final(line.speaker, line.text)
         self._sentiments.extend(earlier.sentiments)
         self._suggestions.extend(earlier.suggestions)
         self._topic_history.extend(earlier.topic_history)
@@ -260,7 +228,9 @@ class AssistAgent:
         grounding = " ".join([*(hit.entry.answer for hit in hits), *(t for _, t in earlier), text])
         try:
             messages = suggestion_messages(text, earlier, hits)
-            raw = await asyncio.wait_for(self._generate(messages), self.config.suggestion_timeout_s)
+            assert self._llm is not None
+            reply_line = first_line(self._llm, messages, self.config.suggestion_max_tokens, self.config.suggestion_temperature)
+            raw = await asyncio.wait_for(reply_line, self.config.suggestion_timeout_s)
             reply = clean_suggestion(raw)
             verdict = check_suggestion(reply, grounding)
             reason = verdict.reason
@@ -271,20 +241,6 @@ class AssistAgent:
             return
         log.info("utterance %d: LLM suggestion not used (%s); the knowledge answer stands", utterance_id, reason)
         self._emit_suggestion(utterance_id, hits[0].entry.answer, "knowledge", hits[:1], True, received)
-
-    async def _generate(self, messages: list[ChatMessage]) -> str:
-        """The LLM's reply up to its first line break: one line is all a suggestion may be."""
-        assert self._llm is not None
-        reply = ""
-        stream = self._llm.stream_chat(
-            messages, max_tokens=self.config.suggestion_max_tokens, temperature=self.config.suggestion_temperature
-        )
-        async with aclosing(stream) as deltas:
-            async for delta in deltas:
-                reply += delta
-                if "\n" in reply.strip():
-                    break
-        return reply
 
     def _query_text(self, text: str) -> str:
         if len(text.split()) >= self.config.short_query_words:

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, Mapping, Optional
 
-from earshot.server.protocol import SPEAKERS, TopicUpdate
+from earshot.server.protocol import SPEAKERS, TopicUpdate, r3
 
 
 class ResumeError(ValueError):
@@ -30,7 +30,9 @@ class ResumeError(ValueError):
 
 
 @dataclass(frozen=True)
-class EarlierLine:
+class CallLine:
+    """One final of an assist call, as its agent keeps it and its summary lists it."""
+
     seq: int
     speaker: str
     utterance_id: int
@@ -39,13 +41,24 @@ class EarlierLine:
     end: float
     intents: tuple[tuple[str, float], ...]
 
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "speaker": self.speaker,
+            "utterance_id": self.utterance_id,
+            "text": self.text,
+            "start": r3(self.start),
+            "end": r3(self.end),
+            "intents": [{"name": name, "score": r3(score)} for name, score in self.intents],
+        }
+
 
 @dataclass(frozen=True)
 class EarlierPart:
     """The part of a call before its resume, as its stored summary has it."""
 
     started_at: float  # wall clock, when the call's first connection started
-    lines: tuple[EarlierLine, ...]  # by seq
+    lines: tuple[CallLine, ...]  # by seq
     spans: dict[str, tuple[tuple[float, float], ...]]  # each side's ended utterances on the audio clock
     sentiments: tuple[dict[str, Any], ...]  # the customer's scored finals, as the summary lists them
     suggestions: tuple[dict[str, Any], ...]
@@ -81,11 +94,11 @@ class EarlierPart:
             raise ResumeError(f"not an assist call summary: {type(exc).__name__}: {exc}") from None
 
 
-def _line(line: Mapping[str, Any]) -> EarlierLine:
+def _line(line: Mapping[str, Any]) -> CallLine:
     speaker = str(line["speaker"])
     if speaker not in SPEAKERS:
         raise ValueError(f"unknown speaker {speaker!r}")
-    return EarlierLine(
+    return CallLine(
         seq=int(line["seq"]),
         speaker=speaker,
         utterance_id=int(line["utterance_id"]),

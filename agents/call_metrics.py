@@ -108,6 +108,15 @@ class CallMetrics:
             for speaker, utterances in self._utterances.items()
         }
 
+    def restore(self, spans: dict[str, tuple[tuple[float, float], ...]], finals: list[tuple[str, float, float, int]]) -> None:
+        """A resumed call's earlier part, before any event of the new connection: each side's ended
+        utterances (`spans()` as stored) and its finals (speaker, start, end, words)."""
+        for speaker, intervals in spans.items():
+            for start_s, end_s in intervals:
+                self.speech_ended(speaker, start_s, end_s)
+        for speaker, start_s, end_s, words in finals:
+            self.final(speaker, start_s, end_s, words)
+
     @property
     def latest_s(self) -> float:
         """The latest time on the audio clock that an event mentioned."""

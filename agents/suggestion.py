@@ -15,10 +15,11 @@ agents ask those all the time.
 from __future__ import annotations
 
 import re
+from contextlib import aclosing
 from dataclasses import dataclass
 
 from earshot.agents.knowledge import KnowledgeHit
-from earshot.models.llm import ChatMessage
+from earshot.models.llm import ChatMessage, LlmBackend
 
 MAX_WORDS = 50
 MAX_SENTENCES = 2
@@ -58,6 +59,17 @@ _LEADING_LABEL = re.compile(
 )
 _QUOTES = "\"'“”‘’«»"
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+(?=[\"'“‘A-Z0-9])")
+
+
+async def first_line(llm: LlmBackend, messages: list[ChatMessage], max_tokens: int, temperature: float) -> str:
+    """The LLM's reply up to its first line break: one line is all a suggestion may be."""
+    reply = ""
+    async with aclosing(llm.stream_chat(messages, max_tokens=max_tokens, temperature=temperature)) as deltas:
+        async for delta in deltas:
+            reply += delta
+            if "\n" in reply.strip():
+                break
+    return reply
 
 
 def clean_suggestion(raw: str) -> str:

@@ -1,16 +1,18 @@
 // Earshot agent-assist overlay: streams the agent's and the customer's audio as two
 // labelled WebRTC tracks and shows, live, what the server makes of the call.
 //
-// This module holds the call (session, peer, stop, what went wrong) and routes each
-// server event to the page. assist-sources.js opens the audio, assist-view.js shows the status
-// and the transcript (assist-feedback.js: the agent's intent corrections), assist-cards.js the
-// suggestion, mood, topic, intents and metrics; api.js talks HTTP, signalling.js WebRTC.
+// This module holds the call (session, peer, reconnect, stop, what went wrong) and routes each
+// server event to the page. assist-sources.js opens the audio, assist-transcript.js takes the
+// transcript's events, assist-view.js shows the status and the transcript (assist-feedback.js: the
+// agent's intent corrections), assist-cards.js the suggestion, mood, topic, intents and metrics;
+// api.js talks HTTP, signalling.js WebRTC.
 
 import * as api from "./api.js";
 import * as cards from "./assist-cards.js";
 import { loadConsent, showConsent } from "./consent.js";
 import { CallAudio, UserError, idleHint, initSetup, lockSetup, sourceKind } from "./assist-sources.js";
 import * as view from "./assist-view.js";
+import { awaitingFinals, clearTranscriptState, forgetOpenUtterances, transcriptHandlers } from "./assist-transcript.js";
 import { Attempts, CALL_MOVING_CODES, Superseded, describeCallError, formatClock } from "./page.js";
 import { parseEvent, rememberToken, sendOfferPatiently, speakerName } from "./page.js";
 import { CHANNEL_OPEN_TIMEOUT_MS, closePeer, createMultiTrackPeer, iceConfiguration, linkFailureMessage, negotiate } from "./signalling.js";
@@ -44,12 +46,6 @@ const conn = {
   ending: false,
 };
 
-// What the events of the call have said so far.
-const call = {
-  lastFinal: {}, // speaker -> highest utterance_id with a final
-  open: new Set(), // speaker:utterance_id of each utterance that awaits its final
-};
-
 function setState(state) {
   earshotAssist.state = state;
   const active = state === "connecting" || state === "live";
@@ -75,7 +71,7 @@ function teardownLocal() {
   conn.ending = false;
   view.clearSpeaking();
   view.clearPartials();
-  call.open.clear();
+  forgetOpenUtterances();
 }
 
 async function start() {
@@ -144,8 +140,11 @@ async function connectPeer(session, sources, attempt) {
   );
 }
 
-/** Asked to reconnect (server_draining): the session goes on over a new connection, same sources and cards. */
-async function reconnect() {
+/**
+ * The session goes on over a new connection, same sources and cards: asked to (server_draining), or the
+ * link dropped. The server resumes the call where it was, summary and all, on whichever instance answers.
+ */
+async function reconnect(why = "The server is moving this call") {
   const { session, sources } = conn;
   if (!session || !sources || !["live", "connecting"].includes(earshotAssist.state)) return;
   attempts.next();
@@ -155,7 +154,7 @@ async function reconnect() {
   conn.peer = null;
   const attempt = attempts.current;
   setState("connecting");
-  setStatus("The server is moving this call: reconnecting…");
+  setStatus(`${why}: reconnecting…`);
   await connectPeer(session, sources, attempt).catch((error) => connectFailed(error, attempt));
 }
 
@@ -185,7 +184,7 @@ function recordingEnded() {
   setStatus("The recording has ended: waiting for the last words…", "live");
   const deadline = Date.now() + FILE_TAIL_MS + FILE_FINAL_WAIT_MS;
   const check = attempts.guard(attempts.current, () => {
-    if (call.open.size === 0 || Date.now() >= deadline) {
+    if (awaitingFinals() === 0 || Date.now() >= deadline) {
       stop("The recording has ended.");
       return;
     }
@@ -222,6 +221,12 @@ async function stop(message = "Call ended.") {
 function connectionLost(failed, ice) {
   if (failed && earshotAssist.state === "connecting") {
     fail(linkFailureMessage(ice, "Could not connect: the audio link to the server failed"));
+    return;
+  }
+  // A live call whose link drops (the network, or its server instance died) reconnects once, by itself;
+  // when that fails too (or it dropped while connecting), the call ends here.
+  if (earshotAssist.state === "live" && !conn.ending) {
+    reconnect("The link to the server dropped");
     return;
   }
   const session = conn.session;
@@ -271,8 +276,7 @@ function showSummaryLink(session) {
 function clearCall() {
   earshotAssist.events.length = 0;
   earshotAssist.summaryUrl = null;
-  call.lastFinal = {};
-  call.open.clear();
+  clearTranscriptState();
   conn.liveSince = null;
   view.clearView();
   cards.clearCards();
@@ -305,51 +309,7 @@ const EVENT_HANDLERS = {
     }
   },
 
-  speech_start(event) {
-    view.setSpeaking(event.speaker, true);
-    call.open.add(view.lineKey(event.speaker, event.utterance_id));
-  },
-
-  speech_end(event) {
-    view.setSpeaking(event.speaker, false);
-    if (event.dropped) {
-      call.open.delete(view.lineKey(event.speaker, event.utterance_id));
-      // A dropped utterance (a cough, a click) gets no final to replace its partial.
-      if (view.partialUtterance(event.speaker) === event.utterance_id) view.clearPartial(event.speaker);
-    }
-  },
-
-  no_final(event) {
-    // Whisper found no words in it (or its decode failed): nothing will replace its partial.
-    call.open.delete(view.lineKey(event.speaker, event.utterance_id));
-    if (view.partialUtterance(event.speaker) === event.utterance_id) view.clearPartial(event.speaker);
-  },
-
-  partial(event) {
-    if (event.utterance_id <= (call.lastFinal[event.speaker] ?? -1)) return; // late: its final is shown
-    view.showPartial(event.speaker, event.utterance_id, event.committed ?? "", event.tentative ?? "");
-  },
-
-  final(event) {
-    const speaker = event.speaker ?? "";
-    call.lastFinal[speaker] = Math.max(call.lastFinal[speaker] ?? -1, event.utterance_id);
-    call.open.delete(view.lineKey(speaker, event.utterance_id));
-    // The next utterance may already be showing partials; only clear this one's (or older) words.
-    const partial = view.partialUtterance(speaker);
-    if (partial !== null && partial <= event.utterance_id) view.clearPartial(speaker);
-    view.appendFinal(event);
-  },
-
-  intent(event) {
-    const customer = event.speaker === "customer";
-    if (event.final === false) {
-      view.showPartialIntents(event);
-      if (customer && (event.labels ?? []).length) cards.showCurrentIntents(event.labels, true);
-      return;
-    }
-    view.showLineIntents(event);
-    if (customer) cards.showCustomerIntents(...view.asCorrected(event)); // the agent's click stands
-  },
+  ...transcriptHandlers,
 
   sentiment: cards.showSentiment,
   topic: cards.showTopic,

@@ -24,6 +24,7 @@ from earshot.models.audio import read_audio
 from earshot.server.at_rest import Sealer
 from earshot.server.privacy import duration_words
 from earshot.server.settings import Settings
+from earshot.server.store_keys import session_key
 from earshot.server.tls import spki_sha256
 from tests.conftest import corpus_file, reference_text, start_server
 from tests.tcp_relay import TcpRelay, tcp
@@ -299,6 +300,79 @@ def test_the_page_resumes_on_another_instance_when_its_own_drains(redis_url, tmp
         wait_for_js(page, "window.earshot.state === 'live'", timeout=10000)
         instances[0].process.wait(timeout=30)
         assert instances[0].process.returncode == 0
+    finally:
+        balancer.cut()
+        for server in instances:
+            server.stop()
+
+
+def call_twice(tmp_path: Path) -> Path:
+    """calls/call-1.wav (agent left, customer right) played twice over: 42 s, long enough to lose an instance
+    in its first half and go on in its second."""
+    with wave.open(str(corpus_file("calls/call-1.wav"))) as call:
+        params, frames = call.getparams(), call.readframes(call.getnframes())
+    path = tmp_path / "call-twice.wav"
+    with wave.open(str(path), "wb") as out:
+        out.setparams(params)
+        out.writeframes(frames + frames)
+    return path
+
+
+def stored_summary(redis_url: str, keys: Path, session_id: str) -> dict:
+    """The summary a call last stored in Redis (a live call's 5 s checkpoint), unsealed as a worker would."""
+    import json
+
+    import redis
+
+    raw = redis.Redis.from_url(redis_url).get(session_key(session_id, ":summary"))
+    sealer = Sealer.from_settings(replace(Settings(), storage_key_file=str(keys)))
+    return json.loads(sealer.unseal(session_id, raw.decode())) if raw else {}
+
+
+def test_the_overlay_reconnects_by_itself_when_its_instance_dies_and_the_summary_covers_the_whole_call(
+    redis_url, tmp_path, browser_page
+):
+    """Two instances behind a load balancer; the overlay plays a recorded call through a. a is SIGKILLed
+    mid-call: the page sees its link drop, reconnects the same session through the same URL (b takes it
+    once a's hold lapses), and b's agent starts from a's last checkpoint, so the summary stored when the
+    recording ends has the lines from before the kill and after it, as one call."""
+    keys = tmp_path / "storage.keys"
+    Sealer.from_settings(replace(Settings(), storage_key_file=str(keys)))  # one key file for both instances
+    instances = [
+        start_server(redis_url, tmp_path / name, extra_args=(
+            "--instance-group", "browser-kill", "--instance-id", name, "--instance-ttl-s", "2",
+            "--storage-key-file", str(keys)))
+        for name in ("a", "b")
+    ]
+    balancer = TcpRelay([tcp("127.0.0.1", urlsplit(server.base_url).port) for server in instances])
+    page = browser_page
+    events = "window.earshotAssist.events"
+    try:
+        page.goto(f"http://127.0.0.1:{balancer.port}/assist.html")
+        page.get_by_test_id("assist-source").select_option("file")
+        page.get_by_test_id("assist-file").set_input_files(str(call_twice(tmp_path)))
+        page.get_by_test_id("assist-start").click()
+        wait_for_js(page, f"{events}.some(e => e.type === 'final' && e.speaker === 'customer')", timeout=40000)
+        assert page.evaluate(f"{events}.find(e => e.type === 'ready').instance") == "a"
+        session_id = page.evaluate("window.earshotAssist.session")
+        deadline = time.monotonic() + 15
+        while not any(line["speaker"] == "customer" for line in stored_summary(redis_url, keys, session_id).get("transcript", [])):
+            assert time.monotonic() < deadline, "no checkpoint of the customer's line"
+            time.sleep(0.5)
+        instances[0].kill()
+        before = page.evaluate(f"{events}.filter(e => e.type === 'final').map(e => [e.seq, e.text])")
+
+        wait_for_js(page, f"{events}.filter(e => e.type === 'ready').length === 2", timeout=40000)
+        resumed = page.evaluate(f"{events}.filter(e => e.type === 'ready')[1]")
+        assert resumed["instance"] == "b" and resumed["resumed_finals"] >= 2
+        wait_for_js(page, "window.earshotAssist.state === 'ended' && window.earshotAssist.summaryUrl", timeout=60000)
+        after = page.evaluate(f"{events}.filter(e => e.type === 'final' && e.seq > {max(seq for seq, _ in before)})"
+                              ".map(e => [e.seq, e.text])")
+        assert after, "nothing was heard after the reconnect"
+        summary = stored_summary(redis_url, keys, session_id)
+        lines = {line["seq"]: line["text"] for line in summary["transcript"]}
+        assert all(lines.get(seq) == text for seq, text in [*before, *after]), (before, after, lines)
+        assert {line["speaker"] for line in summary["transcript"] if line["seq"] <= len(before)} == {"agent", "customer"}
     finally:
         balancer.cut()
         for server in instances:
