@@ -58,7 +58,7 @@ from earshot.models.intent import (
 )
 from earshot.models.intent_dataset import DATA_DIR, IntentDataset, LabelledUtterance, load_dataset
 from earshot.models.intent_dataset_build import batch_counts, batch_of_groups
-from earshot.models.intent_evaluation import evaluate, tune_thresholds
+from earshot.models.intent_evaluation import evaluate, tune_best_plus, tune_thresholds
 from earshot.models.intent_feedback import Correction
 from earshot.models.intent_lexical import LexicalFeatures, fit_lexical
 
@@ -95,7 +95,7 @@ class TrainConfig:
     feedback: tuple[Correction, ...] = field(default=(), repr=False)  # agents' corrections to learn from
     feedback_weight: float = 2.0  # loss weight of a corrected example (an ordinary one weighs 1)
     sentiment: bool = True  # append VADER's polarity to the features (frozen heads; see models/intent.py)
-    at_least_one: bool = True  # every utterance gets a label (IntentHead.decide)
+    rule: str = "best_plus"  # how scores become labels (IntentHead.decide)
     lexical: bool = True  # append the TF-IDF of word uni- and bigrams (frozen heads; models/intent_lexical.py)
 
 
@@ -158,6 +158,7 @@ def train_intent(config: TrainConfig) -> TrainResult:
     evaluation = {
         "label_set": config.label_set,
         "training": head.training,
+        "decide": head.rule,
         "thresholds": {name: round(float(t), 4) for name, t in zip(head.labels, head.thresholds)},
         "held_out": evaluate(head.labels, head.decide(fit.held_out_scores), fit.held_out_targets),
         "test": evaluate(head.labels, head.decide(test_scores), data.targets(test)),
@@ -252,7 +253,10 @@ def _fit(
         weight, bias = _train_frozen_head(x, targets, epochs, config.seed, sample)
         recorded_encoder = config.encoder_dir or BUNDLED_ENCODER
 
-    thresholds = tune_thresholds(held_out_scores, held_out_targets)
+    if config.rule == "best_plus":
+        thresholds = np.full(len(data.labels), tune_best_plus(held_out_scores, held_out_targets), dtype=np.float32)
+    else:
+        thresholds = tune_thresholds(held_out_scores, held_out_targets)
     head = IntentHead(
         config.label_set,
         data.labels,
@@ -261,7 +265,7 @@ def _fit(
         thresholds,
         recorded_encoder,
         sentiment=sentiment,
-        at_least_one=config.at_least_one,
+        rule=config.rule,
         lexical=lexical,
         training={
             "mode": "full_finetune" if config.full_finetune else "frozen",

@@ -10,6 +10,7 @@ import json
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -53,23 +54,37 @@ def test_training_reproduces_the_committed_metrics(label_set, tmp_path):
     trained = IntentHead.load(result.head_file)
     shipped = IntentHead.load(head_path(label_set))
     assert np.abs(trained.thresholds - shipped.thresholds).max() <= 0.1
-    assert trained.sentiment and trained.at_least_one and shipped.sentiment and shipped.at_least_one
+    assert trained.sentiment and shipped.sentiment and trained.rule == shipped.rule == "best_plus"
     assert trained.lexical is not None and trained.lexical.vocabulary == shipped.lexical.vocabulary
 
 
-def test_every_utterance_gets_a_label_and_old_heads_still_load(classifier, tmp_path):
+def test_every_utterance_gets_its_best_label_and_others_only_at_the_threshold(classifier, tmp_path):
     head = classifier.heads["call_center"]
-    scores = np.full((2, len(head.labels)), 0.01, dtype=np.float32)
-    scores[0, 3] = 0.04  # nothing reaches its threshold: the nearest label is on
+    level = float(head.thresholds[0])
+    assert np.all(head.thresholds == level)  # best_plus: one level for every other label
+    scores = np.full((3, len(head.labels)), 0.01, dtype=np.float32)
+    scores[0, 3] = 0.04  # nothing reaches the level: the best label alone is on
+    scores[1, [2, 5]] = [min(level + 0.2, 0.99), level]  # the best, and another at the level
+    scores[2, [2, 5]] = [min(level + 0.2, 0.99), level - 0.01]  # the other just under it
     on = head.decide(scores)
-    assert on.sum(axis=1).tolist() == [1, 1] and on[0, 3]
+    assert on.sum(axis=1).tolist() == [1, 2, 1] and on[0, 3] and on[1, 2] and on[1, 5] and on[2, 2]
+    at_least_one = replace(head, rule="at_least_one", thresholds=np.full(len(head.labels), 0.5, dtype=np.float32))
+    assert at_least_one.decide(scores[:1]).sum() == 1 and at_least_one.decide(scores[:1])[0, 3]
+    assert replace(head, rule="thresholds").decide(scores[:1]).sum() == 0
+
+
+def test_old_heads_still_load_and_an_unknown_rule_is_refused(classifier, tmp_path):
     old = json.loads(head_path("interview").read_text())
     for key in ("sentiment_features", "decide", "lexical_features"):
         old.pop(key)
     old["weight"] = [row[: 6 * 384] for row in old["weight"]]  # a head from before the sentiment and word columns
     (tmp_path / "interview.json").write_text(json.dumps(old))
     loaded = IntentHead.load(tmp_path / "interview.json")
-    assert not loaded.sentiment and not loaded.at_least_one and loaded.encoder_dim == loaded.dim == 6 * 384
+    assert not loaded.sentiment and loaded.rule == "thresholds" and loaded.encoder_dim == loaded.dim == 6 * 384
+    old["decide"] = "vote"
+    (tmp_path / "interview.json").write_text(json.dumps(old))
+    with pytest.raises(IntentHeadError, match="decide 'vote' is not one of thresholds, at_least_one, best_plus"):
+        IntentHead.load(tmp_path / "interview.json")
 
 
 INTERVIEW_CASES = [
