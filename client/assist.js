@@ -325,6 +325,9 @@ const EVENT_HANDLERS = {
       reconnect();
       return;
     }
+    // The server closes the call for this one (no audio frame came): the link's drop must not
+    // reconnect the same dead sources.
+    if (event.code === "no_media") conn.ending = true;
     view.addServerNotice(event);
   },
 };
