@@ -29,7 +29,7 @@ from typing import Any, Optional
 from aiortc import MediaStreamTrack
 
 from earshot.agents.assist_agent import AssistAgent
-from earshot.agents.assist_resume import EarlierPart, ResumeError
+from earshot.agents.assist_resume import EarlierPart
 from earshot.agents.knowledge import KnowledgeBase, KnowledgeError
 from earshot.agents.topic import LlmTopic, TopicDetector, TopicError, TopicList
 from earshot.models.llm import LlmBackend
@@ -156,7 +156,7 @@ class AssistMode:
                 earlier = EarlierPart.from_summary(stored)
                 self._agent.resume_from(earlier)
                 self._started_at = earlier.started_at
-        except (StoreUnavailable, SealError, ResumeError, ValueError) as exc:
+        except (StoreUnavailable, SealError, ValueError) as exc:  # ValueError: not JSON, or a ResumeError
             # Redis away, a summary its keys cannot open or that is not a call's: the summary covers the call from here on.
             log.warning("session %s: resumed without its earlier part: %s", self.session_id, exc)
         finally:
