@@ -71,16 +71,14 @@ class EarlierPart:
             lines = tuple(
                 sorted((_line(line) for line in summary["transcript"]), key=lambda line: line.seq)
             )
-            stored_spans = summary.get("speech_spans") or {}
+            # A summary from before spans were stored: each final's own interval.
+            stored_spans = summary.get("speech_spans") or {
+                speaker: [(line.start, line.end) for line in lines if line.speaker == speaker] for speaker in SPEAKERS
+            }
             spans = {
                 speaker: tuple((float(start), float(end)) for start, end in stored_spans.get(speaker, ()))
                 for speaker in SPEAKERS
             }
-            if not stored_spans:  # a summary from before spans were stored: each final's own interval
-                spans = {
-                    speaker: tuple((line.start, line.end) for line in lines if line.speaker == speaker)
-                    for speaker in SPEAKERS
-                }
             return cls(
                 started_at=float(summary["started_at"]),
                 lines=lines,

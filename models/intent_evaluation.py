@@ -7,6 +7,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from earshot.models.intent import best_plus
+
 THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.025), 3)
 CONFUSION_PAIRS_SHOWN = 10
 
@@ -28,9 +30,7 @@ def tune_best_plus(scores: np.ndarray, targets: np.ndarray) -> float:
     """The one level another label must reach beside the best one (IntentHead "best_plus"): the best
     micro-F1 on these examples (ties: the one nearest 0.5)."""
     truth = targets > 0.5
-    best = np.zeros_like(truth)
-    best[np.arange(len(scores)), scores.argmax(axis=1)] = True
-    return float(max(THRESHOLD_GRID, key=lambda t: (round(_f1(best | (scores >= t), truth), 6), -abs(t - 0.5))))
+    return float(max(THRESHOLD_GRID, key=lambda t: (round(_f1(best_plus(scores, t), truth), 6), -abs(t - 0.5))))
 
 
 def _f1(predicted: np.ndarray, truth: np.ndarray) -> float:

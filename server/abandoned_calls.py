@@ -57,7 +57,7 @@ UNENDED = "earshot:analytics:unended"
 MAX_ENTRIES = STREAM_MAXLEN  # unended calls waiting at most: days of a busy site's calls
 SWEEP_BATCH = 100  # entries taken per round trip of ZRANGEBYSCORE
 
-# KEYS: the unended set, the session's record, its call hold, the analytics stream, its live state (audio_s).
+# KEYS: the unended set, the session's record, its call hold, the analytics stream, its live state (audio_s, heard_at).
 # ARGV: the session id, the cutoff (entries at or before it are due), now, the stream's MAXLEN, the
 # analysed modes (",assist,interview,"). Returns what happened to the entry (SweepCounts' fields).
 SWEEP_SCRIPT = """
