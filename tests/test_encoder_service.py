@@ -189,3 +189,18 @@ async def test_the_default_heads_classify_on_their_own_encoder_and_topics_stay_o
     assert on_mpnet.passes == [1] and on_minilm.passes == [1]  # the second classify came from the cache
     assert embedding.shape == (1, 384) and np.allclose(embedding, encoder.encode([FINALS[1]]), atol=1e-5)
     assert prediction.labels[0].name == "technical_problem" and again.labels == prediction.labels
+
+
+async def test_a_final_s_embedding_is_not_kept_waiting_behind_its_intent_on_another_encoder(encoder, monkeypatch):
+    """Asked together (a customer's final: its intent, and its knowledge search), MiniLM's pass goes first."""
+    intents = load_classifier(Settings(encoder_backend="torch"), encoder)
+    order: list[str] = []
+    for name, model, method in (("minilm", encoder, "encode"), ("mpnet", intents.encoder, "layer_means")):
+        real = getattr(model, method)
+        monkeypatch.setattr(model, method, lambda texts, real=real, name=name: order.append(name) or real(texts))
+    service = EncoderService(encoder, intents)
+    try:
+        await asyncio.gather(service.classify(FINALS[0], "call_center"), service.encode([FINALS[0]]))
+    finally:
+        service.close()
+    assert order == ["minilm", "mpnet"]
