@@ -42,6 +42,7 @@ from earshot.models.audio import BYTES_PER_SAMPLE, SAMPLE_RATE, read_audio
 from earshot.models.encoder import SentenceEncoder
 from earshot.models.intent import HEADS_DIR, LABEL_SETS, IntentClassifier, encoder_of, load_heads
 from earshot.models.intent_dataset import load_dataset
+from earshot.models.intent_evaluation import evaluate
 from earshot.models.intent_training import evaluation_path
 from earshot.server.ice import restrict_ice_to_loopback
 from earshot.server.redis_server import PrivateRedis
@@ -77,11 +78,6 @@ def bench_intent(quick: bool) -> dict[str, Any]:
     return result
 
 
-def _micro_f1(said: list[set[str]], truth: list[set[str]]) -> float:
-    hits = sum(len(s & t) for s, t in zip(said, truth))
-    return round(2 * hits / max(1, sum(len(s) for s in said) + sum(len(t) for t in truth)), 4)
-
-
 def _time_label_set(classifier: IntentClassifier, label_set: str, quick: bool) -> dict[str, Any]:
     data = load_dataset(label_set)
     test = data.split("test")[: 40 if quick else None]
@@ -96,7 +92,8 @@ def _time_label_set(classifier: IntentClassifier, label_set: str, quick: bool) -
         said.append({label.name for label in prediction.labels})
     out: dict[str, Any] = {
         # On this backend's own features (an int8 graph's differ from torch's, which the evaluation file used).
-        "test_micro_f1": _micro_f1(said, [set(u.labels) for u in test]),
+        "test_micro_f1": evaluate(data.labels, np.array([[name in s for name in data.labels] for s in said]),
+                                  data.targets(test))["micro_f1"],
         "inference_s": percentiles(times),
         "words_per_utterance": percentiles(len(t.split()) for t in texts),
         "batched": {},

