@@ -181,7 +181,9 @@ class _FeatureCache:
         self._rows: dict[tuple[int, str], np.ndarray] = {}
 
     def __call__(self, encoder: SentenceEncoder, texts: Sequence[str]) -> np.ndarray:
-        missing = sorted({t for t in texts if (id(encoder), t) not in self._rows})
+        # By length, so a batch pads little: the interview set's 887 texts took 38.2 s on MPNet in alphabetical
+        # batches, 21.9 s by length (torch, 2 threads, dev container); the features differ by < 1e-6.
+        missing = sorted({t for t in texts if (id(encoder), t) not in self._rows}, key=lambda t: (len(t), t))
         for start in range(0, len(missing), 64):
             chunk = missing[start : start + 64]
             for text, row in zip(chunk, encoder.layer_means(chunk)):
