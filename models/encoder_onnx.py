@@ -139,7 +139,12 @@ def export(model: Any, path: Path, float_matmuls: Optional[Sequence[str]] = None
     utterance on one thread over the 187 call-center test utterances (p50 /
     p95): float 0.931 at 35 / 50 ms; all int8 0.917 at 14 / 18 ms; int8 but
     the feed-forward output products ("/output/dense/", kept now) 0.928 at
-    21 / 28 ms; int8 but layers 9-12 0.918 at 20 / 26 ms.
+    21 / 28 ms; int8 but layers 9-12 0.918 at 20 / 26 ms. Weight-only
+    blockwise products (ORT's MatMulNBits, accuracy level 4, all of them) did
+    no better: 8-bit block 32 26 / 37 ms, 4-bit block 32 26 / 38 ms, 4-bit
+    block 128 21 / 30 ms. MPNet is compute-bound here: ~85 M multiply-adds a
+    token, 1.2-1.9 G an utterance (14-22 tokens), and a batch of 8 costs the
+    same per utterance as one; p95 10 ms would need about this core's int8 peak.
     """
     import torch
 
