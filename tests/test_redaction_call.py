@@ -48,12 +48,12 @@ def heard(finals: list[dict]) -> str:
     return " ".join(final["text"] for final in finals)
 
 
-def words_in(record, key: str = "") -> list[str]:
+def words_in(record) -> list[str]:
     """Every string a record holds, less its random session id (hex, which may spell "415")."""
     if isinstance(record, dict):
-        return [s for k, value in record.items() if k != "session_id" for s in words_in(value, k)]
+        return [s for key, value in record.items() if key != "session_id" for s in words_in(value)]
     if isinstance(record, list):
-        return [s for value in record for s in words_in(value, key)]
+        return [s for value in record for s in words_in(value)]
     return [record] if isinstance(record, str) else []
 
 
