@@ -116,8 +116,8 @@ async def test_a_call_resumed_on_a_new_connection_stores_one_summary_of_the_whol
     caller = HeadlessCaller(server.base_url, first["agent"], mode="assist", speakers=first)
     await caller.connect()
     assert await caller.wait_until(lambda c: {f["speaker"] for f in c.of_type("final")} == {"agent", "customer"}, 40)
-    # The customer's suggestion follows the final (its knowledge search waits behind the final's intent pass):
-    # the link drops once it is shown, so the first part's summary holds it.
+    # The customer's suggestion comes after the final (its knowledge search is an encoder pass of its own, which
+    # may wait behind another final's intent pass): the link drops once it is shown, so the first part's summary holds it.
     assert await caller.wait_until(lambda c: c.of_type("suggestion"), 10)
     before = caller.of_type("final")
     await caller.hangup(end_session=False, keep_api=True)  # the link drops: the server closes the call, stores its summary
