@@ -73,6 +73,28 @@ def test_a_second_load_reuses_the_cached_graph(onnx_encoder, cache_dir):
     assert again.backend == "onnx" and graph.stat().st_mtime_ns == stamp
 
 
+def test_the_model_s_hash_is_remembered_until_a_file_of_it_changes(tmp_path, monkeypatch):
+    """A start reads the encoder's key from the cache instead of hashing its weights; a changed file is hashed."""
+    model_dir = tmp_path / "model"
+    shutil.copytree(bundled_encoder_path(), model_dir)
+    cache = tmp_path / "cache"
+    cache.mkdir()  # as a first export leaves it
+    hashed = []
+    real_key = encoder_onnx.model_key
+    monkeypatch.setattr(encoder_onnx, "model_key", lambda path: hashed.append(path) or real_key(path))
+    first = encoder_onnx.remembered_model_key(model_dir, cache)
+    assert first == real_key(model_dir) and len(hashed) == 1
+    assert encoder_onnx.remembered_model_key(model_dir, cache) == first and len(hashed) == 1  # read back, not hashed
+    config = model_dir / "config.json"
+    config.write_text(config.read_text() + " ")  # same name, one byte more: another model as far as the key goes
+    changed = encoder_onnx.remembered_model_key(model_dir, cache)
+    assert len(hashed) == 2 and changed != first and changed == real_key(model_dir)
+    blocked = tmp_path / "blocked"
+    blocked.mkdir()
+    (blocked / "keys").write_text("not a directory")  # a memo that cannot be kept costs the hash, nothing else
+    assert encoder_onnx.remembered_model_key(model_dir, blocked) == changed and len(hashed) == 3
+
+
 def test_a_corrupt_cached_graph_is_exported_again(tmp_path, onnx_encoder, cache_dir):
     (graph,) = cache_dir.glob("*.onnx")
     broken = tmp_path / "cache"
