@@ -28,13 +28,14 @@ p50 5.1-5.6 ms / p95 7.7-8.5 ms.
 BERT-family and MPNet encoders (the bundled MiniLM, the intent heads' MPNet)
 take this path; RoBERTa and other encoders stay on torch (`encoder_backend` =
 torch forces torch for all). A model directory whose marker asks for it
-(models/model_files.py: MPNet's does) gets an int8 graph, checked against
+(models/encoder_recipe.py; MPNet's does) gets an int8 graph, checked against
 torch by direction rather than to 1e-4 (`disagreement`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import json
 import logging
@@ -45,6 +46,8 @@ from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
+
+from earshot.models.encoder_recipe import EncoderRecipe, calibration_texts, read_recipe, smooth_ffn_outputs
 
 log = logging.getLogger(__name__)
 
@@ -167,12 +170,14 @@ def _quiet_root_logger() -> Iterator[None]:
         root.setLevel(level)
 
 
-def export(model: Any, path: Path, float_matmuls: Optional[Sequence[str]] = None) -> None:
+def export(model: Any, path: Path, recipe: EncoderRecipe = EncoderRecipe()) -> None:
     """Write the layer-means graph of `model` (a SentenceTransformer) to `path`, atomically.
 
-    `float_matmuls` not None: int8 weights (ONNX Runtime's dynamic
-    quantization, per channel) for every matrix product whose node name
-    contains none of these parts. For MPNet, measured as call-center
+    `recipe.int8`: int8 weights (ONNX Runtime's dynamic quantization, per
+    channel) for every matrix product whose node name contains none of
+    `recipe.float_matmuls`, after smoothing the feed-forward outputs when the
+    recipe asks (models/encoder_recipe.py has the measurements of what MPNet
+    is served with now: 10 layers, all int8, smoothed). Before that, measured as call-center
     out-of-fold micro-F1 of heads trained on torch's features, and time per
     utterance on one thread over the 187 call-center test utterances (p50 /
     p95): float 0.931 at 35 / 50 ms; all int8 0.917 at 14 / 18 ms; int8 but
@@ -190,6 +195,9 @@ def export(model: Any, path: Path, float_matmuls: Optional[Sequence[str]] = None
         import onnx  # noqa: F401 - torch.onnx.export needs it; say so plainly when it is missing
     except ImportError:
         raise OnnxExportError("exporting the encoder needs the onnx package: pip install onnx") from None
+    if recipe.int8 and recipe.smooth_ffn_out:
+        model = copy.deepcopy(model)  # the caller's model stays as it was (torch's answers are checked against it)
+        smooth_ffn_outputs(model, recipe.smooth_ffn_out, calibration_texts())
     batch = model[0].tokenizer(list(PROBES[:2]), padding=True, return_tensors="pt")
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -212,12 +220,12 @@ def export(model: Any, path: Path, float_matmuls: Optional[Sequence[str]] = None
                 opset_version=OPSET,
                 dynamo=False,
             )
-        if float_matmuls is not None:
+        if recipe.int8:
             import onnx
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
             graph = onnx.load(str(partial), load_external_data=False).graph
-            kept = [n.name for n in graph.node if n.op_type == "MatMul" and any(p in n.name for p in float_matmuls)]
+            kept = [n.name for n in graph.node if n.op_type == "MatMul" and any(p in n.name for p in recipe.float_matmuls)]
             quantized = partial.with_name(partial.name + ".int8")
             with _quiet_root_logger():  # the quantizer logs every tensor it leaves alone at INFO
                 quantize_dynamic(
@@ -275,22 +283,6 @@ class OnnxLayerMeans:
         return np.asarray(self._session.run(None, self._tokenizer(sentences))[0], dtype=np.float32)
 
 
-def int8_recipe(model_dir: Path) -> Optional[tuple[str, ...]]:
-    """The matrix products to keep in float when the directory's marker asks for an int8 graph, else None.
-
-    The marker (model_files.ENCODER_MARKER): {"onnx_weights": "int8", "float_matmuls": [name parts]}.
-    """
-    from earshot.models.model_files import ENCODER_MARKER
-
-    try:
-        marker = json.loads((model_dir / ENCODER_MARKER).read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(marker, dict) or marker.get("onnx_weights") != "int8":
-        return None
-    return tuple(str(part) for part in marker.get("float_matmuls", ()))
-
-
 def disagreement(graph: Path, answers: np.ndarray, reference: np.ndarray) -> Optional[str]:
     """Why the graph's answers on the probes are not torch's (None when they agree).
 
@@ -306,7 +298,7 @@ def disagreement(graph: Path, answers: np.ndarray, reference: np.ndarray) -> Opt
 
 
 def graph_path(model_dir: Path, cache_dir: Path) -> Path:
-    suffix = "-int8" if int8_recipe(model_dir) is not None else ""
+    suffix = "-int8" if read_recipe(model_dir).int8 else ""
     return cache_dir / f"{model_dir.name}-{remembered_model_key(model_dir, cache_dir)}{suffix}.onnx"
 
 
@@ -340,13 +332,13 @@ def load_onnx(
     path = graph_path(model_dir, cache_dir)
     if not path.is_file():
         log.info("exporting the sentence encoder to %s (once per model)", path)
-        export(model, path, int8_recipe(model_dir))
+        export(model, path, read_recipe(model_dir))
     tokenizer = Tokenizer(model_dir, info.max_length, info.pad_id, info.pad_token)
     try:
         session = OnnxLayerMeans(path, tokenizer, threads)
     except OnnxExportError:
         log.warning("the cached graph %s does not load; exporting it again", path)
-        export(model, path, int8_recipe(model_dir))
+        export(model, path, read_recipe(model_dir))
         session = OnnxLayerMeans(path, tokenizer, threads)
     reference = np.asarray(torch_features(list(PROBES)), dtype=np.float32)
     problem = disagreement(path, session(PROBES), reference)

@@ -119,8 +119,8 @@ PACKAGED_ENCODERS = ("mpnet",)
 # model.safetensors of the joined parts, as tested: a different file is refused, not used.
 MPNET_WEIGHTS_SHA256 = "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"
 ENCODER_MARKER = "earshot_encoder.json"  # in a model directory: {"onnx_weights": "int8"} quantizes its ONNX graph
-# MPNet's graph in int8 but its feed-forward output products (models/encoder_onnx.py `export` has the measurements).
-MPNET_MARKER = {"source": "all-mpnet-base-v2", "onnx_weights": "int8", "float_matmuls": ["/output/dense/"]}
+# MPNet's graph all in int8, its feed-forward outputs smoothed first (models/encoder_recipe.py has the measurements).
+MPNET_MARKER = {"source": "all-mpnet-base-v2", "onnx_weights": "int8", "float_matmuls": [], "smooth_ffn_out": 0.75}
 
 
 def packaged_encoder_dir(name: str, cache_dir: Path) -> Path:

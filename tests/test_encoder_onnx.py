@@ -200,11 +200,13 @@ def test_an_int8_graph_must_point_where_torch_does(torch_encoder, tmp_path):
 
 
 def test_the_intent_encoder_runs_int8_on_onnx_close_to_torch(tmp_path):
-    """MPNet, joined from its packages: its graph is int8 but the feed-forward outputs, and agrees with torch."""
+    """MPNet, joined from its packages: its graph is all int8, the feed-forward outputs smoothed, and agrees with torch.
+
+    Unsmoothed, the same all-int8 graph gives these texts a mean per-layer cosine of 0.931 (lowest 0.68)."""
     onnx_mpnet = SentenceEncoder.load("mpnet", threads=1, backend="onnx")  # make prepared it in the default cache
     assert onnx_mpnet.backend == "onnx" and onnx_mpnet._onnx.path.name.endswith("-int8.onnx")
     torch_mpnet = SentenceEncoder.load("mpnet", threads=1)
     ours, theirs = onnx_mpnet.layer_means(TEXTS), torch_mpnet.layer_means(TEXTS)
     assert ours.shape == theirs.shape == (len(TEXTS), 12 * 768)
     per_layer = (ours.reshape(len(TEXTS), 12, 768) * theirs.reshape(len(TEXTS), 12, 768)).sum(-1)
-    assert per_layer.mean() > 0.95 and per_layer.min() > 0.7, per_layer.round(3)
+    assert per_layer.mean() > 0.97 and per_layer.min() > 0.9, per_layer.round(3)  # smoothed: 0.986 and 0.952
