@@ -42,15 +42,12 @@ from earshot.models.audio import BYTES_PER_SAMPLE, SAMPLE_RATE, read_audio
 from earshot.models.encoder import SentenceEncoder
 from earshot.models.intent import HEADS_DIR, LABEL_SETS, IntentClassifier, encoder_of, load_heads
 from earshot.models.intent_dataset import load_dataset
-from earshot.models.intent_evaluation import evaluate
+from earshot.models.intent_evaluation import served_run
 from earshot.models.intent_training import evaluation_path
 from earshot.server.ice import restrict_ice_to_loopback
 from earshot.server.redis_server import PrivateRedis
 
 CALL = DEFAULT_CORPUS / "calls" / "call-1.wav"
-WARM_UP = 10
-
-
 BATCH_SIZES = (4, 8, 16)
 BACKENDS = ("torch", "onnx")
 
@@ -82,19 +79,11 @@ def _time_label_set(classifier: IntentClassifier, label_set: str, quick: bool) -
     data = load_dataset(label_set)
     test = data.split("test")[: 40 if quick else None]
     texts = [u.text for u in test]
-    for text in texts[:WARM_UP]:
-        classifier.classify(text, label_set)
-    times, said = [], []
-    for text in texts:
-        started = time.perf_counter()
-        prediction = classifier.classify(text, label_set)
-        times.append(time.perf_counter() - started)
-        said.append({label.name for label in prediction.labels})
+    run = served_run(classifier, label_set, texts, data.targets(test))  # what train-intent records as "served"
     out: dict[str, Any] = {
         # On this backend's own features (an int8 graph's differ from torch's, which the evaluation file used).
-        "test_micro_f1": evaluate(data.labels, np.array([[name in s for name in data.labels] for s in said]),
-                                  data.targets(test))["micro_f1"],
-        "inference_s": percentiles(times),
+        "test_micro_f1": run.micro_f1,
+        "inference_s": percentiles(run.times_s),
         "words_per_utterance": percentiles(len(t.split()) for t in texts),
         "batched": {},
     }

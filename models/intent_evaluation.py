@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import os
+import platform
+import time
 from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from earshot.models.intent import best_plus
+from earshot.models.intent import IntentClassifier, IntentHead, best_plus
 
 THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.025), 3)
 CONFUSION_PAIRS_SHOWN = 10
+SERVED_WARM_UP = 10  # utterances classified untimed first (the graph's first runs allocate)
+SERVED_TARGET_P95_MS = 10.0  # the speed the heads aim for: one utterance, encoder and head, one thread
 
 
 def tune_thresholds(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -77,3 +84,70 @@ def evaluate(labels: Sequence[str], predicted: np.ndarray, targets: np.ndarray) 
 
 def _ratio(numerator: int, denominator: int) -> float:
     return round(numerator / denominator, 4) if denominator else 0.0
+
+
+@dataclass(frozen=True)
+class ServedRun:
+    """A head as a server runs it over some utterances: one at a time, on its encoder's backend and threads."""
+
+    backend: str  # "onnx" or "torch"
+    micro_f1: float  # on this backend's features (an int8 graph's differ from torch's, which training reads)
+    times_s: tuple[float, ...]  # per utterance: encoder and head
+
+    def summary(self) -> dict[str, Any]:
+        ms = np.asarray(self.times_s) * 1000
+        return {
+            "backend": self.backend,
+            "threads": 1,
+            "utterances": len(self.times_s),
+            "test_micro_f1": self.micro_f1,
+            "inference_ms": {name: round(float(np.percentile(ms, q)), 2) for name, q in (("p50", 50), ("p95", 95), ("p99", 99))},
+            "target_p95_ms": SERVED_TARGET_P95_MS,
+            "cpu": _cpu_name(),
+            "cpu_count": os.cpu_count(),
+        }
+
+
+def served_run(classifier: IntentClassifier, label_set: str, texts: Sequence[str], targets: np.ndarray) -> ServedRun:
+    """Classify `texts` one by one as the server does (after SERVED_WARM_UP untimed ones) and score the labels said."""
+    labels = classifier.heads[label_set].labels
+    for text in texts[:SERVED_WARM_UP]:
+        classifier.classify(text, label_set)
+    times, said = [], np.zeros((len(texts), len(labels)), dtype=bool)
+    for row, text in enumerate(texts):
+        started = time.perf_counter()
+        prediction = classifier.classify(text, label_set)
+        times.append(time.perf_counter() - started)
+        chosen = {label.name for label in prediction.labels}
+        said[row] = [name in chosen for name in labels]
+    return ServedRun(classifier.encoder.backend, evaluate(labels, said, targets)["micro_f1"], tuple(times))
+
+
+def served_evaluation(encoder_dir: str, head: IntentHead, texts: Sequence[str], targets: np.ndarray) -> dict[str, Any]:
+    """A trained head on its encoder as a server loads it (ONNX Runtime where it can, one thread), timed here.
+
+    Torch's process-wide thread count is put back afterwards (an encoder that
+    stays on torch sets it to one), so training that follows keeps its threads.
+    """
+    import sys
+
+    from earshot.models.encoder import SentenceEncoder
+
+    torch = sys.modules.get("torch")
+    threads = torch.get_num_threads() if torch is not None else 0
+    try:
+        encoder = SentenceEncoder.load(encoder_dir, threads=1, backend="onnx")
+        return served_run(IntentClassifier(encoder, {head.label_set: head}), head.label_set, texts, targets).summary()
+    finally:
+        if torch is not None:
+            torch.set_num_threads(threads)
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

@@ -58,7 +58,7 @@ from earshot.models.intent import (
 )
 from earshot.models.intent_dataset import DATA_DIR, IntentDataset, LabelledUtterance, load_dataset
 from earshot.models.intent_dataset_build import batch_counts, batch_of_groups
-from earshot.models.intent_evaluation import evaluate, tune_best_plus, tune_thresholds
+from earshot.models.intent_evaluation import evaluate, served_evaluation, tune_best_plus, tune_thresholds
 from earshot.models.intent_feedback import Correction
 from earshot.models.intent_lexical import LexicalFeatures, fit_lexical
 
@@ -165,6 +165,10 @@ def train_intent(config: TrainConfig) -> TrainResult:
         "data_note": DATA_NOTE,
         "data_batches": batch_counts(data, config.data_dir),
         "test_micro_f1_by_batch": _micro_f1_by_batch(head, data, test, test_scores, config.data_dir),
+        # The same test split through the head as served: ONNX Runtime (MPNet in int8), one thread, timed here.
+        "served": served_evaluation(config.encoder_dir, head, test_texts, data.targets(test))
+        if not config.full_finetune
+        else {"not_measured": "a fine-tuned encoder is timed where it is served (python -m bench.intent_bench)"},
         **evaluation,
     }
     head_file = head_path(config.label_set, config.out_dir)

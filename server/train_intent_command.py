@@ -97,6 +97,12 @@ def run_train_intent(
         )
         for name, metrics in test["per_label"].items():
             print(f"  {name:<24} P {metrics['precision']:.2f}  R {metrics['recall']:.2f}  F1 {metrics['f1']:.2f}  n={metrics['support']}")
+        served = result.evaluation["served"]
+        if "inference_ms" in served:
+            print(
+                f"  as served ({served['backend']}, one thread): test micro-F1 {served['test_micro_f1']:.3f}, "
+                f"p50 {served['inference_ms']['p50']:.1f} ms, p95 {served['inference_ms']['p95']:.1f} ms per utterance"
+            )
         if "feedback" in result.evaluation:
             fb = result.evaluation["feedback"]
             held = fb["corrections_held_out_micro_f1"]
