@@ -177,7 +177,7 @@ def export(model: Any, path: Path, recipe: EncoderRecipe = EncoderRecipe()) -> N
     channel) for every matrix product whose node name contains none of
     `recipe.float_matmuls`, after smoothing the feed-forward outputs when the
     recipe asks (models/encoder_recipe.py has the measurements of what MPNet
-    is served with now: 10 layers, all int8, smoothed). Before that, measured as call-center
+    is served with now: all int8, smoothed). Before that, measured as call-center
     out-of-fold micro-F1 of heads trained on torch's features, and time per
     utterance on one thread over the 187 call-center test utterances (p50 /
     p95): float 0.931 at 35 / 50 ms; all int8 0.917 at 14 / 18 ms; int8 but
