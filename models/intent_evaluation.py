@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from earshot.models.intent import IntentClassifier, IntentHead, best_plus
 THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.025), 3)
 CONFUSION_PAIRS_SHOWN = 10
 SERVED_WARM_UP = 10  # utterances classified untimed first (the graph's first runs allocate)
+SERVED_THREADS = 1  # as the server runs its encoder
 SERVED_TARGET_P95_MS = 10.0  # the speed the heads aim for: one utterance, encoder and head, one thread
 
 
@@ -98,7 +100,6 @@ class ServedRun:
         ms = np.asarray(self.times_s) * 1000
         return {
             "backend": self.backend,
-            "threads": 1,
             "utterances": len(self.times_s),
             "test_micro_f1": self.micro_f1,
             "inference_ms": {name: round(float(np.percentile(ms, q)), 2) for name, q in (("p50", 50), ("p95", 95), ("p99", 99))},
@@ -129,15 +130,14 @@ def served_evaluation(encoder_dir: str, head: IntentHead, texts: Sequence[str], 
     Torch's process-wide thread count is put back afterwards (an encoder that
     stays on torch sets it to one), so training that follows keeps its threads.
     """
-    import sys
-
     from earshot.models.encoder import SentenceEncoder
 
     torch = sys.modules.get("torch")
     threads = torch.get_num_threads() if torch is not None else 0
     try:
-        encoder = SentenceEncoder.load(encoder_dir, threads=1, backend="onnx")
-        return served_run(IntentClassifier(encoder, {head.label_set: head}), head.label_set, texts, targets).summary()
+        encoder = SentenceEncoder.load(encoder_dir, threads=SERVED_THREADS, backend="onnx")
+        run = served_run(IntentClassifier(encoder, {head.label_set: head}), head.label_set, texts, targets)
+        return {**run.summary(), "threads": SERVED_THREADS}
     finally:
         if torch is not None:
             torch.set_num_threads(threads)
