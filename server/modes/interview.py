@@ -15,6 +15,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+from earshot.agents.commands import heard_labels
 from earshot.agents.followup import warm_prompt_cache
 from earshot.agents.inbox import HeardFinal, HeardNoFinal, HeardPartial, HeardSpeechEnd, HeardSpeechStart, HeardVoice
 from earshot.agents.interview_state import InterviewState
@@ -162,7 +163,7 @@ class InterviewMode:
             self.error("interviewer_failed", "The interviewer stopped because of an internal error; transcription goes on.")
 
     def _final_heard(self, final: protocol.Final, intents: tuple[protocol.IntentLabel, ...]) -> None:
-        names = tuple(label.name for label in intents)
+        names = heard_labels((label.name, label.score) for label in intents)
         self.interviewer.heard(HeardFinal(final.seq, final.utterance_id, final.text, names))
 
     # --- agents.ports.InterviewOutput -------------------------------------------------------
