@@ -135,7 +135,9 @@ class Listener:
                 if pause_from is None and not speaking:
                     pause_from = loop.time()  # a final heard over the interviewer's voice: no end seen here
                     turn_wait = self._config.turn_pause_s
-                command = command_for(item.text, item.intents)
+                # The head judges a short final alone: once this turn holds an answer, a final is more of it (a
+                # barge-in sentence cut in two), and only the word patterns may still make it a command.
+                command = command_for(item.text, () if finals else item.intents)
                 if command in (Command.REPEAT, Command.HINT, Command.SKIP, Command.STOP):
                     drop_reply()
                     command_heard = (command, HeardFinal(item.seq, item.utterance_id, item.text), loop.time())
